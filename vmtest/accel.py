@@ -1,0 +1,102 @@
+"""Choosing the accelerator: KVM only if it is proven to boot, else TCG.
+
+``/dev/kvm`` existing is not enough (on nested, paravirtualised hosts it
+opens fine and then hangs), so ``auto`` boots a tiny guest (the stage-1
+initrd with ``vmtest.probe``) under ``-accel kvm`` with a short timeout and
+caches the verdict per host in the cache directory. ``VMTEST_ACCEL`` (or the
+``accel`` argument) forces ``kvm`` or ``tcg``; a forced ``kvm`` that does not
+work is an error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from .errors import ConfigError, HostError
+from .log import log
+from .proc import ProcessError, run
+from .qemu import DEFAULT_QEMU, Boot, probe_argv
+
+CHOICES = ("auto", "kvm", "tcg")
+PROBE_TIMEOUT = 20.0
+
+
+def requested(accel: str | None = None) -> str:
+    value = accel or os.environ.get("VMTEST_ACCEL") or "auto"
+    if value not in CHOICES:
+        raise ConfigError("VMTEST_ACCEL" if not accel else "accel", value, "unknown accelerator", "use auto, kvm or tcg")
+    return value
+
+
+def host_fingerprint(qemu: str = DEFAULT_QEMU) -> str:
+    """Identifies this host + QEMU, so a cached verdict is not reused elsewhere."""
+    try:
+        cpu = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), ""
+        )
+    except OSError:
+        cpu = ""
+    try:
+        version = subprocess.run([qemu, "--version"], capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        version = "missing"
+    blob = "|".join([platform.node(), platform.release(), cpu, version])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def probe_kvm(boot: Boot, logger: logging.Logger, qemu: str = DEFAULT_QEMU) -> tuple[bool, str]:
+    """Boot the probe guest under KVM. Returns (works, reason)."""
+    if not os.path.exists("/dev/kvm"):
+        return False, "/dev/kvm does not exist"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is not accessible (add yourself to the kvm group)"
+    try:
+        done = run(probe_argv("kvm", boot, qemu), what="KVM probe", logger=logger, timeout=PROBE_TIMEOUT, check=False)
+    except ProcessError as exc:
+        return False, f"a tiny guest under -accel kvm did not finish within {PROBE_TIMEOUT:.0f}s (KVM hangs here)" + (
+            f"; last output: {exc.tail[-1]}" if exc.tail else ""
+        )
+    if "PROBE-OK" in done.output:
+        return True, f"a tiny guest booted under KVM in {done.elapsed:.1f}s"
+    last = done.output.strip().splitlines()[-1:] or ["no output"]
+    return False, f"QEMU with -accel kvm exited with status {done.status}: {last[0]}"
+
+
+def choose(cache_dir: Path, boot_fn, logger: logging.Logger, accel: str | None = None, qemu: str = DEFAULT_QEMU) -> str:
+    """The accelerator to use (``kvm`` or ``tcg``), logging loudly which one and why.
+
+    ``boot_fn()`` returns the probe's :class:`Boot` (it may build the kernel).
+    """
+    want = requested(accel)
+    if want == "tcg":
+        log(logger, "accelerator: TCG (software emulation), as requested")
+        return "tcg"
+    verdict_file = cache_dir / "accel.json"
+    fingerprint = host_fingerprint(qemu)
+    verdict = None
+    try:
+        cached = json.loads(verdict_file.read_text())
+        if cached.get("fingerprint") == fingerprint:
+            verdict = (cached["kvm"], cached["reason"] + " (cached verdict)")
+    except (OSError, ValueError, KeyError):
+        pass
+    if verdict is None:
+        verdict = probe_kvm(boot_fn(), logger, qemu)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = verdict_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "kvm": verdict[0], "reason": verdict[1]}) + "\n")
+        os.replace(tmp, verdict_file)
+    works, reason = verdict
+    if works:
+        log(logger, f"accelerator: KVM ({reason})")
+        return "kvm"
+    if want == "kvm":
+        raise HostError(f"KVM was requested (VMTEST_ACCEL=kvm / --vm-accel kvm) but does not work: {reason}")
+    log(logger, f"accelerator: TCG (software emulation, slow) because KVM is unusable: {reason}", level=logging.WARNING)
+    return "tcg"

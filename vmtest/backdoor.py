@@ -1,0 +1,180 @@
+"""The backdoor shell: run commands in the guest over the virtio console.
+
+The guest side is ``image/guest/backdoor``, a bash loop on ``/dev/hvc0``.
+A request is ``run <id> <command>\\n`` with the command escaped for
+``printf %b`` (see :func:`escape_command`); the reply is a header
+``\\x02vmtest-out <id> <status> <nbytes> <raw|b64>\\n`` followed by exactly
+``nbytes`` of the command's stdout. Ids are random per request and the
+payload is length-prefixed, so binary output, output without a trailing
+newline and output that imitates a header cannot confuse the reader.
+
+Timeouts are enforced from here: when one expires we send ``kill <id>``, the
+guest kills the command's process group and answers with status 124.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pexpect
+import pexpect.fdpexpect
+
+READY = re.compile(rb"\x02vmtest-ready ([^\n]*)\n")
+KILLED_STATUS = 124
+KILL_GRACE = 10.0
+
+
+_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!\"#$%&'()*+,-./:;<=>?@[]^_`{|}~")
+
+
+def escape_command(command: str) -> bytes:
+    """``command`` as one line of printable ASCII that ``printf %b`` turns back into it.
+
+    Every byte but printable ASCII (and space and backslash) becomes ``\\0ooo``.
+    """
+    out = bytearray()
+    for byte in command.encode():
+        if byte in _PLAIN:
+            out.append(byte)
+        else:
+            out += b"\\0%03o" % byte
+    return bytes(out)
+
+
+def encode_run(request_id: str, command: str) -> bytes:
+    """The ``run`` request line for ``command``."""
+    return b"run " + request_id.encode() + b" " + escape_command(command) + b"\n"
+
+
+def encode_kill(request_id: str) -> bytes:
+    return f"kill {request_id}\n".encode()
+
+
+def reply_header(request_id: str) -> re.Pattern[bytes]:
+    """The regex of the reply header for ``request_id``: groups status, nbytes, encoding."""
+    return re.compile(rb"\x02vmtest-out " + re.escape(request_id.encode()) + rb" (\d+) (\d+) (raw|b64)\n")
+
+
+def decode_payload(payload: bytes, encoding: bytes) -> bytes:
+    return base64.b64decode(payload) if encoding == b"b64" else payload
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    output: bytes
+    elapsed: float
+    killed: bool = False
+
+
+class BackdoorClosed(Exception):
+    """The virtio console closed (QEMU exited)."""
+
+
+class BackdoorTimeout(Exception):
+    """The guest did not answer at all (not even to ``kill``)."""
+
+
+class Backdoor:
+    """Client of the guest's backdoor loop over one connected socket (pexpect).
+
+    One command at a time per machine (a lock serialises callers); commands
+    on different machines run concurrently.
+    """
+
+    def __init__(self, name: str, sock: socket.socket, logger: logging.Logger) -> None:
+        self.name = name
+        self.logger = logger
+        self._sock = sock
+        self._spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, maxread=65536)
+        self._lock = threading.Lock()
+        self.kernel_release: str | None = None
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str:
+        """Wait for the ready banner; returns the guest's kernel release."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BackdoorTimeout("waiting for the backdoor shell")
+                try:
+                    self._spawn.expect(READY, timeout=min(left, 1.0))
+                    break
+                except pexpect.TIMEOUT:
+                    if not alive():
+                        raise BackdoorClosed("QEMU exited") from None
+                except pexpect.EOF:
+                    raise BackdoorClosed("the virtio console closed") from None
+            self.kernel_release = self._spawn.match.group(1).decode(errors="replace")
+            return self.kernel_release
+
+    def run(self, command: str, timeout: float) -> Result:
+        """Run ``command`` in the guest; after ``timeout`` seconds it is killed (status 124)."""
+        with self._lock:
+            rid = new_id()
+            header = reply_header(rid)
+            start = time.monotonic()
+            self._sock.sendall(encode_run(rid, command))
+            killed = False
+            try:
+                self._spawn.expect(header, timeout=timeout)
+            except pexpect.TIMEOUT:
+                killed = True
+                self._sock.sendall(encode_kill(rid))
+                try:
+                    self._spawn.expect(header, timeout=KILL_GRACE)
+                except pexpect.TIMEOUT:
+                    raise BackdoorTimeout(
+                        f"the guest did not answer within {KILL_GRACE:.0f}s after being asked to kill the command"
+                    ) from None
+                except pexpect.EOF:
+                    raise BackdoorClosed("the virtio console closed") from None
+            except pexpect.EOF:
+                raise BackdoorClosed("the virtio console closed") from None
+            status = int(self._spawn.match.group(1))
+            size = int(self._spawn.match.group(2))
+            encoding = self._spawn.match.group(3)
+            payload = self._read_exact(size, time.monotonic() + max(30.0, size / 100_000))
+            return Result(status, decode_payload(payload, encoding), time.monotonic() - start, killed)
+
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        """Exactly ``size`` bytes following the last match (pexpect's buffer first)."""
+        buf = self._spawn.buffer
+        data = bytearray(buf[:size])
+        self._spawn.buffer = buf[size:]
+        while len(data) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BackdoorTimeout(f"reading {size} bytes of output (got {len(data)})")
+            try:
+                chunk = self._spawn.read_nonblocking(min(65536, size - len(data)), timeout=left)
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                raise BackdoorClosed("the virtio console closed") from None
+            data += chunk
+        return bytes(data)
+
+    def send_only(self, command: str) -> None:
+        """Send a command without waiting for its reply (for poweroff/reboot)."""
+        with self._lock:
+            self._sock.sendall(encode_run(new_id(), command))
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass

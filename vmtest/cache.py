@@ -1,0 +1,216 @@
+"""The on-disk cache: content-addressed entries that are complete or absent.
+
+Layout under the cache directory (``~/.cache/vmtest``, ``$VMTEST_CACHE_DIR``)::
+
+    images/<key>/     one complete guest image per key
+    kernels/<key>/    kernel + stage-1 initrd + pruned module tree
+    debs/             downloaded .deb files, reused across builds
+    tmp/<kind>-<key>.<random>/   builds in progress
+    locks/<kind>-<key>.lock      one flock per key
+
+An entry is built in ``tmp/`` and renamed into place only when finished, so a
+killed build never leaves something that looks complete. Builders of the
+same key serialise on the key's lock; the second one finds the entry ready.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .log import log
+
+META = "meta.json"
+KINDS = ("images", "kernels")
+
+
+def default_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """``override``, else ``$VMTEST_CACHE_DIR``, else ``$XDG_CACHE_HOME/vmtest`` (``~/.cache/vmtest``)."""
+    if override:
+        return Path(override).expanduser().absolute()
+    if os.environ.get("VMTEST_CACHE_DIR"):
+        return Path(os.environ["VMTEST_CACHE_DIR"]).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().absolute() / "vmtest"
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (sparse files count what they use)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    key: str
+    path: Path
+    size: int
+    created: float
+    last_used: float
+    meta: dict[str, Any]
+
+
+class Cache:
+    """Owner of the cache directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def debs(self) -> Path:
+        path = self.root / "debs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def lookup(self, kind: str, key: str) -> Path | None:
+        """The entry's directory if it is complete (and mark it used), else None."""
+        path = self.path(kind, key)
+        if (path / META).is_file():
+            os.utime(path / META)
+            return path
+        return None
+
+    @contextmanager
+    def lock(self, kind: str, key: str, logger: logging.Logger) -> Iterator[None]:
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{kind}-{key}.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log(logger, f"another process is building {kind}/{key[:12]}; waiting for it")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def build(
+        self,
+        kind: str,
+        key: str,
+        builder: Callable[[Path], dict[str, Any]],
+        logger: logging.Logger,
+    ) -> Path:
+        """Return the entry for ``key``, building it with ``builder(tmpdir) -> meta`` if missing."""
+        found = self.lookup(kind, key)
+        if found:
+            return found
+        with self.lock(kind, key, logger):
+            found = self.lookup(kind, key)
+            if found:
+                return found
+            self._remove_partial(kind, key)
+            tmp_root = self.root / "tmp"
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-{key}.", dir=tmp_root))
+            try:
+                meta = builder(tmp)
+                meta = {**meta, "kind": kind, "key": key, "created": time.time()}
+                (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+                final = self.path(kind, key)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return final
+
+    def remove(self, kind: str, key: str, logger: logging.Logger) -> None:
+        """Delete an entry (under its lock, so no reader sees half of it)."""
+        with self.lock(kind, key, logger):
+            path = self.path(kind, key)
+            if path.exists():
+                doomed = self.root / "tmp" / f"{kind}-{key}.removing"
+                doomed.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+
+    def _remove_partial(self, kind: str, key: str) -> None:
+        """Remove leftovers of killed builds of this key (we hold its lock)."""
+        for stale in (self.root / "tmp").glob(f"{kind}-{key}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def entries(self) -> list[Entry]:
+        out = []
+        for kind in KINDS:
+            base = self.root / kind
+            if not base.is_dir():
+                continue
+            for path in sorted(base.iterdir()):
+                meta_file = path / META
+                if not meta_file.is_file():
+                    continue
+                try:
+                    meta = json.loads(meta_file.read_text())
+                except (OSError, ValueError):
+                    meta = {}
+                st = meta_file.stat()
+                out.append(Entry(kind, path.name, path, disk_usage(path), meta.get("created", st.st_ctime), st.st_mtime, meta))
+        return out
+
+    def partial_builds(self) -> list[tuple[Path, bool]]:
+        """(directory, still being built) for every build in progress or left by a killed one."""
+        tmp_root = self.root / "tmp"
+        if not tmp_root.is_dir():
+            return []
+        result = []
+        for path in sorted(tmp_root.iterdir()):
+            name = path.name.rsplit(".", 1)[0]
+            lock = self.root / "locks" / f"{name}.lock"
+            active = False
+            if lock.exists():
+                with open(lock, "a+") as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+                    except BlockingIOError:
+                        active = True
+            result.append((path, active))
+        return result
+
+    def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
+        """Remove stale partial builds, images unused for ``max_age_days``, and
+        kernels no remaining image uses. Returns what was removed."""
+        removed = []
+        for path, active in self.partial_builds():
+            if not active:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"partial build {path.name}")
+        now = time.time()
+        kept_kernels = set()
+        for entry in self.entries():
+            if entry.kind != "images":
+                continue
+            if everything or now - entry.last_used > max_age_days * 86400:
+                with self.lock(entry.kind, entry.key, logging.getLogger("vmtest.cache")):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(f"images/{entry.key}")
+            else:
+                kept_kernels.add(entry.meta.get("kernel_key"))
+        for entry in self.entries():
+            if entry.kind == "kernels" and entry.key not in kept_kernels:
+                if everything or now - entry.last_used > max_age_days * 86400:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(f"kernels/{entry.key}")
+        if everything and (self.root / "debs").is_dir():
+            shutil.rmtree(self.root / "debs", ignore_errors=True)
+            removed.append("debs")
+        return removed

@@ -1,0 +1,101 @@
+"""The serial console: read continuously into a log, keep lines for reports.
+
+A daemon thread reads the serial socket, splits it into lines (stripping
+carriage returns and terminal escape sequences), logs each line as
+``name # line``, appends it to ``console.log`` in the state directory and
+keeps the full history in memory for failure reports and text waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+
+
+def clean_line(raw: bytes) -> str:
+    """One console line as text: decoded, without CR and escape sequences."""
+    text = raw.decode(errors="replace").replace("\r", "")
+    return _ANSI.sub("", text)
+
+
+class SerialConsole:
+    """Owner of the serial console socket of one machine."""
+
+    def __init__(self, name: str, logger: logging.Logger, log_path: Path) -> None:
+        self.name = name
+        self.logger = logger
+        self.log_path = log_path
+        self.lines: list[str] = []
+        self.echo = True
+        self._partial = b""
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def attach(self, sock: socket.socket) -> None:
+        """Start reading ``sock`` in a background thread."""
+        self._sock = sock
+        self.closed = False
+        self._thread = threading.Thread(target=self._read, name=f"vmtest-serial-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._sock is not None
+        with open(self.log_path, "ab") as log_file:
+            while True:
+                try:
+                    data = self._sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                log_file.write(data)
+                log_file.flush()
+                self._feed(data)
+        if self._partial:
+            self._feed(b"\n")
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def _feed(self, data: bytes) -> None:
+        buf = self._partial + data
+        *complete, self._partial = buf.split(b"\n")
+        new = [clean_line(raw) for raw in complete]
+        with self._cond:
+            self.lines.extend(new)
+            self._cond.notify_all()
+        if self.echo:
+            for line in new:
+                self.logger.info("%s # %s", self.name, line)
+
+    def tail(self, n: int = 20) -> list[str]:
+        """The last ``n`` complete lines (plus the unfinished one, if any)."""
+        with self._cond:
+            lines = self.lines[-n:]
+        if self._partial:
+            lines = (lines + [clean_line(self._partial)])[-n:]
+        return lines
+
+    def write(self, data: bytes) -> None:
+        if self._sock is None:
+            raise OSError("serial console not connected")
+        self._sock.sendall(data)
+
+    def detach(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sock = None
+        self._thread = None

@@ -1,0 +1,101 @@
+"""The one exception hierarchy of vmtest.
+
+Every error a user can see derives from :class:`VmtestError`. Messages name
+what was attempted, on which machine, for how long, and (for machine errors)
+the last console lines, so nobody needs a debugger to see why a VM failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class VmtestError(Exception):
+    """Base class of every vmtest error."""
+
+
+class ConfigError(VmtestError):
+    """A machine configuration (or a vmtest setting) is invalid.
+
+    The message names the field, the value, why it is wrong and what to do.
+    """
+
+    def __init__(self, field: str, value: object, why: str, fix: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.why = why
+        self.fix = fix
+        msg = f"{field}={value!r}: {why}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)
+
+
+class HostError(VmtestError):
+    """The host lacks something vmtest needs (a program, a device, space)."""
+
+
+class ImageBuildError(VmtestError):
+    """Building a guest image failed."""
+
+    def __init__(self, step: str, message: str, output_tail: Sequence[str] = ()) -> None:
+        self.step = step
+        self.output_tail = list(output_tail)
+        text = f"image build failed while {step}: {message}"
+        if self.output_tail:
+            text += "\n--- last output lines ---\n" + "\n".join(self.output_tail)
+        super().__init__(text)
+
+
+def _with_console(text: str, console_tail: Sequence[str]) -> str:
+    if console_tail:
+        text += "\n--- last console lines ---\n" + "\n".join(console_tail)
+    return text
+
+
+class MachineError(VmtestError):
+    """Something went wrong with a running (or starting) machine."""
+
+    def __init__(
+        self,
+        machine: str,
+        action: str,
+        message: str,
+        elapsed: float | None = None,
+        console_tail: Sequence[str] = (),
+    ) -> None:
+        self.machine = machine
+        self.action = action
+        self.elapsed = elapsed
+        self.console_tail = list(console_tail)
+        took = f" after {elapsed:.1f}s" if elapsed is not None else ""
+        super().__init__(_with_console(f"{machine}: {action} failed{took}: {message}", console_tail))
+
+
+class LaunchError(MachineError):
+    """QEMU could not be started, or died while the machine was booting."""
+
+
+class CommandFailed(MachineError):
+    """A guest command returned an unexpected exit status."""
+
+    def __init__(
+        self,
+        machine: str,
+        command: str,
+        status: int,
+        output: str,
+        elapsed: float,
+        expected: str = "exit status 0",
+        console_tail: Sequence[str] = (),
+    ) -> None:
+        self.command = command
+        self.status = status
+        self.output = output
+        shown = output if len(output) <= 2000 else output[:1000] + "\n[...]\n" + output[-1000:]
+        message = f"expected {expected}, got exit status {status}\n--- output ---\n{shown}"
+        super().__init__(machine, f"command {command!r}", message, elapsed, console_tail)
+
+
+class Timeout(MachineError):
+    """A wait ran out of time."""

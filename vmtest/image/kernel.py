@@ -1,0 +1,206 @@
+"""The guest kernel: Debian's linux-image-amd64, plus a busybox stage-1 initrd.
+
+The kernel package is resolved through the host's apt (its version is part
+of every image key), downloaded once into the cache's deb directory and
+unpacked into a ``kernels/<key>`` cache entry holding ``vmlinuz``,
+``initrd.gz`` (busybox + the virtio/ext4/overlay/9p modules with their
+dependencies, and the ``init`` script next to this file) and a pruned module
+tree that image builds copy into each root file system.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..cache import Cache
+from ..errors import ImageBuildError
+from ..log import nested
+from ..proc import ProcessError, run
+
+KERNEL_BUILDER_VERSION = "1"
+META_PACKAGE = "linux-image-amd64"
+
+# Modules the stage-1 initrd loads (with their dependencies), in this order.
+STAGE1_MODULES = (
+    "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "ata_piix",
+    "virtio_net", "virtio_console", "virtio_rng",
+    "ext4", "overlay", "9pnet_virtio", "9p",
+)
+
+# Parts of the module tree no virtual machine of ours can use (real hardware
+# radios, GPUs, media, sound...). Dropping them makes images ~200 MiB smaller.
+PRUNED_MODULE_DIRS = (
+    "kernel/sound", "kernel/drivers/media", "kernel/drivers/net/wireless",
+    "kernel/drivers/gpu/drm/amd", "kernel/drivers/gpu/drm/i915",
+    "kernel/drivers/gpu/drm/nouveau", "kernel/drivers/gpu/drm/radeon",
+    "kernel/drivers/infiniband", "kernel/drivers/staging", "kernel/drivers/iio",
+    "kernel/drivers/comedi", "kernel/drivers/isdn", "kernel/drivers/bluetooth",
+    "kernel/net/bluetooth", "kernel/net/wireless", "kernel/net/mac80211",
+    "kernel/drivers/net/ethernet/mellanox", "kernel/drivers/net/ethernet/chelsio",
+    "kernel/drivers/net/ethernet/broadcom", "kernel/drivers/net/ethernet/qlogic",
+    "kernel/drivers/net/ethernet/marvell", "kernel/drivers/net/ethernet/sfc",
+    "kernel/drivers/hwmon", "kernel/drivers/input/touchscreen",
+)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    package: str  # e.g. linux-image-6.1.0-56-amd64
+    version: str  # Debian version, e.g. 6.1.192-2
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(
+            (self.package + self.version + KERNEL_BUILDER_VERSION + _guest_file("init").decode()).encode()
+        ).hexdigest()
+        return f"{self.package}_{self.version}_{digest[:12]}".replace(":", "_")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    spec: KernelSpec
+    release: str  # uname -r
+    vmlinuz: Path
+    initrd: Path
+    modules: Path  # the lib/modules/<release> tree
+
+
+def _guest_file(name: str) -> bytes:
+    return resources.files("vmtest.image").joinpath("guest", name).read_bytes()
+
+
+def resolve(logger: logging.Logger) -> KernelSpec:
+    """The kernel package the ``linux-image-amd64`` meta package points at, per host apt."""
+    try:
+        out = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
+            capture_output=True, text=True, check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ImageBuildError("resolving the kernel", "apt-cache not found: vmtest needs a Debian host") from exc
+    match = re.search(r"^Depends:.*?(linux-image-[^\s,]+)\s*\(=\s*([^)\s]+)\)", out.stdout, re.M)
+    if out.returncode != 0 or not match:
+        raise ImageBuildError(
+            "resolving the kernel",
+            f"apt knows no {META_PACKAGE} package ({out.stderr.strip() or 'no candidate'}); "
+            "run 'apt-get update' first",
+        )
+    return KernelSpec(match.group(1), match.group(2))
+
+
+def download_deb(cache: Cache, package: str, version: str, logger: logging.Logger) -> Path:
+    """The .deb of ``package=version`` from the cache's deb directory, downloading it if needed."""
+    arch = "amd64"
+    name = f"{package}_{version.split(':')[-1]}_{arch}.deb"
+    path = cache.debs / name
+    if path.is_file():
+        return path
+    tmp = Path(cache.debs) / f".download-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        with nested(logger, f"downloading {package} {version}"):
+            run(
+                ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{package}={version}"],
+                what=f"downloading {package}", logger=logger, cwd=tmp, timeout=600,
+            )
+        got = list(tmp.glob("*.deb"))
+        if len(got) != 1:
+            raise ImageBuildError(f"downloading {package}", f"expected one .deb, found {got}")
+        os.rename(got[0], path)
+    except ProcessError as exc:
+        raise ImageBuildError(f"downloading {package}", str(exc)) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _module_closure(root: Path, release: str, logger: logging.Logger) -> list[str]:
+    """Paths (relative to ``root``) of the stage-1 modules and their dependencies, in load order."""
+    ordered: list[str] = []
+    for mod in STAGE1_MODULES:
+        out = run(
+            ["modprobe", "-d", root, "-S", release, "--show-depends", mod],
+            what=f"resolving module {mod}", logger=logger,
+        ).output
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "insmod":
+                rel = os.path.relpath(parts[1], root)
+                if rel not in ordered:
+                    ordered.append(rel)
+    return ordered
+
+
+def _cpio_gzip(src: Path, dest: Path, logger: logging.Logger) -> None:
+    files = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    proc = subprocess.run(
+        ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
+        input="\n".join(["."] + files).encode() + b"\n",
+        cwd=src, capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise ImageBuildError("packing the initrd", proc.stderr.decode(errors="replace"))
+    dest.write_bytes(gzip.compress(proc.stdout, compresslevel=6))
+
+
+def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
+    """The kernel cache entry for ``spec``, built if missing."""
+
+    def builder(tmp: Path) -> dict[str, object]:
+        deb = download_deb(cache, spec.package, spec.version, logger)
+        with nested(logger, f"unpacking {deb.name}"):
+            unpacked = tmp / "unpacked"
+            run(["dpkg-deb", "-x", deb, unpacked], what="unpacking the kernel", logger=logger)
+            releases = [p.name for p in (unpacked / "lib/modules").iterdir()]
+            if len(releases) != 1:
+                raise ImageBuildError("unpacking the kernel", f"expected one module tree, got {releases}")
+            release = releases[0]
+            tree = unpacked / "lib/modules" / release
+            for rel in PRUNED_MODULE_DIRS:
+                shutil.rmtree(tree / rel, ignore_errors=True)
+            run(["depmod", "-b", unpacked, release], what="depmod", logger=logger)
+        with nested(logger, "building the stage-1 initrd"):
+            initrd_root = tmp / "initrd"
+            (initrd_root / "bin").mkdir(parents=True)
+            busybox = shutil.which("busybox") or "/bin/busybox"
+            if not _is_static(busybox):
+                raise ImageBuildError("building the initrd", "a static busybox is needed: apt-get install busybox-static")
+            shutil.copy2(busybox, initrd_root / "bin/busybox")
+            init = initrd_root / "init"
+            init.write_bytes(_guest_file("init"))
+            init.chmod(0o755)
+            mods = _module_closure(unpacked, release, logger)
+            for rel in mods:
+                dest = initrd_root / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(unpacked / rel, dest)
+            (initrd_root / "modules.list").write_text("".join(f"/{rel}\n" for rel in mods))
+            _cpio_gzip(initrd_root, tmp / "initrd.gz", logger)
+            shutil.rmtree(initrd_root)
+        os.rename(unpacked / "boot" / f"vmlinuz-{release}", tmp / "vmlinuz")
+        os.rename(tree, tmp / "modules")
+        shutil.rmtree(unpacked)
+        return {"package": spec.package, "version": spec.version, "release": release}
+
+    with nested(logger, f"kernel {spec.package} {spec.version}", level=logging.DEBUG):
+        path = cache.build("kernels", spec.key, builder, logger)
+    release = json.loads((path / "meta.json").read_text())["release"]
+    return Kernel(spec, release, path / "vmlinuz", path / "initrd.gz", path / "modules")
+
+
+def _is_static(path: str) -> bool:
+    """True if ``path`` exists and is a statically linked executable."""
+    if not os.path.isfile(path):
+        return False
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=False)
+    return "not a dynamic executable" in out.stdout + out.stderr or "statically linked" in out.stdout

@@ -1,0 +1,193 @@
+"""Build a guest root file system: mmdebstrap -> ext4 -> qcow2.
+
+mmdebstrap runs in ``unshare`` mode (its mounts live in a private namespace,
+so a killed build leaves none behind) and writes a directory; hooks reuse the
+cache's .deb files, copy in the vmtest guest files, the kernel modules and
+the config's files and units, enable services and run build commands.
+``mkfs.ext4 -d`` turns the directory into a file system image, which
+``qemu-img`` converts to the qcow2 base every VM overlays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..cache import Cache, disk_usage
+from ..config import MachineConfig
+from ..errors import ImageBuildError
+from ..log import log, nested
+from ..proc import ProcessError, run
+from .kernel import Kernel
+
+# What every guest has besides the requested packages.
+BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps")
+
+# Units that only slow a test VM down or write on a timer.
+MASKED_UNITS = (
+    "serial-getty@hvc0.service",  # would hang up the backdoor's tty
+    "serial-getty@ttyS0.service",  # the serial console belongs to the driver
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+    "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "man-db.timer",
+    "systemd-timesyncd.service",
+)
+
+MIN_DISK_MIB = 1024
+
+
+@dataclass(frozen=True)
+class RootfsResult:
+    disk: Path
+    disk_mib: int
+    content_mib: int
+
+
+def guest_file(name: str) -> bytes:
+    return resources.files("vmtest.image").joinpath("guest", name).read_bytes()
+
+
+def _write(root: Path, path: str, data: bytes, mode: int) -> None:
+    dest = root / path.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    dest.chmod(mode)
+
+
+def stage_overlay(config: MachineConfig, overlay: Path) -> None:
+    """Write everything vmtest adds to the guest into ``overlay`` (a tree copied over /)."""
+    _write(overlay, "/usr/lib/vmtest/backdoor", guest_file("backdoor"), 0o755)
+    _write(overlay, "/etc/systemd/system/vmtest-backdoor.service", guest_file("vmtest-backdoor.service"), 0o644)
+    _write(overlay, "/etc/hostname", b"vmtest\n", 0o644)
+    _write(overlay, "/etc/fstab", b"# root is mounted by the vmtest stage-1 initrd\n", 0o644)
+    _write(overlay, "/etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644)
+    masks = overlay / "etc/systemd/system"
+    for unit in MASKED_UNITS:
+        (masks / unit).symlink_to("/dev/null")
+    for name, text in config.units.items():
+        _write(overlay, f"/etc/systemd/system/{name}", text.encode(), 0o644)
+    for path, f in config.files.items():
+        _write(overlay, path, f.data(), f.mode)
+
+
+def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
+    enable = ["vmtest-backdoor.service", *config.units.keys(), *config.services]
+    lines = [
+        "set -eu",
+        'root="$1"',
+        f'mkdir -p {shlex.quote(str(new_debs))}',
+        f'cp -l "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null'
+        f' || cp "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null || true',
+        f'mkdir -p "$root/lib/modules" && cp -a {shlex.quote(str(kernel.modules))} "$root/lib/modules/{kernel.release}"',
+        f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
+        'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
+        'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
+        "chroot \"$root\" passwd -d root >/dev/null",
+    ]
+    for i, cmd in enumerate(config.build_commands):
+        lines.append(f'echo "vmtest-customize: build command {i + 1}/{len(config.build_commands)}"')
+        lines.append(
+            f'chroot "$root" /bin/sh -c {shlex.quote(cmd)} '
+            f'|| {{ echo "vmtest-customize: build command {i + 1} failed with status $?: " {shlex.quote(cmd)}; exit 1; }}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _progress(line: str) -> bool:
+    return line.startswith(("I: ", "E: ", "W: ", "vmtest-customize:"))
+
+
+def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildError:
+    text = "\n".join(exc.tail)
+    missing = re.findall(r"Unable to locate package (\S+)", text)
+    missing += re.findall(r"Package '?([^' ]+)'? has no installation candidate", text)
+    if missing:
+        names = ", ".join(sorted(set(missing)))
+        return ImageBuildError(
+            "installing packages",
+            f"packages={list(config.packages)!r}: apt cannot find {names} in Debian {config.suite} "
+            f"(check the spelling with 'apt-cache search {missing[0]}' and that it exists in {config.suite})",
+            exc.tail,
+        )
+    failed_cmd = re.search(r"vmtest-customize: build command (\d+) failed", text)
+    if failed_cmd:
+        return ImageBuildError(
+            f"running build_commands[{int(failed_cmd.group(1)) - 1}]",
+            "the command failed inside the image", exc.tail,
+        )
+    return ImageBuildError("running mmdebstrap", str(exc).split("\n", 1)[0], exc.tail)
+
+
+def build_rootfs(
+    cache: Cache, config: MachineConfig, kernel: Kernel, work: Path, out: Path, logger: logging.Logger
+) -> RootfsResult:
+    """Build the qcow2 base image ``out`` for ``config`` using scratch space ``work``."""
+    overlay = work / "overlay"
+    stage_overlay(config, overlay)
+    new_debs = work / "new-debs"
+    hook = work / "customize.sh"
+    hook.write_text(_customize_script(config, overlay, kernel, new_debs))
+    tree = work / "root"
+    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.packages)))
+    debs = cache.debs
+    argv = [
+        "mmdebstrap", "--mode=unshare", "--variant=minbase",
+        *(["--verbose"] if logger.isEnabledFor(logging.DEBUG) else []),
+        f"--include={include}",
+        "--skip=essential/unlink",
+        "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
+        f'(cp -l {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || '
+        f'cp {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true)',
+        f"--customize-hook=sh {shlex.quote(str(hook))} \"$1\"",
+        config.suite, str(tree),
+    ]
+    with nested(logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s)"):
+        try:
+            run(argv, what="mmdebstrap", logger=logger, timeout=1800, line_filter=_progress)
+        except ProcessError as exc:
+            raise _explain_mmdebstrap(exc, config) from exc
+    _keep_debs(new_debs, debs)
+    content_mib = disk_usage(tree) // (1 << 20)
+    disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
+    raw = work / "root.ext4"
+    with nested(logger, f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system"):
+        try:
+            run(
+                ["mkfs.ext4", "-q", "-F", "-L", "vmtest-root", "-m", "0", "-E", "root_owner=0:0",
+                 "-d", tree, raw, f"{disk_mib}M"],
+                what="mkfs.ext4", logger=logger, timeout=600,
+            )
+        except ProcessError as exc:
+            raise ImageBuildError("creating the ext4 file system", str(exc)) from exc
+    shutil.rmtree(tree)
+    with nested(logger, "converting to qcow2"):
+        try:
+            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
+                what="qemu-img convert", logger=logger, timeout=600)
+        except ProcessError as exc:
+            raise ImageBuildError("converting to qcow2", str(exc)) from exc
+    raw.unlink()
+    log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
+    return RootfsResult(out, disk_mib, content_mib)
+
+
+def _keep_debs(new: Path, debs: Path) -> None:
+    """Move newly downloaded .debs into the shared deb cache (atomic renames)."""
+    if not new.is_dir():
+        return
+    for deb in new.glob("*.deb"):
+        dest = debs / deb.name
+        if not dest.exists():
+            try:
+                os.rename(deb, dest)
+            except OSError:
+                shutil.copy2(deb, dest.with_suffix(".tmp"))
+                os.rename(dest.with_suffix(".tmp"), dest)
+    shutil.rmtree(new, ignore_errors=True)

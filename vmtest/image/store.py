@@ -1,0 +1,95 @@
+"""The image store: ``MachineConfig`` -> cached kernel, initrd and qcow2 base.
+
+The key of an image hashes every input: the config's image inputs, the
+kernel entry's key, the base package set, the vmtest guest files and the
+builder version. Same inputs, same entry; one changed package or file, a new
+entry (the others stay cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import Cache, default_cache_dir
+from ..config import MachineConfig
+from ..log import get_logger, nested
+from . import kernel as kernel_mod
+from .rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
+
+IMAGE_BUILDER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BootImage:
+    """Everything needed to boot a configured machine (all files read-only)."""
+
+    key: str
+    disk: Path  # qcow2 base; VMs use an overlay on top of it
+    kernel: Path
+    initrd: Path
+    kernel_release: str
+    disk_mib: int
+
+
+class ImageStore:
+    """Builds and caches guest images."""
+
+    def __init__(self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None) -> None:
+        self.cache = Cache(default_cache_dir(cache_dir))
+        self.logger = logger or get_logger("image")
+
+    def kernel(self) -> kernel_mod.Kernel:
+        return kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
+
+    def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
+        inputs = {
+            "builder": IMAGE_BUILDER_VERSION,
+            "config": config.image_inputs(),
+            "kernel": kernel.spec.key,
+            "base_packages": list(BASE_PACKAGES),
+            "masked": list(MASKED_UNITS),
+            "guest_files": {
+                name: hashlib.sha256(guest_file(name)).hexdigest()
+                for name in ("backdoor", "vmtest-backdoor.service")
+            },
+        }
+        blob = json.dumps(inputs, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def get(self, config: MachineConfig, rebuild: bool = False) -> BootImage:
+        """The boot image for ``config``, built (with progress logged) if not cached."""
+        kernel = self.kernel()
+        key = self.key(config, kernel)
+        if rebuild:
+            self.cache.remove("images", key, self.logger)
+        cached = self.cache.lookup("images", key)
+        if cached:
+            self.logger.debug("image %s: cache hit", key)
+            return self._boot_image(key, cached, kernel)
+        label = ", ".join(config.packages) or "base system"
+
+        def builder(tmp: Path) -> dict[str, object]:
+            result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
+            shutil.rmtree(tmp / "work", ignore_errors=True)
+            return {
+                "kernel_key": kernel.spec.key,
+                "kernel_release": kernel.release,
+                "disk_mib": result.disk_mib,
+                "content_mib": result.content_mib,
+                "suite": config.suite,
+                "packages": list(config.packages),
+                "inputs": config.image_inputs(),
+            }
+
+        with nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"):
+            path = self.cache.build("images", key, builder, self.logger)
+        return self._boot_image(key, path, kernel)
+
+    def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
+        meta = json.loads((path / "meta.json").read_text())
+        return BootImage(key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"])

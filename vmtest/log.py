@@ -1,0 +1,47 @@
+"""Nested, timed log sections in the style of the NixOS test driver.
+
+Loggers are ordinary stdlib loggers named ``vmtest.<part>`` (``vmtest.<machine>``
+for a machine), so pytest's live log shows them. ``nested`` indents what is
+logged inside it and reports how long the section took, also when it fails.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("vmtest_log_depth", default=0)
+
+
+def get_logger(name: str = "") -> logging.Logger:
+    """The logger ``vmtest`` or ``vmtest.<name>``."""
+    return logging.getLogger(f"vmtest.{name}" if name else "vmtest")
+
+
+def indent() -> str:
+    return "  " * _depth.get()
+
+
+def log(logger: logging.Logger, msg: str, *args: object, level: int = logging.INFO) -> None:
+    """Log ``msg`` at the current nesting depth."""
+    logger.log(level, indent() + msg, *args)
+
+
+@contextmanager
+def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Iterator[None]:
+    """A timed log section: logs ``msg``, indents what happens inside, then the time taken."""
+    log(logger, msg, level=level)
+    token = _depth.set(_depth.get() + 1)
+    start = time.monotonic()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _depth.reset(token)
+        took = time.monotonic() - start
+        outcome = "done" if ok else "FAILED"
+        log(logger, f"({outcome}: {msg}, in {took:.2f} seconds)", level=level)

@@ -1,0 +1,320 @@
+"""``Machine``: one virtual machine as a test sees it.
+
+A facade over parts that each own one channel: the QEMU process
+(:mod:`vmtest.proc`), QMP (:mod:`vmtest.qmp`), the serial console
+(:mod:`vmtest.console`) and the backdoor shell (:mod:`vmtest.backdoor`).
+Construction has no side effects; ``start()`` builds the image if needed,
+launches QEMU paused, attaches every channel and lets the guest run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import accel as accel_mod
+from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
+from .config import MachineConfig
+from .console import SerialConsole
+from .errors import CommandFailed, LaunchError, MachineError, Timeout
+from .image import BootImage, ImageStore
+from .log import get_logger, log, nested
+from .proc import ProcessError, kill_group, run, spawn
+from .qemu import Boot, MachinePaths, machine_argv
+from .qmp import Monitor
+
+DEFAULT_BOOT_TIMEOUT = 300.0
+CONSOLE_TAIL = 20
+
+
+class Machine:
+    """A QEMU virtual machine built from a :class:`MachineConfig`."""
+
+    def __init__(
+        self,
+        name: str,
+        config: MachineConfig | None = None,
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        store: ImageStore | None = None,
+        accel: str | None = None,
+        keep_state: bool = False,
+    ) -> None:
+        self.name = name
+        self.config = config or MachineConfig()
+        self.logger = get_logger(name)
+        self.store = store or ImageStore()
+        self._accel_request = accel
+        self.accel: str | None = None
+        self._own_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.keep_state = keep_state
+        self.image: BootImage | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.monitor: Monitor | None = None
+        self.console = None  # type: SerialConsole | None
+        self.backdoor: Backdoor | None = None
+        self.booted = False
+        self._started_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.name} {'running' if self.is_running() else 'stopped'}>"
+
+    # -- logging -----------------------------------------------------------
+
+    def log(self, msg: str) -> None:
+        """Log ``msg`` under this machine's name."""
+        log(self.logger, f"{self.name}: {msg}")
+
+    @contextmanager
+    def nested(self, msg: str) -> Iterator[None]:
+        """A timed, indented log section: ``with machine.nested("doing x"): ...``."""
+        with nested(self.logger, f"{self.name}: {msg}"):
+            yield
+
+    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
+        """The last ``n`` lines the serial console printed."""
+        return self.console.tail(n) if self.console else []
+
+    def _qemu_output(self) -> str:
+        if self.state_dir is None:
+            return ""
+        try:
+            text = MachinePaths(self.state_dir).qemu_log.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return text[-3000:]
+
+    def _died(self, action: str, start: float) -> LaunchError:
+        status = self.process.poll() if self.process else None
+        out = self._qemu_output()
+        message = f"QEMU exited with status {status}"
+        message += f"; its output:\n{out}" if out else " and printed nothing"
+        return LaunchError(self.name, action, message, time.monotonic() - start, self.console_tail())
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def is_running(self) -> bool:
+        """True while the QEMU process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Build the image if needed and launch QEMU; returns without waiting for the boot."""
+        if self.is_running():
+            return
+        start = time.monotonic()
+        with self.nested("starting"):
+            self.image = self.store.get(self.config)
+            if self.accel is None:
+                self.accel = accel_mod.choose(
+                    self.store.cache.root, lambda: Boot(self.image.kernel, self.image.initrd),
+                    self.logger, self._accel_request,
+                )
+            if self.state_dir is None:
+                self.state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            paths = MachinePaths(self.state_dir)
+            if not paths.disk.exists():
+                try:
+                    run(
+                        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, paths.disk],
+                        what="creating the disk overlay", logger=self.logger,
+                    )
+                except ProcessError as exc:
+                    raise LaunchError(self.name, "creating the disk overlay", str(exc)) from exc
+            for sock in (paths.qmp, paths.shell, paths.serial):
+                sock.unlink(missing_ok=True)
+            paths.qemu_log.write_bytes(b"")
+            argv = machine_argv(self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel)
+            self.process = spawn(argv, logger=self.logger, stdout=paths.qemu_log)
+            self._started_at = time.monotonic()
+            try:
+                self._attach(paths, start)
+            except BaseException:
+                self.release()
+                raise
+
+    def _connect_unix(self, path: Path, start: float, timeout: float = 30.0) -> socket.socket:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_running():
+                raise self._died(f"connecting to {path.name}", start)
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(path))
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise LaunchError(
+                        self.name, "starting QEMU", f"{path} did not appear within {timeout:.0f}s",
+                        time.monotonic() - start,
+                    ) from None
+                time.sleep(0.02)
+
+    def _attach(self, paths: MachinePaths, start: float) -> None:
+        """Connect QMP, serial console and backdoor while QEMU is paused, then let it run."""
+        self._connect_unix(paths.qmp, start).close()  # the socket exists and QEMU listens
+        self.monitor = Monitor(paths.qmp)
+        self.monitor.connect()
+        self.console = SerialConsole(self.name, self.logger, paths.console_log)
+        self.console.attach(self._connect_unix(paths.serial, start))
+        self.backdoor = Backdoor(self.name, self._connect_unix(paths.shell, start), self.logger)
+        self.monitor.command("cont")
+        self.log(f"QEMU running (pid {self.process.pid}, {self.accel}), booting")
+
+    def connect(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
+        """Start the machine if needed and wait until its backdoor shell answers."""
+        if self.booted and self.is_running():
+            return
+        self.start()
+        assert self.backdoor is not None
+        start = time.monotonic()
+        with self.nested("waiting for the backdoor shell"):
+            try:
+                release = self.backdoor.wait_ready(timeout, self.is_running)
+            except BackdoorClosed:
+                raise self._died("booting", start) from None
+            except BackdoorTimeout:
+                raise Timeout(
+                    self.name, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s",
+                    time.monotonic() - start, self.console_tail(),
+                ) from None
+        self.booted = True
+        self.log(f"shell up {time.monotonic() - self._started_at:.1f}s after launch (kernel {release})")
+
+    def is_up(self) -> bool:
+        """True when QEMU runs and the backdoor shell has answered."""
+        return self.booted and self.is_running()
+
+    # -- commands --------------------------------------------------------------
+
+    def execute(self, command: str, timeout: float = 900) -> tuple[int, str]:
+        """Run ``command`` (bash, ``set -euo pipefail``) in the guest; return (exit status, stdout).
+
+        stdin is /dev/null; stderr goes to the serial console (and so the log).
+        The command is killed in the guest after ``timeout`` seconds (status 124).
+        """
+        self.connect()
+        assert self.backdoor is not None
+        start = time.monotonic()
+        try:
+            result = self.backdoor.run(command, timeout)
+        except BackdoorClosed:
+            self.booted = False
+            raise self._died(f"command {command!r}", start) from None
+        except BackdoorTimeout as exc:
+            raise Timeout(
+                self.name, f"command {command!r}", f"the guest stopped answering: {exc}",
+                time.monotonic() - start, self.console_tail(),
+            ) from None
+        if result.killed:
+            raise Timeout(
+                self.name, f"command {command!r}",
+                f"still running after {timeout:g}s; it was killed in the guest. Output so far is lost; "
+                "raise timeout= if it needs longer",
+                result.elapsed, self.console_tail(),
+            )
+        self.logger.debug("%s: %r -> %d in %.3fs", self.name, command, result.status, result.elapsed)
+        return result.status, result.output.decode(errors="replace")
+
+    def succeed(self, *commands: str, timeout: float | None = None) -> str:
+        """Run each command; raise :class:`CommandFailed` unless all exit 0. Returns their joined stdout."""
+        output = ""
+        for command in commands:
+            start = time.monotonic()
+            with self.nested(f"must succeed: {command}"):
+                status, out = self.execute(command, timeout=timeout or 900)
+                if status != 0:
+                    raise CommandFailed(self.name, command, status, out, time.monotonic() - start,
+                                        console_tail=self.console_tail())
+            output += out
+        return output
+
+    def fail(self, *commands: str, timeout: float | None = None) -> str:
+        """Run each command; raise :class:`CommandFailed` if any exits 0. Returns their joined stdout."""
+        output = ""
+        for command in commands:
+            start = time.monotonic()
+            with self.nested(f"must fail: {command}"):
+                status, out = self.execute(command, timeout=timeout or 900)
+                if status == 0:
+                    raise CommandFailed(self.name, command, status, out, time.monotonic() - start,
+                                        expected="a non-zero exit status", console_tail=self.console_tail())
+            output += out
+        return output
+
+    # -- stopping --------------------------------------------------------------
+
+    def wait_for_shutdown(self, timeout: float = 120) -> None:
+        """Wait until QEMU exits (the guest powered off)."""
+        start = time.monotonic()
+        with self.nested("waiting for the machine to power off"):
+            if self.process is None:
+                return
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise Timeout(self.name, "waiting for power-off", f"QEMU still running after {timeout:.0f}s",
+                              time.monotonic() - start, self.console_tail()) from None
+        self._close_channels()
+
+    def shutdown(self, timeout: float = 120) -> None:
+        """Power the guest off cleanly (``systemctl poweroff``) and wait for QEMU to exit."""
+        if not self.is_running():
+            return
+        with self.nested("shutting down"):
+            if self.booted and self.backdoor is not None:
+                self.backdoor.send_only("systemctl poweroff")
+            else:
+                assert self.monitor is not None
+                self.monitor.command("system_powerdown")
+            self.booted = False
+            try:
+                self.wait_for_shutdown(timeout)
+            finally:
+                self.release()
+
+    def crash(self) -> None:
+        """Simulate a power loss: QEMU is killed at once (the disk keeps what was flushed)."""
+        with self.nested("crashing"):
+            self.booted = False
+            if self.process is not None:
+                kill_group(self.process)
+            self._close_channels()
+
+    def _close_channels(self) -> None:
+        for part in (self.backdoor, self.monitor):
+            if part is not None:
+                part.close()
+        if self.console is not None:
+            self.console.detach()
+        self.backdoor = None
+        self.monitor = None
+
+    def release(self) -> None:
+        """Kill QEMU if it still runs, close every channel, remove a temporary state dir.
+
+        Safe to call any number of times.
+        """
+        self.booted = False
+        if self.process is not None and self.process.poll() is None:
+            kill_group(self.process)
+        self._close_channels()
+        if self._own_state_dir and not self.keep_state and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,177 @@
+"""Start external processes so that they are always reaped.
+
+Every external program vmtest runs (QEMU, mmdebstrap, mkfs, qemu-img, ...)
+goes through :func:`run` (wait for it) or :func:`spawn` (keep it running).
+Both log the argv, start the child in its own session and ask the kernel to
+SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``), so a killed pytest
+leaves nothing behind. :func:`run` kills the child's whole process group on
+timeout or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import VmtestError
+from .log import log
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class ProcessError(VmtestError):
+    """An external program failed; carries its argv, status and output tail."""
+
+    def __init__(self, what: str, argv: Sequence[str], status: int | None, tail: Sequence[str], why: str = "") -> None:
+        self.what = what
+        self.argv = list(argv)
+        self.status = status
+        self.tail = list(tail)
+        reason = why or f"exit status {status}"
+        text = f"{what} failed ({reason}): {shlex.join(self.argv)}"
+        if self.tail:
+            text += "\n--- last output lines ---\n" + "\n".join(self.tail)
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    status: int
+    output: str
+    elapsed: float
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group of ``proc`` (it leads its own session) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - only on a wedged kernel
+        pass
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    what: str,
+    logger: logging.Logger,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    line_level: int = logging.DEBUG,
+    line_filter: Callable[[str], bool] | None = None,
+    tail_lines: int = 30,
+) -> Completed:
+    """Run a program to completion, streaming its merged output to ``logger``.
+
+    Lines are logged at ``line_level`` (those for which ``line_filter`` is
+    true at INFO, to show progress). On a non-zero exit (with ``check``), a
+    timeout or an interrupt the whole process group is killed and a
+    :class:`ProcessError` carrying the last output lines is raised.
+    """
+    args = [os.fspath(a) for a in argv]
+    log(logger, "$ " + shlex.join(args), level=logging.DEBUG)
+    full_env = None if env is None else {**os.environ, **env}
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),
+    )
+    lines: list[str] = []
+    tail: deque[str] = deque(maxlen=tail_lines)
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        kill_group(proc)
+
+    timer = threading.Timer(timeout, on_timeout) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            lines.append(line)
+            tail.append(line)
+            level = logging.INFO if line_filter and line_filter(line) else line_level
+            log(logger, f"{args[0].rsplit('/', 1)[-1]}: {line}", level=level)
+        status = proc.wait()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        # The direct child is gone; make sure no grandchild of its group survives.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    elapsed = time.monotonic() - start
+    if timed_out.is_set():
+        raise ProcessError(what, args, None, list(tail), why=f"timed out after {timeout:.0f}s")
+    if check and status != 0:
+        raise ProcessError(what, args, status, list(tail))
+    return Completed(args, status, "\n".join(lines), elapsed)
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    logger: logging.Logger,
+    stdout: Path,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running program (QEMU, vde_switch) with stdout+stderr to a file.
+
+    The child dies with the *thread* that spawned it (``PR_SET_PDEATHSIG``
+    semantics), so call this from a thread that outlives the child, normally
+    the main thread. The caller owns the returned process and must reap it
+    (:func:`kill_group`).
+    """
+    args = [os.fspath(a) for a in argv]
+    log(logger, "$ " + shlex.join(args), level=logging.DEBUG)
+    full_env = None if env is None else {**os.environ, **env}
+    with open(stdout, "ab") as out:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )

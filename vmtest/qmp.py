@@ -1,0 +1,42 @@
+"""QMP: QEMU's control channel, through ``qemu.qmp``'s synchronous client."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+__all__ = ["Monitor", "QMPError"]
+
+
+class Monitor:
+    """A thread-safe QMP connection to one QEMU."""
+
+    def __init__(self, path: Path) -> None:
+        self._qmp = QEMUMonitorProtocol(str(path))
+        self._lock = threading.Lock()
+        self.greeting: dict[str, Any] | None = None
+
+    def connect(self) -> None:
+        """Connect and negotiate capabilities (the greeting proves QEMU is up)."""
+        with self._lock:
+            self.greeting = self._qmp.connect(negotiate=True)
+
+    def command(self, name: str, **args: Any) -> Any:
+        """Run a QMP command and return its ``return`` value (raises on QMP errors)."""
+        with self._lock:
+            return self._qmp.cmd(name, **args)
+
+    def human(self, command_line: str) -> str:
+        """Run a human-monitor (HMP) command and return its text output."""
+        return str(self.command("human-monitor-command", **{"command-line": command_line}))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._qmp.close()
+            except Exception:  # closing a connection to a dead QEMU may raise anything
+                pass
