@@ -40,6 +40,8 @@ def escape_command(command: str) -> bytes:
 
     Every byte but printable ASCII (and space and backslash) becomes ``\\0ooo``.
     """
+    if "\0" in command:
+        raise ValueError("a shell command cannot contain a NUL character")
     out = bytearray()
     for byte in command.encode():
         if byte in _PLAIN:
@@ -116,7 +118,7 @@ class Backdoor:
                 except pexpect.TIMEOUT:
                     if not alive():
                         raise BackdoorClosed("QEMU exited") from None
-                except pexpect.EOF:
+                except (pexpect.EOF, OSError):
                     raise BackdoorClosed("the virtio console closed") from None
             self.kernel_release = self._spawn.match.group(1).decode(errors="replace")
             return self.kernel_release
@@ -127,22 +129,22 @@ class Backdoor:
             rid = new_id()
             header = reply_header(rid)
             start = time.monotonic()
-            self._sock.sendall(encode_run(rid, command))
+            self._send(encode_run(rid, command))
             killed = False
             try:
                 self._spawn.expect(header, timeout=timeout)
             except pexpect.TIMEOUT:
                 killed = True
-                self._sock.sendall(encode_kill(rid))
+                self._send(encode_kill(rid))
                 try:
                     self._spawn.expect(header, timeout=KILL_GRACE)
                 except pexpect.TIMEOUT:
                     raise BackdoorTimeout(
                         f"the guest did not answer within {KILL_GRACE:.0f}s after being asked to kill the command"
                     ) from None
-                except pexpect.EOF:
+                except (pexpect.EOF, OSError):
                     raise BackdoorClosed("the virtio console closed") from None
-            except pexpect.EOF:
+            except (pexpect.EOF, OSError):
                 raise BackdoorClosed("the virtio console closed") from None
             status = int(self._spawn.match.group(1))
             size = int(self._spawn.match.group(2))
@@ -163,15 +165,21 @@ class Backdoor:
                 chunk = self._spawn.read_nonblocking(min(65536, size - len(data)), timeout=left)
             except pexpect.TIMEOUT:
                 continue
-            except pexpect.EOF:
+            except (pexpect.EOF, OSError):
                 raise BackdoorClosed("the virtio console closed") from None
             data += chunk
         return bytes(data)
 
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise BackdoorClosed(f"the virtio console closed ({exc})") from None
+
     def send_only(self, command: str) -> None:
         """Send a command without waiting for its reply (for poweroff/reboot)."""
         with self._lock:
-            self._sock.sendall(encode_run(new_id(), command))
+            self._send(encode_run(new_id(), command))
 
     def close(self) -> None:
         try:

@@ -188,7 +188,9 @@ class Cache:
 
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
         """Remove stale partial builds, images unused for ``max_age_days``, and
-        kernels no remaining image uses. Returns what was removed."""
+        kernels that no remaining image uses and that were not used themselves
+        for ``max_age_days`` (a build in progress may be about to use one).
+        Returns what was removed."""
         removed = []
         for path, active in self.partial_builds():
             if not active:
@@ -200,15 +202,14 @@ class Cache:
             if entry.kind != "images":
                 continue
             if everything or now - entry.last_used > max_age_days * 86400:
-                with self.lock(entry.kind, entry.key, logging.getLogger("vmtest.cache")):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                self.remove(entry.kind, entry.key, logging.getLogger("vmtest.cache"))
                 removed.append(f"images/{entry.key}")
             else:
                 kept_kernels.add(entry.meta.get("kernel_key"))
         for entry in self.entries():
             if entry.kind == "kernels" and entry.key not in kept_kernels:
                 if everything or now - entry.last_used > max_age_days * 86400:
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                    self.remove(entry.kind, entry.key, logging.getLogger("vmtest.cache"))
                     removed.append(f"kernels/{entry.key}")
         if everything and (self.root / "debs").is_dir():
             shutil.rmtree(self.root / "debs", ignore_errors=True)

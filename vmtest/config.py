@@ -87,7 +87,7 @@ def _guest_path(fieldname: str, path: object) -> str:
         raise ConfigError(fieldname, path, "guest paths must be strings")
     p = PurePosixPath(path)
     if not p.is_absolute():
-        raise ConfigError(fieldname, path, "guest paths must be absolute", f"write '/{path.lstrip('./')}'")
+        raise ConfigError(fieldname, path, "guest paths must be absolute", f"write '/{path[2:] if path.startswith('./') else path}'")
     if ".." in p.parts or str(p) == "/":
         raise ConfigError(fieldname, path, "a guest path must name a file and must not contain '..'")
     return str(p)
@@ -133,6 +133,12 @@ class MachineConfig:
                 value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             object.__setattr__(self, f.name, value)
         self._validate()
+
+    def __hash__(self) -> int:
+        return hash((
+            self.suite, self.packages, self.services, tuple(self.units.items()),
+            tuple(self.files.items()), self.build_commands, self.kernel_params, self.virtualisation,
+        ))
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)

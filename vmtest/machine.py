@@ -64,6 +64,9 @@ class Machine:
         self.backdoor: Backdoor | None = None
         self.booted = False
         self._started_at = 0.0
+        # True from start() until a deliberate stop (shutdown, crash, release):
+        # a QEMU that exits while this is set died unexpectedly.
+        self._should_run = False
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {'running' if self.is_running() else 'stopped'}>"
@@ -111,6 +114,7 @@ class Machine:
         if self.is_running():
             return
         start = time.monotonic()
+        self.booted = False
         with self.nested("starting"):
             self.image = self.store.get(self.config)
             if self.accel is None:
@@ -135,6 +139,7 @@ class Machine:
             paths.qemu_log.write_bytes(b"")
             argv = machine_argv(self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel)
             self.process = spawn(argv, logger=self.logger, stdout=paths.qemu_log)
+            self._should_run = True
             self._started_at = time.monotonic()
             try:
                 self._attach(paths, start)
@@ -173,7 +178,10 @@ class Machine:
 
     def connect(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Start the machine if needed and wait until its backdoor shell answers."""
-        if self.booted and self.is_running():
+        if self._should_run and not self.is_running():
+            self.booted = False
+            raise self._died("connecting", time.monotonic())
+        if self.booted:
             return
         self.start()
         assert self.backdoor is not None
@@ -206,6 +214,9 @@ class Machine:
         self.connect()
         assert self.backdoor is not None
         start = time.monotonic()
+        if not self.is_running():
+            self.booted = False
+            raise self._died(f"command {command!r}", start)
         try:
             result = self.backdoor.run(command, timeout)
         except BackdoorClosed:
@@ -224,7 +235,7 @@ class Machine:
                 result.elapsed, self.console_tail(),
             )
         self.logger.debug("%s: %r -> %d in %.3fs", self.name, command, result.status, result.elapsed)
-        return result.status, result.output.decode(errors="replace")
+        return result.status, result.output.decode(errors="surrogateescape")
 
     def succeed(self, *commands: str, timeout: float | None = None) -> str:
         """Run each command; raise :class:`CommandFailed` unless all exit 0. Returns their joined stdout."""
@@ -262,6 +273,7 @@ class Machine:
                 return
             try:
                 self.process.wait(timeout=timeout)
+                self._should_run = False
             except subprocess.TimeoutExpired:
                 raise Timeout(self.name, "waiting for power-off", f"QEMU still running after {timeout:.0f}s",
                               time.monotonic() - start, self.console_tail()) from None
@@ -272,6 +284,7 @@ class Machine:
         if not self.is_running():
             return
         with self.nested("shutting down"):
+            self._should_run = False
             if self.booted and self.backdoor is not None:
                 self.backdoor.send_only("systemctl poweroff")
             else:
@@ -287,6 +300,7 @@ class Machine:
         """Simulate a power loss: QEMU is killed at once (the disk keeps what was flushed)."""
         with self.nested("crashing"):
             self.booted = False
+            self._should_run = False
             if self.process is not None:
                 kill_group(self.process)
             self._close_channels()
@@ -306,6 +320,7 @@ class Machine:
         Safe to call any number of times.
         """
         self.booted = False
+        self._should_run = False
         if self.process is not None and self.process.poll() is None:
             kill_group(self.process)
         self._close_channels()

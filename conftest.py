@@ -1,0 +1,1 @@
+"""Repository-wide pytest set-up: the vmtest plugin is loaded by its entry point."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from vmtest.image import ImageStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def store(vm_image_store: ImageStore) -> ImageStore:
+    return vm_image_store
+
+
+@pytest.fixture
+def nonce() -> str:
+    """A value that makes a config's image key unique to this test run."""
+    return uuid.uuid4().hex
+
+
+def _vmtest_cli(*args: str, cache_dir: Path | None = None, env: dict[str, str] | None = None,
+               **kwargs) -> subprocess.Popen[str]:
+    full_env = dict(os.environ, **(env or {}))
+    if cache_dir is not None:
+        full_env["VMTEST_CACHE_DIR"] = str(cache_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vmtest.cli", *args], cwd=REPO, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs,
+    )
+
+
+@pytest.fixture
+def cli():
+    """``cli(*args, cache_dir=None, env=None)`` -> a running ``python -m vmtest.cli`` (stdout+stderr piped)."""
+    return _vmtest_cli

@@ -1,0 +1,75 @@
+"""Build the default image, boot it under QEMU and talk to it (real guest)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmtest import CommandFailed, Machine, MachineConfig
+
+
+def test_boot_uname_and_exit_status(vm_factory, store):
+    vm = vm_factory("vm1", MachineConfig())
+    status, out = vm.execute("uname -r")
+    assert status == 0
+    kernel = store.kernel()
+    assert out.strip() == kernel.release
+    status, out = vm.execute("false")
+    assert (status, out) == (1, "")
+    assert vm.execute("exit 7")[0] == 7
+    assert vm.succeed("hostname").strip() == "vm1"
+    vm.shutdown()
+    assert not vm.is_running()
+
+
+def test_output_framing_in_guest(vm_factory):
+    vm = vm_factory("frames", MachineConfig())
+    assert vm.succeed("printf 'no newline'") == "no newline"
+    # Text that looks like a reply header must come back as plain output.
+    fake = "\x02vmtest-out abc 0 0 raw\n"
+    assert vm.succeed("printf '\\002vmtest-out abc 0 0 raw\\n'") == fake
+    # Binary output (NUL bytes) is transferred exactly.
+    status, out = vm.execute("printf 'a\\0b\\0'")
+    assert (status, out) == (0, "a\0b\0")
+    # set -euo pipefail applies: a failing command in the middle stops it.
+    assert vm.execute("false; echo not reached") == (1, "")
+    with pytest.raises(CommandFailed) as info:
+        vm.succeed("echo some output; exit 3")
+    message = str(info.value)
+    assert "frames" in message and "exit 3" in message and "exit status 3" in message and "some output" in message
+
+
+def test_config_files_and_units_in_guest(vm_factory, nonce):
+    config = MachineConfig(
+        files={"/etc/vmtest-nonce": nonce, "/usr/local/bin/hello": __import__("vmtest").File("#!/bin/sh\necho hi\n", 0o755)},
+        units={"hello.service": "[Service]\nType=oneshot\nExecStart=/usr/local/bin/hello\nRemainAfterExit=yes\n"
+               "[Install]\nWantedBy=multi-user.target\n"},
+        build_commands=["echo built > /etc/built-by-vmtest"],
+    )
+    vm = vm_factory("files", config)
+    assert vm.succeed("cat /etc/vmtest-nonce") == nonce
+    assert vm.succeed("stat -c %a /usr/local/bin/hello").strip() == "755"
+    assert vm.succeed("cat /etc/built-by-vmtest") == "built\n"
+    vm.succeed("systemctl is-enabled hello.service")
+    # The base image is never written: a second machine from the same image sees a pristine disk.
+    vm.succeed("echo dirty > /root/state && sync")
+    other = vm_factory("files2", config)
+    other.fail("test -e /root/state")
+
+
+def test_qemu_death_fails_fast_with_its_output(vm_factory):
+    vm = vm_factory("doomed", MachineConfig())
+    vm.connect()
+    vm.process.kill()
+    from vmtest import LaunchError
+
+    with pytest.raises(LaunchError) as info:
+        vm.succeed("sleep 100")
+    assert "doomed" in str(info.value) and "QEMU exited" in str(info.value)
+    assert info.value.elapsed is not None and info.value.elapsed < 30
+
+
+def test_machine_without_graphics_boots(vm_factory):
+    vm = vm_factory("nographics", MachineConfig(virtualisation={"graphics": False, "memory_size": 512}))
+    assert "ttyS0" in vm.succeed("cat /proc/cmdline")
+    total_kib = int(vm.succeed("awk '/MemTotal/ {print $2}' /proc/meminfo"))
+    assert 400_000 < total_kib <= 512 * 1024

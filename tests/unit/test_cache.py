@@ -1,0 +1,346 @@
+"""The on-disk cache: entries are complete or absent, builds serialise per key."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtest.cache import Cache, default_cache_dir
+
+LOG = logging.getLogger("vmtest.test.cache")
+DAY = 86400
+
+
+class Builder:
+    """A builder that records its calls and writes one file."""
+
+    def __init__(self, meta: dict[str, Any] | None = None, fail: bool = False) -> None:
+        self.calls: list[Path] = []
+        self.meta = meta or {}
+        self.fail = fail
+
+    def __call__(self, tmp: Path) -> dict[str, Any]:
+        self.calls.append(tmp)
+        assert tmp.is_dir()
+        (tmp / "disk.img").write_bytes(b"x" * 1000)
+        if self.fail:
+            raise RuntimeError("mmdebstrap exploded")
+        return dict(self.meta)
+
+
+def tmp_contents(cache: Cache) -> list[str]:
+    tmp = cache.root / "tmp"
+    return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+
+
+def make_partial(cache: Cache, kind: str, key: str) -> Path:
+    """What a build killed with SIGKILL leaves behind: tmp/<kind>-<key>.<random>, no lock held."""
+    partial = cache.root / "tmp" / f"{kind}-{key}.k1ll3d"
+    partial.mkdir(parents=True)
+    (partial / "half-written.img").write_bytes(b"\0" * 100)
+    return partial
+
+
+def age(cache: Cache, kind: str, key: str, days: float) -> None:
+    meta = cache.path(kind, key) / "meta.json"
+    then = time.time() - days * DAY
+    os.utime(meta, (then, then))
+
+
+# -- build / lookup -------------------------------------------------------------------
+
+
+def test_build_then_hit(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    builder = Builder({"kernel_key": "k1"})
+    path = cache.build("images", "abc", builder, LOG)
+    assert path == tmp_path / "images" / "abc"
+    assert len(builder.calls) == 1
+    assert builder.calls[0].parent == tmp_path / "tmp"
+    assert builder.calls[0].name.startswith("images-abc.")
+    assert (path / "disk.img").read_bytes() == b"x" * 1000
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["kind"] == "images" and meta["key"] == "abc" and meta["kernel_key"] == "k1"
+    assert abs(meta["created"] - time.time()) < 60
+    assert tmp_contents(cache) == []
+
+    again = Builder()
+    assert cache.build("images", "abc", again, LOG) == path
+    assert again.calls == []
+    assert cache.lookup("images", "abc") == path
+    assert cache.lookup("images", "other") is None
+    assert cache.lookup("kernels", "abc") is None
+
+
+def test_lookup_marks_entry_used(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "abc", Builder(), LOG)
+    age(cache, "images", "abc", 10)
+    (entry,) = cache.entries()
+    assert time.time() - entry.last_used > 9 * DAY
+    cache.lookup("images", "abc")
+    (entry,) = cache.entries()
+    assert time.time() - entry.last_used < 60
+
+
+def test_failing_builder_leaves_nothing(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    builder = Builder(fail=True)
+    with pytest.raises(RuntimeError, match="exploded"):
+        cache.build("images", "abc", builder, LOG)
+    assert len(builder.calls) == 1
+    assert not builder.calls[0].exists()
+    assert tmp_contents(cache) == []
+    assert cache.lookup("images", "abc") is None
+    assert not cache.path("images", "abc").exists()
+    assert cache.entries() == []
+    # The key is not poisoned: the next build runs.
+    good = Builder()
+    assert cache.build("images", "abc", good, LOG).is_dir()
+    assert len(good.calls) == 1
+
+
+def test_keyboard_interrupt_in_builder_cleans_up(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+
+    def builder(tmp: Path) -> dict[str, Any]:
+        (tmp / "x").write_text("partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.build("kernels", "k", builder, LOG)
+    assert tmp_contents(cache) == []
+    assert cache.entries() == []
+
+
+def test_entries(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "i1", Builder({"kernel_key": "k1"}), LOG)
+    cache.build("kernels", "k1", Builder(), LOG)
+    (tmp_path / "images" / "no-meta").mkdir()  # not complete: not an entry
+    entries = cache.entries()
+    assert [(e.kind, e.key) for e in entries] == [("images", "i1"), ("kernels", "k1")]
+    assert entries[0].meta["kernel_key"] == "k1"
+    assert entries[0].path == tmp_path / "images" / "i1"
+    assert entries[0].size >= 1000
+
+
+# -- partial builds ---------------------------------------------------------------------
+
+
+def test_partial_build_not_an_entry_and_reported_inactive(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    partial = make_partial(cache, "images", "abc")
+    assert cache.entries() == []
+    assert cache.lookup("images", "abc") is None
+    assert cache.partial_builds() == [(partial, False)]
+    # Same when the lock file exists but nobody holds it (the builder was killed).
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "images-abc.lock").touch()
+    assert cache.partial_builds() == [(partial, False)]
+
+
+def test_partial_build_with_held_lock_is_active(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    partial = make_partial(cache, "images", "abc")
+    (tmp_path / "locks").mkdir()
+    with open(tmp_path / "locks" / "images-abc.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert cache.partial_builds() == [(partial, True)]
+        assert not any("partial" in r for r in cache.gc(max_age_days=0))
+        assert partial.exists()
+    assert cache.partial_builds() == [(partial, False)]
+
+
+def test_gc_removes_partial_build(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    partial = make_partial(cache, "images", "abc")
+    other = make_partial(cache, "kernels", "k9")
+    removed = cache.gc(max_age_days=30)
+    assert sorted(removed) == ["partial build images-abc.k1ll3d", "partial build kernels-k9.k1ll3d"]
+    assert not partial.exists() and not other.exists()
+    assert cache.partial_builds() == []
+
+
+def test_next_build_removes_partial_build_of_its_key(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    partial = make_partial(cache, "images", "abc")
+    unrelated = make_partial(cache, "images", "abd")
+    builder = Builder()
+    path = cache.build("images", "abc", builder, LOG)
+    assert len(builder.calls) == 1
+    assert not partial.exists()
+    assert unrelated.exists()
+    assert not (path / "half-written.img").exists()
+    assert tmp_contents(cache) == ["images-abd.k1ll3d"]
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_concurrent_builds_of_one_key_build_once(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    logger = logging.getLogger("vmtest.test.cache.concurrent")
+    records = Records()
+    logger.addHandler(records)
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def builder(tmp: Path) -> dict[str, Any]:
+        calls.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(5)
+        (tmp / "disk.img").write_text("done")
+        return {}
+
+    results: dict[str, Path] = {}
+    errors: list[BaseException] = []
+
+    def build(name: str) -> None:
+        try:
+            results[name] = cache.build("images", "abc", builder, logger)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    first = threading.Thread(target=build, args=("first",), name="first")
+    second = threading.Thread(target=build, args=("second",), name="second")
+    try:
+        first.start()
+        assert started.wait(5)
+        second.start()
+        # Wait until the second builder is really blocked on the key's lock.
+        deadline = time.monotonic() + 5
+        while not any("another process is building" in m for m in records.messages):
+            assert time.monotonic() < deadline, "the second build did not wait for the lock"
+            time.sleep(0.005)
+        release.set()
+        first.join(5)
+        second.join(5)
+    finally:
+        release.set()
+        logger.removeHandler(records)
+    assert errors == []
+    assert calls == ["first"]
+    assert results["first"] == results["second"] == tmp_path / "images" / "abc"
+    assert (results["second"] / "disk.img").read_text() == "done"
+    assert tmp_contents(cache) == []
+
+
+# -- remove -----------------------------------------------------------------------------------
+
+
+def test_remove(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    path = cache.build("images", "abc", Builder(), LOG)
+    cache.build("images", "keep", Builder(), LOG)
+    cache.remove("images", "abc", LOG)
+    assert not path.exists()
+    assert cache.lookup("images", "abc") is None
+    assert [e.key for e in cache.entries()] == ["keep"]
+    assert tmp_contents(cache) == []
+    cache.remove("images", "abc", LOG)  # already gone: no error
+    rebuilt = Builder()
+    cache.build("images", "abc", rebuilt, LOG)
+    assert len(rebuilt.calls) == 1
+
+
+# -- default_cache_dir ---------------------------------------------------------------------------
+
+
+def test_default_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VMTEST_CACHE_DIR", "/from/env")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert default_cache_dir("/explicit/dir") == Path("/explicit/dir")
+    assert default_cache_dir(Path("/explicit/path")) == Path("/explicit/path")
+    assert default_cache_dir("~/c") == tmp_path / "home" / "c"
+    assert default_cache_dir("rel") == tmp_path / "rel"
+
+
+def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VMTEST_CACHE_DIR", "/from/env")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
+    assert default_cache_dir() == Path("/from/env")
+    assert default_cache_dir(None) == Path("/from/env")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("VMTEST_CACHE_DIR", "~/vc")
+    assert default_cache_dir() == tmp_path / "vc"
+
+
+def test_default_cache_dir_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VMTEST_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
+    assert default_cache_dir() == Path("/from/xdg/vmtest")
+    monkeypatch.setenv("VMTEST_CACHE_DIR", "")  # empty means unset
+    assert default_cache_dir() == Path("/from/xdg/vmtest")
+
+
+def test_default_cache_dir_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("VMTEST_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / ".cache" / "vmtest"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert default_cache_dir() == tmp_path / ".cache" / "vmtest"
+
+
+# -- gc -------------------------------------------------------------------------------------------
+
+
+def test_gc_removes_old_images_and_unreferenced_kernels(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "old-image", Builder({"kernel_key": "k-old"}), LOG)
+    cache.build("images", "new-image", Builder({"kernel_key": "k-shared"}), LOG)
+    cache.build("kernels", "k-old", Builder(), LOG)
+    cache.build("kernels", "k-shared", Builder(), LOG)
+    cache.build("kernels", "k-orphan", Builder(), LOG)
+    age(cache, "images", "old-image", 10)
+    for kernel in ("k-old", "k-shared", "k-orphan"):
+        age(cache, "kernels", kernel, 10)  # kernels are used only when an image is built
+
+    removed = cache.gc(max_age_days=7)
+
+    assert sorted(removed) == ["images/old-image", "kernels/k-old", "kernels/k-orphan"]
+    assert [(e.kind, e.key) for e in cache.entries()] == [("images", "new-image"), ("kernels", "k-shared")]
+    assert not cache.path("images", "old-image").exists()
+    assert not cache.path("kernels", "k-old").exists()
+
+
+def test_gc_keeps_recent_entries(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    cache.build("kernels", "k", Builder(), LOG)
+    cache.build("kernels", "k-unreferenced-but-fresh", Builder(), LOG)
+    age(cache, "images", "i", 6)
+    assert cache.gc(max_age_days=7) == []
+    assert len(cache.entries()) == 3
+
+
+def test_gc_everything(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    cache.build("kernels", "k", Builder(), LOG)
+    (cache.debs / "foo.deb").write_bytes(b"deb")
+    removed = cache.gc(max_age_days=365, everything=True)
+    assert sorted(removed) == ["debs", "images/i", "kernels/k"]
+    assert cache.entries() == []
+    assert not (tmp_path / "debs").exists()

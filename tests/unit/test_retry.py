@@ -1,0 +1,85 @@
+"""vmtest.retry.retry: first truthy result, one last try, bounded by the timeout."""
+
+from __future__ import annotations
+
+import time
+
+from vmtest.retry import retry
+
+
+class Probe:
+    """A callable recording (time, last_try) and answering from a script."""
+
+    def __init__(self, answer) -> None:  # type: ignore[no-untyped-def]
+        self.answer = answer
+        self.calls: list[tuple[float, bool]] = []
+
+    def __call__(self, last_try: bool):  # type: ignore[no-untyped-def]
+        self.calls.append((time.monotonic(), last_try))
+        return self.answer(len(self.calls), last_try)
+
+    @property
+    def flags(self) -> list[bool]:
+        return [last for _, last in self.calls]
+
+
+def test_returns_first_truthy_result() -> None:
+    probe = Probe(lambda n, last: {1: None, 2: False, 3: "ready", 4: "too late"}.get(n))
+    assert retry(probe, timeout=5.0, interval=0.01) == "ready"
+    assert len(probe.calls) == 3
+    assert probe.flags == [False, False, False]
+
+
+def test_immediate_success_does_not_sleep() -> None:
+    probe = Probe(lambda n, last: 42)
+    start = time.monotonic()
+    assert retry(probe, timeout=5.0, interval=1.0) == 42
+    assert time.monotonic() - start < 0.1
+    assert probe.flags == [False]
+
+
+def test_last_try_flag_exactly_once_at_the_end() -> None:
+    probe = Probe(lambda n, last: None)
+    assert retry(probe, timeout=0.3, interval=0.02, max_interval=0.05) is None
+    assert len(probe.calls) >= 3
+    assert probe.flags.count(True) == 1
+    assert probe.flags[-1] is True
+
+
+def test_returns_result_of_last_try() -> None:
+    marker: list[str] = []
+    probe = Probe(lambda n, last: marker if last else None)  # falsy, but not None
+    assert retry(probe, timeout=0.2, interval=0.02) is marker
+
+
+def test_success_on_last_try() -> None:
+    probe = Probe(lambda n, last: "diagnosed" if last else None)
+    assert retry(probe, timeout=0.2, interval=0.02, max_interval=0.05) == "diagnosed"
+    assert probe.flags[-1] is True
+
+
+def test_respects_timeout() -> None:
+    probe = Probe(lambda n, last: None)
+    start = time.monotonic()
+    retry(probe, timeout=0.3, interval=0.02, max_interval=0.05)
+    elapsed = time.monotonic() - start
+    # The last try happens once the next pause would cross the deadline.
+    assert 0.3 - 0.05 - 0.02 <= elapsed <= 0.3 + 0.1
+    assert probe.calls[-1][0] - start <= 0.3 + 0.05
+
+
+def test_does_not_busy_spin_and_backs_off() -> None:
+    probe = Probe(lambda n, last: None)
+    retry(probe, timeout=0.3, interval=0.02, max_interval=0.06)
+    times = [t for t, _ in probe.calls]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(probe.calls) <= 16  # 0.3 s at no less than 0.02 s apart
+    assert min(gaps) >= 0.015
+    assert max(gaps) <= 0.06 + 0.05  # capped by max_interval (plus scheduling slack)
+    assert gaps[-1] > gaps[0]  # the pause grew
+
+
+def test_zero_timeout_tries_once_as_last_try() -> None:
+    probe = Probe(lambda n, last: None)
+    assert retry(probe, timeout=0.0) is None
+    assert probe.flags == [True]

@@ -1,0 +1,132 @@
+"""The ``vmtest`` command: build images, inspect the cache, check the host."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from .cache import Cache, default_cache_dir
+from .errors import VmtestError
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _human_age(seconds: float) -> str:
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .image import ImageStore
+    from .loader import load_config
+
+    name, config = load_config(args.target)
+    store = ImageStore(args.cache_dir)
+    start = time.monotonic()
+    image = store.get(config, rebuild=args.rebuild)
+    print(f"{name}: image {image.key} ({image.disk_mib} MiB root, kernel {image.kernel_release}) "
+          f"ready in {time.monotonic() - start:.1f}s")
+    print(f"  disk:   {image.disk}\n  kernel: {image.kernel}\n  initrd: {image.initrd}")
+    return 0
+
+
+def cmd_cache_ls(args: argparse.Namespace) -> int:
+    cache = Cache(default_cache_dir(args.cache_dir))
+    entries = cache.entries()
+    now = time.time()
+    print(f"cache: {cache.root}")
+    if not entries:
+        print("  (empty)")
+    for e in entries:
+        what = e.meta.get("package", "") if e.kind == "kernels" else (
+            f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system"))
+        print(f"  {e.kind[:-1]:6} {e.key[:32]:32} {_human_size(e.size):>10}  "
+              f"built {_human_age(now - e.created)} ago, used {_human_age(now - e.last_used)} ago  {what}")
+    partial = cache.partial_builds()
+    active = sum(1 for _, a in partial if a)
+    if active:
+        print(f"  ({active} build(s) in progress)")
+    if len(partial) - active:
+        print(f"  ({len(partial) - active} leftover(s) of interrupted builds, removed by 'vmtest cache gc')")
+    return 0
+
+
+def cmd_cache_gc(args: argparse.Namespace) -> int:
+    cache = Cache(default_cache_dir(args.cache_dir))
+    removed = cache.gc(args.older_than, everything=args.all)
+    for item in removed:
+        print(f"removed {item}")
+    print(f"{len(removed)} item(s) removed")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    text, ok = run_doctor(args.cache_dir, logging.getLogger("vmtest.doctor"), check_accel=not args.no_accel)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    from .options import reference
+
+    for row in reference():
+        print(f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmtest", description="Integration tests in real QEMU virtual machines.")
+    p.add_argument("--cache-dir", default=None, help="image cache (default $VMTEST_CACHE_DIR or ~/.cache/vmtest)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every line external programs print")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME")
+    b.add_argument("target", help="PATH::NAME of a MachineConfig in a Python file")
+    b.add_argument("--rebuild", action="store_true", help="build again even if cached")
+    b.set_defaults(func=cmd_build)
+    c = sub.add_parser("cache", help="inspect or clean the image cache")
+    csub = c.add_subparsers(dest="cache_command", required=True)
+    ls = csub.add_parser("ls", help="list cached images and kernels with size and age")
+    ls.set_defaults(func=cmd_cache_ls)
+    gc = csub.add_parser("gc", help="remove unused entries and leftovers of interrupted builds")
+    gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS",
+                    help="remove images not used for DAYS days (default 14)")
+    gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
+    gc.set_defaults(func=cmd_cache_gc)
+    d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
+    d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
+    d.set_defaults(func=cmd_doctor)
+    o = sub.add_parser("options", help="list the virtualisation options")
+    o.set_defaults(func=cmd_options)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except VmtestError as exc:
+        print(f"vmtest: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vmtest: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``vmtest doctor``: is this host ready to run VM tests? What exactly is missing?"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import accel as accel_mod
+from .cache import default_cache_dir
+from .errors import VmtestError
+
+# (what, how to look for it, Debian package that provides it)
+PROGRAMS = (
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("vde_switch", "vde2"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("tesseract", "tesseract-ocr"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("modprobe", "kmod"),
+    ("depmod", "kmod"),
+    ("cpio", "cpio"),
+    ("dpkg-deb", "dpkg"),
+    ("apt-get", "apt"),
+)
+FILES = (
+    ("/bin/busybox", "busybox-static", "a statically linked busybox for the stage-1 initrd"),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
+)
+PYTHON_MODULES = (("pexpect", "pexpect"), ("qemu.qmp", "qemu.qmp"), ("PIL", "pillow"), ("pytesseract", "pytesseract"))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    package: str | None = None  # Debian package that fixes it
+    fix: str | None = None  # any other command that fixes it
+
+
+def _static(path: str) -> bool:
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=False)
+    return "not a dynamic executable" in out.stdout + out.stderr
+
+
+def host_checks() -> list[Check]:
+    checks = []
+    for program, package in PROGRAMS:
+        found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+        checks.append(Check(program, bool(found), found or "not found", None if found else package))
+    for path, package, why in FILES:
+        ok = os.path.isfile(path) and (not path.endswith("busybox") or _static(path))
+        checks.append(Check(path, ok, why if ok else f"missing ({why})", None if ok else package))
+    for module, dist in PYTHON_MODULES:
+        ok = importlib.util.find_spec(module.split(".")[0]) is not None and (
+            "." not in module or importlib.util.find_spec(module) is not None
+        )
+        checks.append(Check(f"python: {module}", ok, "importable" if ok else "not importable",
+                            fix=None if ok else f"pip install {dist}"))
+    apt = subprocess.run(["apt-cache", "show", "--no-all-versions", "linux-image-amd64"],
+                         capture_output=True, text=True, check=False) if shutil.which("apt-cache") else None
+    ok = apt is not None and apt.returncode == 0 and "Depends:" in apt.stdout
+    checks.append(Check("apt knows linux-image-amd64", ok, "the guest kernel package can be resolved" if ok
+                        else "apt has no package lists with the guest kernel", fix=None if ok else "apt-get update"))
+    if os.geteuid() != 0:
+        checks.append(Check("running as root", False, "mmdebstrap and mkfs.ext4 -d need root to build images",
+                            fix="run as root (sudo)"))
+    return checks
+
+
+def accel_check(cache_dir: Path, boot_fn: Callable[[], object], logger: logging.Logger) -> Check:
+    try:
+        chosen = accel_mod.choose(cache_dir, boot_fn, logger)
+    except VmtestError as exc:
+        return Check("accelerator", False, str(exc), fix="unset VMTEST_ACCEL or set VMTEST_ACCEL=tcg")
+    verdict = (cache_dir / "accel.json").read_text().strip() if (cache_dir / "accel.json").exists() else ""
+    return Check("accelerator", True, f"{chosen} {verdict}")
+
+
+def report(checks: list[Check]) -> tuple[str, bool]:
+    lines = []
+    for check in checks:
+        mark = "ok     " if check.ok else "MISSING"
+        fix = ""
+        if not check.ok:
+            fix = f"  -> fix: apt-get install -y {check.package}" if check.package else f"  -> fix: {check.fix}"
+        lines.append(f"  [{mark}] {check.name}: {check.detail}{fix}")
+    packages = sorted({c.package for c in checks if not c.ok and c.package})
+    others = [c.fix for c in checks if not c.ok and c.fix]
+    ok = all(c.ok for c in checks)
+    if ok:
+        lines.append("everything vmtest needs is here")
+    else:
+        lines.append("to fix everything at once:")
+        if packages:
+            lines.append("  apt-get install -y " + " ".join(packages))
+        lines.extend(f"  {fix}" for fix in dict.fromkeys(others))
+    return "\n".join(lines), ok
+
+
+def default_boot_fn(cache_dir: Path, logger: logging.Logger):  # pragma: no cover - thin glue
+    from .image import ImageStore
+    from .qemu import Boot
+
+    def boot() -> Boot:
+        kernel = ImageStore(cache_dir, logger).kernel()
+        return Boot(kernel.vmlinuz, kernel.initrd)
+
+    return boot
+
+
+def run_doctor(cache_dir: str | None, logger: logging.Logger, check_accel: bool = True) -> tuple[str, bool]:
+    root = default_cache_dir(cache_dir)
+    checks = host_checks()
+    if check_accel:
+        if all(c.ok for c in checks):
+            checks.append(accel_check(root, default_boot_fn(root, logger), logger))
+        else:
+            checks.append(Check("accelerator", False, "not checked: fix the missing pieces above first",
+                                fix="vmtest doctor (again, after the fixes)"))
+    return report(checks)
