@@ -2,9 +2,11 @@
 
 Every external program vmtest runs (QEMU, mmdebstrap, mkfs, qemu-img, ...)
 goes through :func:`run` (wait for it) or :func:`spawn` (keep it running).
-Both log the argv, start the child in its own session and ask the kernel to
-SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``), so a killed pytest
-leaves nothing behind. :func:`run` kills the child's whole process group on
+Both log the argv and start the child in its own session. :func:`spawn`
+asks the kernel to SIGKILL the child when its parent dies
+(``PR_SET_PDEATHSIG``); :func:`run` goes through :mod:`vmtest._reaper`, which
+kills the child's whole process group (grandchildren included) when we die,
+so a killed pytest leaves nothing behind. :func:`run` also kills the group on
 timeout or Ctrl-C.
 """
 
@@ -16,6 +18,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -96,10 +99,10 @@ def run(
     """
     args = [os.fspath(a) for a in argv]
     log(logger, "$ " + shlex.join(args), level=logging.DEBUG)
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = {**os.environ, **(env or {}), "VMTEST_REAPER_PARENT": str(os.getpid())}
     start = time.monotonic()
     proc = subprocess.Popen(
-        args,
+        [sys.executable, "-m", "vmtest._reaper", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
