@@ -382,15 +382,19 @@ def test_kill_gives_status_124_and_kills_the_group(guest: Guest) -> None:
     while guest.sleeps() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert guest.sleeps() == []
-    assert list(guest.state_dir.glob("*.out")) == []
     assert guest.run("echo alive") == (0, b"alive\n", b"raw")
 
 
-def test_output_files_are_cleaned_up(guest: Guest) -> None:
+def test_output_files_are_cleaned_up_in_batches(guest: Guest) -> None:
+    # The guest removes the output files of finished commands 32 at a time.
     ready(guest)
-    for i in range(3):
+    for i in range(40):
         assert guest.run(f"echo {i}") == (0, f"{i}\n".encode(), b"raw")
-    assert list(guest.state_dir.iterdir()) == []
+    deadline = time.monotonic() + 3.0
+    while len(list(guest.state_dir.glob("*.out"))) > 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    remaining = len(list(guest.state_dir.glob("*.out")))
+    assert 0 < remaining <= 8
 
 
 def test_command_with_its_own_exit_trap_still_replies(guest: Guest) -> None:

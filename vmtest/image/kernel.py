@@ -27,7 +27,7 @@ from ..errors import ImageBuildError
 from ..log import nested
 from ..proc import ProcessError, run
 
-KERNEL_BUILDER_VERSION = "1"
+KERNEL_BUILDER_VERSION = "2"
 META_PACKAGE = "linux-image-amd64"
 
 # Modules the stage-1 initrd loads (with their dependencies), in this order.
@@ -70,9 +70,34 @@ class KernelSpec:
 class Kernel:
     spec: KernelSpec
     release: str  # uname -r
-    vmlinuz: Path
+    vmlinuz: Path  # what QEMU's -kernel gets: the PVH-bootable ELF vmlinux if the kernel has one
     initrd: Path
     modules: Path  # the lib/modules/<release> tree
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes | None:
+    """The ELF kernel inside a bzImage (xz- or gzip-compressed payload), or None.
+
+    QEMU boots an ELF vmlinux with a PVH note directly (no firmware, no
+    decompression in the guest): under TCG that saves ~2.5 s per boot.
+    """
+    import lzma
+    import zlib
+
+    for magic, make in (
+        (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor()),
+        (b"\x1f\x8b\x08\x00", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+    ):
+        start = bzimage.find(magic)
+        while start != -1:
+            try:
+                out = make().decompress(bzimage[start:])
+            except (lzma.LZMAError, zlib.error):
+                out = b""
+            if out.startswith(b"\x7fELF"):
+                return out
+            start = bzimage.find(magic, start + 1)
+    return None
 
 
 def _guest_file(name: str) -> bytes:
@@ -187,15 +212,21 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
             (initrd_root / "modules.list").write_text("".join(f"/{rel}\n" for rel in mods))
             _cpio_gzip(initrd_root, tmp / "initrd.gz", logger)
             shutil.rmtree(initrd_root)
-        os.rename(unpacked / "boot" / f"vmlinuz-{release}", tmp / "vmlinuz")
+        bzimage = unpacked / "boot" / f"vmlinuz-{release}"
+        config_text = (unpacked / "boot" / f"config-{release}").read_text(errors="replace")
+        elf = extract_vmlinux(bzimage.read_bytes()) if "CONFIG_PVH=y" in config_text else None
+        if elf is not None:
+            (tmp / "vmlinux").write_bytes(elf)
+        os.rename(bzimage, tmp / "vmlinuz")
         os.rename(tree, tmp / "modules")
         shutil.rmtree(unpacked)
-        return {"package": spec.package, "version": spec.version, "release": release}
+        return {"package": spec.package, "version": spec.version, "release": release,
+                "boot_kernel": "vmlinux" if elf is not None else "vmlinuz"}
 
     with nested(logger, f"kernel {spec.package} {spec.version}", level=logging.DEBUG):
         path = cache.build("kernels", spec.key, builder, logger)
-    release = json.loads((path / "meta.json").read_text())["release"]
-    return Kernel(spec, release, path / "vmlinuz", path / "initrd.gz", path / "modules")
+    meta = json.loads((path / "meta.json").read_text())
+    return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd.gz", path / "modules")
 
 
 def _is_static(path: str) -> bool:
