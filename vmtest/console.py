@@ -40,6 +40,7 @@ class SerialConsole:
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
         self.closed = False
+        self._match_from = 0  # index of the first line wait_for has not consumed
 
     def attach(self, sock: socket.socket) -> None:
         """Start reading ``sock`` in a background thread."""
@@ -85,6 +86,31 @@ class SerialConsole:
         if self._partial:
             lines = (lines + [clean_line(self._partial)])[-n:]
         return lines
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float | None) -> re.Match[str] | None:
+        """The first line since the last match (or the start) that ``pattern`` matches.
+
+        Lines printed before the call count too, and no line is ever skipped:
+        each call resumes after the previously matched line. Returns None on
+        timeout or when the console closed without a match.
+        """
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                while self._match_from < len(self.lines):
+                    line = self.lines[self._match_from]
+                    self._match_from += 1
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                if self.closed:
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cond.wait(left if left is None else min(left, 1.0))
 
     def write(self, data: bytes) -> None:
         if self._sock is None:

@@ -25,6 +25,7 @@ from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
 from .console import SerialConsole
 from .errors import CommandFailed, LaunchError, MachineError, Timeout
+from .guest import GuestOps
 from .image import BootImage, ImageStore
 from .log import get_logger, log, nested
 from .proc import ProcessError, kill_group, run, spawn
@@ -67,6 +68,7 @@ class Machine:
         # True from start() until a deliberate stop (shutdown, crash, release):
         # a QEMU that exits while this is set died unexpectedly.
         self._should_run = False
+        self.guest = GuestOps(name, self.execute, self.console_tail)
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {'running' if self.is_running() else 'stopped'}>"
@@ -205,11 +207,18 @@ class Machine:
 
     # -- commands --------------------------------------------------------------
 
-    def execute(self, command: str, timeout: float = 900) -> tuple[int, str]:
+    def execute(
+        self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = 900
+    ) -> tuple[int, str]:
         """Run ``command`` (bash, ``set -euo pipefail``) in the guest; return (exit status, stdout).
 
         stdin is /dev/null; stderr goes to the serial console (and so the log).
-        The command is killed in the guest after ``timeout`` seconds (status 124).
+        Output is byte-exact: undecodable bytes are kept as surrogates
+        (``out.encode(errors="surrogateescape")`` gives the raw bytes). A command
+        still running after ``timeout`` seconds is killed in the guest and
+        raises :class:`Timeout`. ``check_return``/``check_output`` exist for
+        NixOS compatibility: the status and output are always collected
+        (``check_output=False`` returns "" as output).
         """
         self.connect()
         assert self.backdoor is not None
@@ -235,7 +244,7 @@ class Machine:
                 result.elapsed, self.console_tail(),
             )
         self.logger.debug("%s: %r -> %d in %.3fs", self.name, command, result.status, result.elapsed)
-        return result.status, result.output.decode(errors="surrogateescape")
+        return result.status, result.output.decode(errors="surrogateescape") if check_output else ""
 
     def succeed(self, *commands: str, timeout: float | None = None) -> str:
         """Run each command; raise :class:`CommandFailed` unless all exit 0. Returns their joined stdout."""
@@ -262,6 +271,151 @@ class Machine:
                                         expected="a non-zero exit status", console_tail=self.console_tail())
             output += out
         return output
+
+    def wait_until_succeeds(self, command: str, timeout: float = 900) -> str:
+        """Repeat ``command`` until it exits 0 (pausing between tries); return its output."""
+        with self.nested(f"waiting for success: {command}"):
+            last: dict[str, object] = {}
+
+            def check(_: bool) -> bool:
+                status, out = self.execute(command, timeout=timeout)
+                last.update(status=status, output=out)
+                return status == 0
+
+            self.guest.wait_until(f"waiting for {command!r} to succeed", check, timeout,
+                                  lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}")
+            return str(last["output"])
+
+    def wait_until_fails(self, command: str, timeout: float = 900) -> str:
+        """Repeat ``command`` until it exits non-zero; return its output."""
+        with self.nested(f"waiting for failure: {command}"):
+            last: dict[str, object] = {}
+
+            def check(_: bool) -> bool:
+                status, out = self.execute(command, timeout=timeout)
+                last.update(status=status, output=out)
+                return status != 0
+
+            self.guest.wait_until(f"waiting for {command!r} to fail", check, timeout,
+                                  lambda: f"it still exits 0, output {str(last.get('output'))[-500:]!r}")
+            return str(last["output"])
+
+    def sleep(self, secs: float) -> None:
+        """Wait ``secs`` seconds of host time (the guest keeps running)."""
+        time.sleep(secs)
+
+    # -- systemd -----------------------------------------------------------------
+
+    def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
+        """Run ``systemctl q`` (for ``user``: ``systemctl --user`` in their session)."""
+        return self.guest.systemctl(q, user)
+
+    def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
+        """All properties of ``unit`` (``systemctl show``) as a dict."""
+        return self.guest.get_unit_info(unit, user)
+
+    def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
+        """One property of ``unit``."""
+        return self.guest.get_unit_property(unit, property, user)
+
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: float = 900) -> None:
+        """Wait until ``unit`` is active; fail at once if it failed, or is inactive with no job pending
+        (the message then includes ``systemctl status``)."""
+        with self.nested(f"waiting for unit {unit}"):
+            self.guest.wait_for_unit(unit, user, timeout)
+
+    def require_unit_state(self, unit: str, require_state: str = "active", user: str | None = None) -> None:
+        """Raise unless ``unit``'s ActiveState is ``require_state``."""
+        self.guest.require_unit_state(unit, require_state, user)
+
+    def start_job(self, unit: str, user: str | None = None) -> tuple[int, str]:
+        """``systemctl start unit``."""
+        return self.systemctl(f"start {unit}", user)
+
+    def stop_job(self, unit: str, user: str | None = None) -> tuple[int, str]:
+        """``systemctl stop unit``."""
+        return self.systemctl(f"stop {unit}", user)
+
+    # -- waiting -------------------------------------------------------------------
+
+    def wait_for_file(self, path: str, timeout: float = 900) -> None:
+        """Wait until ``path`` exists in the guest."""
+        with self.nested(f"waiting for file {path}"):
+            self.guest.wait_for_file(path, timeout)
+
+    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = 900) -> None:
+        """Wait until something accepts TCP connections on ``addr:port`` (as seen from the guest)."""
+        with self.nested(f"waiting for TCP port {port} on {addr}"):
+            self.guest.wait_for_open_port(port, addr, timeout)
+
+    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = 900) -> None:
+        """Wait until nothing accepts TCP connections on ``addr:port``."""
+        with self.nested(f"waiting for TCP port {port} on {addr} to close"):
+            self.guest.wait_for_closed_port(port, addr, timeout)
+
+    def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = 900) -> None:
+        """Wait until a unix socket at ``path`` accepts connections."""
+        with self.nested(f"waiting for unix socket {path}"):
+            self.guest.wait_for_open_unix_socket(path, is_datagram, timeout)
+
+    def wait_for_console_text(self, regex: str, timeout: float | None = None) -> str:
+        """Wait for a serial-console line matching ``regex`` and return it.
+
+        Lines printed before the call count too (since the previous match), so
+        nothing is lost between calls.
+        """
+        import re
+
+        if not self._should_run:
+            self.start()
+        assert self.console is not None
+        start = time.monotonic()
+        with self.nested(f"waiting for {regex!r} on the serial console"):
+            match = self.console.wait_for(re.compile(regex), timeout)
+        if match is None:
+            raise Timeout(self.name, f"waiting for {regex!r} on the serial console",
+                          "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
+                          time.monotonic() - start, self.console_tail())
+        return match.string
+
+    def send_console(self, text: str) -> None:
+        """Write ``text`` to the serial console (ttyS0), as if typed there."""
+        assert self.console is not None, "the machine is not running"
+        self.console.write(text.encode())
+
+    # -- files -----------------------------------------------------------------------
+
+    def copy_from_host(self, source: str | os.PathLike[str], target: str) -> None:
+        """Copy a host file or directory (modes kept) to ``target`` in the guest."""
+        with self.nested(f"copying {source} from the host to {target}"):
+            self.guest.copy_from_host_via_shell(source, target)
+
+    def copy_from_vm(self, source: str, target_dir: str | os.PathLike[str] = "") -> Path:
+        """Copy a guest file or directory (modes kept) into ``target_dir`` on the host
+        (default: the machine's state directory); returns the host path."""
+        dest = Path(target_dir) if target_dir else (self.state_dir or Path.cwd()) / "from-vm"
+        with self.nested(f"copying {source} from the guest to {dest}"):
+            return self.guest.copy_from_vm_via_shell(source, dest)
+
+    # -- monitor ---------------------------------------------------------------------
+
+    def send_monitor_command(self, command: str) -> str:
+        """Run a human-monitor (HMP) command, e.g. ``info status``; return its output."""
+        if not self._should_run:
+            self.start()
+        assert self.monitor is not None
+        with self.nested(f"monitor: {command}"):
+            return self.monitor.human(command)
+
+    def wait_for_qmp_event(self, event_filter, timeout: float = 600) -> dict:
+        """Wait for a QMP event for which ``event_filter(event)`` is true and return it."""
+        assert self.monitor is not None, "the machine is not running"
+        start = time.monotonic()
+        event = self.monitor.wait_event(event_filter, timeout)
+        if event is None:
+            raise Timeout(self.name, "waiting for a QMP event", f"none matched within {timeout:g}s",
+                          time.monotonic() - start, self.console_tail())
+        return event
 
     # -- stopping --------------------------------------------------------------
 
@@ -295,6 +449,15 @@ class Machine:
                 self.wait_for_shutdown(timeout)
             finally:
                 self.release()
+
+    def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
+        """Reboot the guest (``systemctl reboot``) and wait until its shell answers again."""
+        with self.nested("rebooting"):
+            self.connect()
+            assert self.backdoor is not None
+            self.backdoor.send_only("systemctl reboot")
+            self.booted = False
+            self.connect(timeout)
 
     def crash(self) -> None:
         """Simulate a power loss: QEMU is killed at once (the disk keeps what was flushed)."""

@@ -34,6 +34,23 @@ class Monitor:
         """Run a human-monitor (HMP) command and return its text output."""
         return str(self.command("human-monitor-command", **{"command-line": command_line}))
 
+    def wait_event(self, accept, timeout: float) -> dict[str, Any] | None:
+        """The first event (already queued or new) for which ``accept(event)`` is true, or None."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with self._lock:
+                try:
+                    event = self._qmp.pull_event(wait=min(left, 0.5))
+                except Exception:  # asyncio.TimeoutError: nothing arrived in this slice
+                    event = None
+            if event is not None and accept(event):
+                return event
+
     def close(self) -> None:
         with self._lock:
             try:
