@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from .guest import GuestOps
 from .image import BootImage, ImageStore
 from .log import get_logger, log, nested
 from .proc import ProcessError, kill_group, run, spawn
-from .qemu import Boot, MachinePaths, machine_argv
+from .qemu import XCHG_GUEST_PATH, Boot, MachinePaths, machine_argv
 from .qmp import Monitor
 
 DEFAULT_BOOT_TIMEOUT = 300.0
@@ -136,6 +137,7 @@ class Machine:
                     )
                 except ProcessError as exc:
                     raise LaunchError(self.name, "creating the disk overlay", str(exc)) from exc
+            paths.xchg.mkdir(exist_ok=True)
             for sock in (paths.qmp, paths.shell, paths.serial):
                 sock.unlink(missing_ok=True)
             paths.qemu_log.write_bytes(b"")
@@ -385,17 +387,65 @@ class Machine:
 
     # -- files -----------------------------------------------------------------------
 
-    def copy_from_host(self, source: str | os.PathLike[str], target: str) -> None:
-        """Copy a host file or directory (modes kept) to ``target`` in the guest."""
-        with self.nested(f"copying {source} from the host to {target}"):
-            self.guest.copy_from_host_via_shell(source, target)
+    @property
+    def shared_dir(self) -> Path:
+        """Host directory shared with the guest (9p) and mounted there at ``/tmp/xchg``."""
+        if self.state_dir is None:
+            raise MachineError(self.name, "shared_dir", "the machine has no state directory yet (start it first)")
+        return MachinePaths(self.state_dir).xchg
 
-    def copy_from_vm(self, source: str, target_dir: str | os.PathLike[str] = "") -> Path:
-        """Copy a guest file or directory (modes kept) into ``target_dir`` on the host
-        (default: the machine's state directory); returns the host path."""
+    def _xchg_ready(self) -> bool:
+        status, _ = self.execute(
+            f"mountpoint -q {XCHG_GUEST_PATH} || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none"
+            f" xchg {XCHG_GUEST_PATH}"
+        )
+        return status == 0
+
+    def copy_from_host(self, source: str | os.PathLike[str], target: str, via_shell: bool = False) -> None:
+        """Copy a host file or directory tree (modes kept) to ``target`` in the guest.
+
+        Goes through the shared directory (9p); ``via_shell=True``, or a guest
+        without the share, sends it through the backdoor instead.
+        """
+        with self.nested(f"copying {source} from the host to {target}"):
+            src = Path(source)
+            if via_shell or not self._xchg_ready():
+                self.guest.copy_from_host_via_shell(src, target)
+                return
+            if not src.exists():
+                raise FileNotFoundError(f"copy_from_host: {src} does not exist on the host")
+            stage = Path(tempfile.mkdtemp(prefix="in-", dir=self.shared_dir))
+            try:
+                if src.is_dir():
+                    shutil.copytree(src, stage / "data", symlinks=True)
+                    cmd = f"mkdir -p {shlex.quote(target)} && cp -a {XCHG_GUEST_PATH}/{stage.name}/data/. {shlex.quote(target)}/"
+                else:
+                    shutil.copy2(src, stage / "data")
+                    cmd = (f"mkdir -p \"$(dirname {shlex.quote(target)})\" && "
+                           f"cp -a {XCHG_GUEST_PATH}/{stage.name}/data {shlex.quote(target)}")
+                self.succeed(cmd)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def copy_from_vm(self, source: str, target_dir: str | os.PathLike[str] = "", via_shell: bool = False) -> Path:
+        """Copy a guest file or directory tree (modes kept) into ``target_dir`` on the host
+        (default: ``from-vm`` in the machine's state directory); returns the host path."""
         dest = Path(target_dir) if target_dir else (self.state_dir or Path.cwd()) / "from-vm"
         with self.nested(f"copying {source} from the guest to {dest}"):
-            return self.guest.copy_from_vm_via_shell(source, dest)
+            if via_shell or not self._xchg_ready():
+                return self.guest.copy_from_vm_via_shell(source, dest)
+            stage = Path(tempfile.mkdtemp(prefix="out-", dir=self.shared_dir))
+            try:
+                self.succeed(f"cp -a {shlex.quote(source)} {XCHG_GUEST_PATH}/{stage.name}/")
+                dest.mkdir(parents=True, exist_ok=True)
+                name = Path(source).name
+                final = dest / name
+                if final.is_dir():
+                    shutil.rmtree(final)
+                shutil.move(str(stage / name), final)
+                return final
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
 
     # -- monitor ---------------------------------------------------------------------
 

@@ -38,6 +38,11 @@ class MachinePaths:
         return self.state_dir / "serial.sock"
 
     @property
+    def xchg(self) -> Path:
+        """Host side of the 9p share mounted at /tmp/xchg in the guest."""
+        return self.state_dir / "xchg"
+
+    @property
     def qemu_log(self) -> Path:
         return self.state_dir / "qemu.log"
 
@@ -100,6 +105,17 @@ def channel_args(paths: MachinePaths) -> list[str]:
     ]
 
 
+XCHG_GUEST_PATH = "/tmp/xchg"
+
+
+def share_args(paths: MachinePaths) -> list[str]:
+    """The host<->guest exchange directory (9p, mounted at /tmp/xchg by the image)."""
+    return [
+        "-fsdev", f"local,id=xchg,path={paths.xchg},security_model=none",
+        "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+    ]
+
+
 def display_args(config: MachineConfig) -> list[str]:
     if not config.virtualisation.graphics:
         return ["-display", "none", "-vga", "none"]
@@ -128,6 +144,7 @@ def machine_argv(
         *boot_args(boot, kernel_params(name, config)),
         *disk_args(paths),
         *channel_args(paths),
+        *share_args(paths),
         *display_args(config),
         "-device", "virtio-rng-pci",
         "-rtc", "base=utc",

@@ -111,24 +111,32 @@ def test_guest_timeout_kills_the_command(vm):
     assert vm.succeed("echo still-alive") == "still-alive\n"
 
 
-def test_copy_round_trip_of_a_tree(vm, tmp_path):
+@pytest.mark.parametrize("via_shell", [False, True], ids=["9p-share", "shell"])
+def test_copy_round_trip_of_a_tree(vm, tmp_path, via_shell):
     src = tmp_path / "tree"
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_text("alpha\n")
     (src / "sub" / "run.sh").write_text("#!/bin/sh\necho run\n")
     (src / "sub" / "run.sh").chmod(0o750)
     (src / "bin.dat").write_bytes(bytes(range(256)) * 10)
-    vm.copy_from_host(src, "/root/copied")
+    vm.succeed("rm -rf /root/copied /root/deep")
+    vm.copy_from_host(src, "/root/copied", via_shell=via_shell)
     assert vm.succeed("/root/copied/sub/run.sh") == "run\n"
     assert vm.succeed("stat -c %a /root/copied/sub/run.sh").strip() == "750"
-    back = vm.copy_from_vm("/root/copied", tmp_path / "back")
+    back = vm.copy_from_vm("/root/copied", tmp_path / "back", via_shell=via_shell)
     assert (back / "a.txt").read_text() == "alpha\n"
     assert (back / "bin.dat").read_bytes() == bytes(range(256)) * 10
     assert stat.S_IMODE(os.stat(back / "sub" / "run.sh").st_mode) == 0o750
     single = tmp_path / "single.txt"
     single.write_text("one file\n")
-    vm.copy_from_host(single, "/root/deep/dir/single.txt")
+    vm.copy_from_host(single, "/root/deep/dir/single.txt", via_shell=via_shell)
     assert vm.succeed("cat /root/deep/dir/single.txt") == "one file\n"
+    if not via_shell:
+        # The share itself: a file the host puts there is visible in the guest and vice versa.
+        (vm.shared_dir / "from-host").write_text("hi guest\n")
+        assert vm.succeed("cat /tmp/xchg/from-host") == "hi guest\n"
+        vm.succeed("echo hi host > /tmp/xchg/from-guest")
+        assert (vm.shared_dir / "from-guest").read_text() == "hi host\n"
 
 
 def test_monitor_and_qmp(vm):
