@@ -14,12 +14,15 @@ import base64
 import io
 import os
 import shlex
+import shutil
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import CommandFailed, MachineError, Timeout
+from .qemu import XCHG_GUEST_PATH
 from .retry import retry
 
 Execute = Callable[..., tuple[int, str]]
@@ -181,3 +184,42 @@ class GuestOps:
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out)), mode="r:gz") as tar:
             tar.extractall(dest, filter="tar")
         return dest / Path(source).name
+
+    # -- copying through the 9p exchange directory -----------------------------
+
+    def _must(self, command: str, what: str) -> None:
+        status, out = self.execute(command)
+        if status != 0:
+            raise CommandFailed(self.name, what, status, out, 0.0, console_tail=self.console_tail())
+
+    def copy_from_host_via_share(self, source: str | os.PathLike[str], target: str, host_dir: Path) -> None:
+        """Copy through ``host_dir`` (the host side of /tmp/xchg)."""
+        src = Path(source)
+        if not src.exists():
+            raise FileNotFoundError(f"copy_from_host: {src} does not exist on the host")
+        stage = Path(tempfile.mkdtemp(prefix="in-", dir=host_dir))
+        guest_stage = f"{XCHG_GUEST_PATH}/{stage.name}/data"
+        t = shlex.quote(target)
+        try:
+            if src.is_dir():
+                shutil.copytree(src, stage / "data", symlinks=True)
+                self._must(f"mkdir -p {t} && cp -a {guest_stage}/. {t}/", f"copy_from_host {src} -> {target}")
+            else:
+                shutil.copy2(src, stage / "data")
+                self._must(f'mkdir -p "$(dirname {t})" && cp -a {guest_stage} {t}', f"copy_from_host {src} -> {target}")
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def copy_from_vm_via_share(self, source: str, dest: Path, host_dir: Path) -> Path:
+        """Copy the guest's ``source`` into ``dest`` through ``host_dir``; returns the host path."""
+        stage = Path(tempfile.mkdtemp(prefix="out-", dir=host_dir))
+        try:
+            self._must(f"cp -a {shlex.quote(source)} {XCHG_GUEST_PATH}/{stage.name}/", f"copy_from_vm {source}")
+            dest.mkdir(parents=True, exist_ok=True)
+            final = dest / Path(source).name
+            if final.is_dir():
+                shutil.rmtree(final)
+            shutil.move(str(stage / Path(source).name), final)
+            return final
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)

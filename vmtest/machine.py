@@ -9,9 +9,7 @@ launches QEMU paused, attaches every channel and lets the guest run.
 
 from __future__ import annotations
 
-import logging
 import os
-import shlex
 import shutil
 import socket
 import subprocess
@@ -274,33 +272,29 @@ class Machine:
             output += out
         return output
 
-    def wait_until_succeeds(self, command: str, timeout: float = 900) -> str:
-        """Repeat ``command`` until it exits 0 (pausing between tries); return its output."""
-        with self.nested(f"waiting for success: {command}"):
+    def _wait_for_status(self, command: str, succeed: bool, timeout: float) -> str:
+        wanted = "succeed" if succeed else "fail"
+        with self.nested(f"waiting for {command!r} to {wanted}"):
             last: dict[str, object] = {}
 
             def check(_: bool) -> bool:
                 status, out = self.execute(command, timeout=timeout)
                 last.update(status=status, output=out)
-                return status == 0
+                return (status == 0) == succeed
 
-            self.guest.wait_until(f"waiting for {command!r} to succeed", check, timeout,
-                                  lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}")
+            self.guest.wait_until(
+                f"waiting for {command!r} to {wanted}", check, timeout,
+                lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}",
+            )
             return str(last["output"])
+
+    def wait_until_succeeds(self, command: str, timeout: float = 900) -> str:
+        """Repeat ``command`` until it exits 0 (pausing between tries); return its output."""
+        return self._wait_for_status(command, True, timeout)
 
     def wait_until_fails(self, command: str, timeout: float = 900) -> str:
         """Repeat ``command`` until it exits non-zero; return its output."""
-        with self.nested(f"waiting for failure: {command}"):
-            last: dict[str, object] = {}
-
-            def check(_: bool) -> bool:
-                status, out = self.execute(command, timeout=timeout)
-                last.update(status=status, output=out)
-                return status != 0
-
-            self.guest.wait_until(f"waiting for {command!r} to fail", check, timeout,
-                                  lambda: f"it still exits 0, output {str(last.get('output'))[-500:]!r}")
-            return str(last["output"])
+        return self._wait_for_status(command, False, timeout)
 
     def sleep(self, secs: float) -> None:
         """Wait ``secs`` seconds of host time (the guest keeps running)."""
@@ -408,24 +402,10 @@ class Machine:
         without the share, sends it through the backdoor instead.
         """
         with self.nested(f"copying {source} from the host to {target}"):
-            src = Path(source)
             if via_shell or not self._xchg_ready():
-                self.guest.copy_from_host_via_shell(src, target)
-                return
-            if not src.exists():
-                raise FileNotFoundError(f"copy_from_host: {src} does not exist on the host")
-            stage = Path(tempfile.mkdtemp(prefix="in-", dir=self.shared_dir))
-            try:
-                if src.is_dir():
-                    shutil.copytree(src, stage / "data", symlinks=True)
-                    cmd = f"mkdir -p {shlex.quote(target)} && cp -a {XCHG_GUEST_PATH}/{stage.name}/data/. {shlex.quote(target)}/"
-                else:
-                    shutil.copy2(src, stage / "data")
-                    cmd = (f"mkdir -p \"$(dirname {shlex.quote(target)})\" && "
-                           f"cp -a {XCHG_GUEST_PATH}/{stage.name}/data {shlex.quote(target)}")
-                self.succeed(cmd)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
+                self.guest.copy_from_host_via_shell(source, target)
+            else:
+                self.guest.copy_from_host_via_share(source, target, self.shared_dir)
 
     def copy_from_vm(self, source: str, target_dir: str | os.PathLike[str] = "", via_shell: bool = False) -> Path:
         """Copy a guest file or directory tree (modes kept) into ``target_dir`` on the host
@@ -434,18 +414,7 @@ class Machine:
         with self.nested(f"copying {source} from the guest to {dest}"):
             if via_shell or not self._xchg_ready():
                 return self.guest.copy_from_vm_via_shell(source, dest)
-            stage = Path(tempfile.mkdtemp(prefix="out-", dir=self.shared_dir))
-            try:
-                self.succeed(f"cp -a {shlex.quote(source)} {XCHG_GUEST_PATH}/{stage.name}/")
-                dest.mkdir(parents=True, exist_ok=True)
-                name = Path(source).name
-                final = dest / name
-                if final.is_dir():
-                    shutil.rmtree(final)
-                shutil.move(str(stage / name), final)
-                return final
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
+            return self.guest.copy_from_vm_via_share(source, dest, self.shared_dir)
 
     # -- monitor ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmtest import CommandFailed, Machine, MachineConfig
+from vmtest import CommandFailed, MachineConfig
 
 
 def test_boot_uname_and_exit_status(vm_factory, store):
