@@ -15,8 +15,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
@@ -32,6 +33,15 @@ from .qemu import XCHG_GUEST_PATH, Boot, MachinePaths, machine_argv
 from .qmp import Monitor
 
 DEFAULT_BOOT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class MachineNetwork:
+    """How a machine is wired into a test network (see :mod:`vmtest.network`)."""
+
+    qemu_args: tuple[str, ...]
+    nic_ids: tuple[str, ...]  # QEMU device ids, for set_link
+    setup_script: str  # run in the guest at boot: addresses, /etc/hosts
 CONSOLE_TAIL = 20
 
 
@@ -47,6 +57,7 @@ class Machine:
         store: ImageStore | None = None,
         accel: str | None = None,
         keep_state: bool = False,
+        network: MachineNetwork | None = None,
     ) -> None:
         self.name = name
         self.config = config or MachineConfig()
@@ -57,6 +68,8 @@ class Machine:
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else None
         self.keep_state = keep_state
+        self.network = network
+        self.before_start: Callable[[], None] | None = None  # e.g. bring up the VLAN switches
         self.image: BootImage | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.monitor: Monitor | None = None
@@ -117,6 +130,8 @@ class Machine:
         start = time.monotonic()
         self.booted = False
         with self.nested("starting"):
+            if self.before_start is not None:
+                self.before_start()
             self.image = self.store.get(self.config)
             if self.accel is None:
                 self.accel = accel_mod.choose(
@@ -136,10 +151,18 @@ class Machine:
                 except ProcessError as exc:
                     raise LaunchError(self.name, "creating the disk overlay", str(exc)) from exc
             paths.xchg.mkdir(exist_ok=True)
+            setup = paths.xchg / ".vmtest-setup.sh"
+            if self.network is not None:
+                setup.write_text(self.network.setup_script)
+            else:
+                setup.unlink(missing_ok=True)
             for sock in (paths.qmp, paths.shell, paths.serial):
                 sock.unlink(missing_ok=True)
             paths.qemu_log.write_bytes(b"")
-            argv = machine_argv(self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel)
+            argv = machine_argv(
+                self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel,
+                network=self.network.qemu_args if self.network else (),
+            )
             self.process = spawn(argv, logger=self.logger, stdout=paths.qemu_log)
             self._should_run = True
             self._started_at = time.monotonic()
@@ -199,6 +222,15 @@ class Machine:
                     time.monotonic() - start, self.console_tail(),
                 ) from None
         self.booted = True
+        if self.network is not None:
+            status, out = self.execute(
+                "systemctl is-failed -q vmtest-setup.service || exit 0; "
+                "journalctl -b -o cat -u vmtest-setup.service | tail -n 20; exit 1"
+            )
+            if status != 0:
+                raise LaunchError(self.name, "setting up the network in the guest",
+                                  f"vmtest-setup.service failed:\n{out}", time.monotonic() - start,
+                                  self.console_tail())
         self.log(f"shell up {time.monotonic() - self._started_at:.1f}s after launch (kernel {release})")
 
     def is_up(self) -> bool:
@@ -435,6 +467,27 @@ class Machine:
             raise Timeout(self.name, "waiting for a QMP event", f"none matched within {timeout:g}s",
                           time.monotonic() - start, self.console_tail())
         return event
+
+    # -- network -----------------------------------------------------------------
+
+    def _set_links(self, up: bool) -> None:
+        if self.network is None or not self.network.nic_ids:
+            raise MachineError(self.name, "block/unblock", "the machine has no VLAN interfaces")
+        if not self._should_run:
+            self.start()
+        assert self.monitor is not None
+        for nic in self.network.nic_ids:
+            self.monitor.command("set_link", name=nic, up=up)
+
+    def block(self) -> None:
+        """Cut the machine's VLAN links (as if the cables were pulled)."""
+        with self.nested("blocking its network links"):
+            self._set_links(False)
+
+    def unblock(self) -> None:
+        """Restore the machine's VLAN links."""
+        with self.nested("unblocking its network links"):
+            self._set_links(True)
 
     # -- stopping --------------------------------------------------------------
 

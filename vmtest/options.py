@@ -47,6 +47,17 @@ def _resolution(name: str, value: Any) -> Any:
     return tuple(value)
 
 
+def _vlans(name: str, value: Any) -> Any:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(name, value, "expected a list of VLAN numbers", "e.g. [1] or [1, 2]")
+    for vlan in value:
+        if isinstance(vlan, bool) or not isinstance(vlan, int) or not 1 <= vlan <= 254:
+            raise ConfigError(name, value, f"VLAN numbers are integers 1..254, got {vlan!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(name, value, "a VLAN is listed twice")
+    return tuple(value)
+
+
 def option(default: Any, doc: str, nixos: str, validate: Validator) -> Any:
     """Declare one option: default, documentation, NixOS name, validator."""
     return field(default=default, metadata={"doc": doc, "nixos": nixos, "validate": validate})
@@ -69,6 +80,14 @@ class Virtualisation:
     )
     resolution: tuple[int, int] = option(
         (1024, 768), "Display resolution (width, height) in pixels.", "virtualisation.resolution", _resolution
+    )
+
+    vlans: tuple[int, ...] = option(
+        (1,),
+        "VLANs the machine is connected to (when it runs in a vmtest network); "
+        "NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node number>.",
+        "virtualisation.vlans",
+        _vlans,
     )
 
     def __post_init__(self) -> None:

@@ -1,20 +1,45 @@
 """The pytest plugin (entry point ``pytest11: vmtest``).
 
-This first part registers the command-line options and a ``vm_factory``
-fixture that creates machines and guarantees their release at the end of the
-test. The ``vmtest`` marker with per-node fixtures and VLANs builds on it.
+``@pytest.mark.vmtest(nodes={"server": cfg, "client": cfg}, scope="function")``
+on a test (or its class or module) gives the test one argument per node name
+holding its :class:`~vmtest.machine.Machine` (``machine`` too when there is a
+single node) and the ``vms`` fixture (:class:`~vmtest.driver.Driver`) for the
+whole network. Machines start lazily on first use, or all at once with
+``vms.start_all()``. With ``scope="module"`` or ``"class"`` the machines boot
+once and are shared by the tests of that module/class using the same nodes.
+
+Node arguments are supplied by parametrizing the test with placeholders that
+are swapped for the machines right before the call, so the test id gains a
+``[vms]`` suffix (``pytest -k webserver`` still selects it).
+
+``vm_factory`` creates stand-alone machines (no network) for a test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from .config import MachineConfig
+from .driver import Driver
+from .errors import ConfigError
 from .image import ImageStore
 from .machine import Machine
+
+SCOPES = ("function", "class", "module")
+DRIVER_KEY = pytest.StashKey[Driver]()
+
+
+class _NodeRef:
+    """Placeholder for a node's Machine until the test is called."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<vmtest node {self.name}>"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,6 +52,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
+    config.addinivalue_line(
+        "markers",
+        "vmtest(nodes, scope='function'): run the test against QEMU machines built from "
+        "nodes={name: MachineConfig}; each name becomes a test argument holding its Machine",
+    )
+
+
+def _marker_args(marker: pytest.Mark) -> tuple[dict[str, MachineConfig], str]:
+    nodes = marker.kwargs.get("nodes", marker.args[0] if marker.args else None)
+    if not isinstance(nodes, dict) or not nodes:
+        raise ConfigError("vmtest(nodes=...)", nodes, "expected a non-empty dict {name: MachineConfig}")
+    scope = marker.kwargs.get("scope", "function")
+    if scope not in SCOPES:
+        raise ConfigError("vmtest(scope=...)", scope, "unknown scope", "use 'function', 'class' or 'module'")
+    return nodes, scope
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("vmtest")
+    if marker is None:
+        return
+    nodes, _ = _marker_args(marker)
+    names = [n for n in nodes if n in metafunc.fixturenames]
+    if len(nodes) == 1 and "machine" in metafunc.fixturenames and "machine" not in nodes:
+        names.append("machine")
+    if names:
+        only = next(iter(nodes))
+        refs = tuple(_NodeRef(only if n == "machine" and n not in nodes else n) for n in names)
+        metafunc.parametrize(names, [refs], ids=["vms"])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    funcargs = getattr(item, "funcargs", {})
+    if any(isinstance(v, _NodeRef) for v in funcargs.values()):
+        driver = item.stash[DRIVER_KEY]
+        for key, value in list(funcargs.items()):
+            if isinstance(value, _NodeRef):
+                funcargs[key] = driver.machines[value.name]
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +100,79 @@ def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     return ImageStore(pytestconfig.getoption("--vm-cache-dir"))
 
 
+class _Drivers:
+    """Drivers shared by the tests of one scope (module or class), released at its end."""
+
+    def __init__(self) -> None:
+        self.by_nodes: dict[int, tuple[dict[str, MachineConfig], Driver]] = {}
+
+    def get(self, nodes: dict[str, MachineConfig], make: Callable[[], Driver]) -> Driver:
+        for known, driver in self.by_nodes.values():
+            if known is nodes or known == nodes:
+                return driver
+        driver = make()
+        self.by_nodes[id(nodes)] = (nodes, driver)
+        return driver
+
+    def release(self) -> None:
+        for _, driver in self.by_nodes.values():
+            driver.release()
+
+
+@pytest.fixture(scope="module")
+def _vmtest_module_drivers() -> Iterator[_Drivers]:
+    drivers = _Drivers()
+    yield drivers
+    drivers.release()
+
+
+@pytest.fixture(scope="class")
+def _vmtest_class_drivers() -> Iterator[_Drivers]:
+    drivers = _Drivers()
+    yield drivers
+    drivers.release()
+
+
+@pytest.fixture(autouse=True)
+def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) -> Iterator[Driver | None]:
+    marker = request.node.get_closest_marker("vmtest")
+    if marker is None:
+        yield None
+        return
+    nodes, scope = _marker_args(marker)
+    accel = request.config.getoption("--vm-accel")
+
+    def make() -> Driver:
+        return Driver(nodes, vm_image_store, accel=accel)
+
+    if scope == "function":
+        driver = make()
+        request.node.stash[DRIVER_KEY] = driver
+        try:
+            yield driver
+        finally:
+            driver.release()
+        return
+    holder = request.getfixturevalue(f"_vmtest_{scope}_drivers")
+    driver = holder.get(nodes, make)
+    request.node.stash[DRIVER_KEY] = driver
+    yield driver
+
+
+@pytest.fixture
+def vms(_vmtest_network: Driver | None) -> Driver:
+    """The test's network of machines (``@pytest.mark.vmtest(nodes=...)`` required)."""
+    if _vmtest_network is None:
+        raise ConfigError("vms", None, "this test has no @pytest.mark.vmtest(nodes={...}) marker")
+    return _vmtest_network
+
+
 @pytest.fixture
 def vm_factory(pytestconfig: pytest.Config, vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
-    """``vm_factory(name, config)`` -> a started-on-demand :class:`Machine`, released after the test."""
+    """``vm_factory(name, config)`` -> a stand-alone :class:`Machine` (no network), released after the test."""
     machines: list[Machine] = []
 
-    def make(name: str, config: MachineConfig | None = None, **kwargs: object) -> Machine:
+    def make(name: str, config: MachineConfig | None = None, **kwargs: Any) -> Machine:
         machine = Machine(name, config, store=vm_image_store, accel=pytestconfig.getoption("--vm-accel"), **kwargs)
         machines.append(machine)
         return machine

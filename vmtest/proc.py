@@ -157,6 +157,7 @@ def spawn(
     logger: logging.Logger,
     stdout: Path,
     env: Mapping[str, str] | None = None,
+    stdin_pipe: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running program (QEMU, vde_switch) with stdout+stderr to a file.
 
@@ -171,7 +172,7 @@ def spawn(
     with open(stdout, "ab") as out:
         return subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,

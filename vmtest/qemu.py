@@ -7,6 +7,7 @@ whole command line; each ``*_args`` function owns one concern.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def kernel_params(name: str, config: MachineConfig) -> list[str]:
         f"systemd.hostname={name}",
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
+        "net.ifnames=0",
         *config.kernel_params,
     ]
 
@@ -130,8 +132,12 @@ def machine_argv(
     paths: MachinePaths,
     accel: str,
     qemu: str = DEFAULT_QEMU,
+    network: Sequence[str] = (),
 ) -> list[str]:
-    """The full QEMU command line of machine ``name``; QEMU starts paused (``-S``)."""
+    """The full QEMU command line of machine ``name``; QEMU starts paused (``-S``).
+
+    ``network`` is the NIC argv from :func:`vmtest.network.nic_args`.
+    """
     virt = config.virtualisation
     return [
         qemu,
@@ -145,6 +151,7 @@ def machine_argv(
         *disk_args(paths),
         *channel_args(paths),
         *share_args(paths),
+        *network,
         *display_args(config),
         "-device", "virtio-rng-pci",
         "-rtc", "base=utc",

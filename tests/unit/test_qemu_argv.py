@@ -29,7 +29,7 @@ DEFAULT_KVM = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
     "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
@@ -58,7 +58,7 @@ DEFAULT_TCG = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
     "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
@@ -87,7 +87,7 @@ CUSTOM_TCG = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3 foo=bar",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
     "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
@@ -116,7 +116,7 @@ CUSTOM_KVM = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3 foo=bar",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
     "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
@@ -176,7 +176,7 @@ def test_kernel_params_graphics_serial_console_last() -> None:
         "panic=-1",
         "systemd.hostname=m1",
         "systemd.show_status=auto",
-        "rd.udev.log_level=3",
+        "rd.udev.log_level=3", "net.ifnames=0",
         "quiet",
         "foo=bar",
     ]

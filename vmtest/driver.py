@@ -1,0 +1,113 @@
+"""A test network: the machines of one test (or module/class) and their VLAN switches.
+
+``Driver`` is what the ``vms`` fixture returns, after the NixOS driver:
+``machines``, ``vlans``, ``start_all()``, ``join_all()``, ``subtest()``,
+``retry()``. It owns its switches and machines and releases them all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from .config import MachineConfig
+from .errors import ConfigError
+from .image import ImageStore
+from .log import get_logger, nested
+from .machine import Machine, MachineNetwork
+from .network import Switch, nic_args, plan, setup_script
+from .retry import retry as _retry
+
+T = TypeVar("T")
+
+
+class Driver:
+    def __init__(
+        self,
+        nodes: Mapping[str, MachineConfig],
+        store: ImageStore,
+        accel: str | None = None,
+        state_root: Path | None = None,
+    ) -> None:
+        for name, config in nodes.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError("nodes", name, "node names must be Python identifiers (they become fixtures)")
+            if not isinstance(config, MachineConfig):
+                raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
+        self.logger = get_logger("driver")
+        self._own_state_root = state_root is None
+        self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
+        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()})
+        self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
+        self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
+        self._switches_up = False
+        self.machines: dict[str, Machine] = {}
+        sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
+        for name in sorted(nodes):
+            node = self.plans[name]
+            network = MachineNetwork(
+                tuple(nic_args(node.nics, sockets)),
+                tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
+                setup_script(node, self.plans),
+            )
+            machine = Machine(name, nodes[name], state_dir=self.state_root / name, store=store,
+                              accel=accel, network=network)
+            machine.before_start = self._ensure_switches
+            self.machines[name] = machine
+
+    def _ensure_switches(self) -> None:
+        if not self._switches_up:
+            for switch in self.switches.values():
+                switch.start()
+            self._switches_up = True
+
+    def start_all(self) -> None:
+        """Launch every machine (they boot in parallel); images are built first, in parallel."""
+        with nested(self.logger, "starting all machines"):
+            errors: list[BaseException] = []
+
+            def build(m: Machine) -> None:
+                try:
+                    m.store.get(m.config)
+                except BaseException as exc:  # re-raised below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=build, args=(m,)) for m in self.machines.values()]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+            # QEMU is spawned from this (long-lived) thread: it dies with its spawning thread.
+            for machine in self.machines.values():
+                machine.start()
+
+    def join_all(self) -> None:
+        """Wait until every machine's backdoor shell answers."""
+        for machine in self.machines.values():
+            machine.connect()
+
+    @contextmanager
+    def subtest(self, name: str) -> Iterator[None]:
+        """A named, timed section of a test."""
+        with nested(self.logger, f"subtest: {name}"):
+            yield
+
+    def retry(self, fn: Callable[[bool], T | None], timeout: float = 900) -> T | None:
+        """Call ``fn(last_try)`` until it returns something truthy (or time runs out)."""
+        return _retry(fn, timeout)
+
+    def release(self) -> None:
+        for machine in self.machines.values():
+            machine.release()
+        for switch in self.switches.values():
+            switch.stop()
+        self._switches_up = False
+        if self._own_state_root:
+            shutil.rmtree(self.state_root, ignore_errors=True)
