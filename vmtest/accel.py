@@ -98,5 +98,6 @@ def choose(cache_dir: Path, boot_fn, logger: logging.Logger, accel: str | None =
         return "kvm"
     if want == "kvm":
         raise HostError(f"KVM was requested (VMTEST_ACCEL=kvm / --vm-accel kvm) but does not work: {reason}")
-    log(logger, f"accelerator: TCG (software emulation, slow) because KVM is unusable: {reason}", level=logging.WARNING)
+    level = logging.INFO if reason.endswith("(cached verdict)") else logging.WARNING
+    log(logger, f"accelerator: TCG (software emulation, slow) because KVM is unusable: {reason}", level=level)
     return "tcg"

@@ -87,11 +87,16 @@ def hosts_file(plans: Mapping[str, NodePlan]) -> str:
 def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
     """Shell run in the guest at boot (vmtest-setup.service): NIC names, addresses, /etc/hosts."""
     lines = ["set -eu"]
+    # Rename in two passes (kernel eth0 may have to become eth1 while eth1 exists).
     for nic in node.nics:
         lines += [
             f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {nic.mac} ]; then basename $d; fi; done)",
             f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {nic.mac}" >&2; exit 1; }}',
-            f'[ "$dev" = {nic.name} ] || ip link set dev "$dev" name {nic.name}',
+            f'ip link set dev "$dev" name vmtest{nic.index}',
+        ]
+    for nic in node.nics:
+        lines += [
+            f"ip link set dev vmtest{nic.index} name {nic.name}",
             f"ip link set dev {nic.name} up",
             f"ip addr add {nic.ipv4}/24 dev {nic.name}",
             f"ip -6 addr add {nic.ipv6}/64 dev {nic.name} nodad",

@@ -25,10 +25,16 @@ class Monitor:
         with self._lock:
             self.greeting = self._qmp.connect(negotiate=True)
 
-    def command(self, name: str, **args: Any) -> Any:
+    def command(self, command_name: str, /, **args: Any) -> Any:
         """Run a QMP command and return its ``return`` value (raises on QMP errors)."""
         with self._lock:
-            return self._qmp.cmd(name, **args)
+            return self._run(command_name, args)
+
+    def _run(self, command_name: str, args: dict[str, Any]) -> Any:
+        response = self._qmp.cmd_raw(command_name, args or None)
+        if "error" in response:
+            raise QMPError(f"QMP {command_name} failed: {response['error'].get('desc', response['error'])}")
+        return response.get("return")
 
     def human(self, command_line: str) -> str:
         """Run a human-monitor (HMP) command and return its text output."""
