@@ -53,3 +53,51 @@ def test_sigkill_of_pytest_leaves_no_qemu(tmp_path):
     while _pids_with(f"process=vmtest-{name}") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _pids_with(f"process=vmtest-{name}") == []
+
+
+import pytest  # noqa: E402
+
+TWO_NODE_TEST = '''
+import time
+import pytest
+from vmtest import MachineConfig
+
+@pytest.mark.vmtest(nodes={"a": MachineConfig(), "b": MachineConfig()})
+def test_two(vms, a, b):
+    vms.start_all()
+    vms.join_all()
+    print("VMS-UP", flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig):
+    (tmp_path / "test_two.py").write_text(TWO_NODE_TEST)
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_two.py"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(state)),
+    )
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "VMS-UP" in line:
+            break
+    assert any("VMS-UP" in line for line in lines), "".join(lines[-30:])
+    mine = _pids_with(str(state))
+    kinds = {Path(f"/proc/{pid}/exe").resolve().name for pid in mine if Path(f"/proc/{pid}").exists()}
+    assert {"qemu-system-x86_64", "vde_switch"} <= kinds, kinds
+    os.kill(proc.pid, sig)
+    try:
+        proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    deadline = time.monotonic() + 15
+    while _pids_with(str(state)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _pids_with(str(state)) == []
