@@ -46,6 +46,7 @@ class Driver:
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self._switches_up = False
+        self.aborted: str | None = None
         self.machines: dict[str, Machine] = {}
         sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
         for name in sorted(nodes):
@@ -102,6 +103,13 @@ class Driver:
     def retry(self, fn: Callable[[bool], T | None], timeout: float = 900) -> T | None:
         """Call ``fn(last_try)`` until it returns something truthy (or time runs out)."""
         return _retry(fn, timeout)
+
+    def abort(self, reason: str) -> None:
+        """Kill every machine now (calls waiting on them fail at once); used by the global timeout."""
+        self.aborted = reason
+        self.logger.error("%s: killing all machines", reason)
+        for machine in self.machines.values():
+            machine.crash()
 
     def release(self) -> None:
         for machine in self.machines.values():

@@ -17,7 +17,10 @@ are swapped for the machines right before the call, so the test id gains a
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +51,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="QEMU accelerator (default: $VMTEST_ACCEL or auto = KVM if it is proven to work)")
     group.addoption("--vm-cache-dir", default=None,
                     help="image cache directory (default: $VMTEST_CACHE_DIR or ~/.cache/vmtest)")
+    group.addoption("--vm-output-dir", default=None,
+                    help="where failed tests leave console logs, screenshots and journals "
+                         "(default: $VMTEST_OUTPUT_DIR or ./vmtest-output)")
+    group.addoption("--vm-global-timeout", type=float, default=None,
+                    help="kill the machines of a test still running after SECONDS "
+                         "(default: $VMTEST_GLOBAL_TIMEOUT or 3600)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -147,16 +156,37 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
 
     if scope == "function":
         driver = make()
-        request.node.stash[DRIVER_KEY] = driver
-        try:
-            yield driver
-        finally:
-            driver.release()
-        return
-    holder = request.getfixturevalue(f"_vmtest_{scope}_drivers")
-    driver = holder.get(nodes, make)
+    else:
+        driver = request.getfixturevalue(f"_vmtest_{scope}_drivers").get(nodes, make)
     request.node.stash[DRIVER_KEY] = driver
-    yield driver
+    limit = request.config.getoption("--vm-global-timeout") or float(os.environ.get("VMTEST_GLOBAL_TIMEOUT", 3600))
+    watchdog = threading.Timer(limit, driver.abort, args=(f"the global timeout of {limit:g}s expired",))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield driver
+    finally:
+        watchdog.cancel()
+        if scope == "function":
+            driver.release()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or DRIVER_KEY not in item.stash:
+        return
+    from .report import collect
+
+    driver = item.stash[DRIVER_KEY]
+    output = Path(item.config.getoption("--vm-output-dir") or os.environ.get("VMTEST_OUTPUT_DIR") or "vmtest-output")
+    text = collect(driver, output.absolute(), item.nodeid)
+    if driver.aborted:
+        text = f"vmtest: {driver.aborted}; its machines were killed\n\n" + text
+    report.sections.append(("vmtest machines", text))
+    # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
+    item.user_properties.append(("vmtest_report", text))
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""Tests that fail on purpose, to show what a failure report contains.
+
+Skipped by default; run them with::
+
+    pytest examples/test_failing.py --run-demo-failures
+
+The report gets, for each machine, its last console lines, and the output
+directory (``vmtest-output/<test>/``) its console log, a screenshot and the
+journal of the current boot.
+"""
+
+import pytest
+
+from vmtest import MachineConfig
+
+web = MachineConfig(packages=["curl"])
+
+
+@pytest.mark.demo_failure
+@pytest.mark.vmtest(nodes={"web": web})
+def test_wrong_expectation(web):
+    web.succeed("echo 'demo: about to fail' > /dev/ttyS0")
+    assert web.succeed("curl --version").startswith("wget")
+
+
+@pytest.mark.demo_failure
+@pytest.mark.vmtest(nodes={"sleeper": MachineConfig()})
+def test_hangs_until_the_global_timeout(sleeper):
+    sleeper.succeed("sleep 100000", timeout=100000)

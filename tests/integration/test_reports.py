@@ -1,0 +1,37 @@
+"""A failing VM test leaves console lines, a screenshot and the journal; a hung one is killed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_failure_report_has_console_screenshot_and_journal(tmp_path):
+    out = tmp_path / "out"
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "log_cli=false",
+         "examples/test_failing.py", "--run-demo-failures", f"--vm-output-dir={out}",
+         "--vm-global-timeout=60", f"--junitxml={junit}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text[-3000:]
+    assert "2 failed" in text, text[-3000:]
+    # Report section with the console tail of the node.
+    assert "vmtest machines" in text and "web: last 20 console lines" in text
+    wrong = next(p for p in out.iterdir() if "wrong_expectation" in p.name)
+    console = (wrong / "web-console.log").read_bytes()
+    assert b"demo: about to fail" in console
+    png = (wrong / "web-screen.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "vmtest-backdoor.service" in (wrong / "web-journal.txt").read_text()
+    # The hung test was stopped by the global timeout and says so.
+    assert "the global timeout of 60s expired" in text
+    hung = next(p for p in out.iterdir() if "global_timeout" in p.name)
+    assert (hung / "sleeper-console.log").exists()
+    # JUnit XML carries the section too.
+    assert "web: last 20 console lines" in junit.read_text()
