@@ -22,20 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 MODULE_SUITE = '''
 import pytest
 from vmtest import MachineConfig
-from test_webserver import server, client
+from webserver_configs import server, client
 
 pytestmark = pytest.mark.vmtest(nodes={"server": server, "client": client}, scope="module")
 
-def check(server, client):
+def check(vms, server, client):
+    vms.start_all()  # no-op once running: both boot in parallel
     server.wait_for_unit("nginx.service")
     server.wait_for_open_port(80)
     assert client.succeed("curl -sf http://server/") == "hello from server\\n"
 
-def test_once(server, client):
-    check(server, client)
+def test_once(vms, server, client):
+    check(vms, server, client)
 
-def test_twice(server, client):
-    check(server, client)
+def test_twice(vms, server, client):
+    check(vms, server, client)
 '''
 
 
@@ -59,7 +60,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         suite = Path(tmp) / "test_module_suite.py"
         suite.write_text(MODULE_SUITE)
-        (Path(tmp) / "test_webserver.py").write_text(example.read_text())
+        (Path(tmp) / "webserver_configs.py").write_text(example.read_text())
         module = [pytest_wall([str(suite)], Path(tmp)) for _ in range(args.runs)]
     rows = [
         (f"webserver example, warm cache, median of {args.runs}", f"{statistics.median(single):.1f} s", "<= 25 s"),
