@@ -104,6 +104,16 @@ class Driver:
         """Call ``fn(last_try)`` until it returns something truthy (or time runs out)."""
         return _retry(fn, timeout)
 
+    def serial_stdout_on(self) -> None:
+        """Log every machine's serial-console lines (the default)."""
+        for machine in self.machines.values():
+            machine.serial_echo = True
+
+    def serial_stdout_off(self) -> None:
+        """Stop logging serial-console lines (they are still kept for waits and reports)."""
+        for machine in self.machines.values():
+            machine.serial_echo = False
+
     def abort(self, reason: str) -> None:
         """Kill every machine now (calls waiting on them fail at once); used by the global timeout."""
         self.aborted = reason

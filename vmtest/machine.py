@@ -70,6 +70,7 @@ class Machine:
         self.keep_state = keep_state
         self.network = network
         self.before_start: Callable[[], None] | None = None  # e.g. bring up the VLAN switches
+        self._serial_echo = True
         self.image: BootImage | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.monitor: Monitor | None = None
@@ -96,6 +97,17 @@ class Machine:
         """A timed, indented log section: ``with machine.nested("doing x"): ...``."""
         with nested(self.logger, f"{self.name}: {msg}"):
             yield
+
+    @property
+    def serial_echo(self) -> bool:
+        """Whether serial-console lines are logged (``name # line``)."""
+        return self._serial_echo
+
+    @serial_echo.setter
+    def serial_echo(self, on: bool) -> None:
+        self._serial_echo = on
+        if self.console is not None:
+            self.console.echo = on
 
     def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
         """The last ``n`` lines the serial console printed."""
@@ -196,6 +208,7 @@ class Machine:
         self.monitor = Monitor(paths.qmp)
         self.monitor.connect()
         self.console = SerialConsole(self.name, self.logger, paths.console_log)
+        self.console.echo = self._serial_echo
         self.console.attach(self._connect_unix(paths.serial, start))
         self.backdoor = Backdoor(self.name, self._connect_unix(paths.shell, start), self.logger)
         self.monitor.command("cont")

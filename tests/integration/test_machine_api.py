@@ -179,3 +179,24 @@ def test_commands_on_two_machines_from_two_threads(vm, vm_factory):
         t.join(timeout=300)
     assert not errors, errors
     assert results == {"api": "api", "api2": "api2"}
+
+
+def test_send_console_reaches_the_serial_port(vm):
+    vm.succeed("(head -n 1 /dev/ttyS0 > /tmp/from-serial) >/dev/null 2>&1 &")
+    time.sleep(1)
+    vm.send_console("typed-on-the-serial-line\n")
+    vm.wait_for_file("/tmp/from-serial", timeout=30)
+    vm.wait_until_succeeds("grep -q typed-on-the-serial-line /tmp/from-serial", timeout=30)
+
+
+def test_wait_for_qmp_event(vm):
+    vm.connect()
+    vm.send_monitor_command("stop")
+    event = vm.wait_for_qmp_event(lambda e: e["event"] == "STOP", timeout=30)
+    assert event["event"] == "STOP"
+    vm.send_monitor_command("cont")
+    vm.wait_for_qmp_event(lambda e: e["event"] == "RESUME", timeout=30)
+    assert vm.is_up()
+    assert vm.succeed("echo after-resume") == "after-resume\n"
+    with pytest.raises(Timeout):
+        vm.wait_for_qmp_event(lambda e: e["event"] == "NEVER", timeout=1)
