@@ -17,6 +17,7 @@ are swapped for the machines right before the call, so the test id gains a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -54,6 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vm-output-dir", default=None,
                     help="where failed tests leave console logs, screenshots and journals "
                          "(default: $VMTEST_OUTPUT_DIR or ./vmtest-output)")
+    group.addoption("--vm-keep-state", action="store_true", default=None,
+                    help="keep each test's machine state (disk overlays) in <output dir>/state/ and reuse it "
+                         "in the next run (default: $VMTEST_KEEP_STATE=1, else a fresh state per test)")
+    group.addoption("--vm-rebuild", action="store_true", default=False,
+                    help="rebuild every image this session uses, once, even if cached")
     group.addoption("--vm-global-timeout", type=float, default=None,
                     help="kill the machines of a test still running after SECONDS "
                          "(default: $VMTEST_GLOBAL_TIMEOUT or 3600)")
@@ -103,10 +109,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     yield
 
 
+def _output_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("--vm-output-dir") or os.environ.get("VMTEST_OUTPUT_DIR") or "vmtest-output").absolute()
+
+
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir``)."""
-    return ImageStore(pytestconfig.getoption("--vm-cache-dir"))
+    return ImageStore(pytestconfig.getoption("--vm-cache-dir"), rebuild=pytestconfig.getoption("--vm-rebuild"))
 
 
 class _Drivers:
@@ -150,9 +160,19 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         return
     nodes, scope = _marker_args(marker)
     accel = request.config.getoption("--vm-accel")
+    keep = request.config.getoption("--vm-keep-state") or os.environ.get("VMTEST_KEEP_STATE") == "1"
+    owner = request.node if scope == "function" else request.node.getparent(
+        pytest.Module if scope == "module" else pytest.Class)
+    state_root = None
+    if keep:
+        # Short, stable per test (unix socket paths must stay under 108 bytes).
+        digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
+        state_root = _output_dir(request.config) / "state" / digest
+        state_root.mkdir(parents=True, exist_ok=True)
+        (state_root / "TEST").write_text(owner.nodeid + "\n")
 
     def make() -> Driver:
-        return Driver(nodes, vm_image_store, accel=accel)
+        return Driver(nodes, vm_image_store, accel=accel, state_root=state_root)
 
     if scope == "function":
         driver = make()
@@ -180,8 +200,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from .report import collect
 
     driver = item.stash[DRIVER_KEY]
-    output = Path(item.config.getoption("--vm-output-dir") or os.environ.get("VMTEST_OUTPUT_DIR") or "vmtest-output")
-    text = collect(driver, output.absolute(), item.nodeid)
+    text = collect(driver, _output_dir(item.config), item.nodeid)
     if driver.aborted:
         text = f"vmtest: {driver.aborted}; its machines were killed\n\n" + text
     report.sections.append(("vmtest machines", text))

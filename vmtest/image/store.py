@@ -39,9 +39,13 @@ class BootImage:
 class ImageStore:
     """Builds and caches guest images."""
 
-    def __init__(self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None, rebuild: bool = False
+    ) -> None:
         self.cache = Cache(default_cache_dir(cache_dir))
         self.logger = logger or get_logger("image")
+        self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
+        self._rebuilt: set[str] = set()
 
     def kernel(self) -> kernel_mod.Kernel:
         return kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
@@ -65,7 +69,8 @@ class ImageStore:
         """The boot image for ``config``, built (with progress logged) if not cached."""
         kernel = self.kernel()
         key = self.key(config, kernel)
-        if rebuild:
+        if rebuild or (self.rebuild and key not in self._rebuilt):
+            self._rebuilt.add(key)
             self.cache.remove("images", key, self.logger)
         cached = self.cache.lookup("images", key)
         if cached:
