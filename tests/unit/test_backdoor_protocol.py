@@ -364,8 +364,10 @@ def test_command_environment(guest: Guest) -> None:
 def test_background_process_holding_stdout_does_not_block(guest: Guest) -> None:
     ready(guest)
     start = time.monotonic()
-    assert guest.run("sleep 30 & echo bg") == (0, b"bg\n", b"raw")
-    assert time.monotonic() - start < 1.0
+    assert guest.run("sleep 30 & echo bg", timeout=15) == (0, b"bg\n", b"raw")
+    # Far less than the 30 s the background sleep holds stdout (a bound loose
+    # enough for a loaded machine: this is not a speed test).
+    assert time.monotonic() - start < 15
     assert guest.sleeps(), "the background sleep should still be running"
     assert guest.run("echo next") == (0, b"next\n", b"raw")
 
