@@ -493,7 +493,7 @@ def test_client_kills_on_timeout() -> None:
         assert result.status == KILLED_STATUS
         assert result.output == b""
         assert result.killed is True
-        assert 0.2 <= result.elapsed < 1.0
+        assert 0.2 <= result.elapsed < 5.0  # killed after its timeout, not after the 30 s sleep
         fake.finish()
     finally:
         bd.close()

@@ -34,7 +34,7 @@ def test_immediate_success_does_not_sleep() -> None:
     probe = Probe(lambda n, last: 42)
     start = time.monotonic()
     assert retry(probe, timeout=5.0, interval=1.0) == 42
-    assert time.monotonic() - start < 0.1
+    assert time.monotonic() - start < 0.5  # a sleep would take >= 1.0 s
     assert probe.flags == [False]
 
 
@@ -64,8 +64,8 @@ def test_respects_timeout() -> None:
     retry(probe, timeout=0.3, interval=0.02, max_interval=0.05)
     elapsed = time.monotonic() - start
     # The last try happens once the next pause would cross the deadline.
-    assert 0.3 - 0.05 - 0.02 <= elapsed <= 0.3 + 0.1
-    assert probe.calls[-1][0] - start <= 0.3 + 0.05
+    assert 0.3 - 0.05 - 0.02 <= elapsed <= 0.3 + 0.5  # loose upper bound: loaded CI machines
+    assert probe.calls[-1][0] - start <= 0.3 + 0.5
 
 
 def test_does_not_busy_spin_and_backs_off() -> None:
