@@ -14,6 +14,7 @@ from pathlib import Path
 from . import accel as accel_mod
 from .cache import default_cache_dir
 from .errors import VmtestError
+from .image.kernel import _is_static
 
 # (what, how to look for it, Debian package that provides it)
 PROGRAMS = (
@@ -45,18 +46,13 @@ class Check:
     fix: str | None = None  # any other command that fixes it
 
 
-def _static(path: str) -> bool:
-    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=False)
-    return "not a dynamic executable" in out.stdout + out.stderr
-
-
 def host_checks() -> list[Check]:
     checks = []
     for program, package in PROGRAMS:
         found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
         checks.append(Check(program, bool(found), found or "not found", None if found else package))
     for path, package, why in FILES:
-        ok = os.path.isfile(path) and (not path.endswith("busybox") or _static(path))
+        ok = os.path.isfile(path) and (not path.endswith("busybox") or _is_static(path))
         checks.append(Check(path, ok, why if ok else f"missing ({why})", None if ok else package))
     for module, dist in PYTHON_MODULES:
         ok = importlib.util.find_spec(module.split(".")[0]) is not None and (
