@@ -14,7 +14,7 @@ from pathlib import Path
 from . import accel as accel_mod
 from .cache import default_cache_dir
 from .errors import VmtestError
-from .image.kernel import _is_static
+from .image.kernel import is_static
 
 # (what, how to look for it, Debian package that provides it)
 PROGRAMS = (
@@ -52,7 +52,7 @@ def host_checks() -> list[Check]:
         found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
         checks.append(Check(program, bool(found), found or "not found", None if found else package))
     for path, package, why in FILES:
-        ok = os.path.isfile(path) and (not path.endswith("busybox") or _is_static(path))
+        ok = os.path.isfile(path) and (not path.endswith("busybox") or is_static(path))
         checks.append(Check(path, ok, why if ok else f"missing ({why})", None if ok else package))
     for module, dist in PYTHON_MODULES:
         ok = importlib.util.find_spec(module.split(".")[0]) is not None and (

@@ -198,7 +198,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
             initrd_root = tmp / "initrd"
             (initrd_root / "bin").mkdir(parents=True)
             busybox = shutil.which("busybox") or "/bin/busybox"
-            if not _is_static(busybox):
+            if not is_static(busybox):
                 raise ImageBuildError("building the initrd", "a static busybox is needed: apt-get install busybox-static")
             shutil.copy2(busybox, initrd_root / "bin/busybox")
             init = initrd_root / "init"
@@ -229,7 +229,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
     return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd.gz", path / "modules")
 
 
-def _is_static(path: str) -> bool:
+def is_static(path: str) -> bool:
     """True if ``path`` exists and is a statically linked executable."""
     if not os.path.isfile(path):
         return False
