@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,15 @@ class ImageStore:
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
         self._rebuilt: set[str] = set()
+        self._kernel: kernel_mod.Kernel | None = None
+        self._kernel_lock = threading.Lock()
 
     def kernel(self) -> kernel_mod.Kernel:
-        return kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
+        """The guest kernel, resolved through apt and built once per store (not once per machine)."""
+        with self._kernel_lock:
+            if self._kernel is None or not self._kernel.initrd.exists():
+                self._kernel = kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
+            return self._kernel
 
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
         inputs = {
