@@ -196,7 +196,7 @@ class MachineConfig:
 
         return {
             "suite": self.suite,
-            "packages": list(self.packages),
+            "packages": sorted(set(self.packages) | set(self.virtualisation.image_packages())),
             "services": list(self.services),
             "units": dict(sorted(self.units.items())),
             "files": {

@@ -42,7 +42,8 @@ class Driver:
         self.logger = get_logger("driver")
         self._own_state_root = state_root is None
         self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
-        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()})
+        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
+                          {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()})
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self._switches_up = False

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
+from . import disks, guestsetup
 from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
 from .console import SerialConsole
@@ -81,6 +82,7 @@ class Machine:
         # True from start() until a deliberate stop (shutdown, crash, release):
         # a QEMU that exits while this is set died unexpectedly.
         self._should_run = False
+        self._has_setup = False
         self.guest = GuestOps(name, self.execute, self.console_tail)
 
     def __repr__(self) -> str:
@@ -154,26 +156,26 @@ class Machine:
                 self.state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
             self.state_dir.mkdir(parents=True, exist_ok=True)
             paths = MachinePaths(self.state_dir)
-            if not paths.disk.exists():
-                try:
-                    run(
-                        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, paths.disk],
-                        what="creating the disk overlay", logger=self.logger,
-                    )
-                except ProcessError as exc:
-                    raise LaunchError(self.name, "creating the disk overlay", str(exc)) from exc
+            prepared = disks.prepare(self.name, self.config, paths, self.image, self.logger)
             paths.xchg.mkdir(exist_ok=True)
-            setup = paths.xchg / ".vmtest-setup.sh"
-            if self.network is not None:
-                setup.write_text(self.network.setup_script)
+            if prepared.certs is not None:
+                shutil.copyfile(prepared.certs, paths.xchg / guestsetup.CERTS_NAME)
+            script = guestsetup.script(
+                self.config, self.network.setup_script if self.network else "", prepared.grow_root,
+                prepared.certs is not None,
+            )
+            setup = paths.xchg / guestsetup.SETUP_NAME
+            if script:
+                setup.write_text(script)
             else:
                 setup.unlink(missing_ok=True)
-            for sock in (paths.qmp, paths.shell, paths.serial):
+            self._has_setup = bool(script)
+            for sock in (paths.qmp, paths.shell, paths.serial, paths.agent):
                 sock.unlink(missing_ok=True)
             paths.qemu_log.write_bytes(b"")
             argv = machine_argv(
-                self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel,
-                network=self.network.qemu_args if self.network else (),
+                self.name, self.config, Boot(self.image.kernel, self.image.initrd, self.image.disk), paths,
+                self.accel, network=self.network.qemu_args if self.network else (),
             )
             self.process = spawn(argv, logger=self.logger, stdout=paths.qemu_log)
             self._should_run = True
@@ -235,13 +237,13 @@ class Machine:
                     time.monotonic() - start, self.console_tail(),
                 ) from None
         self.booted = True
-        if self.network is not None:
+        if self._has_setup:
             status, out = self.execute(
                 "systemctl is-failed -q vmtest-setup.service || exit 0; "
                 "journalctl -b -o cat -u vmtest-setup.service | tail -n 20; exit 1"
             )
             if status != 0:
-                raise LaunchError(self.name, "setting up the network in the guest",
+                raise LaunchError(self.name, "running the per-boot set-up in the guest (network, mounts)",
                                   f"vmtest-setup.service failed:\n{out}", time.monotonic() - start,
                                   self.console_tail())
         self.log(f"shell up {time.monotonic() - self._started_at:.1f}s after launch (kernel {release})")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.config import MachineConfig
-from vmtest.qemu import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv
+from vmtest.qemu import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))
@@ -30,7 +30,7 @@ DEFAULT_KVM = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -39,9 +39,12 @@ DEFAULT_KVM = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -59,7 +62,7 @@ DEFAULT_TCG = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -68,9 +71,12 @@ DEFAULT_TCG = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -88,7 +94,7 @@ CUSTOM_TCG = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -97,9 +103,12 @@ CUSTOM_TCG = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -117,7 +126,7 @@ CUSTOM_KVM = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -126,9 +135,12 @@ CUSTOM_KVM = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -152,11 +164,12 @@ def test_custom_config_kvm() -> None:
 
 def test_custom_qemu_binary_and_resolution() -> None:
     cfg = MachineConfig(virtualisation={"resolution": (1280, 800)})
-    argv = machine_argv("web", cfg, BOOT, MachinePaths(Path("/s")), "kvm", qemu="/opt/qemu/bin/qemu-system-x86_64")
+    cfg = cfg.replace(virtualisation={"resolution": (1280, 800), "qemu": {"binary": "/opt/qemu/bin/qemu-system-x86_64"}})
+    argv = machine_argv("web", cfg, BOOT, MachinePaths(Path("/s")), "kvm")
     assert argv[0] == "/opt/qemu/bin/qemu-system-x86_64"
     assert argv[1:3] == ["-name", "web,process=vmtest-web"]
     assert "VGA,xres=1280,yres=800" in argv
-    assert "file=/s/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap" in argv
+    assert "file=/s/web.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report" in argv
 
 
 def test_argv_is_only_strings() -> None:
@@ -236,7 +249,8 @@ def test_accel_args_rejects_unknown(accel: str) -> None:
 
 
 def test_machine_paths() -> None:
-    assert PATHS.disk == Path("/run/vmtest/m1/disk.qcow2")
+    assert root_disk("m1", MachineConfig(), PATHS) == Path("/run/vmtest/m1/m1.qcow2")
+    assert root_disk("m1", MachineConfig(virtualisation={"disk_image": None}), PATHS) is None
     assert PATHS.qmp == Path("/run/vmtest/m1/qmp.sock")
     assert PATHS.shell == Path("/run/vmtest/m1/shell.sock")
     assert PATHS.serial == Path("/run/vmtest/m1/serial.sock")

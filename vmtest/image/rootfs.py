@@ -135,7 +135,7 @@ def build_rootfs(
     hook = work / "customize.sh"
     hook.write_text(_customize_script(config, overlay, kernel, new_debs))
     tree = work / "root"
-    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.packages)))
+    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.image_inputs()["packages"])))
     debs = cache.debs
     argv = [
         "mmdebstrap", "--mode=unshare", "--variant=minbase",
