@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import accel as accel_mod
 from . import disks, guestsetup
+from .agent import AgentError, GuestAgent
 from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
 from .console import SerialConsole
@@ -493,6 +494,40 @@ class Machine:
         assert self.monitor is not None
         for nic in self.network.nic_ids:
             self.monitor.command("set_link", name=nic, up=up)
+
+    def forward_port(self, host_port: int, guest_port: int, proto: str = "tcp",
+                     host_address: str = "127.0.0.1") -> None:
+        """Forward ``host_address:host_port`` on the host to ``guest_port`` in the running guest.
+
+        Needs the user-mode NIC, which a machine has when its config declares
+        ``virtualisation.forward_ports``.
+        """
+        if not self.config.virtualisation.user_network:
+            raise MachineError(self.name, f"forwarding host port {host_port}",
+                               "the machine has no user-mode network (it is added only for forwarded ports); "
+                               "declare virtualisation.forward_ports in its config, e.g. this forwarding")
+        if not self._should_run:
+            self.start()
+        assert self.monitor is not None
+        rule = f"{proto}:{host_address}:{host_port}-:{guest_port}"
+        with self.nested(f"forwarding {rule}"):
+            out = self.monitor.human(f"hostfwd_add user0 {rule}").strip()
+        if out:
+            raise MachineError(self.name, f"forwarding {rule}", f"QEMU refused: {out}")
+
+    def guest_agent(self, command: str, timeout: float = 60.0, **arguments: object) -> object:
+        """Run a qemu-guest-agent command (e.g. ``"guest-ping"``, ``"guest-info"``) and return its result."""
+        if not self.config.virtualisation.qemu.guest_agent:
+            raise MachineError(self.name, f"guest agent {command}", "virtualisation.qemu.guest_agent is off")
+        if not self._should_run:
+            self.start()
+        start = time.monotonic()
+        with self.nested(f"guest agent: {command}"):
+            try:
+                return GuestAgent(MachinePaths(self.state_dir).agent).call(command, timeout, **arguments)
+            except AgentError as exc:
+                raise MachineError(self.name, f"guest agent {command}", str(exc), time.monotonic() - start,
+                                   self.console_tail()) from None
 
     def block(self) -> None:
         """Cut the machine's VLAN links (as if the cables were pulled)."""

@@ -89,6 +89,17 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
         'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
+    ]
+    # A unit without an [Install] section ("static") cannot be enabled; the user asked for it
+    # to run, so hang it off multi-user.target directly.
+    for unit in [*config.units.keys(), *config.services]:
+        q = shlex.quote(unit)
+        lines.append(
+            f'if [ "$(chroot "$root" systemctl is-enabled {q} 2>/dev/null)" = static ]; then '
+            f'echo "vmtest-customize: {unit} has no [Install] section, adding it to multi-user.target"; '
+            f'chroot "$root" systemctl add-wants multi-user.target {q}; fi'
+        )
+    lines += [
         "chroot \"$root\" passwd -d root >/dev/null",
     ]
     for i, cmd in enumerate(config.build_commands):

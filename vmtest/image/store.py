@@ -22,7 +22,7 @@ from ..log import get_logger, nested
 from . import kernel as kernel_mod
 from .rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
-IMAGE_BUILDER_VERSION = "1"
+IMAGE_BUILDER_VERSION = "2"
 
 
 @dataclass(frozen=True)
