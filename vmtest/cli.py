@@ -79,8 +79,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from .options import reference
+    from .options import markdown, reference
 
+    if args.markdown:
+        sys.stdout.write(markdown())
+        return 0
     for row in reference():
         print(f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}")
     return 0
@@ -108,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
     d.set_defaults(func=cmd_doctor)
     o = sub.add_parser("options", help="list the virtualisation options")
+    o.add_argument("--markdown", action="store_true", help="print docs/options.md (the parity table with qemu-vm.nix)")
     o.set_defaults(func=cmd_options)
     return p
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
-from . import disks, guestsetup
+from . import disks, guestsetup, polling
 from .agent import AgentError, GuestAgent
 from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
@@ -84,6 +84,8 @@ class Machine:
         # a QEMU that exits while this is set died unexpectedly.
         self._should_run = False
         self._has_setup = False
+        # Active polling conditions (shared with the driver), checked before each command.
+        self.polling_conditions: list[polling.PollingCondition] = []
         self.guest = GuestOps(name, self.execute, self.console_tail)
 
     def __repr__(self) -> str:
@@ -270,6 +272,8 @@ class Machine:
         """
         self.connect()
         assert self.backdoor is not None
+        if self.polling_conditions:
+            polling.check_all(self.polling_conditions, f"{self.name}: {command!r}")
         start = time.monotonic()
         if not self.is_running():
             self.booted = False

@@ -435,7 +435,7 @@ class QemuOptions:
 
     binary: str = option(DEFAULT_QEMU_BINARY, "QEMU system emulator to run (name on PATH or absolute path); "
                          "the analogue of the seed's package option.", "virtualisation.qemu.package", _string,
-                         "tests/unit/test_qemu_options.py::test_binary")
+                         "tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution")
     options: tuple[str, ...] = option((), "Extra QEMU arguments, each entry split like shell words "
                                       "(e.g. \"-vga std\"); appended after vmtest's own.",
                                       "virtualisation.qemu.options", _argv_list, f"{IT}::test_qemu_options_and_consoles")
@@ -522,29 +522,29 @@ class Virtualisation:
     vlans: tuple[int, ...] = option(
         None, "VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. "
         "Default [1] unless interfaces are given, then [].", "virtualisation.vlans", _vlans,
-        "examples/test_router.py")
+        "examples/test_router.py::test_router")
     interfaces: Mapping[str, Interface] = option(
         FrozenMap, "Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing.",
-        "virtualisation.interfaces", _map_of(Interface, _ifname), "tests/integration/test_interfaces.py",
+        "virtualisation.interfaces", _map_of(Interface, _ifname), "tests/integration/test_interfaces.py::test_named_interfaces",
         factory=True)
     graphics: bool = option(
         True, "Give the machine a virtual display (no window opens on the host); "
         "False removes it and makes the serial port the only console.", "virtualisation.graphics", _bool,
-        "tests/integration/test_reports.py")
+        "tests/integration/test_boot.py::test_machine_without_graphics_boots")
     resolution: tuple[int, int] = option(
         (1024, 768), "Display resolution (width, height) in pixels.", "virtualisation.resolution", _resolution,
-        "tests/unit/test_qemu.py")
+        "tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution")
     direct_boot: bool | None = option(
         None, "Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it "
         "needs a boot loader (separate issue).", "virtualisation.directBoot.enable", _optional_bool,
-        "tests/unit/test_options.py")
+        "tests/unit/test_options.py::test_seed_changed_initrd_without_direct_boot")
     direct_boot_initrd: str | None = option(
         None, "Initrd for direct boot (default: vmtest's stage 1).", "virtualisation.directBoot.initrd",
-        _optional_string, "tests/unit/test_options.py")
+        _optional_string, "tests/unit/test_qemu_argv.py::test_direct_boot_initrd")
     use_boot_loader: bool = option(
         False, "Boot through a boot loader installed in the image (boot-path issue; not implemented: True "
         "together with direct boot warns as the seed does and boots directly).",
-        "virtualisation.useBootLoader", _bool, "tests/unit/test_options.py")
+        "virtualisation.useBootLoader", _bool, "tests/unit/test_options.py::test_seed_warning_direct_boot_with_boot_loader")
     qemu: QemuOptions = option(QemuOptions, "How QEMU is run (see the qemu.* rows).", "virtualisation.qemu",
                                _qemu, "", factory=True)
 
