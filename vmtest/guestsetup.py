@@ -27,9 +27,15 @@ def _nic_by_mac(mac: str, new_name: str) -> list[str]:
     ]
 
 
-def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False) -> str:
-    """The whole script; ``network`` is :func:`vmtest.network.setup_script`'s part (VLAN NICs, /etc/hosts)."""
+def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False,
+           user_net: bool | None = None, extra: str = "") -> str:
+    """The whole script; ``network`` is :func:`vmtest.network.setup_script`'s part (VLAN NICs, /etc/hosts).
+
+    ``user_net`` overrides whether the user-mode NIC exists (run-vm always adds it); ``extra`` is
+    appended as is.
+    """
     virt = config.virtualisation
+    has_user_net = virt.user_network if user_net is None else user_net
     q = shlex.quote
     lines = ["set -eu"]
     for tag, share in virt.shared_directories.items():
@@ -47,11 +53,11 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
     if certs:
         lines += ["mkdir -p /etc/ssl/certs",
                   f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
-    if virt.user_network:
+    if has_user_net:
         lines += _nic_by_mac(USER_NIC_MAC, "vmtest0")
     if network:
         lines.append(network.removeprefix("set -eu\n").rstrip("\n"))
-    if virt.user_network:
+    if has_user_net:
         lines += [
             "ip link set dev vmtest0 name eth0",
             "ip link set dev eth0 up",
@@ -60,6 +66,8 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
         if not virt.restrict_network:
             lines += ["ip route add default via 10.0.2.2 dev eth0",
                       "echo 'nameserver 10.0.2.3' > /etc/resolv.conf"]
+    if extra:
+        lines.append(extra.rstrip("\n"))
     if len(lines) == 1:
         return ""
     return "\n".join(lines) + "\n"

@@ -207,10 +207,11 @@ USER_NIC_MAC = "52:54:00:12:34:56"
 USER_GUEST_IP = "10.0.2.15"
 
 
-def user_net_args(config: MachineConfig) -> list[str]:
-    """The user-mode (SLiRP) NIC: only when ports are forwarded; restrict=on unless restrict_network=False."""
+def user_net_args(config: MachineConfig, force: bool = False) -> list[str]:
+    """The user-mode (SLiRP) NIC: only when ports are forwarded (or ``force``); restrict=on unless
+    restrict_network=False."""
     virt = config.virtualisation
-    if not virt.user_network:
+    if not (virt.user_network or force):
         return []
     opts = ["user", "id=user0", "net=10.0.2.0/24", f"restrict={'on' if virt.restrict_network else 'off'}"]
     for p in virt.forward_ports:

@@ -65,6 +65,7 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     _write(overlay, "/etc/systemd/system/vmtest-backdoor.service", guest_file("vmtest-backdoor.service"), 0o644)
     _write(overlay, "/etc/systemd/system/tmp-xchg.mount", guest_file("tmp-xchg.mount"), 0o644)
     _write(overlay, "/etc/systemd/system/vmtest-setup.service", guest_file("vmtest-setup.service"), 0o644)
+    _write(overlay, "/etc/systemd/system/vmtest-interactive.service", guest_file("vmtest-interactive.service"), 0o644)
     _write(overlay, "/etc/hostname", b"vmtest\n", 0o644)
     _write(overlay, "/etc/fstab", b"# root is mounted by the vmtest stage-1 initrd\n", 0o644)
     _write(overlay, "/etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644)
@@ -78,7 +79,8 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
 
 
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
-    enable = ["vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service", *config.units.keys(), *config.services]
+    enable = ["vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service", "vmtest-interactive.service",
+              *config.units.keys(), *config.services]
     lines = [
         "set -eu",
         'root="$1"',

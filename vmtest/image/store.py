@@ -66,7 +66,8 @@ class ImageStore:
             "masked": list(MASKED_UNITS),
             "guest_files": {
                 name: hashlib.sha256(guest_file(name)).hexdigest()
-                for name in ("backdoor", "vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service")
+                for name in ("backdoor", "vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service",
+                             "vmtest-interactive.service")
             },
         }
         blob = json.dumps(inputs, sort_keys=True).encode()
