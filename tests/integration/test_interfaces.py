@@ -9,7 +9,7 @@ from vmtest.polling import PollingConditionFailed
 
 ECHO = {"echo.service": "[Service]\nExecStart=/bin/sh -c 'while true; do hostname | nc -N -l 7000; done'\n"}
 
-SERVER = MachineConfig(units=ECHO, virtualisation={
+SERVER = MachineConfig(units=ECHO, services=["echo.service"], virtualisation={
     "interfaces": {"lan0": {"vlan": 1, "assign_ip": True}, "side0": {"vlan": 2}},
 })
 CLIENT = MachineConfig(virtualisation={"vlans": [1, 2]})

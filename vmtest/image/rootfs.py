@@ -92,9 +92,9 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
         'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
     ]
-    # A unit without an [Install] section ("static") cannot be enabled; the user asked for it
-    # to run, so hang it off multi-user.target directly.
-    for unit in [*config.units.keys(), *config.services]:
+    # A service without an [Install] section ("static") cannot be enabled; listing it in
+    # `services` asks for it to run at boot, so hang it off multi-user.target directly.
+    for unit in config.services:
         q = shlex.quote(unit)
         lines.append(
             f'if [ "$(chroot "$root" systemctl is-enabled {q} 2>/dev/null)" = static ]; then '
