@@ -20,6 +20,7 @@ from ..cache import Cache, default_cache_dir
 from ..config import MachineConfig
 from ..log import get_logger, nested
 from . import kernel as kernel_mod
+from . import rootfs as rootfs_mod
 from .rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "2"
@@ -60,6 +61,8 @@ class ImageStore:
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
         inputs = {
             "builder": IMAGE_BUILDER_VERSION,
+            # the builder's own code: any change to how images are made invalidates them
+            "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
             "config": config.image_inputs(),
             "kernel": kernel.spec.key,
             "base_packages": list(BASE_PACKAGES),
