@@ -89,3 +89,50 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, proc
     while list(processes_mentioning(str(state))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert list(processes_mentioning(str(state))) == []
+
+
+XDIST_TEST = '''
+import os, time
+from pathlib import Path
+import pytest
+from vmtest import MachineConfig
+
+@pytest.mark.vmtest(nodes={"a": MachineConfig(), "b": MachineConfig()})
+def test_two(vms, a, b):
+    vms.start_all()
+    vms.join_all()
+    Path(os.environ["VMS_UP_MARKER"]).write_text("up")
+    time.sleep(600)
+'''
+
+
+def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes_mentioning):
+    (tmp_path / "test_two.py").write_text(XDIST_TEST)
+    state = tmp_path / "state"
+    state.mkdir()
+    marker = tmp_path / "vms-up"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "1", "-q", "-p", "no:cacheprovider", "test_two.py"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(state), VMS_UP_MARKER=str(marker)),
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert marker.exists(), proc.communicate(timeout=30)[0][-3000:] if proc.poll() is not None else "not up"
+        mine = processes_mentioning(str(state))
+        qemus = [pid for pid in mine if Path(f"/proc/{pid}/exe").resolve().name == "qemu-system-x86_64"]
+        assert len(qemus) == 2, mine
+        # the worker is the QEMUs' parent (the xdist controller is our child `proc`)
+        worker = int(Path(f"/proc/{qemus[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert worker != proc.pid
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while processes_mentioning(str(state)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_mentioning(str(state)) == {}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
