@@ -113,6 +113,13 @@ def _output_dir(config: pytest.Config) -> Path:
     return Path(config.getoption("--vm-output-dir") or os.environ.get("VMTEST_OUTPUT_DIR") or "vmtest-output").absolute()
 
 
+def _test_output_dir(request: pytest.FixtureRequest) -> Path:
+    """Where a test's screenshots and failure artifacts go: ``<output dir>/<test id>/``."""
+    from .report import safe_name
+
+    return _output_dir(request.config) / safe_name(request.node.nodeid)
+
+
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir``)."""
@@ -179,6 +186,8 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     else:
         driver = request.getfixturevalue(f"_vmtest_{scope}_drivers").get(nodes, make)
     request.node.stash[DRIVER_KEY] = driver
+    for machine in driver.machines.values():
+        machine.output_dir = _test_output_dir(request)
     limit = request.config.getoption("--vm-global-timeout") or float(os.environ.get("VMTEST_GLOBAL_TIMEOUT", 3600))
     watchdog = threading.Timer(limit, driver.abort, args=(f"the global timeout of {limit:g}s expired",))
     watchdog.daemon = True
@@ -217,11 +226,13 @@ def vms(_vmtest_network: Driver | None) -> Driver:
 
 
 @pytest.fixture
-def vm_factory(pytestconfig: pytest.Config, vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
+def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
+               vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
     """``vm_factory(name, config)`` -> a stand-alone :class:`Machine` (no network), released after the test."""
     machines: list[Machine] = []
 
     def make(name: str, config: MachineConfig | None = None, **kwargs: Any) -> Machine:
+        kwargs.setdefault("output_dir", _test_output_dir(request))
         machine = Machine(name, config, store=vm_image_store, accel=pytestconfig.getoption("--vm-accel"), **kwargs)
         machines.append(machine)
         return machine
