@@ -62,6 +62,7 @@ class Screen:
         self.machine = machine
         self._table: ocr.GlyphTable | None = None
         self._calibrated = False
+        self.terminal_tables: list[ocr.GlyphTable] = []  # from calibrate_terminal()
 
     # -- screenshots ---------------------------------------------------------
 
@@ -162,13 +163,57 @@ class Screen:
                   f"{cols}x{rows} cells")
             return table
 
+    def calibrate_terminal(self, tty: str) -> ocr.GlyphTable:
+        """Teach the grid reader the font of a terminal window (e.g. an xterm) whose
+        pty is ``tty`` in the guest: it prints an inverse-video bar (its box gives the
+        cell size and origin) and every printable character there, then clears it.
+        From then on, screens showing that font are read exactly wherever the window is."""
+        m = self.machine
+        t = shlex.quote(tty)
+        with m.nested(f"calibrating the grid reader on the terminal {tty}"):
+            rows, cols = (int(v) for v in m.succeed(f"stty -F {t} size").split())
+            m.succeed(f"printf '\\033[?25l\\033[H\\033[2J' > {t}")
+            time.sleep(0.5)
+            before = self.grab()
+            m.succeed(f"printf '\\033[7m%{cols}s\\033[0m\\r\\n%s' '' {shlex.quote(chr(10).join(ocr.calibration_layout(cols)))} > {t}")
+
+            def attempt(_: bool) -> ocr.GlyphTable | None:
+                after = self.grab()
+                from PIL import ImageChops
+
+                bar = ImageChops.difference(before.convert("L"), after.convert("L")).point(
+                    lambda v: 255 if v else 0).getbbox()
+                if bar is None:
+                    return None
+                # the bar is the first row; the chart starts one row below it
+                cell = ((bar[2] - bar[0]) // cols, None)
+                rows_box = ImageChops.difference(before.convert("L"), after.convert("L")).crop(
+                    (bar[0], bar[1], bar[2], bar[3])).point(lambda v: 255 if v else 0)
+                height = _bar_height(rows_box)
+                cell = (cell[0], height)
+                try:
+                    return ocr.calibrate(after, cell, origin=(bar[0], bar[1] + height), columns=cols, floating=True)
+                except ocr.CalibrationError:
+                    return None
+
+            try:
+                table = retry(attempt, 5, interval=0.3)
+            finally:
+                m.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {t}")
+            if table is None:
+                raise ocr.CalibrationError(f"the calibration chart did not show up on {tty}")
+            self.terminal_tables.append(table)
+            m.log(f"grid reader: terminal font of {table.cell[0]}x{table.cell[1]} pixels, {len(table.glyphs)} glyphs")
+            return table
+
     # -- reading -------------------------------------------------------------------
 
     def read(self, all_variants: bool) -> tuple[Image.Image, ocr.ScreenText]:
         self.require_display("reading the screen")
-        table = self.glyph_table()
+        console = self.glyph_table()
+        tables = ([console] if console is not None else []) + self.terminal_tables
         image = self.grab()
-        return image, ocr.read_screen(image, table, self.machine.logger, all_variants)
+        return image, ocr.read_screen(image, tables, self.machine.logger, all_variants)
 
     def text(self) -> str:
         _, result = self.read(all_variants=False)
@@ -213,3 +258,13 @@ class Screen:
                                               [n for n in ocr.VARIANTS if n not in readings]))
         raise TextNotFound(self.machine.name, regex, timeout, time.monotonic() - start, shot, readings,
                            self.machine.console_tail())
+
+
+def _bar_height(bar: Image.Image) -> int:
+    """Rows from the top of ``bar`` (a 1-bit-like mask) that are entirely set: the bar's height."""
+    width, height = bar.size
+    px = bar.load()
+    for y in range(height):
+        if any(px[x, y] == 0 for x in range(0, width, 3)):
+            return y
+    return height

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/ocr/bench.py [--screens benchmarks/ocr/screens]
 
 For every ``NNN-<kind>.png`` with its exact text ``NNN-<kind>.txt``, reads the
-image the way vmtest does (no guest needed: the grid reader's glyph table is
-``glyphs.json``, calibrated on the guest that produced the screens) and prints:
+image the way vmtest does (no guest needed: the grid reader's glyph tables are
+``glyphs*.json``, calibrated on the guest that produced the screens: the
+console font, and each xterm font through ``Screen.calibrate_terminal``) and prints:
 
 * per-line accuracy of ``get_screen_text`` and of every single reader: the
   share of the expected non-empty lines that appear exactly as a line of the
@@ -65,7 +66,8 @@ def main() -> int:
     logger = logging.getLogger("vmtest.bench")
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.screens)
-    table = ocr.GlyphTable.from_json((root / "glyphs.json").read_text())
+    # the console's table first, then the terminal fonts' (as Screen tries them)
+    tables = [ocr.GlyphTable.from_json(p.read_text()) for p in sorted(root.glob("glyphs*.json"), key=lambda p: p.name != "glyphs.json")]
     screens = sorted(root.glob("*.png"))
     if not screens:
         print(f"no screenshots in {root}; run make_dataset.py first")
@@ -85,10 +87,10 @@ def main() -> int:
         count[kind] += 1
         total[kind] += len(expected)
         start = time.monotonic()
-        single = ocr.read_screen(image, table, logger, all_variants=False)
+        single = ocr.read_screen(image, tables, logger, all_variants=False)
         t_text[kind].append(time.monotonic() - start)
         start = time.monotonic()
-        every = ocr.read_screen(image, table, logger, all_variants=True)
+        every = ocr.read_screen(image, tables, logger, all_variants=True)
         t_variants[kind].append(time.monotonic() - start)
         text = next(iter(single.readings.values()))
         readings = {"get_screen_text": text, **every.readings}

@@ -15,8 +15,9 @@ shows):
 * ``x11``: an xterm (fonts 10x20 and 9x15) on Xorg showing random lines
   written to its pty; the expected text is exactly what was written.
 
-Also writes ``glyphs.json``: the grid reader's glyph table calibrated on the
-same guest. The benchmark (bench.py) reads only these files.
+Also writes ``glyphs.json`` and ``glyphs-xterm-<font>.json``: the grid
+reader's glyph tables of the console and of each xterm font, calibrated on
+the same guest. The benchmark (bench.py) reads only these files.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def x11_screens(vm: Machine, rng: random.Random, out: Path, start: int, fonts: d
         vm.wait_for_window("xterm", timeout=120)
         pts = vm.wait_until_succeeds("p=$(pgrep -x bash -P \"$(pgrep -x xterm)\") && readlink /proc/$p/fd/0").strip()
         time.sleep(1)
+        table = vm.screen.calibrate_terminal(pts)
+        (out / f"glyphs-xterm-{font}.json").write_text(table.to_json() + "\n")
         for _ in range(count):
             lines = random_lines(rng, rng.randint(3, rows - 2), cols - 2)
             text = "\n".join(lines)

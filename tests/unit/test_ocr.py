@@ -126,3 +126,17 @@ def test_screen_text_search_names_the_reading_that_matched():
     assert text.search(re.compile(r"vm1 login")) == "grid"
     assert text.search(re.compile(r"um1")) == "raw"
     assert text.search(re.compile(r"nothing")) is None
+
+
+def test_terminal_window_grid_is_found_anywhere_and_its_edges_dropped(font, table):
+    floating = ocr.GlyphTable(table.screen, table.cell, table.glyphs, floating=True)
+    text = render(["hello vm1", "O0 l1 /etc"], font)
+    screen = Image.new("RGB", (SCREEN[0] + 40, SCREEN[1] + 40), (0, 0, 0))
+    screen.paste(text, (13, 7))
+    # a window border: a vertical line right of the text, through partial cells
+    for y in range(7, 7 + SCREEN[1]):
+        screen.putpixel((13 + SCREEN[0] + 3, y), (255, 255, 255))
+    read = ocr.read_grid(screen, floating)
+    assert read is not None
+    assert read.text == "hello vm1\nO0 l1 /etc"
+    assert ocr.read_grid(screen, table) is None  # a console table only reads whole screens
