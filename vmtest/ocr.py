@@ -174,7 +174,7 @@ def calibrate(image: Image.Image, cell: tuple[int, int], chars: str = CALIBRATIO
 @dataclass(frozen=True)
 class GridRead:
     text: str
-    share: float  # share of non-empty cells that are known glyphs
+    share: float  # share of the non-empty cells read that are known glyphs
     unknown: int  # cells read as UNKNOWN
 
     @property
@@ -248,10 +248,12 @@ def read_grid(image: Image.Image, table: GlyphTable) -> GridRead | None:
         lines = _window_text(lines)
     while lines and not lines[-1]:
         lines.pop()
-    share = known / nonblank if nonblank else 1.0
+    # (for a window, cells of its edges dropped above do not count)
+    unknown = sum(line.count(UNKNOWN) for line in lines)
+    share = known / (known + unknown) if known + unknown else 1.0
     if share < (FLOATING_MIN_SHARE if table.floating else GRID_MIN_SHARE):
         return None
-    return GridRead("\n".join(lines), share, nonblank - known)
+    return GridRead("\n".join(lines), share, unknown)
 
 
 def _window_text(lines: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 from . import ocr
 from .errors import MachineError, Timeout
@@ -109,11 +109,16 @@ class Screen:
         """The console font's glyph table: from the cache, else calibrated now (once per machine)."""
         if self._calibrated:
             return self._table
-        self._calibrated = True
         path = self._cache_path()
         if path.exists():
+            self._calibrated = True
             self._table = ocr.GlyphTable.from_json(path.read_text())
             return self._table
+        if self.grab().size != tuple(self.machine.config.virtualisation.resolution):
+            # Early boot (VGA text mode, before the framebuffer console takes over at the
+            # configured resolution): nothing to calibrate yet; try again on the next read.
+            return None
+        self._calibrated = True
         try:
             self._table = self.calibrate()
         except (ocr.CalibrationError, MachineError) as exc:
@@ -145,6 +150,10 @@ class Screen:
 
                 def attempt(_: bool) -> ocr.GlyphTable | None:
                     image = self.grab()
+                    if image.size != tuple(m.config.virtualisation.resolution):
+                        last[:] = [ocr.CalibrationError(f"the screen is {image.width}x{image.height}, not the "
+                                                        "configured resolution (no framebuffer console?)")]
+                        return None
                     cell = (image.width // cols, image.height // rows)
                     try:
                         return ocr.calibrate(image, cell)
@@ -179,20 +188,14 @@ class Screen:
 
             def attempt(_: bool) -> ocr.GlyphTable | None:
                 after = self.grab()
-                from PIL import ImageChops
-
-                bar = ImageChops.difference(before.convert("L"), after.convert("L")).point(
-                    lambda v: 255 if v else 0).getbbox()
-                if bar is None:
+                changed = ImageChops.difference(before.convert("L"), after.convert("L")).point(
+                    lambda v: 255 if v else 0)
+                box = changed.getbbox()  # the bar (row 0, all columns) and the chart below it
+                if box is None:
                     return None
-                # the bar is the first row; the chart starts one row below it
-                cell = ((bar[2] - bar[0]) // cols, None)
-                rows_box = ImageChops.difference(before.convert("L"), after.convert("L")).crop(
-                    (bar[0], bar[1], bar[2], bar[3])).point(lambda v: 255 if v else 0)
-                height = _bar_height(rows_box)
-                cell = (cell[0], height)
+                cell = ((box[2] - box[0]) // cols, _bar_height(changed.crop(box)))
                 try:
-                    return ocr.calibrate(after, cell, origin=(bar[0], bar[1] + height), columns=cols, floating=True)
+                    return ocr.calibrate(after, cell, origin=(box[0], box[1] + cell[1]), columns=cols, floating=True)
                 except ocr.CalibrationError:
                     return None
 
