@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageChops
 
 from . import ocr
-from .errors import MachineError, Timeout
+from .errors import MachineError, NoDisplay, TextNotFound
 from .retry import retry
 
 if TYPE_CHECKING:
@@ -37,24 +37,6 @@ CALIBRATION_TTY = 12
 _CHVT = ("perl -e 'open(my $t, \"+<\", \"/dev/tty0\") or die \"/dev/tty0: $!\"; "
          "ioctl($t, 0x5606, $ARGV[0] + 0) or die \"VT_ACTIVATE: $!\"; "
          "ioctl($t, 0x5607, $ARGV[0] + 0) or die \"VT_WAITACTIVE: $!\"'")
-
-
-class NoDisplay(MachineError):
-    """The machine has no display (``virtualisation.graphics=False``)."""
-
-
-class TextNotFound(Timeout):
-    """``wait_for_text`` ran out of time; carries the last screenshot and every reading of it."""
-
-    def __init__(self, machine: str, regex: str, timeout: float, elapsed: float, screenshot: Path | None,
-                 readings: dict[str, str], console_tail: list[str]) -> None:
-        self.screenshot = screenshot
-        self.readings = readings
-        parts = [f"no match within {timeout:g}s; last screenshot: {screenshot or '(none)'}"]
-        for name, text in readings.items():
-            shown = text if len(text) <= 3000 else text[:1500] + "\n[...]\n" + text[-1500:]
-            parts.append(f"--- read by {name} ---\n{shown}")
-        super().__init__(machine, f"waiting for {regex!r} on the screen", "\n".join(parts), elapsed, console_tail)
 
 
 class Screen:

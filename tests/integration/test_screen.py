@@ -7,8 +7,7 @@ import re
 import pytest
 from PIL import Image
 
-from vmtest import MachineConfig
-from vmtest.screen import NoDisplay, TextNotFound
+from vmtest import MachineConfig, NoDisplay, TextNotFound
 
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
 
