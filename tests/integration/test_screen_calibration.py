@@ -14,11 +14,13 @@ from test_x11 import x11  # noqa: E402
 def test_wait_for_text_from_power_on_calibrates_once_the_console_is_up(vm_factory, nonce):
     # A kernel parameter nobody else uses: a glyph-table cache key of its own, so
     # calibration really happens here (the image itself is shared).
-    vm = vm_factory("machine", MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"]))
+    vm = vm_factory("machine", MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"],
+                                             virtualisation={"resolution": (800, 600)}))
     vm.start()  # no waiting for the boot: the first reads see the early VGA text screen
     vm.wait_for_text(r"machine login:", timeout=300)
     table = vm.screen.glyph_table()
-    assert table is not None and table.screen == (1024, 768) and table.cell == (8, 16)
+    assert table is not None and table.screen == (800, 600) and table.cell == (8, 16)
+    assert vm.succeed("stty -F /dev/tty1 size") == "37 100\n"  # 800x600 in 8x16 cells
     assert "machine login:" in vm.get_screen_text().splitlines()[-1]
 
 
