@@ -78,9 +78,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_options(args: argparse.Namespace) -> int:
-    from .options import reference
+def cmd_run_vm(args: argparse.Namespace) -> int:
+    import os
 
+    from . import accel as accel_mod
+    from .image import ImageStore
+    from .loader import load_config
+    from .qemu import Boot
+    from .runvm import script
+
+    name, config = load_config(args.target)
+    store = ImageStore(args.cache_dir)
+    image = store.get(config)
+    log = logging.getLogger("vmtest.run-vm")
+    accel = accel_mod.choose(store.cache.root, lambda: Boot(image.kernel, image.initrd), log, args.accel)
+    text = script(name, config, image, accel, source=args.target)
+    if args.print_script:
+        sys.stdout.write(text)
+        return 0
+    qemu_args = args.qemu_args[1:] if args.qemu_args[:1] == ["--"] else args.qemu_args
+    print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)",
+          file=sys.stderr)
+    sys.stderr.flush()
+    os.execvp("sh", ["sh", "-c", text, f"run-{name}-vm", *qemu_args])
+    return 1  # not reached
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    from .options import markdown, reference
+
+    if args.markdown:
+        sys.stdout.write(markdown())
+        return 0
     for row in reference():
         print(f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}")
     return 0
@@ -107,7 +136,17 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
     d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
     d.set_defaults(func=cmd_doctor)
+    r = sub.add_parser("run-vm", help="boot one configured machine interactively (serial console on this "
+                       "terminal, Ctrl-A X quits): vmtest run-vm PATH::NAME [-- QEMU ARGS]")
+    r.add_argument("target", help="PATH::NAME of a MachineConfig in a Python file")
+    r.add_argument("--print-script", action="store_true",
+                   help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
+                        "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)")
+    r.add_argument("--accel", default=None, choices=["auto", "kvm", "tcg"], help="accelerator (default: auto)")
+    r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
+    r.set_defaults(func=cmd_run_vm)
     o = sub.add_parser("options", help="list the virtualisation options")
+    o.add_argument("--markdown", action="store_true", help="print docs/options.md (the parity table with qemu-vm.nix)")
     o.set_defaults(func=cmd_options)
     return p
 

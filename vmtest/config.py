@@ -101,8 +101,10 @@ class MachineConfig:
 
     - ``suite``: Debian release of the guest (default: the host's, else bookworm).
     - ``packages``: Debian packages to install.
-    - ``services``: systemd units to enable (``"nginx"`` means ``nginx.service``).
-    - ``units``: unit name -> unit file text, installed in /etc/systemd/system and enabled.
+    - ``services``: systemd units to start at boot (``"nginx"`` means ``nginx.service``): enabled, or
+      added to multi-user.target when they have no [Install] section.
+    - ``units``: unit name -> unit file text, installed in /etc/systemd/system and enabled per its
+      [Install] section (without one it runs only when started, or when listed in ``services``).
     - ``files``: guest path -> ``str``/``bytes`` content or :class:`File` (content + mode).
     - ``build_commands``: shell commands run inside the image (chroot) at build time.
     - ``kernel_params``: extra kernel command-line parameters (boot time, not in the image).
@@ -196,7 +198,7 @@ class MachineConfig:
 
         return {
             "suite": self.suite,
-            "packages": list(self.packages),
+            "packages": sorted(set(self.packages) | set(self.virtualisation.image_packages())),
             "services": list(self.services),
             "units": dict(sorted(self.units.items())),
             "files": {

@@ -27,6 +27,7 @@ PROGRAMS = (
     ("modprobe", "kmod"),
     ("depmod", "kmod"),
     ("cpio", "cpio"),
+    ("nc", "netcat-openbsd"),
     ("dpkg-deb", "dpkg"),
     ("apt-get", "apt"),
 )

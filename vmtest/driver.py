@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .config import MachineConfig
 from .errors import ConfigError
@@ -21,6 +21,7 @@ from .image import ImageStore
 from .log import get_logger, nested
 from .machine import Machine, MachineNetwork
 from .network import Switch, nic_args, plan, setup_script
+from .polling import PollingCondition
 from .retry import retry as _retry
 
 T = TypeVar("T")
@@ -42,9 +43,11 @@ class Driver:
         self.logger = get_logger("driver")
         self._own_state_root = state_root is None
         self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
-        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()})
+        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
+                          {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()})
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
+        self.polling_conditions: list[PollingCondition] = []
         self._switches_up = False
         self.aborted: str | None = None
         self.machines: dict[str, Machine] = {}
@@ -59,6 +62,7 @@ class Driver:
             machine = Machine(name, nodes[name], state_dir=self.state_root / name, store=store,
                               accel=accel, network=network)
             machine.before_start = self._ensure_switches
+            machine.polling_conditions = self.polling_conditions
             self.machines[name] = machine
 
     def _ensure_switches(self) -> None:
@@ -99,6 +103,19 @@ class Driver:
         """A named, timed section of a test."""
         with nested(self.logger, f"subtest: {name}"):
             yield
+
+    def polling_condition(self, fn: Callable[[], object] | None = None, *, seconds_interval: float = 2.0,
+                          description: str | None = None) -> Any:
+        """Declare an invariant: ``@vms.polling_condition`` on a function, then ``with cond: ...``.
+
+        Inside the ``with`` block the condition is checked before every guest command (at most
+        every ``seconds_interval``); when it stops holding the test fails at once with its name.
+        ``cond.wait(timeout)`` waits until it holds.
+        """
+        def make(f: Callable[[], object]) -> PollingCondition:
+            return PollingCondition(f, self.polling_conditions, seconds_interval, description)
+
+        return make(fn) if fn is not None else make
 
     def retry(self, fn: Callable[[bool], T | None], timeout: float = 900) -> T | None:
         """Call ``fn(last_try)`` until it returns something truthy (or time runs out)."""

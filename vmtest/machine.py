@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accel as accel_mod
+from . import disks, guestsetup, polling
+from .controls import QemuControls
 from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
 from .console import SerialConsole
@@ -48,7 +50,7 @@ class MachineNetwork:
 CONSOLE_TAIL = 20
 
 
-class Machine:
+class Machine(QemuControls):
     """A QEMU virtual machine built from a :class:`MachineConfig`."""
 
     def __init__(
@@ -85,6 +87,9 @@ class Machine:
         # True from start() until a deliberate stop (shutdown, crash, release):
         # a QEMU that exits while this is set died unexpectedly.
         self._should_run = False
+        self._has_setup = False
+        # Active polling conditions (shared with the driver), checked before each command.
+        self.polling_conditions: list[polling.PollingCondition] = []
         self.guest = GuestOps(name, self.execute, self.console_tail)
         # Where screenshots go (the plugin points it at the test's output directory).
         self.output_dir = Path(output_dir) if output_dir else Path(os.environ.get("VMTEST_OUTPUT_DIR", "vmtest-output")).absolute() / name
@@ -162,26 +167,26 @@ class Machine:
                 self.state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
             self.state_dir.mkdir(parents=True, exist_ok=True)
             paths = MachinePaths(self.state_dir)
-            if not paths.disk.exists():
-                try:
-                    run(
-                        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.disk, paths.disk],
-                        what="creating the disk overlay", logger=self.logger,
-                    )
-                except ProcessError as exc:
-                    raise LaunchError(self.name, "creating the disk overlay", str(exc)) from exc
+            prepared = disks.prepare(self.name, self.config, paths, self.image, self.logger)
             paths.xchg.mkdir(exist_ok=True)
-            setup = paths.xchg / ".vmtest-setup.sh"
-            if self.network is not None:
-                setup.write_text(self.network.setup_script)
+            if prepared.certs is not None:
+                shutil.copyfile(prepared.certs, paths.xchg / guestsetup.CERTS_NAME)
+            script = guestsetup.script(
+                self.config, self.network.setup_script if self.network else "", prepared.grow_root,
+                prepared.certs is not None,
+            )
+            setup = paths.xchg / guestsetup.SETUP_NAME
+            if script:
+                setup.write_text(script)
             else:
                 setup.unlink(missing_ok=True)
-            for sock in (paths.qmp, paths.shell, paths.serial):
+            self._has_setup = bool(script)
+            for sock in (paths.qmp, paths.shell, paths.serial, paths.agent):
                 sock.unlink(missing_ok=True)
             paths.qemu_log.write_bytes(b"")
             argv = machine_argv(
-                self.name, self.config, Boot(self.image.kernel, self.image.initrd), paths, self.accel,
-                network=self.network.qemu_args if self.network else (),
+                self.name, self.config, Boot(self.image.kernel, self.image.initrd, self.image.disk), paths,
+                self.accel, network=self.network.qemu_args if self.network else (),
             )
             self.process = spawn(argv, logger=self.logger, stdout=paths.qemu_log)
             self._should_run = True
@@ -243,13 +248,13 @@ class Machine:
                     time.monotonic() - start, self.console_tail(),
                 ) from None
         self.booted = True
-        if self.network is not None:
+        if self._has_setup:
             status, out = self.execute(
                 "systemctl is-failed -q vmtest-setup.service || exit 0; "
                 "journalctl -b -o cat -u vmtest-setup.service | tail -n 20; exit 1"
             )
             if status != 0:
-                raise LaunchError(self.name, "setting up the network in the guest",
+                raise LaunchError(self.name, "running the per-boot set-up in the guest (network, mounts)",
                                   f"vmtest-setup.service failed:\n{out}", time.monotonic() - start,
                                   self.console_tail())
         self.log(f"shell up {time.monotonic() - self._started_at:.1f}s after launch (kernel {release})")
@@ -275,6 +280,8 @@ class Machine:
         """
         self.connect()
         assert self.backdoor is not None
+        if self.polling_conditions:
+            polling.check_all(self.polling_conditions, f"{self.name}: {command!r}")
         start = time.monotonic()
         if not self.is_running():
             self.booted = False
@@ -544,47 +551,6 @@ class Machine:
             if via_shell or not self._xchg_ready():
                 return self.guest.copy_from_vm_via_shell(source, dest)
             return self.guest.copy_from_vm_via_share(source, dest, self.shared_dir)
-
-    # -- monitor ---------------------------------------------------------------------
-
-    def send_monitor_command(self, command: str) -> str:
-        """Run a human-monitor (HMP) command, e.g. ``info status``; return its output."""
-        if not self._should_run:
-            self.start()
-        assert self.monitor is not None
-        with self.nested(f"monitor: {command}"):
-            return self.monitor.human(command)
-
-    def wait_for_qmp_event(self, event_filter, timeout: float = 600) -> dict:
-        """Wait for a QMP event for which ``event_filter(event)`` is true and return it."""
-        assert self.monitor is not None, "the machine is not running"
-        start = time.monotonic()
-        event = self.monitor.wait_event(event_filter, timeout)
-        if event is None:
-            raise Timeout(self.name, "waiting for a QMP event", f"none matched within {timeout:g}s",
-                          time.monotonic() - start, self.console_tail())
-        return event
-
-    # -- network -----------------------------------------------------------------
-
-    def _set_links(self, up: bool) -> None:
-        if self.network is None or not self.network.nic_ids:
-            raise MachineError(self.name, "block/unblock", "the machine has no VLAN interfaces")
-        if not self._should_run:
-            self.start()
-        assert self.monitor is not None
-        for nic in self.network.nic_ids:
-            self.monitor.command("set_link", name=nic, up=up)
-
-    def block(self) -> None:
-        """Cut the machine's VLAN links (as if the cables were pulled)."""
-        with self.nested("blocking its network links"):
-            self._set_links(False)
-
-    def unblock(self) -> None:
-        """Restore the machine's VLAN links."""
-        with self.nested("unblocking its network links"):
-            self._set_links(True)
 
     # -- stopping --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ with us) and proven ready by a ``showinfo`` round trip on its management socket.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from .errors import ConfigError, LaunchError
 from .log import log
+from .options import Interface
 from .proc import kill_group, spawn
 
 
@@ -33,14 +35,16 @@ class Nic:
     """One network interface of one node."""
 
     vlan: int
-    index: int  # eth<index> in the guest
+    index: int  # position among the node's NICs (1-based); the guest name is eth<index> unless named
     mac: str
     ipv4: str
     ipv6: str
+    ifname: str = ""  # a name from virtualisation.interfaces
+    assign_ip: bool = True
 
     @property
     def name(self) -> str:
-        return f"eth{self.index}"
+        return self.ifname or f"eth{self.index}"
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,27 @@ class NodePlan:
     nics: tuple[Nic, ...]
 
     @property
+    def _addressed(self) -> list[Nic]:
+        return [nic for nic in self.nics if nic.assign_ip]
+
+    @property
     def primary_ipv4(self) -> str | None:
-        return self.nics[0].ipv4 if self.nics else None
+        return self._addressed[0].ipv4 if self._addressed else None
 
     @property
     def primary_ipv6(self) -> str | None:
-        return self.nics[0].ipv6 if self.nics else None
+        return self._addressed[0].ipv6 if self._addressed else None
 
 
-def plan(nodes: Mapping[str, Sequence[int]]) -> dict[str, NodePlan]:
-    """The address plan for ``{node name: its vlans}``."""
+def plan(
+    nodes: Mapping[str, Sequence[int]],
+    interfaces: Mapping[str, Mapping[str, Interface]] | None = None,
+) -> dict[str, NodePlan]:
+    """The address plan for ``{node name: its vlans}`` plus each node's named ``interfaces``.
+
+    NICs of ``vlans`` come first (eth1, eth2, ...), then the named interfaces in name order;
+    named interfaces get addresses only with ``assign_ip``.
+    """
     names = sorted(nodes)
     if len(names) > 254:
         raise ConfigError("nodes", len(names), "at most 254 nodes fit one test network")
@@ -69,16 +84,26 @@ def plan(nodes: Mapping[str, Sequence[int]]) -> dict[str, NodePlan]:
         for index, vlan in enumerate(nodes[name], start=1):
             if not isinstance(vlan, int) or isinstance(vlan, bool) or not 1 <= vlan <= 254:
                 raise ConfigError(f"{name}: virtualisation.vlans", vlan, "VLAN numbers are integers 1..254")
-            nics.append(Nic(vlan, index, f"52:54:00:12:{vlan:02x}:{number:02x}",
-                            f"192.168.{vlan}.{number}", f"2001:db8:{vlan:x}::{number:x}"))
+            nics.append(_nic(vlan, index, number))
+        for ifname, iface in sorted((interfaces or {}).get(name, {}).items()):
+            nic = _nic(iface.vlan, len(nics) + 1, number)
+            nics.append(dataclasses.replace(nic, ifname=ifname, assign_ip=iface.assign_ip))
+        vlans_used = [nic.vlan for nic in nics]
+        if len(set(vlans_used)) != len(vlans_used):
+            raise ConfigError(f"{name}: virtualisation.interfaces", vlans_used, "two NICs on the same VLAN")
         result[name] = NodePlan(name, number, tuple(nics))
     return result
+
+
+def _nic(vlan: int, index: int, number: int) -> Nic:
+    return Nic(vlan, index, f"52:54:00:12:{vlan:02x}:{number:02x}",
+               f"192.168.{vlan}.{number}", f"2001:db8:{vlan:x}::{number:x}")
 
 
 def hosts_file(plans: Mapping[str, NodePlan]) -> str:
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     for p in sorted(plans.values(), key=lambda p: p.number):
-        if p.nics:
+        if p.primary_ipv4:
             lines.append(f"{p.primary_ipv4} {p.name}")
             lines.append(f"{p.primary_ipv6} {p.name}")
     return "\n".join(lines) + "\n"
@@ -98,9 +123,12 @@ def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
         lines += [
             f"ip link set dev vmtest{nic.index} name {nic.name}",
             f"ip link set dev {nic.name} up",
-            f"ip addr add {nic.ipv4}/24 dev {nic.name}",
-            f"ip -6 addr add {nic.ipv6}/64 dev {nic.name} nodad",
         ]
+        if nic.assign_ip:
+            lines += [
+                f"ip addr add {nic.ipv4}/24 dev {nic.name}",
+                f"ip -6 addr add {nic.ipv6}/64 dev {nic.name} nodad",
+            ]
     lines.append("cat > /etc/hosts <<'VMTEST_HOSTS'\n" + hosts_file(plans) + "VMTEST_HOSTS")
     return "\n".join(lines) + "\n"
 

@@ -63,6 +63,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vm-global-timeout", type=float, default=None,
                     help="kill the machines of a test still running after SECONDS "
                          "(default: $VMTEST_GLOBAL_TIMEOUT or 3600)")
+    for key, (option, ini, env) in SETTINGS.items():
+        parser.addini(ini, f"like {option} (environment: {env}; the command line wins, then the environment)",
+                      type="bool" if key in _FLAGS else "string", default=None)
+
+
+# Each setting: command-line option, ini key, environment variable. Precedence: command line, then
+# environment, then ini file (pytest.ini / pyproject [tool.pytest.ini_options] / tox.ini), then default.
+SETTINGS = {
+    "accel": ("--vm-accel", "vm_accel", "VMTEST_ACCEL"),
+    "cache_dir": ("--vm-cache-dir", "vm_cache_dir", "VMTEST_CACHE_DIR"),
+    "output_dir": ("--vm-output-dir", "vm_output_dir", "VMTEST_OUTPUT_DIR"),
+    "keep_state": ("--vm-keep-state", "vm_keep_state", "VMTEST_KEEP_STATE"),
+    "rebuild": ("--vm-rebuild", "vm_rebuild", "VMTEST_REBUILD"),
+    "global_timeout": ("--vm-global-timeout", "vm_global_timeout", "VMTEST_GLOBAL_TIMEOUT"),
+}
+_FLAGS = ("keep_state", "rebuild")
+
+
+def setting(config: pytest.Config, key: str, default: Any = None) -> Any:
+    """The value of one vmtest setting (see :data:`SETTINGS` for the precedence)."""
+    option, ini, env = SETTINGS[key]
+    value = config.getoption(option)
+    if value in (None, False):
+        value = os.environ.get(env) or config.getini(ini) or None
+        if value is not None and key in _FLAGS:
+            value = str(value).strip().lower() in ("1", "true", "yes", "on")
+    if value is None:
+        return default
+    if key == "accel" and value not in ("auto", "kvm", "tcg"):
+        raise pytest.UsageError(f"vmtest: accelerator {value!r} (from {option}/{ini}/{env}) must be auto, kvm or tcg")
+    if key == "global_timeout":
+        try:
+            value = float(value)
+        except ValueError:
+            raise pytest.UsageError(f"vmtest: {ini}={value!r} is not a number of seconds") from None
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,7 +146,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def _output_dir(config: pytest.Config) -> Path:
-    return Path(config.getoption("--vm-output-dir") or os.environ.get("VMTEST_OUTPUT_DIR") or "vmtest-output").absolute()
+    return Path(setting(config, "output_dir", "vmtest-output")).absolute()
 
 
 def _test_output_dir(request: pytest.FixtureRequest) -> Path:
@@ -123,7 +159,7 @@ def _test_output_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir``)."""
-    return ImageStore(pytestconfig.getoption("--vm-cache-dir"), rebuild=pytestconfig.getoption("--vm-rebuild"))
+    return ImageStore(setting(pytestconfig, "cache_dir"), rebuild=bool(setting(pytestconfig, "rebuild", False)))
 
 
 class _Drivers:
@@ -166,8 +202,8 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         yield None
         return
     nodes, scope = _marker_args(marker)
-    accel = request.config.getoption("--vm-accel")
-    keep = request.config.getoption("--vm-keep-state") or os.environ.get("VMTEST_KEEP_STATE") == "1"
+    accel = setting(request.config, "accel")
+    keep = bool(setting(request.config, "keep_state", False))
     owner = request.node if scope == "function" else request.node.getparent(
         pytest.Module if scope == "module" else pytest.Class)
     state_root = None
@@ -188,7 +224,7 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     request.node.stash[DRIVER_KEY] = driver
     for machine in driver.machines.values():
         machine.output_dir = _test_output_dir(request)
-    limit = request.config.getoption("--vm-global-timeout") or float(os.environ.get("VMTEST_GLOBAL_TIMEOUT", 3600))
+    limit = setting(request.config, "global_timeout", 3600.0)
     watchdog = threading.Timer(limit, driver.abort, args=(f"the global timeout of {limit:g}s expired",))
     watchdog.daemon = True
     watchdog.start()
@@ -233,7 +269,7 @@ def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
 
     def make(name: str, config: MachineConfig | None = None, **kwargs: Any) -> Machine:
         kwargs.setdefault("output_dir", _test_output_dir(request))
-        machine = Machine(name, config, store=vm_image_store, accel=pytestconfig.getoption("--vm-accel"), **kwargs)
+        machine = Machine(name, config, store=vm_image_store, accel=setting(pytestconfig, "accel"), **kwargs)
         machines.append(machine)
         return machine
 

@@ -39,3 +39,24 @@ def _vmtest_cli(*args: str, cache_dir: Path | None = None, env: dict[str, str] |
 def cli():
     """``cli(*args, cache_dir=None, env=None)`` -> a running ``python -m vmtest.cli`` (stdout+stderr piped)."""
     return _vmtest_cli
+
+
+def _processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes (other than this one) whose command line contains ``text``: pid -> command line."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found[int(proc.name)] = cmdline
+    return found
+
+
+@pytest.fixture
+def processes_mentioning():
+    """``processes_mentioning(text)`` -> {pid: command line} of live processes mentioning ``text``."""
+    return _processes_mentioning

@@ -20,20 +20,6 @@ def _write_config(tmp_path, body: str):
     return path
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
-    return found
-
-
 def test_cache_hit_and_rebuild_only_what_changed(store, nonce):
     base = MachineConfig(files={"/etc/nonce": nonce})
     first = store.get(base)
@@ -76,7 +62,7 @@ def test_two_builds_of_one_config_build_once(tmp_path, store, nonce, cli):
     store.cache.remove("images", keys.pop(), store.logger)
 
 
-def test_killed_build_leaves_no_entry_and_next_build_works(tmp_path, store, nonce, cli):
+def test_killed_build_leaves_no_entry_and_next_build_works(tmp_path, store, nonce, cli, processes_mentioning):
     path = _write_config(tmp_path, f"cfg = MachineConfig(files={{'/etc/nonce': {nonce!r}}})\n")
     proc = cli("build", f"{path}::cfg", cache_dir=store.cache.root)
     seen = []
@@ -93,7 +79,7 @@ def test_killed_build_leaves_no_entry_and_next_build_works(tmp_path, store, nonc
     key = store.key(config, store.kernel())
     # mmdebstrap and everything it started died with the build.
     time.sleep(2)
-    assert _processes_mentioning(f"images-{key}") == []
+    assert processes_mentioning(f"images-{key}") == {}
     ls = cli("cache", "ls", cache_dir=store.cache.root)
     listing = ls.communicate(timeout=60)[0]
     assert key not in listing

@@ -11,19 +11,7 @@ import uuid
 from pathlib import Path
 
 
-def _pids_with(text: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
-
-
-def test_sigkill_of_pytest_leaves_no_qemu(tmp_path):
+def test_sigkill_of_pytest_leaves_no_qemu(tmp_path, processes_mentioning):
     name = f"victim{uuid.uuid4().hex[:8]}"
     test_file = tmp_path / "test_victim.py"
     test_file.write_text(
@@ -45,14 +33,14 @@ def test_sigkill_of_pytest_leaves_no_qemu(tmp_path):
         if "VM-UP" in line:
             break
     assert any("VM-UP" in line for line in lines), "".join(lines[-30:])
-    qemus = _pids_with(f"process=vmtest-{name}")
+    qemus = list(processes_mentioning(f"process=vmtest-{name}"))
     assert len(qemus) == 1
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
-    while _pids_with(f"process=vmtest-{name}") and time.monotonic() < deadline:
+    while list(processes_mentioning(f"process=vmtest-{name}")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _pids_with(f"process=vmtest-{name}") == []
+    assert list(processes_mentioning(f"process=vmtest-{name}")) == []
 
 
 import pytest  # noqa: E402
@@ -72,7 +60,7 @@ def test_two(vms, a, b):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig):
+def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, processes_mentioning):
     (tmp_path / "test_two.py").write_text(TWO_NODE_TEST)
     state = tmp_path / "state"
     state.mkdir()
@@ -88,7 +76,7 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig):
         if "VMS-UP" in line:
             break
     assert any("VMS-UP" in line for line in lines), "".join(lines[-30:])
-    mine = _pids_with(str(state))
+    mine = list(processes_mentioning(str(state)))
     kinds = {Path(f"/proc/{pid}/exe").resolve().name for pid in mine if Path(f"/proc/{pid}").exists()}
     assert {"qemu-system-x86_64", "vde_switch"} <= kinds, kinds
     os.kill(proc.pid, sig)
@@ -98,6 +86,6 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig):
         proc.kill()
         raise
     deadline = time.monotonic() + 15
-    while _pids_with(str(state)) and time.monotonic() < deadline:
+    while list(processes_mentioning(str(state))) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _pids_with(str(state)) == []
+    assert list(processes_mentioning(str(state))) == []

@@ -368,6 +368,10 @@ def test_background_process_holding_stdout_does_not_block(guest: Guest) -> None:
     # Far less than the 30 s the background sleep holds stdout (a bound loose
     # enough for a loaded machine: this is not a speed test).
     assert time.monotonic() - start < 15
+    # (polled: on a loaded machine the forked child may not have exec'd sleep yet)
+    deadline = time.monotonic() + 10
+    while not guest.sleeps() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert guest.sleeps(), "the background sleep should still be running"
     assert guest.run("echo next") == (0, b"next\n", b"raw")
 

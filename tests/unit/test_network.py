@@ -67,3 +67,25 @@ def test_setup_script_is_valid_shell_and_renames_in_two_passes():
     assert last_tmp < first_final
     assert "ip addr add 192.168.2.1/24 dev eth2" in script
     assert "192.168.1.2 x" in script
+
+
+def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
+    from vmtest.options import Interface
+
+    plans = plan({"a": [1], "b": []}, {"b": {"lan0": Interface(2, assign_ip=True), "wan0": Interface(3)}})
+    b = plans["b"]
+    assert [(n.name, n.vlan, n.assign_ip) for n in b.nics] == [("lan0", 2, True), ("wan0", 3, False)]
+    assert b.nics[0].mac == "52:54:00:12:02:02"
+    assert b.primary_ipv4 == "192.168.2.2"
+    script = setup_script(b, plans)
+    assert "ip link set dev vmtest1 name lan0" in script
+    assert "ip addr add 192.168.2.2/24 dev lan0" in script
+    assert "dev wan0" in script and "192.168.3.2" not in script
+    assert "192.168.2.2 b" in hosts_file(plans)
+
+
+def test_a_node_without_addresses_is_not_in_hosts():
+    from vmtest.options import Interface
+
+    plans = plan({"a": [1], "quiet": []}, {"quiet": {"lan0": Interface(1)}})
+    assert "quiet" not in hosts_file(plans)

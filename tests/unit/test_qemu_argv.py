@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.config import MachineConfig
-from vmtest.qemu import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv
+from vmtest.qemu import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))
@@ -30,7 +30,7 @@ DEFAULT_KVM = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -39,9 +39,12 @@ DEFAULT_KVM = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -59,7 +62,7 @@ DEFAULT_TCG = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -68,9 +71,12 @@ DEFAULT_TCG = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -88,7 +94,7 @@ CUSTOM_TCG = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -97,9 +103,12 @@ CUSTOM_TCG = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -117,7 +126,7 @@ CUSTOM_KVM = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
-    "-drive", "file=/run/vmtest/m1/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap",
+    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
     "-mon", "chardev=qmp,mode=control",
@@ -126,9 +135,12 @@ CUSTOM_KVM = [
     "-device", "virtio-serial-pci,id=virtio-serial0",
     "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
     "-device", "virtconsole,chardev=shell,id=backdoor",
+    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
     "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
+    "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
     "-rtc", "base=utc",
 ]
@@ -152,11 +164,12 @@ def test_custom_config_kvm() -> None:
 
 def test_custom_qemu_binary_and_resolution() -> None:
     cfg = MachineConfig(virtualisation={"resolution": (1280, 800)})
-    argv = machine_argv("web", cfg, BOOT, MachinePaths(Path("/s")), "kvm", qemu="/opt/qemu/bin/qemu-system-x86_64")
+    cfg = cfg.replace(virtualisation={"resolution": (1280, 800), "qemu": {"binary": "/opt/qemu/bin/qemu-system-x86_64"}})
+    argv = machine_argv("web", cfg, BOOT, MachinePaths(Path("/s")), "kvm")
     assert argv[0] == "/opt/qemu/bin/qemu-system-x86_64"
     assert argv[1:3] == ["-name", "web,process=vmtest-web"]
     assert "VGA,xres=1280,yres=800" in argv
-    assert "file=/s/disk.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap" in argv
+    assert "file=/s/web.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report" in argv
 
 
 def test_argv_is_only_strings() -> None:
@@ -236,9 +249,126 @@ def test_accel_args_rejects_unknown(accel: str) -> None:
 
 
 def test_machine_paths() -> None:
-    assert PATHS.disk == Path("/run/vmtest/m1/disk.qcow2")
+    assert root_disk("m1", MachineConfig(), PATHS) == Path("/run/vmtest/m1/m1.qcow2")
+    assert root_disk("m1", MachineConfig(virtualisation={"disk_image": None}), PATHS) is None
     assert PATHS.qmp == Path("/run/vmtest/m1/qmp.sock")
     assert PATHS.shell == Path("/run/vmtest/m1/shell.sock")
     assert PATHS.serial == Path("/run/vmtest/m1/serial.sock")
     assert PATHS.qemu_log == Path("/run/vmtest/m1/qemu.log")
     assert PATHS.console_log == Path("/run/vmtest/m1/console.log")
+
+
+# -- every option's effect on the command line, pinned ------------------------------------
+
+BOOT_IMG = Boot(kernel=Path("/k/vmlinux"), initrd=Path("/k/initrd"), image=Path("/cache/images/abc/root.qcow2"))
+
+
+def _after(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_disks_on_scsi_with_empty_disks_and_size() -> None:
+    cfg = MachineConfig(virtualisation={"qemu": {"disk_interface": "scsi"}, "empty_disk_images": [64, 32]})
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert _after(argv, "-drive") == [
+        "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
+        "file=/run/vmtest/m1/empty0.qcow2,format=qcow2,if=none,id=empty0,werror=report",
+        "file=/run/vmtest/m1/empty1.qcow2,format=qcow2,if=none,id=empty1,werror=report",
+    ]
+    devices = _after(argv, "-device")
+    assert devices[:4] == [
+        "virtio-scsi-pci,id=scsi0",
+        "scsi-hd,bus=scsi0.0,drive=root,serial=root,bootindex=1",
+        "scsi-hd,bus=scsi0.0,drive=empty0,serial=empty0",
+        "scsi-hd,bus=scsi0.0,drive=empty1,serial=empty1",
+    ]
+    assert kernel_params("m1", cfg)[0] == "root=/dev/sda"
+
+
+def test_disks_on_ide_take_bus_and_unit() -> None:
+    cfg = MachineConfig(virtualisation={"qemu": {"disk_interface": "ide"}, "empty_disk_images": [1, 2]})
+    devices = _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-device")
+    assert devices[:3] == [
+        "ide-hd,bus=ide.0,unit=0,drive=root,serial=root,bootindex=1",
+        "ide-hd,bus=ide.0,unit=1,drive=empty0,serial=empty0",
+        "ide-hd,bus=ide.1,unit=0,drive=empty1,serial=empty1",
+    ]
+
+
+def test_no_persistent_disk_boots_the_image_with_a_tmpfs_overlay() -> None:
+    cfg = MachineConfig(virtualisation={"disk_image": None})
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert _after(argv, "-drive")[0] == "file=/cache/images/abc/root.qcow2,format=qcow2,if=none,id=root,snapshot=on"
+    assert "vmtest.root=tmpfs-overlay" in kernel_params("m1", cfg)
+    assert "vmtest.root=tmpfs-overlay" not in kernel_params("m1", MachineConfig())
+
+
+def test_disk_image_template() -> None:
+    cfg = MachineConfig(virtualisation={"disk_image": "/var/tmp/{name}-root.qcow2"})
+    assert _after(machine_argv("web", cfg, BOOT_IMG, PATHS, "tcg"), "-drive")[0].startswith(
+        "file=/var/tmp/web-root.qcow2,")
+
+
+def test_user_drives_and_no_default_filesystems() -> None:
+    cfg = MachineConfig(virtualisation={
+        "use_default_filesystems": False, "root_device": "/dev/vda",
+        "qemu": {"drives": [{"file": "/d/own.qcow2", "name": "own", "drive_extra_opts": {"format": "qcow2"},
+                             "device_extra_opts": {"serial": "mine", "bootindex": "1"}}]},
+    })
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert _after(argv, "-drive") == ["format=qcow2,file=/d/own.qcow2,if=none,id=drive0"]
+    assert _after(argv, "-device")[0] == "virtio-blk-pci,drive=drive0,bootindex=1,serial=mine"  # keys sorted
+    assert kernel_params("m1", cfg)[0] == "root=/dev/vda"
+
+
+def test_shared_directories_argv(tmp_path: Path) -> None:
+    cfg = MachineConfig(virtualisation={"shared_directories": {
+        "data": {"source": str(tmp_path), "target": "/mnt/data", "security_model": "mapped-xattr"}}})
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert f"local,id=fs-data,path={tmp_path},security_model=mapped-xattr" in _after(argv, "-fsdev")
+    assert "virtio-9p-pci,fsdev=fs-data,mount_tag=data" in _after(argv, "-device")
+
+
+def test_forwarding_argv_restricted_by_default() -> None:
+    cfg = MachineConfig(virtualisation={"forward_ports": [
+        {"host_port": 2222, "guest_port": 22},
+        {"from": "host", "proto": "udp", "host_address": "127.0.0.2", "host_port": 5353, "guest_port": 53},
+        {"from": "guest", "guest_address": "10.0.2.100", "guest_port": 80, "host_port": 8080},
+    ]})
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert _after(argv, "-netdev") == [
+        "user,id=user0,net=10.0.2.0/24,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,"
+        "hostfwd=udp:127.0.0.2:5353-:53,guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 8080",
+    ]
+    assert "virtio-net-pci,netdev=user0,mac=52:54:00:12:34:56,id=nic-user" in _after(argv, "-device")
+    assert "-netdev" not in machine_argv("m1", MachineConfig(), BOOT_IMG, PATHS, "tcg")
+
+
+def test_unrestricted_network_argv() -> None:
+    with pytest.warns(UserWarning):
+        cfg = MachineConfig(virtualisation={"restrict_network": False,
+                                            "forward_ports": [{"host_port": 2222, "guest_port": 22}]})
+    assert "restrict=off" in _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-netdev")[0]
+
+
+def test_qemu_options_networking_options_consoles_and_devices() -> None:
+    cfg = MachineConfig(virtualisation={"qemu": {
+        "options": ["-vga std", "-smbios 'type=1,serial=a b'"],
+        "networking_options": ["-netdev user,id=x,restrict=on", "-device e1000,netdev=x"],
+        "consoles": ["ttyS0,115200", "tty0"],
+        "guest_agent": False, "virtio_keyboard": False,
+    }})
+    argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
+    assert argv[-4:] == ["-vga", "std", "-smbios", "type=1,serial=a b"]
+    i = argv.index("-netdev")
+    assert argv[i:i + 4] == ["-netdev", "user,id=x,restrict=on", "-device", "e1000,netdev=x"]
+    assert [p for p in kernel_params("m1", cfg) if p.startswith("console=")] == ["console=ttyS0,115200", "console=tty0"]
+    assert "virtio-keyboard-pci" not in argv
+    assert not any("guest_agent" in a for a in argv)
+
+
+def test_direct_boot_initrd(tmp_path: Path) -> None:
+    initrd = tmp_path / "my-initrd"
+    initrd.write_bytes(b"")
+    cfg = MachineConfig(virtualisation={"direct_boot_initrd": str(initrd)})
+    assert _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-initrd") == [str(initrd)]

@@ -65,6 +65,7 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     _write(overlay, "/etc/systemd/system/vmtest-backdoor.service", guest_file("vmtest-backdoor.service"), 0o644)
     _write(overlay, "/etc/systemd/system/tmp-xchg.mount", guest_file("tmp-xchg.mount"), 0o644)
     _write(overlay, "/etc/systemd/system/vmtest-setup.service", guest_file("vmtest-setup.service"), 0o644)
+    _write(overlay, "/etc/systemd/system/vmtest-interactive.service", guest_file("vmtest-interactive.service"), 0o644)
     _write(overlay, "/etc/hostname", b"vmtest\n", 0o644)
     _write(overlay, "/etc/fstab", b"# root is mounted by the vmtest stage-1 initrd\n", 0o644)
     _write(overlay, "/etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644)
@@ -78,7 +79,8 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
 
 
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
-    enable = ["vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service", *config.units.keys(), *config.services]
+    enable = ["vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service", "vmtest-interactive.service",
+              *config.units.keys(), *config.services]
     lines = [
         "set -eu",
         'root="$1"',
@@ -89,6 +91,17 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
         'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
+    ]
+    # A service without an [Install] section ("static") cannot be enabled; listing it in
+    # `services` asks for it to run at boot, so hang it off multi-user.target directly.
+    for unit in config.services:
+        q = shlex.quote(unit)
+        lines.append(
+            f'if [ "$(chroot "$root" systemctl is-enabled {q} 2>/dev/null)" = static ]; then '
+            f'echo "vmtest-customize: {unit} has no [Install] section, adding it to multi-user.target"; '
+            f'chroot "$root" systemctl add-wants multi-user.target {q}; fi'
+        )
+    lines += [
         "chroot \"$root\" passwd -d root >/dev/null",
     ]
     for i, cmd in enumerate(config.build_commands):
@@ -135,7 +148,7 @@ def build_rootfs(
     hook = work / "customize.sh"
     hook.write_text(_customize_script(config, overlay, kernel, new_debs))
     tree = work / "root"
-    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.packages)))
+    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.image_inputs()["packages"])))
     debs = cache.debs
     argv = [
         "mmdebstrap", "--mode=unshare", "--variant=minbase",

@@ -20,9 +20,10 @@ from ..cache import Cache, default_cache_dir
 from ..config import MachineConfig
 from ..log import get_logger, nested
 from . import kernel as kernel_mod
+from . import rootfs as rootfs_mod
 from .rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
-IMAGE_BUILDER_VERSION = "1"
+IMAGE_BUILDER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,16 @@ class ImageStore:
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
         inputs = {
             "builder": IMAGE_BUILDER_VERSION,
+            # the builder's own code: any change to how images are made invalidates them
+            "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
             "config": config.image_inputs(),
             "kernel": kernel.spec.key,
             "base_packages": list(BASE_PACKAGES),
             "masked": list(MASKED_UNITS),
             "guest_files": {
                 name: hashlib.sha256(guest_file(name)).hexdigest()
-                for name in ("backdoor", "vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service")
+                for name in ("backdoor", "vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service",
+                             "vmtest-interactive.service")
             },
         }
         blob = json.dumps(inputs, sort_keys=True).encode()

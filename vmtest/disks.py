@@ -1,0 +1,84 @@
+"""Host-side preparation before QEMU starts: disks, host checks, files for the guest.
+
+``prepare`` creates the root overlay and the empty disks idempotently (kept
+across reboots and, with ``--vm-keep-state``, across runs), checks what can
+only be checked on this host (QEMU binary, free memory, disk size against the
+image) and returns what the guest's set-up script needs to know.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import MachineConfig
+from .errors import ConfigError, LaunchError
+from .image import BootImage
+from .proc import ProcessError, run
+from .qemu import MachinePaths, root_disk
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    grow_root: bool  # the root disk is larger than the image's file system
+    certs: Path | None  # host CA bundle to copy into the guest
+
+
+def available_memory_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_host(config: MachineConfig) -> None:
+    """Problems only this host can reveal, as ConfigErrors naming the option."""
+    virt = config.virtualisation
+    if shutil.which(virt.qemu.binary) is None:
+        raise ConfigError("virtualisation.qemu.binary", virt.qemu.binary, "not found on PATH or not executable",
+                          "install qemu-system-x86 (./run setup) or give an absolute path")
+    free = available_memory_mib()
+    if free is not None and virt.memory_size > free:
+        raise ConfigError("virtualisation.memory_size", virt.memory_size,
+                          f"more than the host's available memory ({free} MiB)",
+                          f"use at most {free} MiB, or free memory on the host")
+    if virt.use_host_certs and not HOST_CA_BUNDLE.is_file():
+        raise ConfigError("virtualisation.use_host_certs", True, f"the host has no CA bundle at {HOST_CA_BUNDLE}",
+                          "install ca-certificates on the host or turn the option off")
+
+
+def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> None:
+    try:
+        run(["qemu-img", *argv], what=what, logger=logger)
+    except ProcessError as exc:
+        raise LaunchError(name, what, str(exc)) from exc
+
+
+def prepare(name: str, config: MachineConfig, paths: MachinePaths, image: BootImage,
+            logger: logging.Logger) -> Prepared:
+    virt = config.virtualisation
+    check_host(config)
+    grow = False
+    disk = root_disk(name, config, paths) if virt.use_default_filesystems else None
+    if disk is not None:
+        if virt.disk_size < image.disk_mib:
+            raise ConfigError("virtualisation.disk_size", virt.disk_size,
+                              f"smaller than the image's file system ({image.disk_mib} MiB)",
+                              f"set disk_size to at least {image.disk_mib}")
+        if not disk.exists():
+            disk.parent.mkdir(parents=True, exist_ok=True)
+            _qemu_img(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(disk),
+                       f"{virt.disk_size}M"], "creating the root disk overlay", name, logger)
+        grow = virt.disk_size > image.disk_mib
+    for i, size in enumerate(virt.empty_disk_images):
+        path = paths.empty_disk(i)
+        if not path.exists():
+            _qemu_img(["create", "-q", "-f", "qcow2", str(path), f"{size}M"], f"creating empty disk {i}", name, logger)
+    return Prepared(grow_root=grow, certs=HOST_CA_BUNDLE if virt.use_host_certs else None)

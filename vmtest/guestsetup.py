@@ -1,0 +1,73 @@
+"""The per-boot set-up script the guest runs before ``sysinit.target``.
+
+The image stays the same for every run; what differs per run (network
+addresses, shares, extra mounts, the root disk's size, the host's CA bundle)
+is written by the host into the exchange directory as ``.vmtest-setup.sh``
+and run by ``vmtest-setup.service``. Everything here is pure text assembly
+(unit-tested); failures make the unit fail, and ``Machine.connect`` reports
+its journal.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .config import MachineConfig
+from .qemu import USER_GUEST_IP, USER_NIC_MAC, XCHG_GUEST_PATH
+
+SETUP_NAME = ".vmtest-setup.sh"
+CERTS_NAME = ".vmtest-ca-certificates.crt"
+
+
+def _nic_by_mac(mac: str, new_name: str) -> list[str]:
+    return [
+        f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)",
+        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
+        f'ip link set dev "$dev" name {new_name}',
+    ]
+
+
+def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False,
+           user_net: bool | None = None, extra: str = "") -> str:
+    """The whole script; ``network`` is :func:`vmtest.network.setup_script`'s part (VLAN NICs, /etc/hosts).
+
+    ``user_net`` overrides whether the user-mode NIC exists (run-vm always adds it); ``extra`` is
+    appended as is.
+    """
+    virt = config.virtualisation
+    has_user_net = virt.user_network if user_net is None else user_net
+    q = shlex.quote
+    lines = ["set -eu"]
+    for tag, share in virt.shared_directories.items():
+        lines += [
+            f"mkdir -p {q(share.target)}",
+            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize={virt.msize},cache=none {q(tag)} {q(share.target)}",
+        ]
+    for target, fs in virt.file_systems.items():
+        opts = f" -o {q(','.join(fs.options))}" if fs.options else ""
+        fstype = "" if fs.fs_type == "auto" else f" -t {q(fs.fs_type)}"
+        lines += [f"mkdir -p {q(target)}", f"mount{fstype}{opts} {q(fs.device)} {q(target)}"]
+    if grow_root:
+        lines.append(f"resize2fs {q(virt.primary_root_device)} >/dev/null 2>&1 || "
+                     f"{{ echo 'vmtest-setup: resize2fs {virt.primary_root_device} failed' >&2; exit 1; }}")
+    if certs:
+        lines += ["mkdir -p /etc/ssl/certs",
+                  f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
+    if has_user_net:
+        lines += _nic_by_mac(USER_NIC_MAC, "vmtest0")
+    if network:
+        lines.append(network.removeprefix("set -eu\n").rstrip("\n"))
+    if has_user_net:
+        lines += [
+            "ip link set dev vmtest0 name eth0",
+            "ip link set dev eth0 up",
+            f"ip addr add {USER_GUEST_IP}/24 dev eth0",
+        ]
+        if not virt.restrict_network:
+            lines += ["ip route add default via 10.0.2.2 dev eth0",
+                      "echo 'nameserver 10.0.2.3' > /etc/resolv.conf"]
+    if extra:
+        lines.append(extra.rstrip("\n"))
+    if len(lines) == 1:
+        return ""
+    return "\n".join(lines) + "\n"
