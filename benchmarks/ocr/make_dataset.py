@@ -143,7 +143,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    with Machine("vm1", MachineConfig(packages=X11_PACKAGES), output_dir=out) as vm:
+    with Machine("vm1", MachineConfig(packages=X11_PACKAGES, virtualisation={"disk_size": 2048}), output_dir=out) as vm:
         vm.serial_echo = False
         vm.wait_for_unit("getty@tty1.service")
         vm.wait_until_succeeds("test -e /sys/class/graphics/fb0")
