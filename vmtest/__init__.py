@@ -8,6 +8,8 @@ from .errors import (
     ImageBuildError,
     LaunchError,
     MachineError,
+    NoDisplay,
+    TextNotFound,
     Timeout,
     VmtestError,
 )
@@ -16,5 +18,5 @@ from .options import Virtualisation
 
 __all__ = [
     "CommandFailed", "ConfigError", "File", "HostError", "ImageBuildError", "LaunchError",
-    "Machine", "MachineConfig", "MachineError", "Timeout", "Virtualisation", "VmtestError",
+    "Machine", "MachineConfig", "MachineError", "NoDisplay", "TextNotFound", "Timeout", "Virtualisation", "VmtestError",
 ]

@@ -8,6 +8,7 @@ the last console lines, so nobody needs a debugger to see why a VM failed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class VmtestError(Exception):
@@ -99,3 +100,21 @@ class CommandFailed(MachineError):
 
 class Timeout(MachineError):
     """A wait ran out of time."""
+
+
+class NoDisplay(MachineError):
+    """The machine has no display (``virtualisation.graphics=False``)."""
+
+
+class TextNotFound(Timeout):
+    """``wait_for_text`` ran out of time; carries the last screenshot and every reading of it."""
+
+    def __init__(self, machine: str, regex: str, timeout: float, elapsed: float, screenshot: Path | None,
+                 readings: dict[str, str], console_tail: Sequence[str]) -> None:
+        self.screenshot = screenshot
+        self.readings = readings
+        parts = [f"no match within {timeout:g}s; last screenshot: {screenshot or '(none)'}"]
+        for name, text in readings.items():
+            shown = text if len(text) <= 3000 else text[:1500] + "\n[...]\n" + text[-1500:]
+            parts.append(f"--- read by {name} ---\n{shown}")
+        super().__init__(machine, f"waiting for {regex!r} on the screen", "\n".join(parts), elapsed, console_tail)

@@ -149,6 +149,13 @@ def _output_dir(config: pytest.Config) -> Path:
     return Path(setting(config, "output_dir", "vmtest-output")).absolute()
 
 
+def _test_output_dir(request: pytest.FixtureRequest) -> Path:
+    """Where a test's screenshots and failure artifacts go: ``<output dir>/<test id>/``."""
+    from .report import safe_name
+
+    return _output_dir(request.config) / safe_name(request.node.nodeid)
+
+
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir``)."""
@@ -215,6 +222,8 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     else:
         driver = request.getfixturevalue(f"_vmtest_{scope}_drivers").get(nodes, make)
     request.node.stash[DRIVER_KEY] = driver
+    for machine in driver.machines.values():
+        machine.output_dir = _test_output_dir(request)
     limit = setting(request.config, "global_timeout", 3600.0)
     watchdog = threading.Timer(limit, driver.abort, args=(f"the global timeout of {limit:g}s expired",))
     watchdog.daemon = True
@@ -253,11 +262,13 @@ def vms(_vmtest_network: Driver | None) -> Driver:
 
 
 @pytest.fixture
-def vm_factory(pytestconfig: pytest.Config, vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
+def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
+               vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
     """``vm_factory(name, config)`` -> a stand-alone :class:`Machine` (no network), released after the test."""
     machines: list[Machine] = []
 
     def make(name: str, config: MachineConfig | None = None, **kwargs: Any) -> Machine:
+        kwargs.setdefault("output_dir", _test_output_dir(request))
         machine = Machine(name, config, store=vm_image_store, accel=setting(pytestconfig, "accel"), **kwargs)
         machines.append(machine)
         return machine
