@@ -27,7 +27,6 @@ x11 = MachineConfig(
     packages=["xserver-xorg-core", "xserver-xorg-legacy", "xinit", "xterm", "x11-utils", "xfonts-base",
               "xserver-xorg-video-fbdev", "xserver-xorg-input-libinput"],
     units={"xsession.service": XSESSION},
-    virtualisation={"disk_size": 2048},  # MiB; X11 makes the image bigger than the 1 GiB default
 )
 
 

@@ -68,15 +68,16 @@ def prepare(name: str, config: MachineConfig, paths: MachinePaths, image: BootIm
     grow = False
     disk = root_disk(name, config, paths) if virt.use_default_filesystems else None
     if disk is not None:
-        if virt.disk_size < image.disk_mib:
+        size = virt.root_disk_mib(image.disk_mib)
+        if size < image.disk_mib:
             raise ConfigError("virtualisation.disk_size", virt.disk_size,
                               f"smaller than the image's file system ({image.disk_mib} MiB)",
                               f"set disk_size to at least {image.disk_mib}")
         if not disk.exists():
             disk.parent.mkdir(parents=True, exist_ok=True)
             _qemu_img(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(disk),
-                       f"{virt.disk_size}M"], "creating the root disk overlay", name, logger)
-        grow = virt.disk_size > image.disk_mib
+                       f"{size}M"], "creating the root disk overlay", name, logger)
+        grow = size > image.disk_mib
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
         if not path.exists():

@@ -88,6 +88,10 @@ def _string(name: str, value: Any) -> str:
     return value
 
 
+def _optional(check: Validator) -> Validator:
+    return lambda name, value: None if value is None else check(name, value)
+
+
 def _optional_string(name: str, value: Any) -> Any:
     return None if value is None else _string(name, value)
 
@@ -479,8 +483,12 @@ class Virtualisation:
     memory_size: int = option(1024, "Guest memory in MiB (checked against the host's available memory at start).",
                               "virtualisation.memorySize", _int_range(128, 1 << 20, " MiB"), f"{IT}::test_sizes")
     cores: int = option(1, "Number of virtual CPUs.", "virtualisation.cores", _int_range(1, 256), f"{IT}::test_sizes")
-    disk_size: int = option(1024, "Size of the root disk in MiB; the root file system is grown to fill it at boot.",
-                            "virtualisation.diskSize", _int_range(256, 1 << 24, " MiB"), f"{IT}::test_sizes")
+    disk_size: int | None = option(
+        None, "Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: "
+        "1024, or the image's file system when that is larger (the seed's 1024 fits because its root holds no "
+        "packages; ours holds them all, so a fixed default would break as packages are added). An explicit "
+        "size smaller than the image is an error.",
+        "virtualisation.diskSize", _optional(_int_range(256, 1 << 24, " MiB")), f"{IT}::test_sizes")
     disk_image: str | None = option(
         DEFAULT_DISK_IMAGE,
         "Writable root disk: a qcow2 overlay on the cached image, created on first start. Placeholders "
@@ -590,6 +598,10 @@ class Virtualisation:
         """True when the machine gets a user-mode (SLiRP) NIC: only for forwarded ports."""
         return bool(self.forward_ports)
 
+    def root_disk_mib(self, image_mib: int) -> int:
+        """The root disk's size for an image whose file system is ``image_mib`` MiB."""
+        return self.disk_size if self.disk_size is not None else max(1024, image_mib)
+
     @property
     def primary_root_device(self) -> str:
         if self.root_device is not None:
@@ -601,7 +613,7 @@ class Virtualisation:
         pkgs = []
         if self.qemu.guest_agent:
             pkgs.append("qemu-guest-agent")
-        if self.disk_size > 1024:
+        if self.disk_size is not None and self.disk_size > 1024:
             pkgs.append("e2fsprogs")
         return tuple(pkgs)
 

@@ -93,7 +93,8 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
     """The standalone start script of machine ``name``."""
     virt = config.virtualisation
     argv = interactive_argv(name, config, image, accel)
-    grow = virt.disk_image is not None and virt.disk_size > image.disk_mib
+    disk_mib = virt.root_disk_mib(image.disk_mib)
+    grow = virt.disk_image is not None and disk_mib > image.disk_mib
     setup = guestsetup.script(config, grow_root=grow, certs=virt.use_host_certs, user_net=True, extra=SHARED_MOUNT)
     words = []
     for arg in argv:
@@ -118,7 +119,7 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
             f"DISK=$(readlink -f \"${{VMTEST_DISK_IMAGE:-{default_disk}}}\")",
             'if ! test -e "$DISK"; then',
             '    echo "Disk image does not exist, creating $DISK (overlay on the cached image)..." >&2',
-            f"    qemu-img create -q -f qcow2 -F qcow2 -b {shlex.quote(str(image.disk))} \"$DISK\" {virt.disk_size}M",
+            f"    qemu-img create -q -f qcow2 -F qcow2 -b {shlex.quote(str(image.disk))} \"$DISK\" {disk_mib}M",
             "fi",
         ]
     lines += [

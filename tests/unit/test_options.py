@@ -197,3 +197,11 @@ def test_missing_qemu_binary() -> None:
         check_host(MachineConfig(virtualisation={"qemu": {"binary": "qemu-system-does-not-exist"}}))
     assert info.value.field == "virtualisation.qemu.binary"
     assert "./run setup" in str(info.value)
+
+
+def test_disk_size_default_follows_the_image() -> None:
+    assert virt().disk_size is None
+    assert virt().root_disk_mib(700) == 1024
+    assert virt().root_disk_mib(1500) == 1500  # an image bigger than 1 GiB needs no disk_size
+    assert virt(disk_size=2048).root_disk_mib(1500) == 2048
+    assert virt(disk_size=1024).root_disk_mib(1500) == 1024  # explicit: prepare() reports it as too small
