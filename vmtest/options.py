@@ -545,14 +545,14 @@ class Virtualisation:
     direct_boot: bool | None = option(
         None, "Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it "
         "needs a boot loader (separate issue).", "virtualisation.directBoot.enable", _optional_bool,
-        "tests/unit/test_options.py::test_seed_changed_initrd_without_direct_boot")
+        "tests/unit/test_option_validation.py::test_seed_changed_initrd_without_direct_boot")
     direct_boot_initrd: str | None = option(
         None, "Initrd for direct boot (default: vmtest's stage 1).", "virtualisation.directBoot.initrd",
         _optional_string, "tests/unit/test_qemu_argv.py::test_direct_boot_initrd")
     use_boot_loader: bool = option(
         False, "Boot through a boot loader installed in the image (boot-path issue; not implemented: True "
         "together with direct boot warns as the seed does and boots directly).",
-        "virtualisation.useBootLoader", _bool, "tests/unit/test_options.py::test_seed_warning_direct_boot_with_boot_loader")
+        "virtualisation.useBootLoader", _bool, "tests/unit/test_option_validation.py::test_seed_warning_direct_boot_with_boot_loader")
     qemu: QemuOptions = option(QemuOptions, "How QEMU is run (see the qemu.* rows).", "virtualisation.qemu",
                                _qemu, "", factory=True)
 
