@@ -1,14 +1,19 @@
-"""QEMU-side controls of a running machine: monitor commands, QMP events, links, forwarding, guest agent.
+"""Mixins of :class:`vmtest.machine.Machine` for what is not the backdoor shell.
 
-A mixin of :class:`vmtest.machine.Machine` (it uses the machine's name,
-monitor, network, config and state directory); everything here talks to
-QEMU or to the guest agent, never to the backdoor shell.
+``QemuControls``: monitor commands, QMP events, links, forwarding, the guest
+agent. ``ScreenControls``: the display, keyboard, virtual terminals and X11
+(thin wrappers over :mod:`vmtest.screen`, :mod:`vmtest.keys` and
+:mod:`vmtest.display`). Both use the machine's name, monitor, config and
+state; ``Machine`` owns the lifecycle and the command channel.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import keys
 
 from .agent import AgentError, GuestAgent
 from .errors import MachineError, Timeout
@@ -97,3 +102,81 @@ class QemuControls(_Base):
         """Restore the machine's VLAN links."""
         with self.nested("unblocking its network links"):
             self._set_links(True)
+
+
+class ScreenControls(_Base):
+    # -- screen, keyboard, TTYs, X11 (see vmtest.screen, vmtest.keys, vmtest.display) --
+
+    def screenshot(self, name: str) -> Path:
+        """Save a PNG of the display as ``<output dir>/<name>.png`` (QMP screendump); return its path."""
+        with self.nested(f"taking screenshot {name}"):
+            return self.screen.screenshot(name)
+
+    def get_screen_text(self) -> str:
+        """The text on the screen: read exactly cell by cell when it is a console (character grid),
+        else by tesseract."""
+        with self.nested("reading the screen"):
+            return self.screen.text()
+
+    def get_screen_text_variants(self) -> list[str]:
+        """The screen as read by every reader: the grid reader (consoles) and tesseract on each
+        enhanced variant (raw, grayscale, thresholded, inverted), run in parallel."""
+        with self.nested("reading the screen (all variants)"):
+            return self.screen.variants()
+
+    def wait_for_text(self, regex: str, timeout: float = 900) -> str:
+        """Wait until ``regex`` matches the screen's text as read by any reader; return that reading.
+
+        A fresh screenshot each round; on timeout the error names the saved
+        last screenshot and quotes what each reader saw.
+        """
+        with self.nested(f"waiting for {regex!r} on the screen"):
+            return self.screen.wait_for_text(regex, timeout)
+
+    def send_key(self, key: str, delay: float | None = 0.01) -> None:
+        """Press a key or combination (QEMU key names: ``ret``, ``f2``, ``ctrl-alt-delete``, ``alt-f2``)."""
+        self._send_keys(keys.parse_combo(key), delay)
+
+    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
+        """Type ``chars`` on the guest's keyboard (printable ASCII, tab and newline; US layout)."""
+        combos = keys.text_keys(chars)
+        with self.nested(f"sending keys {chars!r}"):
+            for combo in combos:
+                self._send_keys(combo, delay)
+
+    def _send_keys(self, combo: list[str], delay: float | None) -> None:
+        if not self._should_run:
+            self.start()
+        assert self.monitor is not None
+        self.monitor.command("send-key", keys=keys.qmp_keys(combo))
+        if delay:
+            time.sleep(delay)
+
+    def get_tty_text(self, tty: int) -> str:
+        """The text shown on virtual terminal ``tty`` (from /dev/vcsu<tty>; exact, no OCR)."""
+        return self.display.tty_text(tty)
+
+    def wait_until_tty_matches(self, tty: int, regex: str, timeout: float = 900) -> str:
+        """Wait until ``regex`` matches the text of virtual terminal ``tty``; return that text."""
+        with self.nested(f"waiting for {regex!r} on tty{tty}"):
+            return self.display.wait_until_tty_matches(tty, regex, timeout)
+
+    def dump_tty_contents(self, tty: int) -> str:
+        """Log the text of virtual terminal ``tty`` and return it."""
+        text = self.get_tty_text(tty)
+        self.log(f"tty{tty} shows:\n{text}")
+        return text
+
+    def wait_for_x(self, timeout: float = 900) -> None:
+        """Wait until an X server answers on display ``:0``."""
+        with self.nested("waiting for the X server"):
+            self.display.wait_for_x(timeout)
+
+    def get_window_names(self) -> list[str]:
+        """Names of the X11 windows on ``:0`` (``xwininfo -root -tree``; needs x11-utils in the guest)."""
+        return self.display.window_names()
+
+    def wait_for_window(self, regex: str, timeout: float = 900) -> str:
+        """Wait until an X11 window whose name matches ``regex`` exists; return its name."""
+        with self.nested(f"waiting for an X11 window matching {regex!r}"):
+            return self.display.wait_for_window(regex, timeout)

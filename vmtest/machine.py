@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import accel as accel_mod
 from . import disks, guestsetup, polling
-from .controls import QemuControls
+from .controls import QemuControls, ScreenControls
 from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from .config import MachineConfig
 from .console import SerialConsole
@@ -35,7 +35,6 @@ from .proc import ProcessError, kill_group, run, spawn
 from .qemu import XCHG_GUEST_PATH, Boot, MachinePaths, machine_argv
 from .qmp import Monitor
 from .screen import Screen
-from . import keys
 
 DEFAULT_BOOT_TIMEOUT = 300.0
 
@@ -50,7 +49,7 @@ class MachineNetwork:
 CONSOLE_TAIL = 20
 
 
-class Machine(QemuControls):
+class Machine(QemuControls, ScreenControls):
     """A QEMU virtual machine built from a :class:`MachineConfig`."""
 
     def __init__(
@@ -438,82 +437,6 @@ class Machine(QemuControls):
         """Write ``text`` to the serial console (ttyS0), as if typed there."""
         assert self.console is not None, "the machine is not running"
         self.console.write(text.encode())
-
-    # -- screen, keyboard, TTYs, X11 (see vmtest.screen, vmtest.keys, vmtest.display) --
-
-    def screenshot(self, name: str) -> Path:
-        """Save a PNG of the display as ``<output dir>/<name>.png`` (QMP screendump); return its path."""
-        with self.nested(f"taking screenshot {name}"):
-            return self.screen.screenshot(name)
-
-    def get_screen_text(self) -> str:
-        """The text on the screen: read exactly cell by cell when it is a console (character grid),
-        else by tesseract."""
-        with self.nested("reading the screen"):
-            return self.screen.text()
-
-    def get_screen_text_variants(self) -> list[str]:
-        """The screen as read by every reader: the grid reader (consoles) and tesseract on each
-        enhanced variant (raw, grayscale, thresholded, inverted), run in parallel."""
-        with self.nested("reading the screen (all variants)"):
-            return self.screen.variants()
-
-    def wait_for_text(self, regex: str, timeout: float = 900) -> str:
-        """Wait until ``regex`` matches the screen's text as read by any reader; return that reading.
-
-        A fresh screenshot each round; on timeout the error names the saved
-        last screenshot and quotes what each reader saw.
-        """
-        with self.nested(f"waiting for {regex!r} on the screen"):
-            return self.screen.wait_for_text(regex, timeout)
-
-    def send_key(self, key: str, delay: float | None = 0.01) -> None:
-        """Press a key or combination (QEMU key names: ``ret``, ``f2``, ``ctrl-alt-delete``, ``alt-f2``)."""
-        self._send_keys(keys.parse_combo(key), delay)
-
-    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
-        """Type ``chars`` on the guest's keyboard (printable ASCII, tab and newline; US layout)."""
-        combos = keys.text_keys(chars)
-        with self.nested(f"sending keys {chars!r}"):
-            for combo in combos:
-                self._send_keys(combo, delay)
-
-    def _send_keys(self, combo: list[str], delay: float | None) -> None:
-        if not self._should_run:
-            self.start()
-        assert self.monitor is not None
-        self.monitor.command("send-key", keys=keys.qmp_keys(combo))
-        if delay:
-            time.sleep(delay)
-
-    def get_tty_text(self, tty: int) -> str:
-        """The text shown on virtual terminal ``tty`` (from /dev/vcsu<tty>; exact, no OCR)."""
-        return self.display.tty_text(tty)
-
-    def wait_until_tty_matches(self, tty: int, regex: str, timeout: float = 900) -> str:
-        """Wait until ``regex`` matches the text of virtual terminal ``tty``; return that text."""
-        with self.nested(f"waiting for {regex!r} on tty{tty}"):
-            return self.display.wait_until_tty_matches(tty, regex, timeout)
-
-    def dump_tty_contents(self, tty: int) -> str:
-        """Log the text of virtual terminal ``tty`` and return it."""
-        text = self.get_tty_text(tty)
-        self.log(f"tty{tty} shows:\n{text}")
-        return text
-
-    def wait_for_x(self, timeout: float = 900) -> None:
-        """Wait until an X server answers on display ``:0``."""
-        with self.nested("waiting for the X server"):
-            self.display.wait_for_x(timeout)
-
-    def get_window_names(self) -> list[str]:
-        """Names of the X11 windows on ``:0`` (``xwininfo -root -tree``; needs x11-utils in the guest)."""
-        return self.display.window_names()
-
-    def wait_for_window(self, regex: str, timeout: float = 900) -> str:
-        """Wait until an X11 window whose name matches ``regex`` exists; return its name."""
-        with self.nested(f"waiting for an X11 window matching {regex!r}"):
-            return self.display.wait_for_window(regex, timeout)
 
     # -- files -----------------------------------------------------------------------
 
