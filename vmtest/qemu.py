@@ -90,7 +90,12 @@ def consoles(config: MachineConfig) -> list[str]:
     return ["tty0", "ttyS0,115200"] if virt.graphics else ["ttyS0,115200"]
 
 
-def kernel_params(name: str, config: MachineConfig) -> list[str]:
+# Under TCG, ``-cpu max`` offers SVM/VMX, so udev would load KVM in the guest ~15 s into the boot
+# (nested virtualisation under emulation is useless): its messages land on the consoles mid-test.
+TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel",)
+
+
+def kernel_params(name: str, config: MachineConfig, accel: str | None = None) -> list[str]:
     """The kernel command line; the primary console (the serial port by default) comes last."""
     virt = config.virtualisation
     return [
@@ -102,6 +107,7 @@ def kernel_params(name: str, config: MachineConfig) -> list[str]:
         "rd.udev.log_level=3",
         "net.ifnames=0",
         *(["vmtest.root=tmpfs-overlay"] if virt.disk_image is None and virt.use_default_filesystems else []),
+        *(TCG_GUEST_PARAMS if accel == "tcg" else ()),
         *config.kernel_params,
     ]
 
@@ -259,7 +265,7 @@ def machine_argv(
         *accel_args(accel),
         "-m", str(virt.memory_size),
         "-smp", str(virt.cores),
-        *boot_args(boot, kernel_params(name, config), config),
+        *boot_args(boot, kernel_params(name, config, accel), config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config),
         *share_args(paths, config),

@@ -53,7 +53,7 @@ def test_print_script_runs_under_sh_and_honours_the_environment(box: str, tmp_pa
     (shared / "hello.txt").write_text("from SHARED_DIR\n")
     child = _spawn(["sh", str(script)], tmp_path, env={
         "QEMU_OPTS": "-smbios type=1,serial=from-qemu-opts",
-        "QEMU_KERNEL_PARAMS": "vmtest.marker=kp42",
+        "QEMU_KERNEL_PARAMS": "vmtest.marker=kp42 loglevel=1",  # no kernel lines amid the shell's
         "QEMU_NET_OPTS": "hostname=ignored-by-guest",
         "TMPDIR": str(state), "USE_TMPDIR": "1", "SHARED_DIR": str(shared),
         "VMTEST_DISK_IMAGE": str(tmp_path / "my-root.qcow2"),
@@ -65,8 +65,8 @@ def test_print_script_runs_under_sh_and_honours_the_environment(box: str, tmp_pa
         assert child.match.group(1) == "from-qemu-opts"
         child.sendline("grep -o vmtest.marker=kp42 /proc/cmdline && cat /tmp/shared/hello.txt")
         child.expect("from SHARED_DIR")
-        child.sendline("echo EMPTY=$(blockdev --getsize64 /dev/vdb)")
-        child.expect(r"EMPTY=(\d+)")
+        child.sendline("echo EMPTY=$(blockdev --getsize64 /dev/vdb)=")
+        child.expect(r"EMPTY=(\d+)=")
         assert int(child.match.group(1)) == 16 << 20
         child.sendline("poweroff")
         child.expect(pexpect.EOF, timeout=120)

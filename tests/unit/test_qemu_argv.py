@@ -61,7 +61,7 @@ DEFAULT_TCG = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel",
     "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
@@ -93,7 +93,7 @@ CUSTOM_TCG = [
     "-initrd", "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel foo=bar",
     "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
     "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
