@@ -13,18 +13,11 @@ from __future__ import annotations
 import shlex
 
 from .config import MachineConfig
+from .network import rename_by_mac
 from .qemu import USER_GUEST_IP, USER_NIC_MAC, XCHG_GUEST_PATH
 
 SETUP_NAME = ".vmtest-setup.sh"
 CERTS_NAME = ".vmtest-ca-certificates.crt"
-
-
-def _nic_by_mac(mac: str, new_name: str) -> list[str]:
-    return [
-        f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)",
-        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
-        f'ip link set dev "$dev" name {new_name}',
-    ]
 
 
 def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False,
@@ -54,7 +47,7 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
         lines += ["mkdir -p /etc/ssl/certs",
                   f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
     if has_user_net:
-        lines += _nic_by_mac(USER_NIC_MAC, "vmtest0")
+        lines += rename_by_mac(USER_NIC_MAC, "vmtest0")
     if network:
         lines.append(network.removeprefix("set -eu\n").rstrip("\n"))
     if has_user_net:

@@ -109,16 +109,21 @@ def hosts_file(plans: Mapping[str, NodePlan]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rename_by_mac(mac: str, new_name: str) -> list[str]:
+    """Guest shell lines: give the interface with MAC ``mac`` the name ``new_name`` (or fail saying so)."""
+    return [
+        f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)",
+        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
+        f'ip link set dev "$dev" name {new_name}',
+    ]
+
+
 def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
     """Shell run in the guest at boot (vmtest-setup.service): NIC names, addresses, /etc/hosts."""
     lines = ["set -eu"]
     # Rename in two passes (kernel eth0 may have to become eth1 while eth1 exists).
     for nic in node.nics:
-        lines += [
-            f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {nic.mac} ]; then basename $d; fi; done)",
-            f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {nic.mac}" >&2; exit 1; }}',
-            f'ip link set dev "$dev" name vmtest{nic.index}',
-        ]
+        lines += rename_by_mac(nic.mac, f"vmtest{nic.index}")
     for nic in node.nics:
         lines += [
             f"ip link set dev vmtest{nic.index} name {nic.name}",

@@ -19,6 +19,7 @@ cached files of this host.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from pathlib import Path
@@ -56,7 +57,7 @@ def interactive_argv(name: str, config: MachineConfig, image: BootImage, accel: 
     """``machine_argv`` for a person at a terminal: running at once, serial console on stdio,
     a user-mode NIC (restricted as configured) open to ``QEMU_NET_OPTS``, the ``shared`` share."""
     if config.virtualisation.disk_image is not None:
-        config = config.replace(virtualisation=_with(config, disk_image=DISK))
+        config = config.replace(virtualisation=dataclasses.replace(config.virtualisation, disk_image=DISK))
     argv = machine_argv(name, config, Boot(image.kernel, image.initrd, image.disk), MachinePaths(Path(TMP)), accel)
     argv.remove("-S")
     i = argv.index("-serial")
@@ -65,24 +66,14 @@ def interactive_argv(name: str, config: MachineConfig, image: BootImage, accel: 
     del argv[j - 1:j + 1]
     k = argv.index("-append") + 1
     argv[k] += " vmtest.interactive" + KPARAMS
-    if "-netdev" not in argv or not any(a.startswith("user,id=user0,") for a in argv):
-        net = user_net_args(config, force=True)
+    if not config.virtualisation.user_network:
         at = argv.index("-display")
-        argv[at:at] = net
+        argv[at:at] = user_net_args(config, force=True)
     n = next(i for i, a in enumerate(argv) if a.startswith("user,id=user0,"))
     argv[n] += NETOPTS
     at = argv.index("-display")
     argv[at:at] = ["-virtfs", f"local,path=@SHARED@,security_model=none,mount_tag=shared"]
     return argv
-
-
-def _with(config: MachineConfig, **changes: object) -> dict[str, object]:
-    import dataclasses
-
-    virt = config.virtualisation
-    values = {f.name: getattr(virt, f.name) for f in dataclasses.fields(virt)}
-    values.update(changes)
-    return values
 
 
 SHARED_MOUNT = ("mkdir -p /tmp/shared && mount -t 9p -o trans=virtio,version=9p2000.L,cache=none shared /tmp/shared "
