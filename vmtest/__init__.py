@@ -1,7 +1,7 @@
 """vmtest: integration tests in real QEMU virtual machines, driven from pytest."""
 
-from .config import File, MachineConfig
-from .errors import (
+from vmtest.config.machine import File, MachineConfig
+from vmtest.core.errors import (
     CommandFailed,
     ConfigError,
     HostError,
@@ -13,8 +13,8 @@ from .errors import (
     Timeout,
     VmtestError,
 )
-from .machine import Machine
-from .options import Virtualisation
+from vmtest.machine.machine import Machine
+from vmtest.config.virtualisation import Virtualisation
 
 __all__ = [
     "CommandFailed", "ConfigError", "File", "HostError", "ImageBuildError", "LaunchError",

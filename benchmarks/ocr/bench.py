@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PIL import Image  # noqa: E402
 
-from vmtest import ocr  # noqa: E402
+from vmtest.machine import ocr  # noqa: E402
 
 
 def squash(text: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vmtest import ImageBuildError, MachineConfig
-from vmtest.cache import Cache
+from vmtest.core.cache import Cache
 
 
 def _write_config(tmp_path, body: str):
@@ -110,7 +110,7 @@ def test_doctor_names_missing_tesseract_and_fix(tmp_path, cli):
     bindir.mkdir()
     import shutil
 
-    from vmtest.doctor import PROGRAMS
+    from vmtest.cli.doctor import PROGRAMS
 
     for program, _ in PROGRAMS + (("ldd", ""), ("apt-cache", "")):
         if program == "tesseract":

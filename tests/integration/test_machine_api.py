@@ -11,7 +11,7 @@ import time
 import pytest
 
 from vmtest import CommandFailed, Machine, MachineConfig, Timeout
-from vmtest.guest import UnitFailed
+from vmtest.machine.guest import UnitFailed
 
 CONFIG = MachineConfig(
     units={

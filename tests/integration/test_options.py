@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmtest import Machine, MachineConfig
-from vmtest.errors import MachineError
+from vmtest.core.errors import MachineError
 
 MIB = 1 << 20
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import vmtest
-from vmtest.backdoor import (
+from vmtest.vm.backdoor import (
     KILLED_STATUS,
     READY,
     Backdoor,

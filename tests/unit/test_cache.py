@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vmtest.cache import Cache, default_cache_dir
+from vmtest.core.cache import Cache, default_cache_dir
 
 LOG = logging.getLogger("vmtest.test.cache")
 DAY = 86400

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from vmtest.config import File, MachineConfig
-from vmtest.errors import ConfigError, VmtestError
-from vmtest.options import Virtualisation
+from vmtest.config.machine import File, MachineConfig
+from vmtest.core.errors import ConfigError, VmtestError
+from vmtest.config.virtualisation import Virtualisation
 
 
 def config_error(**kwargs: object) -> ConfigError:

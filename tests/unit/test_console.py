@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.console import SerialConsole, clean_line
+from vmtest.vm.console import SerialConsole, clean_line
 
 
 # -- clean_line ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from vmtest.display import parse_vcs, parse_window_names
+from vmtest.machine.terminals import parse_vcs, parse_window_names
 
 
 def vcs(rows, cols, lines):

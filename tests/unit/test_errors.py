@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import vmtest
-import vmtest.errors
-from vmtest.errors import (
+import vmtest.core.errors
+from vmtest.core.errors import (
     CommandFailed,
     ConfigError,
     HostError,
@@ -132,4 +132,4 @@ def test_machine_error_subclasses() -> None:
 def test_errors_exported_from_package() -> None:
     for name in ("CommandFailed", "ConfigError", "HostError", "ImageBuildError", "LaunchError",
                  "MachineError", "Timeout", "VmtestError"):
-        assert getattr(vmtest, name) is getattr(vmtest.errors, name)
+        assert getattr(vmtest, name) is getattr(vmtest.core.errors, name)

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from vmtest import MachineConfig
-from vmtest.guestsetup import script
+from vmtest.vm.guestsetup import script
 
 
 def _valid_sh(text: str) -> None:

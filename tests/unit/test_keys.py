@@ -2,7 +2,7 @@ import string
 
 import pytest
 
-from vmtest import keys
+from vmtest.machine import keys
 
 
 def test_combos_split_into_qemu_key_codes():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.errors import ConfigError
-from vmtest.network import hosts_file, nic_args, plan, setup_script
+from vmtest.core.errors import ConfigError
+from vmtest.net.network import hosts_file, nic_args, plan, setup_script
 
 
 def test_nodes_are_numbered_alphabetically_with_nixos_addresses():
@@ -70,7 +70,7 @@ def test_setup_script_is_valid_shell_and_renames_in_two_passes():
 
 
 def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
-    from vmtest.options import Interface
+    from vmtest.config.virtualisation import Interface
 
     plans = plan({"a": [1], "b": []}, {"b": {"lan0": Interface(2, assign_ip=True), "wan0": Interface(3)}})
     b = plans["b"]
@@ -85,7 +85,7 @@ def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
 
 
 def test_a_node_without_addresses_is_not_in_hosts():
-    from vmtest.options import Interface
+    from vmtest.config.virtualisation import Interface
 
     plans = plan({"a": [1], "quiet": []}, {"quiet": {"lan0": Interface(1)}})
     assert "quiet" not in hosts_file(plans)

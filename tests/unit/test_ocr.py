@@ -5,7 +5,7 @@ import random
 import pytest
 from PIL import Image
 
-from vmtest import ocr
+from vmtest.machine import ocr
 
 CELL = (8, 16)
 SCREEN = (160, 96)  # 20 x 6 cells

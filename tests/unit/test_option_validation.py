@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from vmtest import MachineConfig
-from vmtest.disks import check_host
-from vmtest.errors import ConfigError
-from vmtest.options import ForwardPort, FrozenMap, Virtualisation
+from vmtest.vm.disks import check_host
+from vmtest.core.errors import ConfigError
+from vmtest.config.virtualisation import ForwardPort, FrozenMap, Virtualisation
 
 
 def virt(**options) -> Virtualisation:

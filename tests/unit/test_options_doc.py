@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmtest.options import NOT_DECLARED, markdown, reference
+from vmtest.config.virtualisation import NOT_DECLARED, markdown, reference
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROBE = '''
 import json
-from vmtest.plugin import setting
+from vmtest.plugin.hooks import setting
 
 def test_dump(pytestconfig):
     keys = ["accel", "cache_dir", "output_dir", "keep_state", "rebuild", "global_timeout"]

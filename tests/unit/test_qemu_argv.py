@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.config import MachineConfig
-from vmtest.qemu import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv, root_disk
+from vmtest.config.machine import MachineConfig
+from vmtest.vm.argv import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from vmtest.retry import retry
+from vmtest.core.retry import retry
 
 
 class Probe:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vmtest import MachineConfig
 from vmtest.image import BootImage
-from vmtest.runvm import interactive_argv, script, sh_word
+from vmtest.cli.runvm import interactive_argv, script, sh_word
 
 IMAGE = BootImage(key="k", disk=Path("/c/img/root.qcow2"), kernel=Path("/c/k/vmlinux"), initrd=Path("/c/k/initrd"),
                   kernel_release="6.1", disk_mib=1024)

@@ -1,5 +1,5 @@
 """The image store: from a MachineConfig to a bootable, cached Debian guest."""
 
-from .store import BootImage, ImageStore
+from vmtest.image.store import BootImage, ImageStore
 
 __all__ = ["BootImage", "ImageStore"]

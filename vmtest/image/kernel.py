@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..cache import Cache
-from ..errors import ImageBuildError
-from ..log import nested
-from ..proc import ProcessError, run
+from vmtest.core.cache import Cache
+from vmtest.core.errors import ImageBuildError
+from vmtest.core.log import nested
+from vmtest.core.proc import ProcessError, run
 
 KERNEL_BUILDER_VERSION = "2"
 META_PACKAGE = "linux-image-amd64"

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..cache import Cache, disk_usage
-from ..config import MachineConfig
-from ..errors import ImageBuildError
-from ..log import log, nested
-from ..proc import ProcessError, run
-from .kernel import Kernel
+from vmtest.core.cache import Cache, disk_usage
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import ImageBuildError
+from vmtest.core.log import log, nested
+from vmtest.core.proc import ProcessError, run
+from vmtest.image.kernel import Kernel
 
 # What every guest has besides the requested packages.
 BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps")

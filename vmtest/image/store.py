@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import Cache, default_cache_dir
-from ..config import MachineConfig
-from ..log import get_logger, nested
-from . import kernel as kernel_mod
-from . import rootfs as rootfs_mod
-from .rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
+from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.config.machine import MachineConfig
+from vmtest.core.log import get_logger, nested
+from vmtest.image import kernel as kernel_mod
+from vmtest.image import rootfs as rootfs_mod
+from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "2"
 

@@ -7,8 +7,8 @@ import logging
 import sys
 import time
 
-from .cache import Cache, default_cache_dir
-from .errors import VmtestError
+from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.core.errors import VmtestError
 
 
 def _human_size(n: float) -> str:
@@ -27,8 +27,8 @@ def _human_age(seconds: float) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .image import ImageStore
-    from .loader import load_config
+    from vmtest.image import ImageStore
+    from vmtest.cli.loader import load_config
 
     name, config = load_config(args.target)
     store = ImageStore(args.cache_dir)
@@ -71,7 +71,7 @@ def cmd_cache_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import run_doctor
+    from vmtest.cli.doctor import run_doctor
 
     text, ok = run_doctor(args.cache_dir, logging.getLogger("vmtest.doctor"), check_accel=not args.no_accel)
     print(text)
@@ -81,11 +81,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_run_vm(args: argparse.Namespace) -> int:
     import os
 
-    from . import accel as accel_mod
-    from .image import ImageStore
-    from .loader import load_config
-    from .qemu import Boot
-    from .runvm import script
+    from vmtest.vm import accel as accel_mod
+    from vmtest.image import ImageStore
+    from vmtest.cli.loader import load_config
+    from vmtest.vm.argv import Boot
+    from vmtest.cli.runvm import script
 
     name, config = load_config(args.target)
     store = ImageStore(args.cache_dir)
@@ -105,7 +105,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from .options import markdown, reference
+    from vmtest.config.virtualisation import markdown, reference
 
     if args.markdown:
         sys.stdout.write(markdown())

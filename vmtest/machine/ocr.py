@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .proc import run
+from vmtest.core.proc import run
 
 # What calibration prints: every printable ASCII character except space
 # (space is the empty cell).

@@ -20,21 +20,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accel as accel_mod
-from . import disks, guestsetup, polling
-from .controls import QemuControls, ScreenControls
-from .backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
-from .config import MachineConfig
-from .console import SerialConsole
-from .errors import CommandFailed, LaunchError, MachineError, Timeout
-from .display import Display
-from .guest import GuestOps
-from .image import BootImage, ImageStore
-from .log import get_logger, log, nested
-from .proc import ProcessError, kill_group, run, spawn
-from .qemu import XCHG_GUEST_PATH, Boot, MachinePaths, machine_argv
-from .qmp import Monitor
-from .screen import Screen
+from vmtest.vm import accel as accel_mod
+from vmtest.vm import disks, guestsetup
+from vmtest.machine import polling
+from vmtest.machine.controls import QemuControls, ScreenControls
+from vmtest.vm.backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
+from vmtest.config.machine import MachineConfig
+from vmtest.vm.console import SerialConsole
+from vmtest.core.errors import CommandFailed, LaunchError, MachineError, Timeout
+from vmtest.machine.terminals import Display
+from vmtest.machine.guest import GuestOps
+from vmtest.image import BootImage, ImageStore
+from vmtest.core.log import get_logger, log, nested
+from vmtest.core.proc import ProcessError, kill_group, run, spawn
+from vmtest.vm.argv import XCHG_GUEST_PATH, Boot, MachinePaths, machine_argv
+from vmtest.vm.qmp import Monitor
+from vmtest.machine.screen import Screen
 
 DEFAULT_BOOT_TIMEOUT = 300.0
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .errors import ConfigError
+from vmtest.core.errors import ConfigError
 
 Validator = Callable[[str, Any], Any]
 

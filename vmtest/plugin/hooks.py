@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from .config import MachineConfig
-from .driver import Driver
-from .errors import ConfigError
-from .image import ImageStore
-from .machine import Machine
+from vmtest.config.machine import MachineConfig
+from vmtest.net.driver import Driver
+from vmtest.core.errors import ConfigError
+from vmtest.image import ImageStore
+from vmtest.machine.machine import Machine
 
 SCOPES = ("function", "class", "module")
 DRIVER_KEY = pytest.StashKey[Driver]()
@@ -151,7 +151,7 @@ def _output_dir(config: pytest.Config) -> Path:
 
 def _test_output_dir(request: pytest.FixtureRequest) -> Path:
     """Where a test's screenshots and failure artifacts go: ``<output dir>/<test id>/``."""
-    from .report import safe_name
+    from vmtest.plugin.report import safe_name
 
     return _output_dir(request.config) / safe_name(request.node.nodeid)
 
@@ -242,7 +242,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.when != "call" or not report.failed or DRIVER_KEY not in item.stash:
         return
-    from .report import collect
+    from vmtest.plugin.report import collect
 
     driver = item.stash[DRIVER_KEY]
     text = collect(driver, _output_dir(item.config), item.nodeid)

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import MachineConfig
-from .errors import ConfigError
-from .image import ImageStore
-from .log import get_logger, nested
-from .machine import Machine, MachineNetwork
-from .network import Switch, nic_args, plan, setup_script
-from .polling import PollingCondition
-from .retry import retry as _retry
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import ConfigError
+from vmtest.image import ImageStore
+from vmtest.core.log import get_logger, nested
+from vmtest.machine.machine import Machine, MachineNetwork
+from vmtest.net.network import Switch, nic_args, plan, setup_script
+from vmtest.machine.polling import PollingCondition
+from vmtest.core.retry import retry as _retry
 
 T = TypeVar("T")
 

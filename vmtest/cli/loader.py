@@ -5,8 +5,8 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from .config import MachineConfig
-from .errors import ConfigError
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import ConfigError
 
 
 def load_config(spec: str) -> tuple[str, MachineConfig]:

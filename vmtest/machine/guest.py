@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CommandFailed, MachineError, Timeout
-from .qemu import XCHG_GUEST_PATH
-from .retry import retry
+from vmtest.core.errors import CommandFailed, MachineError, Timeout
+from vmtest.vm.argv import XCHG_GUEST_PATH
+from vmtest.core.retry import retry
 
 Execute = Callable[..., tuple[int, str]]
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accel as accel_mod
-from .cache import default_cache_dir
-from .errors import VmtestError
-from .image.kernel import is_static
+from vmtest.vm import accel as accel_mod
+from vmtest.core.cache import default_cache_dir
+from vmtest.core.errors import VmtestError
+from vmtest.image.kernel import is_static
 
 # (what, how to look for it, Debian package that provides it)
 PROGRAMS = (
@@ -103,8 +103,8 @@ def report(checks: list[Check]) -> tuple[str, bool]:
 
 
 def default_boot_fn(cache_dir: Path, logger: logging.Logger):  # pragma: no cover - thin glue
-    from .image import ImageStore
-    from .qemu import Boot
+    from vmtest.image import ImageStore
+    from vmtest.vm.argv import Boot
 
     def boot() -> Boot:
         kernel = ImageStore(cache_dir, logger).kernel()

@@ -18,10 +18,10 @@ import platform
 import subprocess
 from pathlib import Path
 
-from .errors import ConfigError, HostError
-from .log import log
-from .proc import ProcessError, run
-from .qemu import DEFAULT_QEMU, Boot, probe_argv
+from vmtest.core.errors import ConfigError, HostError
+from vmtest.core.log import log
+from vmtest.core.proc import ProcessError, run
+from vmtest.vm.argv import DEFAULT_QEMU, Boot, probe_argv
 
 CHOICES = ("auto", "kvm", "tcg")
 PROBE_TIMEOUT = 20.0

@@ -1,4 +1,4 @@
-"""``python -m vmtest._reaper ARGV...``: run ARGV; if our parent dies, kill all of it.
+"""``python -m vmtest.core.reaper ARGV...``: run ARGV; if our parent dies, kill all of it.
 
 ``PR_SET_PDEATHSIG`` only reaches a direct child, and is not inherited by
 the processes that child forks (mmdebstrap forks apt, dpkg and its own
@@ -20,7 +20,7 @@ _PR_SET_PDEATHSIG = 1
 def main() -> int:
     argv = sys.argv[1:]
     if not argv:
-        print("usage: python -m vmtest._reaper ARGV...", file=sys.stderr)
+        print("usage: python -m vmtest.core.reaper ARGV...", file=sys.stderr)
         return 2
 
     def kill_group(*_: object) -> None:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageChops
 
-from . import ocr
-from .errors import MachineError, NoDisplay, TextNotFound
-from .retry import retry
+from vmtest.machine import ocr
+from vmtest.core.errors import MachineError, NoDisplay, TextNotFound
+from vmtest.core.retry import retry
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from vmtest.machine.machine import Machine
 
 CALIBRATION_TTY = 12
 

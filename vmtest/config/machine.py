@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError
-from .options import Virtualisation
+from vmtest.core.errors import ConfigError
+from vmtest.config.virtualisation import Virtualisation
 
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?([=/][A-Za-z0-9.+~:\-]+)?$")
 _SUITE_RE = re.compile(r"^[a-z][a-z0-9\-]*$")

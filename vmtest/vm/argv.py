@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MachineConfig
+from vmtest.config.machine import MachineConfig
 
 DEFAULT_QEMU = "qemu-system-x86_64"
 

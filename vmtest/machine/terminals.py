@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import CommandFailed
+from vmtest.core.errors import CommandFailed
 
 if TYPE_CHECKING:
-    from .guest import GuestOps
+    from vmtest.machine.guest import GuestOps
 
 Execute = Callable[..., tuple[int, str]]
 

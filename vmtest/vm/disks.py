@@ -13,11 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MachineConfig
-from .errors import ConfigError, LaunchError
-from .image import BootImage
-from .proc import ProcessError, run
-from .qemu import MachinePaths, root_disk
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import ConfigError, LaunchError
+from vmtest.image import BootImage
+from vmtest.core.proc import ProcessError, run
+from vmtest.vm.argv import MachinePaths, root_disk
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 

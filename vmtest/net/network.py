@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, LaunchError
-from .log import log
-from .options import Interface
-from .proc import kill_group, spawn
+from vmtest.core.errors import ConfigError, LaunchError
+from vmtest.core.log import log
+from vmtest.config.virtualisation import Interface
+from vmtest.core.proc import kill_group, spawn
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .log import log
+from vmtest.core.log import log
 
 META = "meta.json"
 KINDS = ("images", "kernels")

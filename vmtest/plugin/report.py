@@ -12,9 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
-from .driver import Driver
-from .machine import Machine
-from .qemu import MachinePaths
+from vmtest.net.driver import Driver
+from vmtest.machine.machine import Machine
+from vmtest.vm.argv import MachinePaths
 
 CONSOLE_LINES = 20
 

@@ -4,7 +4,7 @@ Every external program vmtest runs (QEMU, mmdebstrap, mkfs, qemu-img, ...)
 goes through :func:`run` (wait for it) or :func:`spawn` (keep it running).
 Both log the argv and start the child in its own session. :func:`spawn`
 asks the kernel to SIGKILL the child when its parent dies
-(``PR_SET_PDEATHSIG``); :func:`run` goes through :mod:`vmtest._reaper`, which
+(``PR_SET_PDEATHSIG``); :func:`run` goes through :mod:`vmtest.core.reaper`, which
 kills the child's whole process group (grandchildren included) when we die,
 so a killed pytest leaves nothing behind. :func:`run` also kills the group on
 timeout or Ctrl-C.
@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import VmtestError
-from .log import log
+from vmtest.core.errors import VmtestError
+from vmtest.core.log import log
 
 _PR_SET_PDEATHSIG = 1
 
@@ -102,7 +102,7 @@ def run(
     full_env = {**os.environ, **(env or {}), "VMTEST_REAPER_PARENT": str(os.getpid())}
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vmtest._reaper", *args],
+        [sys.executable, "-m", "vmtest.core.reaper", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import keys
+from vmtest.machine import keys
 
-from .agent import AgentError, GuestAgent
-from .errors import MachineError, Timeout
-from .qemu import MachinePaths
+from vmtest.vm.agent import AgentError, GuestAgent
+from vmtest.core.errors import MachineError, Timeout
+from vmtest.vm.argv import MachinePaths
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from vmtest.machine.machine import Machine
 
     _Base = Machine
 else:

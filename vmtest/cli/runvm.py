@@ -24,10 +24,10 @@ import re
 import shlex
 from pathlib import Path
 
-from . import guestsetup
-from .config import MachineConfig
-from .image import BootImage
-from .qemu import Boot, MachinePaths, machine_argv, user_net_args
+from vmtest.vm import guestsetup
+from vmtest.config.machine import MachineConfig
+from vmtest.image import BootImage
+from vmtest.vm.argv import Boot, MachinePaths, machine_argv, user_net_args
 
 TMP = "@TMPDIR@"
 DISK = "@DISK@"

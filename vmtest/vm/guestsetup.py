@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import shlex
 
-from .config import MachineConfig
-from .network import rename_by_mac
-from .qemu import USER_GUEST_IP, USER_NIC_MAC, XCHG_GUEST_PATH
+from vmtest.config.machine import MachineConfig
+from vmtest.net.network import rename_by_mac
+from vmtest.vm.argv import USER_GUEST_IP, USER_NIC_MAC, XCHG_GUEST_PATH
 
 SETUP_NAME = ".vmtest-setup.sh"
 CERTS_NAME = ".vmtest-ca-certificates.crt"

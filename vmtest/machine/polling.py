@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import VmtestError
-from .retry import retry
+from vmtest.core.errors import VmtestError
+from vmtest.core.retry import retry
 
 _checking = threading.local()
 

@@ -1,0 +1,1 @@
+"""The ``vmtest`` command line."""

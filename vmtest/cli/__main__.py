@@ -1,0 +1,5 @@
+import sys
+
+from vmtest.cli.main import main
+
+sys.exit(main())

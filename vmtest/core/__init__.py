@@ -1,0 +1,1 @@
+"""What every layer shares: the exception hierarchy, logging, processes, retries, the cache layout."""

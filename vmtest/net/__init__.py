@@ -1,0 +1,1 @@
+"""Test networks: VLAN switches, the address plan, and the ``Driver`` that owns a test's machines."""

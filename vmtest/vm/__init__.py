@@ -1,0 +1,1 @@
+"""One QEMU process: its command line, its launch and its channels (QMP, serial, backdoor, agent)."""
