@@ -1,6 +1,13 @@
-"""vmtest: integration tests in real QEMU virtual machines, driven from pytest."""
+"""vmtest: integration tests in real QEMU virtual machines, driven from pytest.
+
+The public API: declare machines (:class:`MachineConfig`, :class:`File`,
+:class:`Virtualisation`), drive them (:class:`Machine`; a test network is a
+:class:`Driver`), and the exceptions a test can meet (all derive from
+:class:`VmtestError`).
+"""
 
 from vmtest.config.machine import File, MachineConfig
+from vmtest.config.virtualisation import Virtualisation
 from vmtest.core.errors import (
     CommandFailed,
     ConfigError,
@@ -9,14 +16,18 @@ from vmtest.core.errors import (
     LaunchError,
     MachineError,
     NoDisplay,
+    PollingConditionFailed,
     TextNotFound,
     Timeout,
+    UnitFailed,
     VmtestError,
 )
 from vmtest.machine.machine import Machine
-from vmtest.config.virtualisation import Virtualisation
+from vmtest.net.driver import Driver
+from vmtest.vm.lifecycle import State
 
 __all__ = [
-    "CommandFailed", "ConfigError", "File", "HostError", "ImageBuildError", "LaunchError",
-    "Machine", "MachineConfig", "MachineError", "NoDisplay", "TextNotFound", "Timeout", "Virtualisation", "VmtestError",
+    "CommandFailed", "ConfigError", "Driver", "File", "HostError", "ImageBuildError", "LaunchError",
+    "Machine", "MachineConfig", "MachineError", "NoDisplay", "PollingConditionFailed", "State", "TextNotFound",
+    "Timeout", "UnitFailed", "Virtualisation", "VmtestError",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmtest import MachineConfig
-from vmtest.machine.polling import PollingConditionFailed
+from vmtest import PollingConditionFailed
 
 ECHO = {"echo.service": "[Service]\nExecStart=/bin/sh -c 'while true; do hostname | nc -N -l 7000; done'\n"}
 

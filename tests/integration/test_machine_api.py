@@ -11,7 +11,7 @@ import time
 import pytest
 
 from vmtest import CommandFailed, Machine, MachineConfig, Timeout
-from vmtest.machine.guest import UnitFailed
+from vmtest import UnitFailed
 
 CONFIG = MachineConfig(
     units={

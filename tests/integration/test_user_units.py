@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmtest import File, MachineConfig
-from vmtest.machine.guest import UnitFailed
+from vmtest import UnitFailed
 
 USER_UNITS = MachineConfig(
     packages=["dbus-user-session", "libpam-systemd"],

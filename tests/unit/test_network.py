@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.core.errors import ConfigError
-from vmtest.net.network import hosts_file, nic_args, plan, setup_script
+from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
 
 
 def test_nodes_are_numbered_alphabetically_with_nixos_addresses():

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from vmtest.config.machine import MachineConfig
-from vmtest.vm.argv import Boot, MachinePaths, accel_args, kernel_params, machine_argv, probe_argv, root_disk
+from vmtest.vm.argv import Boot, accel_args, kernel_params, machine_argv, probe_argv
+from vmtest.vm.paths import MachinePaths, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))
@@ -41,8 +42,8 @@ DEFAULT_KVM = [
     "-device", "virtconsole,chardev=shell,id=backdoor",
     "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
     "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
     "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
@@ -73,8 +74,8 @@ DEFAULT_TCG = [
     "-device", "virtconsole,chardev=shell,id=backdoor",
     "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
     "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
     "-display", "none", "-device", "VGA,xres=1024,yres=768",
     "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
@@ -105,8 +106,8 @@ CUSTOM_TCG = [
     "-device", "virtconsole,chardev=shell,id=backdoor",
     "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
     "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
     "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",
@@ -137,8 +138,8 @@ CUSTOM_KVM = [
     "-device", "virtconsole,chardev=shell,id=backdoor",
     "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
     "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
     "-display", "none", "-vga", "none",
     "-device", "virtio-keyboard-pci",
     "-device", "virtio-rng-pci",

@@ -35,7 +35,8 @@ def test_interactive_argv() -> None:
     assert argv[argv.index("-append") + 1].endswith(" vmtest.interactive@KPARAMS@")
     assert "user,id=user0,net=10.0.2.0/24,restrict=on@NETOPTS@" in argv
     assert "file=@DISK@,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report" in argv
-    assert "local,path=@SHARED@,security_model=none,mount_tag=shared" in argv
+    assert "local,id=fs-shared,path=@SHARED@,security_model=none" in argv
+    assert "virtio-9p-pci,fsdev=fs-shared,mount_tag=shared" in argv
 
 
 def test_script_is_valid_shell_with_the_seed_variables() -> None:

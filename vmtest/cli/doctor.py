@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.vm import accel as accel_mod
-from vmtest.core.cache import default_cache_dir
+from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.image import ImageStore
+from vmtest.vm.argv import Boot
 from vmtest.core.errors import VmtestError
 from vmtest.image.kernel import is_static
 
@@ -72,12 +74,12 @@ def host_checks() -> list[Check]:
     return checks
 
 
-def accel_check(cache_dir: Path, boot_fn: Callable[[], object], logger: logging.Logger) -> Check:
+def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger) -> Check:
     try:
-        chosen = accel_mod.choose(cache_dir, boot_fn, logger)
+        chosen = accel_mod.choose(cache, boot_fn, logger)
     except VmtestError as exc:
         return Check("accelerator", False, str(exc), fix="unset VMTEST_ACCEL or set VMTEST_ACCEL=tcg")
-    verdict = (cache_dir / "accel.json").read_text().strip() if (cache_dir / "accel.json").exists() else ""
+    verdict = cache.accel_verdict.read_text().strip() if cache.accel_verdict.exists() else ""
     return Check("accelerator", True, f"{chosen} {verdict}")
 
 
@@ -102,10 +104,7 @@ def report(checks: list[Check]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
-def default_boot_fn(cache_dir: Path, logger: logging.Logger):  # pragma: no cover - thin glue
-    from vmtest.image import ImageStore
-    from vmtest.vm.argv import Boot
-
+def default_boot_fn(cache_dir: Path, logger: logging.Logger) -> Callable[[], Boot]:
     def boot() -> Boot:
         kernel = ImageStore(cache_dir, logger).kernel()
         return Boot(kernel.vmlinuz, kernel.initrd)
@@ -118,7 +117,7 @@ def run_doctor(cache_dir: str | None, logger: logging.Logger, check_accel: bool 
     checks = host_checks()
     if check_accel:
         if all(c.ok for c in checks):
-            checks.append(accel_check(root, default_boot_fn(root, logger), logger))
+            checks.append(accel_check(Cache(root), default_boot_fn(root, logger), logger))
         else:
             checks.append(Check("accelerator", False, "not checked: fix the missing pieces above first",
                                 fix="vmtest doctor (again, after the fixes)"))

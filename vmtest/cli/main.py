@@ -91,7 +91,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     store = ImageStore(args.cache_dir)
     image = store.get(config)
     log = logging.getLogger("vmtest.run-vm")
-    accel = accel_mod.choose(store.cache.root, lambda: Boot(image.kernel, image.initrd), log, args.accel)
+    accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, args.accel)
     text = script(name, config, image, accel, source=args.target)
     if args.print_script:
         sys.stdout.write(text)

@@ -24,15 +24,18 @@ import re
 import shlex
 from pathlib import Path
 
-from vmtest.vm import guestsetup
 from vmtest.config.machine import MachineConfig
+from vmtest.core.contract import CERTS_NAME, INTERACTIVE_PARAM, SETUP_NAME, SHARED_GUEST_PATH, SHARED_TAG, mount_9p
 from vmtest.image import BootImage
-from vmtest.vm.argv import Boot, MachinePaths, machine_argv, user_net_args
+from vmtest.vm import guestsetup
+from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.paths import MachinePaths
 
 TMP = "@TMPDIR@"
 DISK = "@DISK@"
 KPARAMS = "@KPARAMS@"
 NETOPTS = "@NETOPTS@"
+SHARED = "@SHARED@"
 _VARS = {
     TMP: '"$TMPDIR"',
     DISK: '"$DISK"',
@@ -58,26 +61,16 @@ def interactive_argv(name: str, config: MachineConfig, image: BootImage, accel: 
     a user-mode NIC (restricted as configured) open to ``QEMU_NET_OPTS``, the ``shared`` share."""
     if config.virtualisation.disk_image is not None:
         config = config.replace(virtualisation=dataclasses.replace(config.virtualisation, disk_image=DISK))
-    argv = machine_argv(name, config, Boot(image.kernel, image.initrd, image.disk), MachinePaths(Path(TMP)), accel)
-    argv.remove("-S")
-    i = argv.index("-serial")
-    argv[i + 1] = "mon:stdio"
-    j = argv.index(next(a for a in argv if a.startswith("socket,id=serial0,")))
-    del argv[j - 1:j + 1]
-    k = argv.index("-append") + 1
-    argv[k] += " vmtest.interactive" + KPARAMS
-    if not config.virtualisation.user_network:
-        at = argv.index("-display")
-        argv[at:at] = user_net_args(config, force=True)
-    n = next(i for i, a in enumerate(argv) if a.startswith("user,id=user0,"))
-    argv[n] += NETOPTS
-    at = argv.index("-display")
-    argv[at:at] = ["-virtfs", f"local,path=@SHARED@,security_model=none,mount_tag=shared"]
-    return argv
+    launch = Launch(
+        paused=False, serial_stdio=True, user_net=True, user_net_extra=NETOPTS,
+        extra_kernel_params=(INTERACTIVE_PARAM + KPARAMS,), extra_shares=((SHARED_TAG, SHARED),),
+    )
+    return machine_argv(name, config, Boot(image.kernel, image.initrd, image.disk), MachinePaths(Path(TMP)), accel,
+                        launch)
 
 
-SHARED_MOUNT = ("mkdir -p /tmp/shared && mount -t 9p -o trans=virtio,version=9p2000.L,cache=none shared /tmp/shared "
-                "|| echo 'vmtest-setup: could not mount /tmp/shared' >&2")
+SHARED_MOUNT = (f"mkdir -p {SHARED_GUEST_PATH} && {mount_9p(SHARED_TAG, SHARED_GUEST_PATH)} "
+                f"|| echo 'vmtest-setup: could not mount {SHARED_GUEST_PATH}' >&2")
 
 
 def script(name: str, config: MachineConfig, image: BootImage, accel: str, source: str = "") -> str:
@@ -89,8 +82,8 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
     setup = guestsetup.script(config, grow_root=grow, certs=virt.use_host_certs, user_net=True, extra=SHARED_MOUNT)
     words = []
     for arg in argv:
-        if "@SHARED@" in arg:
-            a, b = arg.split("@SHARED@")
+        if SHARED in arg:
+            a, b = arg.split(SHARED)
             words.append(shlex.quote(a) + '"${SHARED_DIR:-$TMPDIR/xchg}"' + shlex.quote(b))
         else:
             words.append(sh_word(arg))
@@ -121,9 +114,9 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
         'mkdir -p "$TMPDIR/xchg"',
     ]
     if setup:
-        lines += [f"cat > \"$TMPDIR/xchg/{guestsetup.SETUP_NAME}\" <<'VMTEST_SETUP'", setup.rstrip("\n"), "VMTEST_SETUP"]
+        lines += [f"cat > \"$TMPDIR/xchg/{SETUP_NAME}\" <<'VMTEST_SETUP'", setup.rstrip("\n"), "VMTEST_SETUP"]
     if virt.use_host_certs:
-        lines.append(f'cp /etc/ssl/certs/ca-certificates.crt "$TMPDIR/xchg/{guestsetup.CERTS_NAME}"')
+        lines.append(f'cp /etc/ssl/certs/ca-certificates.crt "$TMPDIR/xchg/{CERTS_NAME}"')
     lines.append('cd "$TMPDIR"')
     for i, size in enumerate(virt.empty_disk_images):
         lines.append(f"test -e empty{i}.qcow2 || qemu-img create -q -f qcow2 empty{i}.qcow2 {size}M")

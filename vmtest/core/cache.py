@@ -5,6 +5,8 @@ Layout under the cache directory (``~/.cache/vmtest``, ``$VMTEST_CACHE_DIR``)::
     images/<key>/     one complete guest image per key
     kernels/<key>/    kernel + stage-1 initrd + pruned module tree
     debs/             downloaded .deb files, reused across builds
+    glyphs/<key>.json the grid reader's glyph tables (per kernel, parameters, resolution)
+    accel.json        the accelerator probe's verdict for this host
     tmp/<kind>-<key>.<random>/   builds in progress
     locks/<kind>-<key>.lock      one flock per key
 
@@ -78,6 +80,15 @@ class Cache:
         path = self.root / "debs"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def glyph_table(self, key: str) -> Path:
+        """Where the grid reader's glyph table for ``key`` (kernel, parameters, resolution) is kept."""
+        return self.root / "glyphs" / f"{key}.json"
+
+    @property
+    def accel_verdict(self) -> Path:
+        """The accelerator probe's cached verdict for this host."""
+        return self.root / "accel.json"
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key

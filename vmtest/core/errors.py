@@ -7,6 +7,8 @@ the last console lines, so nobody needs a debugger to see why a VM failed.
 
 from __future__ import annotations
 
+import shlex
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,8 +75,47 @@ class MachineError(VmtestError):
         super().__init__(_with_console(f"{machine}: {action} failed{took}: {message}", console_tail))
 
 
+def describe_exit(status: int | None) -> str:
+    """``QEMU exited with status 1`` / ``QEMU was killed by SIGKILL`` / ``QEMU is still running``."""
+    if status is None:
+        return "QEMU is still running"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"QEMU was killed by {name}"
+    return f"QEMU exited with status {status}"
+
+
 class LaunchError(MachineError):
-    """QEMU could not be started, or died while the machine was booting."""
+    """QEMU could not be started, or exited when it should have been running.
+
+    Like QEMU's own ``VMLaunchFailure``, it carries the command line
+    (``argv``), the exit status (``status``; negative: killed by that signal,
+    None: still running) and the tail of QEMU's own output (``output``).
+    """
+
+    def __init__(
+        self,
+        machine: str,
+        action: str,
+        message: str,
+        elapsed: float | None = None,
+        console_tail: Sequence[str] = (),
+        *,
+        argv: Sequence[str] = (),
+        status: int | None = None,
+        output: str = "",
+    ) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.output = output
+        if output:
+            message += f"\n--- QEMU's output ---\n{output}"
+        if argv:
+            message += f"\n--- QEMU's command line ---\n{shlex.join(self.argv)}"
+        super().__init__(machine, action, message, elapsed, console_tail)
 
 
 class CommandFailed(MachineError):
@@ -100,6 +141,14 @@ class CommandFailed(MachineError):
 
 class Timeout(MachineError):
     """A wait ran out of time."""
+
+
+class UnitFailed(MachineError):
+    """A systemd unit failed (or went inactive with nothing pending) while being waited for."""
+
+
+class PollingConditionFailed(VmtestError):
+    """A polling condition (``vms.polling_condition``) stopped holding, or never came to hold."""
 
 
 class NoDisplay(MachineError):

@@ -17,10 +17,11 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vmtest.core.cache import Cache, disk_usage
 from vmtest.config.machine import MachineConfig
+from vmtest.core.contract import GUEST_FILES, XCHG_MOUNT_UNIT, xchg_mount_unit
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
@@ -61,11 +62,9 @@ def _write(root: Path, path: str, data: bytes, mode: int) -> None:
 
 def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     """Write everything vmtest adds to the guest into ``overlay`` (a tree copied over /)."""
-    _write(overlay, "/usr/lib/vmtest/backdoor", guest_file("backdoor"), 0o755)
-    _write(overlay, "/etc/systemd/system/vmtest-backdoor.service", guest_file("vmtest-backdoor.service"), 0o644)
-    _write(overlay, "/etc/systemd/system/tmp-xchg.mount", guest_file("tmp-xchg.mount"), 0o644)
-    _write(overlay, "/etc/systemd/system/vmtest-setup.service", guest_file("vmtest-setup.service"), 0o644)
-    _write(overlay, "/etc/systemd/system/vmtest-interactive.service", guest_file("vmtest-interactive.service"), 0o644)
+    for f in GUEST_FILES:
+        _write(overlay, f.path, guest_file(f.name), f.mode)
+    _write(overlay, f"/etc/systemd/system/{XCHG_MOUNT_UNIT}", xchg_mount_unit().encode(), 0o644)
     _write(overlay, "/etc/hostname", b"vmtest\n", 0o644)
     _write(overlay, "/etc/fstab", b"# root is mounted by the vmtest stage-1 initrd\n", 0o644)
     _write(overlay, "/etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644)
@@ -79,7 +78,7 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
 
 
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
-    enable = ["vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service", "vmtest-interactive.service",
+    enable = [*(PurePosixPath(f.path).name for f in GUEST_FILES if f.enable), XCHG_MOUNT_UNIT,
               *config.units.keys(), *config.services]
     lines = [
         "set -eu",

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.cache import Cache, default_cache_dir
 from vmtest.config.machine import MachineConfig
 from vmtest.core.log import get_logger, nested
@@ -67,11 +68,8 @@ class ImageStore:
             "kernel": kernel.spec.key,
             "base_packages": list(BASE_PACKAGES),
             "masked": list(MASKED_UNITS),
-            "guest_files": {
-                name: hashlib.sha256(guest_file(name)).hexdigest()
-                for name in ("backdoor", "vmtest-backdoor.service", "tmp-xchg.mount", "vmtest-setup.service",
-                             "vmtest-interactive.service")
-            },
+            "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
+            "xchg_mount": xchg_mount_unit(),
         }
         blob = json.dumps(inputs, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:32]

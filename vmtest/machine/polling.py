@@ -15,14 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vmtest.core.errors import VmtestError
+from vmtest.core.errors import PollingConditionFailed
 from vmtest.core.retry import retry
 
 _checking = threading.local()
-
-
-class PollingConditionFailed(VmtestError):
-    """A polling condition stopped holding."""
 
 
 class PollingCondition:

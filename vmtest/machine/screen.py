@@ -19,16 +19,14 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, ImageChops
 
 from vmtest.machine import ocr
+from vmtest.machine.commands import Commands
 from vmtest.core.errors import MachineError, NoDisplay, TextNotFound
 from vmtest.core.retry import retry
 
-if TYPE_CHECKING:
-    from vmtest.machine.machine import Machine
 
 CALIBRATION_TTY = 12
 
@@ -40,8 +38,10 @@ _CHVT = ("perl -e 'open(my $t, \"+<\", \"/dev/tty0\") or die \"/dev/tty0: $!\"; 
 
 
 class Screen:
-    def __init__(self, machine: Machine) -> None:
-        self.machine = machine
+    def __init__(self, commands: Commands, output_dir: Path) -> None:
+        self.commands = commands
+        self.vm = commands.vm
+        self.output_dir = output_dir  # where screenshots go (the plugin points it at the test's directory)
         self._table: ocr.GlyphTable | None = None
         self._calibrated = False
         self.terminal_tables: list[ocr.GlyphTable] = []  # from calibrate_terminal()
@@ -49,19 +49,17 @@ class Screen:
     # -- screenshots ---------------------------------------------------------
 
     def require_display(self, action: str) -> None:
-        if not self.machine.config.virtualisation.graphics:
-            raise NoDisplay(self.machine.name, action,
+        if not self.vm.config.virtualisation.graphics:
+            raise NoDisplay(self.vm.name, action,
                             "the machine has no display: it was configured with virtualisation.graphics=False "
                             "(remove that option, or set it to True, to get a virtual screen)")
-        if not self.machine.is_running():
-            self.machine.start()
 
     def dump(self, path: Path) -> Path:
-        """QMP ``screendump`` of the display into the PNG ``path``."""
+        """QMP ``screendump`` of the display into the PNG ``path`` (the machine starts if it is not running)."""
         self.require_display("taking a screenshot")
-        assert self.machine.monitor is not None
+        monitor = self.vm.monitor()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.machine.monitor.command("screendump", filename=str(path.absolute()), format="png")
+        monitor.command("screendump", filename=str(path.absolute()), format="png")
         return path
 
     def grab(self) -> Image.Image:
@@ -74,18 +72,17 @@ class Screen:
     def screenshot(self, name: str) -> Path:
         """Save a screenshot as ``<output dir>/<name>.png``; return its path."""
         filename = name if name.endswith(".png") else f"{name}.png"
-        path = self.dump(self.machine.output_dir / filename)
-        self.machine.log(f"screenshot saved: {path}")
+        path = self.dump(self.output_dir / filename)
+        self.vm.log(f"screenshot saved: {path}")
         return path
 
     # -- the glyph table -----------------------------------------------------------
 
     def _cache_path(self) -> Path:
-        m = self.machine
-        image = m.image or m.store.get(m.config)
-        key = json.dumps([str(image.kernel), list(m.config.virtualisation.resolution), list(m.config.kernel_params)])
-        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-        return m.store.cache.root / "glyphs" / f"{digest}.json"
+        vm = self.vm
+        image = vm.image or vm.store.get(vm.config)
+        key = json.dumps([str(image.kernel), list(vm.config.virtualisation.resolution), list(vm.config.kernel_params)])
+        return vm.store.cache.glyph_table(hashlib.sha256(key.encode()).hexdigest()[:20])
 
     def glyph_table(self) -> ocr.GlyphTable | None:
         """The console font's glyph table: from the cache, else calibrated now (once per machine)."""
@@ -96,7 +93,7 @@ class Screen:
             self._calibrated = True
             self._table = ocr.GlyphTable.from_json(path.read_text())
             return self._table
-        if self.grab().size != tuple(self.machine.config.virtualisation.resolution):
+        if self.grab().size != tuple(self.vm.config.virtualisation.resolution):
             # Early boot (VGA text mode, before the framebuffer console takes over at the
             # configured resolution): nothing to calibrate yet; try again on the next read.
             return None
@@ -104,7 +101,7 @@ class Screen:
         try:
             self._table = self.calibrate()
         except (ocr.CalibrationError, MachineError) as exc:
-            self.machine.log(f"the grid reader is off (calibration failed: {exc}); reading screens with tesseract")
+            self.vm.log(f"the grid reader is off (calibration failed: {exc}); reading screens with tesseract")
             return None
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,13 +111,13 @@ class Screen:
 
     def calibrate(self) -> ocr.GlyphTable:
         """Print every printable character on tty12, show it, screendump it, and switch back."""
-        m = self.machine
+        m = self.vm
         tty = f"/dev/tty{CALIBRATION_TTY}"
         with m.nested("calibrating the grid reader (the console font) on tty12"):
-            size = m.succeed(f"stty -F {tty} size").split()
+            size = self.commands.must(f"stty -F {tty} size").split()
             rows, cols = int(size[0]), int(size[1])
             chart = "\r\n".join(ocr.calibration_layout(cols))
-            state = m.succeed(
+            state = self.commands.must(
                 "read -r level _ < /proc/sys/kernel/printk; echo \"$(cat /sys/class/tty/tty0/active) $level\"; "
                 "echo 1 > /proc/sys/kernel/printk; "
                 f"printf '\\033[?25l\\033[H\\033[2J%s' {shlex.quote(chart)} > {tty}; "
@@ -148,9 +145,9 @@ class Screen:
                     raise ocr.CalibrationError(str(last[0]) if last else "no screenshot")
             finally:
                 back = previous[3:] if previous.startswith("tty") and previous[3:].isdigit() else "1"
-                m.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {tty}; echo {shlex.quote(level)} > /proc/sys/kernel/printk; "
+                self.commands.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {tty}; echo {shlex.quote(level)} > /proc/sys/kernel/printk; "
                           f"{_CHVT} {back}")
-            m.log(f"grid reader: {len(table.glyphs)} glyphs of {table.cell[0]}x{table.cell[1]} pixels, "
+            self.vm.log(f"grid reader: {len(table.glyphs)} glyphs of {table.cell[0]}x{table.cell[1]} pixels, "
                   f"{cols}x{rows} cells")
             return table
 
@@ -159,14 +156,14 @@ class Screen:
         pty is ``tty`` in the guest: it prints an inverse-video bar (its box gives the
         cell size and origin) and every printable character there, then clears it.
         From then on, screens showing that font are read exactly wherever the window is."""
-        m = self.machine
+        m = self.vm
         t = shlex.quote(tty)
         with m.nested(f"calibrating the grid reader on the terminal {tty}"):
-            rows, cols = (int(v) for v in m.succeed(f"stty -F {t} size").split())
-            m.succeed(f"printf '\\033[?25l\\033[H\\033[2J' > {t}")
+            rows, cols = (int(v) for v in self.commands.must(f"stty -F {t} size").split())
+            self.commands.must(f"printf '\\033[?25l\\033[H\\033[2J' > {t}")
             time.sleep(0.5)
             before = self.grab()
-            m.succeed(f"printf '\\033[7m%{cols}s\\033[0m\\r\\n%s' '' {shlex.quote(chr(10).join(ocr.calibration_layout(cols)))} > {t}")
+            self.commands.must(f"printf '\\033[7m%{cols}s\\033[0m\\r\\n%s' '' {shlex.quote(chr(10).join(ocr.calibration_layout(cols)))} > {t}")
 
             def attempt(_: bool) -> ocr.GlyphTable | None:
                 after = self.grab()
@@ -184,11 +181,11 @@ class Screen:
             try:
                 table = retry(attempt, 5, interval=0.3)
             finally:
-                m.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {t}")
+                self.commands.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {t}")
             if table is None:
                 raise ocr.CalibrationError(f"the calibration chart did not show up on {tty}")
             self.terminal_tables.append(table)
-            m.log(f"grid reader: terminal font of {table.cell[0]}x{table.cell[1]} pixels, {len(table.glyphs)} glyphs")
+            self.vm.log(f"grid reader: terminal font of {table.cell[0]}x{table.cell[1]} pixels, {len(table.glyphs)} glyphs")
             return table
 
     # -- reading -------------------------------------------------------------------
@@ -198,12 +195,12 @@ class Screen:
         console = self.glyph_table()
         tables = ([console] if console is not None else []) + self.terminal_tables
         image = self.grab()
-        return image, ocr.read_screen(image, tables, self.machine.logger, all_variants)
+        return image, ocr.read_screen(image, tables, self.vm.logger, all_variants)
 
     def text(self) -> str:
         _, result = self.read(all_variants=False)
         name, text = next(iter(result.readings.items()))
-        self.machine.logger.debug("%s: screen read by %s in %.2fs", self.machine.name, name, result.elapsed)
+        self.vm.logger.debug("%s: screen read by %s in %.2fs", self.vm.name, name, result.elapsed)
         return text
 
     def variants(self) -> list[str]:
@@ -221,7 +218,7 @@ class Screen:
             if result.search(pattern) is None and not result.exact:
                 # Not an exact grid read: try every tesseract variant too.
                 result = ocr.ScreenText({**result.readings, **ocr.read_variants(
-                    image, self.machine.logger, [n for n in ocr.VARIANTS if n not in result.readings])},
+                    image, self.vm.logger, [n for n in ocr.VARIANTS if n not in result.readings])},
                                         result.elapsed)
             last.update(image=image, result=result)
             name = result.search(pattern)
@@ -233,16 +230,16 @@ class Screen:
         shot = None
         image = last.get("image")
         if isinstance(image, Image.Image):
-            shot = self.machine.output_dir / f"wait_for_text-timeout-{time.strftime('%H%M%S')}.png"
+            shot = self.output_dir / f"wait_for_text-timeout-{time.strftime('%H%M%S')}.png"
             shot.parent.mkdir(parents=True, exist_ok=True)
             image.save(shot)
         result = last.get("result")
         readings = dict(result.readings) if isinstance(result, ocr.ScreenText) else {}
         if isinstance(image, Image.Image):  # the error shows every reader's view of the last screen
-            readings.update(ocr.read_variants(image, self.machine.logger,
+            readings.update(ocr.read_variants(image, self.vm.logger,
                                               [n for n in ocr.VARIANTS if n not in readings]))
-        raise TextNotFound(self.machine.name, regex, timeout, time.monotonic() - start, shot, readings,
-                           self.machine.console_tail())
+        raise TextNotFound(self.vm.name, regex, timeout, time.monotonic() - start, shot, readings,
+                           self.vm.console_tail())
 
 
 def _bar_height(bar: Image.Image) -> int:

@@ -8,15 +8,7 @@ comes from the X server itself (``xwininfo``, from ``x11-utils``) on ``:0``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from vmtest.core.errors import CommandFailed
-
-if TYPE_CHECKING:
-    from vmtest.machine.guest import GuestOps
-
-Execute = Callable[..., tuple[int, str]]
+from vmtest.machine.commands import Commands
 
 _WINDOW_RE = re.compile(r'^\s*0x[0-9a-f]+ "(.*)": \(', re.MULTILINE)
 
@@ -47,20 +39,14 @@ def parse_window_names(xwininfo_tree: str) -> list[str]:
     return [name for name in _WINDOW_RE.findall(xwininfo_tree) if name]
 
 
-class Display:
+class Terminals:
     """TTY and X11 queries of one machine, over its backdoor."""
 
-    def __init__(self, name: str, execute: Execute, guest: GuestOps, console_tail: Callable[[], list[str]]) -> None:
-        self.name = name
-        self.execute = execute
-        self.guest = guest
-        self.console_tail = console_tail
+    def __init__(self, commands: Commands) -> None:
+        self.commands = commands
 
     def _run(self, command: str, what: str) -> str:
-        status, out = self.execute(command)
-        if status != 0:
-            raise CommandFailed(self.name, what, status, out, 0.0, console_tail=self.console_tail())
-        return out
+        return self.commands.must(command, what)
 
     def tty_text(self, tty: int) -> str:
         out = self._run(f"head -c 4 /dev/vcsa{int(tty)}; cat /dev/vcsu{int(tty)}", f"reading /dev/vcsu{tty}")
@@ -74,20 +60,20 @@ class Display:
             last["text"] = self.tty_text(tty)
             return pattern.search(last["text"]) is not None
 
-        self.guest.wait_until(f"waiting for {regex!r} on tty{tty}", check, timeout,
+        self.commands.wait_until(f"waiting for {regex!r} on tty{tty}", check, timeout,
                               lambda: f"tty{tty} shows:\n{last['text']}")
         return last["text"]
 
     # -- X11 -----------------------------------------------------------------
 
     def x_ready(self) -> bool:
-        status, _ = self.execute(
+        status, _ = self.commands.execute(
             "test -S /tmp/.X11-unix/X0 && { ! command -v xwininfo >/dev/null || DISPLAY=:0 xwininfo -root >/dev/null 2>&1; }"
         )
         return status == 0
 
     def wait_for_x(self, timeout: float) -> None:
-        self.guest.wait_until("waiting for the X server on :0", lambda _: self.x_ready(), timeout,
+        self.commands.wait_until("waiting for the X server on :0", lambda _: self.x_ready(), timeout,
                               lambda: "no X server answers on :0 (/tmp/.X11-unix/X0)")
 
     def window_names(self) -> list[str]:
@@ -103,6 +89,6 @@ class Display:
             last["names"] = self.window_names() if self.x_ready() else []
             return any(pattern.search(n) for n in last["names"])
 
-        self.guest.wait_until(f"waiting for an X11 window matching {regex!r}", check, timeout,
+        self.commands.wait_until(f"waiting for an X11 window matching {regex!r}", check, timeout,
                               lambda: f"windows: {last['names']}")
         return next(n for n in last["names"] if pattern.search(n))

@@ -19,9 +19,11 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError
 from vmtest.image import ImageStore
 from vmtest.core.log import get_logger, nested
-from vmtest.machine.machine import Machine, MachineNetwork
-from vmtest.net.network import Switch, nic_args, plan, setup_script
+from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
+from vmtest.net.plan import nic_args, plan, setup_script
+from vmtest.net.switch import Switch
+from vmtest.vm.lifecycle import NetworkAttachment
 from vmtest.core.retry import retry as _retry
 
 T = TypeVar("T")
@@ -51,19 +53,43 @@ class Driver:
         self._switches_up = False
         self.aborted: str | None = None
         self.machines: dict[str, Machine] = {}
+        self.store = store
+        self.accel = accel
+        self.output_dir: Path | None = None  # where machines put screenshots (set by the plugin)
         sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
         for name in sorted(nodes):
             node = self.plans[name]
-            network = MachineNetwork(
+            network = NetworkAttachment(
                 tuple(nic_args(node.nics, sockets)),
                 tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
                 setup_script(node, self.plans),
+                self._ensure_switches,
             )
-            machine = Machine(name, nodes[name], state_dir=self.state_root / name, store=store,
-                              accel=accel, network=network)
-            machine.before_start = self._ensure_switches
-            machine.polling_conditions = self.polling_conditions
-            self.machines[name] = machine
+            self.machines[name] = self._machine(name, nodes[name], network)
+
+    def _machine(self, name: str, config: MachineConfig, network: NetworkAttachment | None) -> Machine:
+        return Machine(name, config, state_dir=self.state_root / name, store=self.store, accel=self.accel,
+                       network=network, polling_conditions=self.polling_conditions,
+                       output_dir=self.output_dir)
+
+    def create_machine(self, name: str, config: MachineConfig | None = None) -> Machine:
+        """Add a machine outside the test's VLANs (no network) at run time; released with the others."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError("create_machine(name)", name, "machine names must be Python identifiers")
+        if name in self.machines:
+            raise ConfigError("create_machine(name)", name, "a machine of this network already has that name",
+                              "choose another name")
+        if config is not None and not isinstance(config, MachineConfig):
+            raise ConfigError(f"create_machine({name!r}, config)", config, "expected a vmtest.MachineConfig")
+        machine = self._machine(name, config or MachineConfig(), None)
+        self.machines[name] = machine
+        return machine
+
+    def set_output_dir(self, path: Path) -> None:
+        """Point every machine's screenshots (and later ones') at ``path``."""
+        self.output_dir = path
+        for machine in self.machines.values():
+            machine.output_dir = path
 
     def _ensure_switches(self) -> None:
         if not self._switches_up:
@@ -78,7 +104,7 @@ class Driver:
 
             def build(m: Machine) -> None:
                 try:
-                    m.store.get(m.config)
+                    self.store.get(m.config)
                 except BaseException as exc:  # re-raised below
                     errors.append(exc)
 

@@ -1,20 +1,21 @@
 """Failure artifacts: what a failed VM test leaves for the person reading the report.
 
 For every machine of a failed test: its full serial-console log, a PNG
-screenshot when it has a display, and (for machines still answering) the
-journal of the current boot. Files go under ``<output dir>/<test name>/``;
-the report text lists them and quotes the last console lines of each node.
+screenshot when it has a display and runs, and (for machines still
+answering) the journal of the current boot. Files go under
+``<output dir>/<test name>/``; the report text lists them and quotes the
+last console lines of each node. Only the machines' public API is used.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-from vmtest.net.driver import Driver
 from vmtest.machine.machine import Machine
-from vmtest.vm.argv import MachinePaths
+from vmtest.net.driver import Driver
+from vmtest.vm.lifecycle import State
 
 CONSOLE_LINES = 20
 
@@ -25,23 +26,22 @@ def safe_name(nodeid: str) -> str:
 
 def _save_machine(machine: Machine, out: Path) -> list[str]:
     saved = []
-    if machine.state_dir is not None:
-        console = MachinePaths(machine.state_dir).console_log
-        if console.exists():
-            dest = out / f"{machine.name}-console.log"
-            shutil.copyfile(console, dest)
-            saved.append(str(dest))
-    if machine.is_running() and machine.monitor is not None and machine.config.virtualisation.graphics:
+    console = machine.get_console_log()
+    if console:
+        dest = out / f"{machine.name}-console.log"
+        dest.write_text(console)
+        saved.append(str(dest))
+    if machine.is_running() and machine.config.virtualisation.graphics:
         dest = out / f"{machine.name}-screen.png"
         try:
-            machine.monitor.command("screendump", filename=str(dest), format="png")
+            machine.screen.dump(dest)
             saved.append(str(dest))
         except Exception as exc:  # a report must not fail because a screenshot did
             saved.append(f"(no screenshot: {exc})")
     if machine.is_up():
         dest = out / f"{machine.name}-journal.txt"
         try:
-            status, text = machine.execute("journalctl -b --no-pager -o short-monotonic", timeout=60)
+            _, text = machine.execute("journalctl -b --no-pager -o short-monotonic", timeout=60)
             dest.write_text(text)
             saved.append(str(dest))
         except Exception as exc:
@@ -49,16 +49,17 @@ def _save_machine(machine: Machine, out: Path) -> list[str]:
     return saved
 
 
-def collect(driver: Driver, output_dir: Path, nodeid: str) -> str:
-    """Save the artifacts of every machine; return the report section text."""
+def collect(drivers: Sequence[Driver], output_dir: Path, nodeid: str) -> str:
+    """Save the artifacts of every machine of ``drivers``; return the report section text."""
     out = output_dir / safe_name(nodeid)
     out.mkdir(parents=True, exist_ok=True)
     parts = []
-    for name, machine in driver.machines.items():
-        if machine.state_dir is None and machine.process is None:
-            continue
-        files = _save_machine(machine, out)
-        tail = "\n".join(f"  {line}" for line in machine.console_tail(CONSOLE_LINES)) or "  (no output)"
-        parts.append(f"{name}: last {CONSOLE_LINES} console lines:\n{tail}\n{name}: saved " +
-                     (", ".join(files) if files else "nothing (never started)"))
+    for driver in drivers:
+        for name, machine in driver.machines.items():
+            if machine.state is State.CREATED:
+                continue
+            files = _save_machine(machine, out)
+            tail = "\n".join(f"  {line}" for line in machine.console_tail(CONSOLE_LINES)) or "  (no output)"
+            parts.append(f"{name} ({machine.state.value}): last {CONSOLE_LINES} console lines:\n{tail}\n"
+                         f"{name}: saved " + (", ".join(files) if files else "nothing"))
     return "\n\n".join(parts)

@@ -16,12 +16,17 @@ import logging
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+from vmtest.core.cache import Cache
 
 from vmtest.core.errors import ConfigError, HostError
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError, run
-from vmtest.vm.argv import DEFAULT_QEMU, Boot, probe_argv
+from vmtest.core.contract import DEFAULT_QEMU_BINARY as DEFAULT_QEMU
+from vmtest.core.contract import PROBE_OK
+from vmtest.vm.argv import Boot, probe_argv
 
 CHOICES = ("auto", "kvm", "tcg")
 PROBE_TIMEOUT = 20.0
@@ -62,13 +67,14 @@ def probe_kvm(boot: Boot, logger: logging.Logger, qemu: str = DEFAULT_QEMU) -> t
         return False, f"a tiny guest under -accel kvm did not finish within {PROBE_TIMEOUT:.0f}s (KVM hangs here)" + (
             f"; last output: {exc.tail[-1]}" if exc.tail else ""
         )
-    if "PROBE-OK" in done.output:
+    if PROBE_OK in done.output:
         return True, f"a tiny guest booted under KVM in {done.elapsed:.1f}s"
     last = done.output.strip().splitlines()[-1:] or ["no output"]
     return False, f"QEMU with -accel kvm exited with status {done.status}: {last[0]}"
 
 
-def choose(cache_dir: Path, boot_fn, logger: logging.Logger, accel: str | None = None, qemu: str = DEFAULT_QEMU) -> str:
+def choose(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger, accel: str | None = None,
+           qemu: str = DEFAULT_QEMU) -> str:
     """The accelerator to use (``kvm`` or ``tcg``), logging loudly which one and why.
 
     ``boot_fn()`` returns the probe's :class:`Boot` (it may build the kernel).
@@ -77,7 +83,7 @@ def choose(cache_dir: Path, boot_fn, logger: logging.Logger, accel: str | None =
     if want == "tcg":
         log(logger, "accelerator: TCG (software emulation), as requested")
         return "tcg"
-    verdict_file = cache_dir / "accel.json"
+    verdict_file = cache.accel_verdict
     fingerprint = host_fingerprint(qemu)
     verdict = None
     try:
@@ -88,7 +94,7 @@ def choose(cache_dir: Path, boot_fn, logger: logging.Logger, accel: str | None =
         pass
     if verdict is None:
         verdict = probe_kvm(boot_fn(), logger, qemu)
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        verdict_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = verdict_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"fingerprint": fingerprint, "kvm": verdict[0], "reason": verdict[1]}) + "\n")
         os.replace(tmp, verdict_file)

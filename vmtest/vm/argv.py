@@ -13,56 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
-
-DEFAULT_QEMU = "qemu-system-x86_64"
+from vmtest.core.contract import (
+    DEFAULT_QEMU_BINARY,
+    PROBE_PARAM,
+    TMPFS_ROOT_PARAM,
+    USER_NET,
+    USER_NIC_MAC,
+    XCHG_TAG,
+)
+from vmtest.vm.paths import MachinePaths, root_disk
 
 
 @dataclass(frozen=True)
-class MachinePaths:
-    """Where one machine's per-run files live (all inside its state directory)."""
+class Launch:
+    """How this launch differs from a test's default one (paused, serial on a socket, no extras).
 
-    state_dir: Path
+    ``run-vm`` asks for a running machine with its serial console on stdio,
+    a user-mode NIC (``user_net_extra`` appended to its options) and the
+    ``shared`` share; a restore from a snapshot adds ``incoming``.
+    """
 
-    @property
-    def qmp(self) -> Path:
-        return self.state_dir / "qmp.sock"
-
-    @property
-    def shell(self) -> Path:
-        return self.state_dir / "shell.sock"
-
-    @property
-    def serial(self) -> Path:
-        return self.state_dir / "serial.sock"
-
-    @property
-    def agent(self) -> Path:
-        """The qemu-guest-agent's virtio-serial port."""
-        return self.state_dir / "qga.sock"
-
-    @property
-    def xchg(self) -> Path:
-        """Host side of the 9p share mounted at /tmp/xchg in the guest."""
-        return self.state_dir / "xchg"
-
-    @property
-    def qemu_log(self) -> Path:
-        return self.state_dir / "qemu.log"
-
-    @property
-    def console_log(self) -> Path:
-        return self.state_dir / "console.log"
-
-    def empty_disk(self, index: int) -> Path:
-        return self.state_dir / f"empty{index}.qcow2"
-
-
-def root_disk(name: str, config: MachineConfig, paths: MachinePaths) -> Path | None:
-    """The machine's writable root overlay, or None when nothing persists (``disk_image=None``)."""
-    template = config.virtualisation.disk_image
-    if template is None:
-        return None
-    return Path(template.format(state_dir=paths.state_dir, name=name))
+    paused: bool = True  # -S: channels attach before the guest runs, no console line is lost
+    serial_stdio: bool = False  # the serial console on QEMU's stdio (with the monitor mux) instead of a socket
+    user_net: bool = False  # add the user-mode NIC even without forwarded ports
+    user_net_extra: str = ""  # appended verbatim to the user-mode netdev options
+    extra_kernel_params: tuple[str, ...] = ()
+    extra_shares: tuple[tuple[str, str], ...] = ()  # (mount tag, host path)
+    network: tuple[str, ...] = ()  # VLAN NIC arguments (vmtest.net)
+    incoming: str | None = None  # -incoming URI: restore a saved machine instead of booting
 
 
 @dataclass(frozen=True)
@@ -106,7 +84,7 @@ def kernel_params(name: str, config: MachineConfig, accel: str | None = None) ->
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
         "net.ifnames=0",
-        *(["vmtest.root=tmpfs-overlay"] if virt.disk_image is None and virt.use_default_filesystems else []),
+        *([TMPFS_ROOT_PARAM] if virt.disk_image is None and virt.use_default_filesystems else []),
         *(TCG_GUEST_PARAMS if accel == "tcg" else ()),
         *config.kernel_params,
     ]
@@ -172,13 +150,17 @@ def disk_args(name: str, config: MachineConfig, paths: MachinePaths, boot: Boot)
     return args
 
 
-def channel_args(paths: MachinePaths, config: MachineConfig | None = None) -> list[str]:
-    """QMP, the serial console, the backdoor's virtio console and the guest agent, each a unix socket."""
+def channel_args(paths: MachinePaths, config: MachineConfig | None = None, serial_stdio: bool = False) -> list[str]:
+    """QMP, the serial console, the backdoor's virtio console and the guest agent, each a unix socket
+    (the serial console on stdio, multiplexed with the monitor, when ``serial_stdio``)."""
+    serial = ["-serial", "mon:stdio"] if serial_stdio else [
+        "-chardev", f"socket,id=serial0,path={paths.serial},server=on,wait=off",
+        "-serial", "chardev:serial0",
+    ]
     args = [
         "-chardev", f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
-        "-chardev", f"socket,id=serial0,path={paths.serial},server=on,wait=off",
-        "-serial", "chardev:serial0",
+        *serial,
         "-device", "virtio-serial-pci,id=virtio-serial0",
         "-chardev", f"socket,id=shell,path={paths.shell},server=on,wait=off",
         "-device", "virtconsole,chardev=shell,id=backdoor",
@@ -191,41 +173,40 @@ def channel_args(paths: MachinePaths, config: MachineConfig | None = None) -> li
     return args
 
 
-XCHG_GUEST_PATH = "/tmp/xchg"
-
-
-def share_args(paths: MachinePaths, config: MachineConfig | None = None) -> list[str]:
-    """The host<->guest exchange directory (9p, mounted at /tmp/xchg by the image) and ``shared_directories``."""
-    args = [
-        "-fsdev", f"local,id=xchg,path={paths.xchg},security_model=none",
-        "-device", "virtio-9p-pci,fsdev=xchg,mount_tag=xchg",
+def _share(tag: str, path: str, security_model: str = "none") -> list[str]:
+    return [
+        "-fsdev", f"local,id=fs-{tag},path={path},security_model={security_model}",
+        "-device", f"virtio-9p-pci,fsdev=fs-{tag},mount_tag={tag}",
     ]
+
+
+def share_args(paths: MachinePaths, config: MachineConfig | None = None,
+               extra: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """The host<->guest exchange directory (9p, mounted at /tmp/xchg by the image), ``shared_directories``
+    and ``extra`` (tag, host path) shares."""
+    args = _share(XCHG_TAG, str(paths.xchg))
     if config is not None:
         for tag, share in config.virtualisation.shared_directories.items():
-            args += [
-                "-fsdev", f"local,id=fs-{tag},path={share.source},security_model={share.security_model}",
-                "-device", f"virtio-9p-pci,fsdev=fs-{tag},mount_tag={tag}",
-            ]
+            args += _share(tag, share.source, share.security_model)
+    for tag, path in extra:
+        args += _share(tag, path)
     return args
 
 
-USER_NIC_MAC = "52:54:00:12:34:56"
-USER_GUEST_IP = "10.0.2.15"
-
-
-def user_net_args(config: MachineConfig, force: bool = False) -> list[str]:
+def user_net_args(config: MachineConfig, force: bool = False, extra: str = "") -> list[str]:
     """The user-mode (SLiRP) NIC: only when ports are forwarded (or ``force``); restrict=on unless
-    restrict_network=False."""
+    restrict_network=False; ``extra`` is appended to the netdev options as is."""
     virt = config.virtualisation
     if not (virt.user_network or force):
         return []
-    opts = ["user", "id=user0", "net=10.0.2.0/24", f"restrict={'on' if virt.restrict_network else 'off'}"]
+    opts = ["user", "id=user0", f"net={USER_NET}", f"restrict={'on' if virt.restrict_network else 'off'}"]
     for p in virt.forward_ports:
         if p.from_ == "host":
             opts.append(f"hostfwd={p.proto}:{p.host_address}:{p.host_port}-{p.guest_address}:{p.guest_port}")
         else:
             opts.append(f"guestfwd={p.proto}:{p.guest_address}:{p.guest_port}-cmd:nc {p.host_address} {p.host_port}")
-    return ["-netdev", ",".join(opts), "-device", f"virtio-net-pci,netdev=user0,mac={USER_NIC_MAC},id=nic-user"]
+    return ["-netdev", ",".join(opts) + extra,
+            "-device", f"virtio-net-pci,netdev=user0,mac={USER_NIC_MAC},id=nic-user"]
 
 
 def display_args(config: MachineConfig) -> list[str]:
@@ -250,40 +231,39 @@ def machine_argv(
     boot: Boot,
     paths: MachinePaths,
     accel: str,
-    network: Sequence[str] = (),
+    launch: Launch = Launch(),
 ) -> list[str]:
-    """The full QEMU command line of machine ``name``; QEMU starts paused (``-S``).
-
-    ``network`` is the VLAN NIC argv from :func:`vmtest.network.nic_args`.
-    """
+    """The full QEMU command line of machine ``name`` for one ``launch``."""
     virt = config.virtualisation
     return [
         virt.qemu.binary,
         "-name", f"{name},process=vmtest-{name}",
-        "-nodefaults", "-no-user-config", "-S",
+        "-nodefaults", "-no-user-config",
+        *(["-S"] if launch.paused else []),
         "-machine", "pc",
         *accel_args(accel),
         "-m", str(virt.memory_size),
         "-smp", str(virt.cores),
-        *boot_args(boot, kernel_params(name, config, accel), config),
+        *boot_args(boot, [*kernel_params(name, config, accel), *launch.extra_kernel_params], config),
         *disk_args(name, config, paths, boot),
-        *channel_args(paths, config),
-        *share_args(paths, config),
-        *user_net_args(config),
-        *network,
+        *channel_args(paths, config, launch.serial_stdio),
+        *share_args(paths, config, launch.extra_shares),
+        *user_net_args(config, launch.user_net, launch.user_net_extra),
+        *launch.network,
         *extra_args(virt.qemu.networking_options),
         *display_args(config),
         *input_args(config),
         "-device", "virtio-rng-pci",
         "-rtc", "base=utc",
+        *(["-incoming", launch.incoming] if launch.incoming else []),
         *extra_args(virt.qemu.options),
     ]
 
 
-def probe_argv(accel: str, boot: Boot, qemu: str = DEFAULT_QEMU) -> list[str]:
+def probe_argv(accel: str, boot: Boot, qemu: str = DEFAULT_QEMU_BINARY) -> list[str]:
     """A tiny guest that prints ``PROBE-OK`` on the serial port and powers off."""
     return [
         qemu, "-nodefaults", "-no-user-config", "-machine", "pc", *accel_args(accel),
         "-m", "256", "-display", "none", "-serial", "stdio", "-no-reboot",
-        *boot_args(boot, ["console=ttyS0", "vmtest.probe", "panic=-1", "quiet"]),
+        *boot_args(boot, ["console=ttyS0", PROBE_PARAM, "panic=-1", "quiet"]),
     ]

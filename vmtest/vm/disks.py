@@ -17,7 +17,7 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.image import BootImage
 from vmtest.core.proc import ProcessError, run
-from vmtest.vm.argv import MachinePaths, root_disk
+from vmtest.vm.paths import MachinePaths, root_disk
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 import shlex
 
 from vmtest.config.machine import MachineConfig
-from vmtest.net.network import rename_by_mac
-from vmtest.vm.argv import USER_GUEST_IP, USER_NIC_MAC, XCHG_GUEST_PATH
-
-SETUP_NAME = ".vmtest-setup.sh"
-CERTS_NAME = ".vmtest-ca-certificates.crt"
+from vmtest.core.contract import (
+    CERTS_NAME,
+    USER_GUEST_IP,
+    USER_NIC_MAC,
+    USER_NIC_NAME,
+    XCHG_GUEST_PATH,
+    mount_9p,
+    rename_by_mac,
+)
 
 
 def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False,
@@ -34,7 +38,7 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
     for tag, share in virt.shared_directories.items():
         lines += [
             f"mkdir -p {q(share.target)}",
-            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize={virt.msize},cache=none {q(tag)} {q(share.target)}",
+            mount_9p(tag, share.target, virt.msize),
         ]
     for target, fs in virt.file_systems.items():
         opts = f" -o {q(','.join(fs.options))}" if fs.options else ""
@@ -52,12 +56,12 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
         lines.append(network.removeprefix("set -eu\n").rstrip("\n"))
     if has_user_net:
         lines += [
-            "ip link set dev vmtest0 name eth0",
-            "ip link set dev eth0 up",
-            f"ip addr add {USER_GUEST_IP}/24 dev eth0",
+            f"ip link set dev vmtest0 name {USER_NIC_NAME}",
+            f"ip link set dev {USER_NIC_NAME} up",
+            f"ip addr add {USER_GUEST_IP}/24 dev {USER_NIC_NAME}",
         ]
         if not virt.restrict_network:
-            lines += ["ip route add default via 10.0.2.2 dev eth0",
+            lines += [f"ip route add default via 10.0.2.2 dev {USER_NIC_NAME}",
                       "echo 'nameserver 10.0.2.3' > /etc/resolv.conf"]
     if extra:
         lines.append(extra.rstrip("\n"))

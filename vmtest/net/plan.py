@@ -1,33 +1,23 @@
-"""Virtual networks: one ``vde_switch`` (hub) per VLAN, NixOS addressing.
+"""The address plan of a test network (pure; NixOS addressing).
 
-Addressing follows the NixOS test driver: nodes are numbered 1..254 in the
-alphabetical order of their names; on VLAN ``v`` node ``n`` has the MAC
-``52:54:00:12:vv:nn`` (two hex digits each), IPv4 ``192.168.v.n/24`` and
-IPv6 ``2001:db8:v::n/64``. In the guest the NICs are ``eth1``, ``eth2``, ...
-in the order of the node's ``vlans``. Every node's ``/etc/hosts`` lists every
-node by its first VLAN's addresses.
-
-The address plan is pure (unit-tested); :class:`Switch` owns one vde_switch
-process, started with a pipe on stdin (vde_switch exits on EOF, so it dies
-with us) and proven ready by a ``showinfo`` round trip on its management socket.
+Nodes are numbered 1..254 in the alphabetical order of their names; on VLAN
+``v`` node ``n`` has the MAC, IPv4 and IPv6 addresses of
+:mod:`vmtest.core.contract` (``52:54:00:12:vv:nn``, ``192.168.v.n/24``,
+``2001:db8:v::n/64``). In the guest the NICs are ``eth1``, ``eth2``, ... in
+the order of the node's ``vlans``, then the named ``interfaces``. Every
+node's ``/etc/hosts`` lists every node by its first addressed NIC.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import shlex
-import socket
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.core.errors import ConfigError, LaunchError
-from vmtest.core.log import log
 from vmtest.config.virtualisation import Interface
-from vmtest.core.proc import kill_group, spawn
+from vmtest.core.contract import rename_by_mac, vlan_ipv4, vlan_ipv6, vlan_mac
+from vmtest.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -96,8 +86,7 @@ def plan(
 
 
 def _nic(vlan: int, index: int, number: int) -> Nic:
-    return Nic(vlan, index, f"52:54:00:12:{vlan:02x}:{number:02x}",
-               f"192.168.{vlan}.{number}", f"2001:db8:{vlan:x}::{number:x}")
+    return Nic(vlan, index, vlan_mac(vlan, number), vlan_ipv4(vlan, number), vlan_ipv6(vlan, number))
 
 
 def hosts_file(plans: Mapping[str, NodePlan]) -> str:
@@ -107,15 +96,6 @@ def hosts_file(plans: Mapping[str, NodePlan]) -> str:
             lines.append(f"{p.primary_ipv4} {p.name}")
             lines.append(f"{p.primary_ipv6} {p.name}")
     return "\n".join(lines) + "\n"
-
-
-def rename_by_mac(mac: str, new_name: str) -> list[str]:
-    """Guest shell lines: give the interface with MAC ``mac`` the name ``new_name`` (or fail saying so)."""
-    return [
-        f"dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)",
-        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
-        f'ip link set dev "$dev" name {new_name}',
-    ]
 
 
 def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
@@ -147,65 +127,3 @@ def nic_args(nics: Sequence[Nic], sockets: Mapping[int, Path]) -> list[str]:
             "-device", f"virtio-net-pci,netdev=vlan{nic.vlan},mac={nic.mac},id=nic-vlan{nic.vlan}",
         ]
     return args
-
-
-class Switch:
-    """One VLAN's vde_switch (a hub), owned from start() to stop()."""
-
-    def __init__(self, vlan: int, directory: Path, logger: logging.Logger) -> None:
-        self.vlan = vlan
-        self.directory = directory
-        self.logger = logger
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.directory / "switch"
-
-    @property
-    def mgmt(self) -> Path:
-        return self.directory / "mgmt"
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        argv = ["vde_switch", "--sock", str(self.socket), "--hub", "--mgmt", str(self.mgmt), "--dirmode", "0700"]
-        self.process = spawn(argv, logger=self.logger, stdout=self.directory / "switch.log", stdin_pipe=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                out = (self.directory / "switch.log").read_text(errors="replace")[-2000:]
-                raise LaunchError(f"vlan{self.vlan}", "starting vde_switch",
-                                  f"exited with status {self.process.returncode}: {shlex.join(argv)}\n{out}")
-            if self._showinfo():
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LaunchError(f"vlan{self.vlan}", "starting vde_switch", f"no answer within {timeout:.0f}s")
-            time.sleep(0.02)
-        log(self.logger, f"vlan{self.vlan}: switch up ({self.socket})")
-
-    def _showinfo(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(2)
-                sock.connect(str(self.mgmt))
-                sock.sendall(b"showinfo\n")
-                data = b""
-                while b"1000 Success" not in data:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return False
-                    data += chunk
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            if self.process.stdin is not None:
-                try:
-                    self.process.stdin.close()
-                except OSError:
-                    pass
-            kill_group(self.process)
-            self.process = None

@@ -1,0 +1,124 @@
+"""The host/guest contract: every name, path and address both sides must agree on.
+
+The host writes QEMU's command line and per-boot files; the image carries
+units and scripts that expect them. Whatever one side names and the other
+relies on is declared here once: the files vmtest puts into every image, the
+9p tags and their mount options, the exchange directory's files, the
+user-mode NIC, the VLAN addressing scheme and the kernel parameters the
+stage-1 init and the units read.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+DEFAULT_QEMU_BINARY = "qemu-system-x86_64"
+
+# -- files vmtest adds to every image (package data in vmtest/image/guest/) ------------
+
+
+@dataclass(frozen=True)
+class GuestFile:
+    """One file of ``vmtest/image/guest`` and where it goes in the image."""
+
+    name: str  # package data name
+    path: str  # absolute path in the guest
+    mode: int = 0o644
+    enable: bool = False  # a unit to enable at build time
+
+
+GUEST_FILES = (
+    GuestFile("backdoor", "/usr/lib/vmtest/backdoor", 0o755),
+    GuestFile("vmtest-backdoor.service", "/etc/systemd/system/vmtest-backdoor.service", enable=True),
+    GuestFile("vmtest-setup.service", "/etc/systemd/system/vmtest-setup.service", enable=True),
+    GuestFile("vmtest-interactive.service", "/etc/systemd/system/vmtest-interactive.service", enable=True),
+)
+# Generated at build time from the constants below (see xchg_mount_unit()).
+XCHG_MOUNT_UNIT = "tmp-xchg.mount"
+
+# -- 9p shares ----------------------------------------------------------------------------
+
+XCHG_TAG = "xchg"  # the exchange directory: per-boot set-up, copies, certificates
+XCHG_GUEST_PATH = "/tmp/xchg"
+XCHG_MSIZE = 262144
+SHARED_TAG = "shared"  # run-vm's SHARED_DIR
+SHARED_GUEST_PATH = "/tmp/shared"
+RESERVED_TAGS = (XCHG_TAG, SHARED_TAG)
+
+
+def mount_options_9p(msize: int | None = None) -> str:
+    """The 9p mount options vmtest uses everywhere (``msize`` omitted: the kernel default)."""
+    size = f",msize={msize}" if msize else ""
+    return f"trans=virtio,version=9p2000.L{size},cache=none"
+
+
+def mount_9p(tag: str, target: str, msize: int | None = None) -> str:
+    """Guest shell: mount the 9p share ``tag`` at ``target``."""
+    return f"mount -t 9p -o {mount_options_9p(msize)} {shlex.quote(tag)} {shlex.quote(target)}"
+
+
+def ensure_xchg_mounted() -> str:
+    """Guest shell: mount the exchange directory unless it is (exit status 0 when it is there)."""
+    return f"mountpoint -q {XCHG_GUEST_PATH} || {mount_9p(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)}"
+
+
+def xchg_mount_unit() -> str:
+    """The systemd mount unit that mounts the exchange directory early in every boot."""
+    return (
+        "[Unit]\n"
+        'Description=vmtest host exchange directory (9p share "xchg")\n'
+        "DefaultDependencies=no\n"
+        "Before=local-fs.target umount.target\n"
+        "Conflicts=umount.target\n"
+        "ConditionPathExists=/sys/bus/virtio/drivers/9pnet_virtio\n\n"
+        "[Mount]\n"
+        f"What={XCHG_TAG}\n"
+        f"Where={XCHG_GUEST_PATH}\n"
+        "Type=9p\n"
+        f"Options={mount_options_9p(XCHG_MSIZE)}\n\n"
+        "[Install]\n"
+        "WantedBy=local-fs.target\n"
+    )
+
+
+# Files the host writes into the exchange directory before a boot.
+SETUP_NAME = ".vmtest-setup.sh"  # run by vmtest-setup.service (ConditionPathExists on this name)
+CERTS_NAME = ".vmtest-ca-certificates.crt"
+SETUP_UNIT = "vmtest-setup.service"
+
+# -- kernel parameters read inside the guest ---------------------------------------------
+
+TMPFS_ROOT_PARAM = "vmtest.root=tmpfs-overlay"  # stage 1: the image read-only under a tmpfs
+INTERACTIVE_PARAM = "vmtest.interactive"  # vmtest-interactive.service: root shell on ttyS0
+PROBE_PARAM = "vmtest.probe"  # stage 1: print PROBE_OK and power off (accelerator probe)
+PROBE_OK = "PROBE-OK"
+
+# -- networks -------------------------------------------------------------------------------
+
+USER_NET = "10.0.2.0/24"
+USER_NIC_MAC = "52:54:00:12:34:56"
+USER_GUEST_IP = "10.0.2.15"
+USER_NIC_NAME = "eth0"
+
+
+def vlan_mac(vlan: int, node: int) -> str:
+    """The MAC of node ``node`` on VLAN ``vlan`` (hex octets: NixOS's decimal ones break above 99)."""
+    return f"52:54:00:12:{vlan:02x}:{node:02x}"
+
+
+def vlan_ipv4(vlan: int, node: int) -> str:
+    return f"192.168.{vlan}.{node}"
+
+
+def vlan_ipv6(vlan: int, node: int) -> str:
+    return f"2001:db8:{vlan:x}::{node:x}"
+
+
+def rename_by_mac(mac: str, new_name: str) -> list[str]:
+    """Guest shell lines: give the interface with MAC ``mac`` the name ``new_name`` (or fail saying so)."""
+    return [
+        f'dev=$(for d in /sys/class/net/*; do if [ "$(cat $d/address)" = {mac} ]; then basename $d; fi; done)',
+        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
+        f'ip link set dev "$dev" name {new_name}',
+    ]

@@ -1,0 +1,52 @@
+"""The narrow interface every part of a :class:`~vmtest.machine.machine.Machine` is built on.
+
+A part (commands, systemd, files, screen, keyboard, terminals, QEMU
+controls) sees the machine's lifecycle only through :class:`Lifecycle`,
+which :class:`vmtest.vm.lifecycle.VM` implements: the name and config, its
+log, the channels (each call launches the machine when it is not running),
+and the console tail for error messages. No part holds the whole machine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from vmtest.config.machine import MachineConfig
+from vmtest.image import BootImage, ImageStore
+from vmtest.vm.backdoor import Result
+from vmtest.vm.channels import Console, Monitor
+from vmtest.vm.lifecycle import NetworkAttachment
+from vmtest.vm.paths import MachinePaths
+
+
+class Lifecycle(Protocol):
+    name: str
+    config: MachineConfig
+    logger: logging.Logger
+    store: ImageStore
+    image: BootImage | None
+    network: NetworkAttachment
+
+    @property
+    def paths(self) -> MachinePaths: ...
+
+    @property
+    def state_dir(self) -> Path | None: ...
+
+    def log(self, msg: str, level: int = logging.INFO) -> None: ...
+
+    def nested(self, msg: str) -> AbstractContextManager[None]: ...
+
+    def console_tail(self, n: int = 20) -> list[str]: ...
+
+    def is_running(self) -> bool: ...
+
+    def monitor(self) -> Monitor: ...
+
+    def console(self) -> Console: ...
+
+    def run(self, command: str, timeout: float) -> Result: ...

@@ -1,0 +1,206 @@
+"""The plugin's fixtures: ``vms``, the node fixtures' source ``_vmtest_network``, ``machine``, ``vm_factory``.
+
+Every machine a test gets, from its marker or from ``vm_factory``, belongs
+to a :class:`~vmtest.net.driver.Driver` registered in the test item's stash:
+the failure report and the global-timeout watchdog see all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import ConfigError
+from vmtest.image import ImageStore
+from vmtest.machine.machine import Machine
+from vmtest.net.driver import Driver
+from vmtest.plugin.marker import marker_args
+
+DRIVERS_KEY = pytest.StashKey["Watch"]()
+
+
+def _settings(config: pytest.Config, key: str, default: Any = None) -> Any:
+    from vmtest.plugin.hooks import setting
+
+    return setting(config, key, default)
+
+
+def output_dir(config: pytest.Config) -> Path:
+    return Path(_settings(config, "output_dir", "vmtest-output")).absolute()
+
+
+def test_output_dir(request: pytest.FixtureRequest) -> Path:
+    """Where a test's screenshots and failure artifacts go: ``<output dir>/<test id>/``."""
+    from vmtest.plugin.report import safe_name
+
+    return output_dir(request.config) / safe_name(request.node.nodeid)
+
+
+class Watch:
+    """The drivers of one test and its global-timeout watchdog (armed when the first driver joins)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.drivers: list[Driver] = []
+        self._timer: threading.Timer | None = None
+
+    def add(self, driver: Driver) -> None:
+        if driver in self.drivers:
+            return
+        self.drivers.append(driver)
+        if self._timer is None:
+            self._timer = threading.Timer(self.limit, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        for driver in self.drivers:
+            driver.abort(f"the global timeout of {self.limit:g}s expired")
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _watch(request: pytest.FixtureRequest) -> Watch:
+    stash = request.node.stash
+    if DRIVERS_KEY not in stash:
+        stash[DRIVERS_KEY] = Watch(float(_settings(request.config, "global_timeout", 3600.0)))
+    return stash[DRIVERS_KEY]
+
+
+@pytest.fixture(autouse=True)
+def _vmtest_watch(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    watch = request.node.stash.get(DRIVERS_KEY, None)
+    if watch is not None:
+        watch.cancel()
+
+
+@pytest.fixture(scope="session")
+def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
+    """The image store of this session (honours ``--vm-cache-dir`` and ``--vm-rebuild``)."""
+    return ImageStore(_settings(pytestconfig, "cache_dir"), rebuild=bool(_settings(pytestconfig, "rebuild", False)))
+
+
+class _Drivers:
+    """Drivers shared by the tests of one scope (module or class), released at its end."""
+
+    def __init__(self) -> None:
+        self.by_nodes: list[tuple[dict[str, MachineConfig], Driver]] = []
+
+    def get(self, nodes: dict[str, MachineConfig], make: Callable[[], Driver]) -> Driver:
+        for known, driver in self.by_nodes:
+            if known is nodes or known == nodes:
+                return driver
+        driver = make()
+        self.by_nodes.append((nodes, driver))
+        return driver
+
+    def release(self) -> None:
+        for _, driver in self.by_nodes:
+            driver.release()
+
+
+@pytest.fixture(scope="module")
+def _vmtest_module_drivers() -> Iterator[_Drivers]:
+    drivers = _Drivers()
+    yield drivers
+    drivers.release()
+
+
+@pytest.fixture(scope="class")
+def _vmtest_class_drivers() -> Iterator[_Drivers]:
+    drivers = _Drivers()
+    yield drivers
+    drivers.release()
+
+
+def _state_root(request: pytest.FixtureRequest, owner: pytest.Item | pytest.Collector) -> Path | None:
+    """With --vm-keep-state: a stable directory per test (or module/class) that survives the run."""
+    if not _settings(request.config, "keep_state", False):
+        return None
+    # Short and stable (unix socket paths must stay under 108 bytes).
+    digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
+    root = output_dir(request.config) / "state" / digest
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "TEST").write_text(owner.nodeid + "\n")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) -> Iterator[Driver | None]:
+    marker = request.node.get_closest_marker("vmtest")
+    if marker is None:
+        yield None
+        return
+    nodes, scope = marker_args(marker)
+    accel = _settings(request.config, "accel")
+    owner = request.node if scope == "function" else request.node.getparent(
+        pytest.Module if scope == "module" else pytest.Class)
+    assert owner is not None
+
+    def make() -> Driver:
+        return Driver(nodes, vm_image_store, accel=accel, state_root=_state_root(request, owner))
+
+    if scope == "function":
+        driver = make()
+    else:
+        driver = request.getfixturevalue(f"_vmtest_{scope}_drivers").get(nodes, make)
+    driver.set_output_dir(test_output_dir(request))
+    _watch(request).add(driver)
+    try:
+        yield driver
+    finally:
+        if scope == "function":
+            driver.release()
+
+
+@pytest.fixture
+def vms(_vmtest_network: Driver | None) -> Driver:
+    """The test's network of machines (needs a ``@pytest.mark.vmtest(nodes=...)`` marker)."""
+    if _vmtest_network is None:
+        raise ConfigError("vms", None, "this test has no @pytest.mark.vmtest(nodes={...}) marker")
+    return _vmtest_network
+
+
+@pytest.fixture
+def machine(_vmtest_network: Driver | None) -> Machine:
+    """The only machine of a single-node test (or the node named ``machine``)."""
+    if _vmtest_network is None:
+        raise ConfigError("machine", None, "this test has no @pytest.mark.vmtest(nodes={...}) marker")
+    machines = _vmtest_network.machines
+    if "machine" in machines:
+        return machines["machine"]
+    if len(machines) != 1:
+        raise ConfigError("machine", sorted(machines), "the fixture 'machine' is for tests with a single node",
+                          "ask for the nodes by name")
+    return next(iter(machines.values()))
+
+
+@pytest.fixture
+def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
+               vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
+    """``vm_factory(name, config)`` -> a stand-alone :class:`~vmtest.Machine` (no network), released after
+    the test. Its machines get the failure report and the global timeout like the marker's."""
+    drivers: list[Driver] = []
+
+    def make(name: str, config: MachineConfig | None = None) -> Machine:
+        if not drivers:
+            kept = _state_root(request, request.node)
+            driver = Driver({}, vm_image_store, accel=_settings(pytestconfig, "accel"),
+                            state_root=kept / "factory" if kept is not None else None)
+            driver.set_output_dir(test_output_dir(request))
+            _watch(request).add(driver)
+            drivers.append(driver)
+        return drivers[0].create_machine(name, config)
+
+    yield make
+    for driver in drivers:
+        driver.release()

@@ -1,0 +1,94 @@
+"""What the lifecycle needs from the outside world: a QEMU process and its channels.
+
+:class:`Backend` spawns QEMU and attaches QMP, the serial console and the
+backdoor shell; :mod:`vmtest.vm.qemu_backend` is the real one, unit tests of
+the lifecycle use fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from vmtest.vm.backdoor import Result
+from vmtest.vm.paths import MachinePaths
+
+CONSOLE_TAIL = 20
+
+
+class Process(Protocol):
+    """A spawned QEMU."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None) -> int | None:
+        """The exit status, or None if still running after ``timeout``."""
+        ...
+
+    def kill(self) -> None:
+        """Kill it (and its process group) and reap it."""
+        ...
+
+
+class Monitor(Protocol):
+    def command(self, name: str, /, **args: Any) -> Any: ...
+
+    def human(self, command_line: str) -> str: ...
+
+    def wait_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+class Console(Protocol):
+    echo: bool
+
+    def tail(self, n: int = CONSOLE_TAIL) -> list[str]: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def wait_for(self, pattern: Any, timeout: float | None) -> Any: ...
+
+    def detach(self) -> None: ...
+
+
+class Shell(Protocol):
+    """The backdoor shell (:class:`vmtest.vm.backdoor.Backdoor`)."""
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str: ...
+
+    def run(self, command: str, timeout: float) -> Result: ...
+
+    def send_only(self, command: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Channels:
+    monitor: Monitor
+    console: Console
+    shell: Shell
+
+    def close(self) -> None:
+        self.shell.close()
+        self.monitor.close()
+        self.console.detach()
+
+
+class ChannelError(Exception):
+    """A channel could not be attached (the reason is the message)."""
+
+
+class Backend(Protocol):
+    """Spawns QEMU and attaches its channels (:mod:`vmtest.vm.qemu_backend` is the real one)."""
+
+    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process: ...
+
+    def attach(self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool],
+               echo: bool) -> Channels: ...

@@ -1,0 +1,418 @@
+"""The machine lifecycle: one owner of the QEMU process, its channels and its state.
+
+States and the transitions between them (anything else is a bug)::
+
+    CREATED ──launch──▶ LAUNCHING ──channels attached──▶ RUNNING ──shell answered──▶ READY
+                            │                               │  ▲                        │
+                            └──▶ FAILED ◀── QEMU died ──────┴──┼── reboot ◀─────────────┤
+                                   │                           └────────────────────────┘
+    STOPPED ◀── kill / release ── any; STOPPING ◀── shutdown ── RUNNING | READY ──▶ STOPPED
+    STOPPED | FAILED ──launch──▶ LAUNCHING  (a machine can always be started again)
+
+How a launch reaches READY is the job of a :class:`StartPath` (cold boot
+today, see :mod:`vmtest.vm.start`); everything else — preparing the state
+directory, spawning QEMU, attaching QMP, the serial console and the backdoor,
+noticing QEMU's death, stopping idempotently — happens here, once. QEMU and
+the channels are reached through a :class:`Backend`, so the state machine is
+unit-testable with a fake process and fake channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from vmtest.config.machine import MachineConfig
+from vmtest.core.errors import LaunchError, MachineError, Timeout, VmtestError, describe_exit
+from vmtest.core.log import get_logger, log, nested
+from vmtest.image import BootImage, ImageStore
+from vmtest.vm import accel as accel_mod
+from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
+from vmtest.vm.channels import CONSOLE_TAIL, Backend, ChannelError, Channels, Console, Monitor, Process
+from vmtest.vm.paths import MachinePaths
+from vmtest.vm.qemu_backend import QemuBackend
+from vmtest.vm.start import ColdBoot, StartPath
+
+DEFAULT_BOOT_TIMEOUT = 300.0
+
+
+class State(enum.Enum):
+    CREATED = "created"  # nothing launched yet
+    LAUNCHING = "launching"  # preparing files, spawning QEMU, attaching channels (guest paused)
+    RUNNING = "running"  # the guest runs; its backdoor shell has not answered (yet)
+    READY = "ready"  # the backdoor shell answered and the per-boot set-up succeeded
+    STOPPING = "stopping"  # a clean power-off was requested; waiting for QEMU to exit
+    STOPPED = "stopped"  # QEMU is gone because we asked (shutdown, kill, release)
+    FAILED = "failed"  # the launch failed, or QEMU died when it should have been running
+
+
+ALLOWED: dict[State, frozenset[State]] = {
+    State.CREATED: frozenset({State.LAUNCHING, State.STOPPED}),
+    State.LAUNCHING: frozenset({State.RUNNING, State.FAILED, State.STOPPED}),
+    State.RUNNING: frozenset({State.READY, State.STOPPING, State.STOPPED, State.FAILED}),
+    State.READY: frozenset({State.RUNNING, State.STOPPING, State.STOPPED, State.FAILED}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
+    State.STOPPED: frozenset({State.LAUNCHING, State.STOPPED}),
+    State.FAILED: frozenset({State.LAUNCHING, State.STOPPED, State.FAILED}),
+}
+ALIVE = frozenset({State.LAUNCHING, State.RUNNING, State.READY, State.STOPPING})
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """How a machine is wired into a test network (built by :mod:`vmtest.net`)."""
+
+    qemu_args: tuple[str, ...] = ()
+    nic_ids: tuple[str, ...] = ()  # QEMU device ids, for set_link
+    setup_script: str = ""  # run in the guest at boot: names, addresses, /etc/hosts
+    ensure_up: Callable[[], None] | None = None  # bring the switches up before QEMU connects to them
+
+
+class VM:
+    """One machine's QEMU, from launch to stop. Thread-safe; every stop is idempotent."""
+
+    def __init__(
+        self,
+        name: str,
+        config: MachineConfig,
+        *,
+        store: ImageStore,
+        accel: str | None = None,
+        state_dir: Path | None = None,
+        keep_state: bool = False,
+        network: NetworkAttachment | None = None,
+        backend: Backend | None = None,
+        start_path: StartPath | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.store = store
+        self.logger = logger or get_logger(name)
+        self.network = network or NetworkAttachment()
+        self.backend: Backend = backend or QemuBackend()
+        self.start_path: StartPath = start_path or ColdBoot()
+        self.keep_state = keep_state
+        self._accel_request = accel
+        self._own_state_dir = state_dir is None
+        self._state_dir = state_dir
+        self.state = State.CREATED
+        self.failure: VmtestError | None = None
+        self.image: BootImage | None = None
+        self.accel: str | None = None
+        self.argv: list[str] = []
+        self.process: Process | None = None
+        self.channels: Channels | None = None
+        self._console: Console | None = None  # the last launch's console: its tail outlives QEMU
+        self.launched_at = 0.0
+        self.kernel_release: str | None = None
+        self.serial_echo = True
+        self._lock = threading.RLock()  # state transitions
+        self._ready_lock = threading.Lock()  # one thread waits for the shell, the others wait for it
+
+    def __repr__(self) -> str:
+        return f"<VM {self.name} {self.state.value}>"
+
+    # -- logging -------------------------------------------------------------------------
+
+    def log(self, msg: str, level: int = logging.INFO) -> None:
+        log(self.logger, f"{self.name}: {msg}", level=level)
+
+    @contextmanager
+    def nested(self, msg: str) -> Iterator[None]:
+        with nested(self.logger, f"{self.name}: {msg}"):
+            yield
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _to(self, new: State) -> None:
+        if new not in ALLOWED[self.state]:
+            raise AssertionError(f"{self.name}: no transition {self.state.value} -> {new.value}")
+        self.logger.debug("%s: %s -> %s", self.name, self.state.value, new.value)
+        self.state = new
+
+    @property
+    def paths(self) -> MachinePaths:
+        if self._state_dir is None:
+            raise MachineError(self.name, "finding its state directory", "the machine was never started")
+        return MachinePaths(self._state_dir)
+
+    @property
+    def network_setup(self) -> str:
+        return self.network.setup_script
+
+    @property
+    def state_dir(self) -> Path | None:
+        return self._state_dir
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def is_running(self) -> bool:
+        """True while the QEMU process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def is_ready(self) -> bool:
+        return self.state is State.READY and self.is_running()
+
+    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
+        return self._console.tail(n) if self._console is not None else []
+
+    def qemu_output(self, limit: int = 3000) -> str:
+        """The end of what QEMU itself printed (its stdout+stderr)."""
+        try:
+            return self.paths.qemu_log.read_text(errors="replace").strip()[-limit:]
+        except (OSError, MachineError):
+            return ""
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def died(self, action: str, start: float) -> MachineError:
+        """QEMU exited when it should have been running: FAILED, and the error saying so.
+
+        (When it was stopped on purpose meanwhile, e.g. by the global timeout, the error says that.)
+        """
+        status = self.process.poll() if self.process is not None else None
+        with self._lock:
+            if self.state is State.STOPPED:
+                return MachineError(self.name, action, "the machine was stopped while this was running",
+                                    time.monotonic() - start, self.console_tail())
+        error = LaunchError(
+            self.name, action, f"{describe_exit(status)} unexpectedly", time.monotonic() - start,
+            self.console_tail(), argv=self.argv, status=status, output=self.qemu_output(),
+        )
+        with self._lock:
+            if self.state is not State.FAILED:
+                self._to(State.FAILED)
+            self.failure = error
+            self._close_channels()
+        return error
+
+    def _again(self, action: str) -> VmtestError:
+        """The stored failure, for a later call on a FAILED machine."""
+        assert self.failure is not None
+        if isinstance(self.failure, MachineError):
+            return MachineError(self.name, action, f"the machine failed earlier and was not started again "
+                                f"(call start() to retry): {self.failure}")
+        return self.failure
+
+    def check_alive(self, action: str) -> None:
+        """Raise if QEMU died (FAILED) when it should be running."""
+        if self.state is State.FAILED:
+            raise self._again(action)
+        if self.state in (State.RUNNING, State.READY) and not self.is_running():
+            raise self.died(action, time.monotonic())
+
+    # -- launching -------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Prepare, spawn QEMU and attach its channels; the guest runs when this returns.
+
+        Nothing happens if QEMU is already up; from CREATED, STOPPED or FAILED it starts again.
+        """
+        with self._lock:
+            if self.state in (State.RUNNING, State.READY):
+                if self.is_running():
+                    return
+                raise self.died("starting", time.monotonic())
+            if self.state is State.STOPPING:
+                raise MachineError(self.name, "starting", "the machine is still powering off")
+            self._to(State.LAUNCHING)
+            self.failure = None
+            start = time.monotonic()
+            try:
+                with self.nested(f"starting ({self.start_path.name})"):
+                    self._launch(start)
+            except VmtestError as exc:
+                self._abort_launch()
+                self.failure = exc
+                self._to(State.FAILED)
+                raise
+            except BaseException:
+                self._abort_launch()
+                self._to(State.STOPPED)
+                raise
+            self._to(State.RUNNING)
+
+    def _launch(self, start: float) -> None:
+        if self.network.ensure_up is not None:
+            self.network.ensure_up()
+        self.image = self.store.get(self.config)
+        if self.accel is None:
+            image = self.image
+            self.accel = accel_mod.choose(self.store.cache, lambda: Boot(image.kernel, image.initrd),
+                                          self.logger, self._accel_request)
+        if self._state_dir is None:
+            self._state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
+        paths = self.paths
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        paths.xchg.mkdir(exist_ok=True)
+        for sock in (paths.qmp, paths.shell, paths.serial, paths.agent):
+            sock.unlink(missing_ok=True)
+        paths.qemu_log.write_bytes(b"")
+        launch = dataclasses.replace(self.start_path.prepare(self), network=self.network.qemu_args)
+        boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
+        self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
+        self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
+        self.launched_at = time.monotonic()
+        try:
+            self.channels = self.backend.attach(self.name, paths, self.logger, self.is_running, self.serial_echo)
+        except ChannelError as exc:
+            status = self.process.poll()
+            why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
+            raise LaunchError(self.name, "starting QEMU", why, time.monotonic() - start, self.console_tail(),
+                              argv=self.argv, status=status, output=self.qemu_output()) from None
+        self._console = self.channels.console
+        self.start_path.resume(self, self.channels)
+        self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
+
+    def _abort_launch(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self._close_channels()
+
+    def wait_ready(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
+        """Launch if needed and wait until the guest's backdoor shell answers (READY)."""
+        if self.state is State.READY and self.is_running():
+            return
+        with self._ready_lock:
+            if self.state is State.FAILED:
+                raise self._again("waiting for the shell")
+            if self.state is State.STOPPING:
+                raise MachineError(self.name, "waiting for the shell", "the machine is powering off")
+            if self.state in (State.CREATED, State.STOPPED):
+                self.launch()
+            self.check_alive("waiting for the shell")
+            if self.state is State.READY:
+                return
+            assert self.channels is not None
+            start = time.monotonic()
+            with self.nested("waiting for the backdoor shell"):
+                try:
+                    self.kernel_release = self.start_path.until_ready(self, self.channels, timeout)
+                except BackdoorClosed:
+                    raise self.died("booting", start) from None
+                except BackdoorTimeout:
+                    raise Timeout(self.name, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s",
+                                  time.monotonic() - start, self.console_tail()) from None
+                except MachineError as exc:
+                    with self._lock:
+                        self.failure = exc
+                        self._to(State.FAILED)
+                        self._abort_launch()
+                    raise
+            with self._lock:
+                self._to(State.READY)
+            self.log(f"shell up {time.monotonic() - self.launched_at:.1f}s after launch "
+                     f"(kernel {self.kernel_release})")
+
+    # -- the channels, for the parts of a Machine ----------------------------------------------
+
+    def monitor(self) -> Monitor:
+        """QMP; launches the machine if it is not running."""
+        self._ensure_launched("using the QEMU monitor")
+        assert self.channels is not None
+        return self.channels.monitor
+
+    def console(self) -> Console:
+        """The serial console; launches the machine if it is not running."""
+        self._ensure_launched("using the serial console")
+        assert self.channels is not None
+        return self.channels.console
+
+    def _ensure_launched(self, action: str) -> None:
+        if self.state in (State.CREATED, State.STOPPED):
+            self.launch()
+        self.check_alive(action)
+        if self.channels is None:
+            raise MachineError(self.name, action, f"the machine is {self.state.value}")
+
+    def run(self, command: str, timeout: float) -> Result:
+        """Run ``command`` through the backdoor shell (waiting for the boot if needed)."""
+        self.wait_ready()
+        channels = self.channels
+        assert channels is not None
+        start = time.monotonic()
+        try:
+            return channels.shell.run(command, timeout)
+        except BackdoorClosed:
+            raise self.died(f"command {command!r}", start) from None
+        except BackdoorTimeout as exc:
+            raise Timeout(self.name, f"command {command!r}", f"the guest stopped answering: {exc}",
+                          time.monotonic() - start, self.console_tail()) from None
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
+        """``systemctl reboot`` in the guest, then wait until its shell answers again."""
+        self.wait_ready()
+        assert self.channels is not None
+        with self._lock:
+            self.channels.shell.send_only("systemctl reboot")
+            self._to(State.RUNNING)
+        self.wait_ready(timeout)
+
+    def shutdown(self, timeout: float = 120) -> None:
+        """Power the guest off cleanly and wait for QEMU to exit; a no-op when it is not running."""
+        with self._lock:
+            if not self.is_running() or self.state not in (State.RUNNING, State.READY):
+                return
+            assert self.channels is not None
+            if self.state is State.READY:
+                self.channels.shell.send_only("systemctl poweroff")
+            else:
+                self.channels.monitor.command("system_powerdown")
+            self._to(State.STOPPING)
+        self.wait_for_exit(timeout)
+
+    def wait_for_exit(self, timeout: float = 120) -> None:
+        """Wait until QEMU exits (the guest powered off); then STOPPED. On timeout QEMU is killed."""
+        if self.process is None:
+            return
+        start = time.monotonic()
+        status = self.process.wait(timeout)
+        with self._lock:
+            if status is None:
+                self._kill()
+                raise Timeout(self.name, "waiting for power-off", f"QEMU still running after {timeout:.0f}s; "
+                              "it was killed", time.monotonic() - start, self.console_tail())
+            if self.state in ALIVE:
+                self._to(State.STOPPED)
+            self._close_channels()
+
+    def kill(self) -> None:
+        """Kill QEMU at once (a power loss: the disk keeps what was flushed). STOPPED."""
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self._close_channels()
+        if self.state is not State.CREATED or self.process is not None:
+            self._to(State.STOPPED)
+
+    def _close_channels(self) -> None:
+        if self.channels is not None:
+            self.channels.close()
+            self.channels = None
+
+    def release(self) -> None:
+        """Kill QEMU if it runs, close every channel, remove a temporary state directory. Idempotent."""
+        with self._lock:
+            self._kill()
+            if self._own_state_dir and not self.keep_state and self._state_dir is not None:
+                shutil.rmtree(self._state_dir, ignore_errors=True)
+                self._state_dir = None

@@ -1,0 +1,86 @@
+"""The real :class:`~vmtest.vm.lifecycle.Backend`: QEMU through :mod:`vmtest.core.proc`, channels over unix sockets.
+
+Every channel is a unix socket QEMU listens on (``server=on,wait=off``);
+readiness of each is proven by a handshake, never by sleeping: the socket
+accepting, the QMP greeting, later the backdoor's banner.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vmtest.core.proc import kill_group, spawn
+from vmtest.vm.backdoor import Backdoor
+from vmtest.vm.console import SerialConsole
+from vmtest.vm.channels import ChannelError, Channels, Process
+from vmtest.vm.paths import MachinePaths
+from vmtest.vm.qmp import Monitor, QMPError
+
+SOCKET_TIMEOUT = 30.0
+
+
+class QemuProcess:
+    """A spawned QEMU (its own process group; SIGKILLed if we die)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        kill_group(self.popen)
+
+
+def connect_unix(path: Path, alive: Callable[[], bool], timeout: float = SOCKET_TIMEOUT) -> socket.socket:
+    """Connect to ``path`` once QEMU listens there (it creates the socket shortly after starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise ChannelError(f"QEMU exited before {path.name} accepted a connection")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise ChannelError(f"{path} did not accept a connection within {timeout:.0f}s") from None
+            time.sleep(0.02)
+
+
+class QemuBackend:
+    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process:
+        return QemuProcess(spawn(argv, logger=logger, stdout=output))
+
+    def attach(self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool],
+               echo: bool) -> Channels:
+        """QMP (greeting + capabilities), the serial console reader and the backdoor socket."""
+        connect_unix(paths.qmp, alive).close()  # QEMU listens: the QMP client may connect now
+        monitor = Monitor(paths.qmp)
+        try:
+            monitor.connect()
+        except (QMPError, OSError) as exc:
+            raise ChannelError(f"no QMP greeting: {exc}") from None
+        console = SerialConsole(name, logger, paths.console_log)
+        console.echo = echo
+        try:
+            console.attach(connect_unix(paths.serial, alive))
+            shell = Backdoor(name, connect_unix(paths.shell, alive), logger)
+        except ChannelError:
+            monitor.close()
+            console.detach()
+            raise
+        return Channels(monitor, console, shell)

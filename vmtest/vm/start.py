@@ -1,0 +1,112 @@
+"""Start paths: how a launched QEMU becomes a READY guest.
+
+A start path is a plug-in of the lifecycle (:class:`vmtest.vm.lifecycle.VM`):
+it prepares what its launch needs on the host, says how QEMU's command line
+differs (:class:`~vmtest.vm.argv.Launch`), lets the guest run once the
+channels are attached, and waits until the guest's shell answers.
+
+:class:`ColdBoot` boots the kernel: QEMU starts paused (``-S``) so that the
+channels attach before the first console line, the root overlay, the empty
+disks and the per-boot set-up script are prepared, and readiness is the
+backdoor's banner plus a check that the per-boot set-up succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from vmtest.config.machine import MachineConfig
+from vmtest.core.contract import CERTS_NAME, SETUP_NAME, SETUP_UNIT
+from vmtest.core.errors import LaunchError
+from vmtest.image import BootImage
+from vmtest.vm import disks, guestsetup
+from vmtest.vm.argv import Launch
+from vmtest.vm.channels import Channels
+from vmtest.vm.paths import MachinePaths
+
+SETUP_CHECK = (
+    f"systemctl is-failed -q {SETUP_UNIT} || exit 0; "
+    f"journalctl -b -o cat -u {SETUP_UNIT} | tail -n 20; exit 1"
+)
+
+
+class Starting(Protocol):
+    """What a start path sees of the machine being started."""
+
+    name: str
+    config: MachineConfig
+    logger: logging.Logger
+    image: BootImage | None
+    launched_at: float
+
+    @property
+    def paths(self) -> MachinePaths: ...
+
+    @property
+    def network_setup(self) -> str: ...
+
+    def is_running(self) -> bool: ...
+
+    def console_tail(self, n: int = 20) -> list[str]: ...
+
+
+class StartPath(Protocol):
+    """One way of getting from a launched QEMU to a READY guest (cold boot, restore, ...)."""
+
+    name: str
+
+    def prepare(self, vm: Starting) -> Launch:
+        """Write what this start needs on the host; return how the launch's argv differs."""
+        ...
+
+    def resume(self, vm: Starting, channels: Channels) -> None:
+        """The channels are attached: let the guest run."""
+        ...
+
+    def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        """Wait until the guest's shell answers; return the guest's kernel release.
+
+        May raise the backdoor's BackdoorClosed / BackdoorTimeout (the lifecycle turns them into
+        errors naming the machine) or a MachineError of its own.
+        """
+        ...
+
+
+class ColdBoot:
+    name = "cold boot"
+
+    def __init__(self) -> None:
+        self.has_setup = False
+
+    def prepare(self, vm: Starting) -> Launch:
+        assert vm.image is not None
+        paths = vm.paths
+        prepared = disks.prepare(vm.name, vm.config, paths, vm.image, vm.logger)
+        if prepared.certs is not None:
+            shutil.copyfile(prepared.certs, paths.xchg / CERTS_NAME)
+        script = guestsetup.script(vm.config, vm.network_setup, prepared.grow_root, prepared.certs is not None)
+        setup = paths.xchg / SETUP_NAME
+        if script:
+            setup.write_text(script)
+        else:
+            setup.unlink(missing_ok=True)
+        self.has_setup = bool(script)
+        return Launch(paused=True)
+
+    def resume(self, vm: Starting, channels: Channels) -> None:
+        channels.monitor.command("cont")
+
+    def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        alive: Callable[[], bool] = vm.is_running
+        release = channels.shell.wait_ready(timeout, alive)
+        if self.has_setup:
+            result = channels.shell.run(SETUP_CHECK, 60)
+            if result.status != 0:
+                raise LaunchError(vm.name, "running the per-boot set-up in the guest (network, mounts)",
+                                  f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
+                                  time.monotonic() - vm.launched_at, vm.console_tail())
+        return release
