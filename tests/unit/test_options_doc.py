@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmtest.config.virtualisation import NOT_DECLARED, markdown, reference
+from vmtest.config.docs import markdown, reference
+from vmtest.config.parity import NOT_DECLARED
 
 REPO = Path(__file__).resolve().parents[2]
 

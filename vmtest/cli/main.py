@@ -105,7 +105,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from vmtest.config.virtualisation import markdown, reference
+    from vmtest.config.docs import markdown, reference
 
     if args.markdown:
         sys.stdout.write(markdown())
