@@ -115,7 +115,7 @@ _UNIT_RE = re.compile(
 )
 
 
-def suite(name: str, value: Any) -> str:
+def suite_name(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _SUITE_RE.match(value):
         raise ConfigError(name, value, "not a Debian suite name", "use e.g. 'bookworm' or 'trixie'")
     return value
