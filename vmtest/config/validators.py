@@ -262,7 +262,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def flag(name: str, value: Any) -> bool:
+def yes_no(name: str, value: Any) -> bool:
     """A yes/no setting: a bool, or one of the words of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` (any case)."""
     if isinstance(value, bool):
         return value

@@ -18,7 +18,6 @@ are swapped for the machines right before the call, so the test id gains a
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from vmtest.net.driver import Driver
 from vmtest.core.errors import ConfigError
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
+from vmtest.plugin.settings import add_pytest_options, settings
 
 SCOPES = ("function", "class", "module")
 DRIVER_KEY = pytest.StashKey[Driver]()
@@ -47,58 +47,7 @@ class _NodeRef:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("vmtest", "virtual machine tests")
-    group.addoption("--vm-accel", choices=["auto", "kvm", "tcg"], default=None,
-                    help="QEMU accelerator (default: $VMTEST_ACCEL or auto = KVM if it is proven to work)")
-    group.addoption("--vm-cache-dir", default=None,
-                    help="image cache directory (default: $VMTEST_CACHE_DIR or ~/.cache/vmtest)")
-    group.addoption("--vm-output-dir", default=None,
-                    help="where failed tests leave console logs, screenshots and journals "
-                         "(default: $VMTEST_OUTPUT_DIR or ./vmtest-output)")
-    group.addoption("--vm-keep-state", action="store_true", default=None,
-                    help="keep each test's machine state (disk overlays) in <output dir>/state/ and reuse it "
-                         "in the next run (default: $VMTEST_KEEP_STATE=1, else a fresh state per test)")
-    group.addoption("--vm-rebuild", action="store_true", default=False,
-                    help="rebuild every image this session uses, once, even if cached")
-    group.addoption("--vm-global-timeout", type=float, default=None,
-                    help="kill the machines of a test still running after SECONDS "
-                         "(default: $VMTEST_GLOBAL_TIMEOUT or 3600)")
-    for key, (option, ini, env) in SETTINGS.items():
-        parser.addini(ini, f"like {option} (environment: {env}; the command line wins, then the environment)",
-                      type="bool" if key in _FLAGS else "string", default=None)
-
-
-# Each setting: command-line option, ini key, environment variable. Precedence: command line, then
-# environment, then ini file (pytest.ini / pyproject [tool.pytest.ini_options] / tox.ini), then default.
-SETTINGS = {
-    "accel": ("--vm-accel", "vm_accel", "VMTEST_ACCEL"),
-    "cache_dir": ("--vm-cache-dir", "vm_cache_dir", "VMTEST_CACHE_DIR"),
-    "output_dir": ("--vm-output-dir", "vm_output_dir", "VMTEST_OUTPUT_DIR"),
-    "keep_state": ("--vm-keep-state", "vm_keep_state", "VMTEST_KEEP_STATE"),
-    "rebuild": ("--vm-rebuild", "vm_rebuild", "VMTEST_REBUILD"),
-    "global_timeout": ("--vm-global-timeout", "vm_global_timeout", "VMTEST_GLOBAL_TIMEOUT"),
-}
-_FLAGS = ("keep_state", "rebuild")
-
-
-def setting(config: pytest.Config, key: str, default: Any = None) -> Any:
-    """The value of one vmtest setting (see :data:`SETTINGS` for the precedence)."""
-    option, ini, env = SETTINGS[key]
-    value = config.getoption(option)
-    if value in (None, False):
-        value = os.environ.get(env) or config.getini(ini) or None
-        if value is not None and key in _FLAGS:
-            value = str(value).strip().lower() in ("1", "true", "yes", "on")
-    if value is None:
-        return default
-    if key == "accel" and value not in ("auto", "kvm", "tcg"):
-        raise pytest.UsageError(f"vmtest: accelerator {value!r} (from {option}/{ini}/{env}) must be auto, kvm or tcg")
-    if key == "global_timeout":
-        try:
-            value = float(value)
-        except ValueError:
-            raise pytest.UsageError(f"vmtest: {ini}={value!r} is not a number of seconds") from None
-    return value
+    add_pytest_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,6 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "vmtest(nodes, scope='function'): run the test against QEMU machines built from "
         "nodes={name: MachineConfig}; each name becomes a test argument holding its Machine",
     )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
 
 
 def _marker_args(marker: pytest.Mark) -> tuple[dict[str, MachineConfig], str]:
@@ -146,7 +99,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def _output_dir(config: pytest.Config) -> Path:
-    return Path(setting(config, "output_dir", "vmtest-output")).absolute()
+    return settings(config).output_dir
 
 
 def _test_output_dir(request: pytest.FixtureRequest) -> Path:
@@ -159,7 +112,8 @@ def _test_output_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir``)."""
-    return ImageStore(setting(pytestconfig, "cache_dir"), rebuild=bool(setting(pytestconfig, "rebuild", False)))
+    run = settings(pytestconfig)
+    return ImageStore(run.cache_dir, rebuild=run.rebuild)
 
 
 class _Drivers:
@@ -202,12 +156,11 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         yield None
         return
     nodes, scope = _marker_args(marker)
-    accel = setting(request.config, "accel")
-    keep = bool(setting(request.config, "keep_state", False))
+    run = settings(request.config)
     owner = request.node if scope == "function" else request.node.getparent(
         pytest.Module if scope == "module" else pytest.Class)
     state_root = None
-    if keep:
+    if run.keep_state:
         # Short, stable per test (unix socket paths must stay under 108 bytes).
         digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
         state_root = _output_dir(request.config) / "state" / digest
@@ -215,7 +168,7 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         (state_root / "TEST").write_text(owner.nodeid + "\n")
 
     def make() -> Driver:
-        return Driver(nodes, vm_image_store, accel=accel, state_root=state_root)
+        return Driver(nodes, vm_image_store, accel=run.accel, state_root=state_root)
 
     if scope == "function":
         driver = make()
@@ -224,7 +177,7 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     request.node.stash[DRIVER_KEY] = driver
     for machine in driver.machines.values():
         machine.output_dir = _test_output_dir(request)
-    limit = setting(request.config, "global_timeout", 3600.0)
+    limit = run.global_timeout
     watchdog = threading.Timer(limit, driver.abort, args=(f"the global timeout of {limit:g}s expired",))
     watchdog.daemon = True
     watchdog.start()
@@ -269,7 +222,7 @@ def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
 
     def make(name: str, config: MachineConfig | None = None, **kwargs: Any) -> Machine:
         kwargs.setdefault("output_dir", _test_output_dir(request))
-        machine = Machine(name, config, store=vm_image_store, accel=setting(pytestconfig, "accel"), **kwargs)
+        machine = Machine(name, config, store=vm_image_store, accel=settings(pytestconfig).accel, **kwargs)
         machines.append(machine)
         return machine
 
