@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.core.cache import Cache
 from vmtest.config.machine import MachineConfig
+from vmtest.config.settings import Settings
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
 from vmtest.image import rootfs as rootfs_mod
@@ -44,7 +45,9 @@ class ImageStore:
     def __init__(
         self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None, rebuild: bool = False
     ) -> None:
-        self.cache = Cache(default_cache_dir(cache_dir))
+        # ``cache_dir`` given: that directory; None: the run setting (VMTEST_CACHE_DIR, else the XDG cache)
+        root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.from_environment().cache_dir
+        self.cache = Cache(root)
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
         self._rebuilt: set[str] = set()

@@ -26,6 +26,7 @@ from vmtest.machine import polling
 from vmtest.machine.controls import QemuControls, ScreenControls
 from vmtest.vm.backdoor import Backdoor, BackdoorClosed, BackdoorTimeout
 from vmtest.config.machine import MachineConfig
+from vmtest.config.settings import Settings
 from vmtest.vm.console import SerialConsole
 from vmtest.core.errors import CommandFailed, LaunchError, MachineError, Timeout
 from vmtest.machine.terminals import Display
@@ -92,7 +93,7 @@ class Machine(QemuControls, ScreenControls):
         self.polling_conditions: list[polling.PollingCondition] = []
         self.guest = GuestOps(name, self.execute, self.console_tail)
         # Where screenshots go (the plugin points it at the test's output directory).
-        self.output_dir = Path(output_dir) if output_dir else Path(os.environ.get("VMTEST_OUTPUT_DIR", "vmtest-output")).absolute() / name
+        self.output_dir = Path(output_dir) if output_dir else Settings.from_environment().output_dir / name
         self.screen = Screen(self)
         self.display = Display(name, self.execute, self.guest, self.console_tail)
 
