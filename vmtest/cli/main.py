@@ -116,13 +116,9 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from vmtest.config.docs import markdown, reference
+    from vmtest.config.docs import markdown, text
 
-    if args.markdown:
-        sys.stdout.write(markdown())
-        return 0
-    for row in reference():
-        print(f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}")
+    sys.stdout.write(markdown() if args.markdown else text())
     return 0
 
 
@@ -156,8 +152,9 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(r, ["accel"], FLAGS)
     r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
     r.set_defaults(func=cmd_run_vm)
-    o = sub.add_parser("options", help="list the virtualisation options")
-    o.add_argument("--markdown", action="store_true", help="print docs/options.md (the parity table with qemu-vm.nix)")
+    o = sub.add_parser("options", help="list the MachineConfig fields, the virtualisation options and the run settings")
+    o.add_argument("--markdown", action="store_true",
+                   help="print docs/options.md (with the parity table with qemu-vm.nix)")
     o.set_defaults(func=cmd_options)
     return p
 

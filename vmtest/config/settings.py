@@ -60,13 +60,14 @@ class Settings:
         flag="--vm-cache-dir", env="VMTEST_CACHE_DIR", ini="vm_cache_dir", env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest")
     output_dir: Path = option(
-        Path("vmtest-output"), "Where failed tests leave console logs, screenshots and journals "
-        "(<output dir>/<test id>/), and where --vm-keep-state keeps machine state (<output dir>/state/).",
+        Path("vmtest-output"), "Where failed tests leave console logs, screenshots and journals (a directory "
+        "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
         host_path, flag="--vm-output-dir", env="VMTEST_OUTPUT_DIR", ini="vm_output_dir",
         default_text="./vmtest-output")
     keep_state: bool = option(
-        False, "Keep each test's machine state (disk overlays) in <output dir>/state/<hash of the test id>/ "
-        "and boot from it again in the next run; without it each test starts from a fresh state.", yes_no,
+        False, "Keep each test's machine state (disk overlays) in state/ in the output directory (a directory "
+        "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
+        "starts from a fresh state.", yes_no,
         flag="--vm-keep-state", env="VMTEST_KEEP_STATE", ini="vm_keep_state")
     rebuild: bool = option(
         False, "Rebuild every image this session uses, once, even if cached.", yes_no,
