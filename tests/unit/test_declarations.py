@@ -62,3 +62,11 @@ def test_frozen_map_is_immutable_hashable_and_sorted() -> None:
     assert list(m) == ["a", "b"] and m == {"a": 2, "b": 1} and hash(m) == hash(FrozenMap({"a": 2, "b": 1}))
     with pytest.raises(TypeError):
         m["c"] = 3  # type: ignore[index]
+
+
+def test_missing_keys_of_a_record_are_only_the_required_ones() -> None:
+    from vmtest.config.records import Drive
+
+    with pytest.raises(ConfigError) as info:
+        record(Drive, "virtualisation.qemu.drives[0]", {"name": "data"})
+    assert info.value.why.startswith("missing file: ")  # not the fields with a default factory

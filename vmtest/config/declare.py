@@ -163,7 +163,8 @@ def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | Non
         return cls(**values)
     except TypeError as exc:
         missing = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                   if f.default is dataclasses.MISSING and f.name not in values]
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in values]
         raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None
 
 
