@@ -87,7 +87,8 @@ def settings_checks(cli: Mapping[str, object], env: Mapping[str, str]) -> tuple[
             del env[exc.field]
 
 
-def accel_check(cache_dir: Path, boot_fn: Callable[[], object], logger: logging.Logger, accel: str = "auto") -> Check:
+def accel_check(cache_dir: Path, boot_fn: Callable[[], object], logger: logging.Logger,
+                accel: str | None = None) -> Check:
     try:
         chosen = accel_mod.choose(cache_dir, boot_fn, logger, accel)
     except VmtestError as exc:
