@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.core.cache import Cache
 
 LOG = logging.getLogger("vmtest.test.cache")
 DAY = 86400
@@ -260,47 +260,6 @@ def test_remove(tmp_path: Path) -> None:
     rebuilt = Builder()
     cache.build("images", "abc", rebuilt, LOG)
     assert len(rebuilt.calls) == 1
-
-
-# -- default_cache_dir ---------------------------------------------------------------------------
-
-
-def test_default_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("VMTEST_CACHE_DIR", "/from/env")
-    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    assert default_cache_dir("/explicit/dir") == Path("/explicit/dir")
-    assert default_cache_dir(Path("/explicit/path")) == Path("/explicit/path")
-    assert default_cache_dir("~/c") == tmp_path / "home" / "c"
-    assert default_cache_dir("rel") == tmp_path / "rel"
-
-
-def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("VMTEST_CACHE_DIR", "/from/env")
-    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
-    assert default_cache_dir() == Path("/from/env")
-    assert default_cache_dir(None) == Path("/from/env")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("VMTEST_CACHE_DIR", "~/vc")
-    assert default_cache_dir() == tmp_path / "vc"
-
-
-def test_default_cache_dir_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VMTEST_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", "/from/xdg")
-    assert default_cache_dir() == Path("/from/xdg/vmtest")
-    monkeypatch.setenv("VMTEST_CACHE_DIR", "")  # empty means unset
-    assert default_cache_dir() == Path("/from/xdg/vmtest")
-
-
-def test_default_cache_dir_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("VMTEST_CACHE_DIR", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_cache_dir() == tmp_path / ".cache" / "vmtest"
-    monkeypatch.setenv("XDG_CACHE_HOME", "")
-    assert default_cache_dir() == tmp_path / ".cache" / "vmtest"
 
 
 # -- gc -------------------------------------------------------------------------------------------

@@ -9,21 +9,25 @@ import sys
 from pathlib import Path
 
 PROBE = '''
-import json
-from vmtest.plugin.hooks import setting
+import dataclasses, json
+from vmtest.plugin.settings import settings
 
 def test_dump(pytestconfig):
-    keys = ["accel", "cache_dir", "output_dir", "keep_state", "rebuild", "global_timeout"]
-    print("SETTINGS=" + json.dumps({k: setting(pytestconfig, k) for k in keys}))
+    print("SETTINGS=" + json.dumps(dataclasses.asdict(settings(pytestconfig)), default=str))
 '''
 
 
-def _settings(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+def _run(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
     (tmp_path / "test_probe.py").write_text(PROBE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_")}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *args],
-                         cwd=tmp_path, env={**clean, **(env or {})}, capture_output=True, text=True)
+    clean["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *args],
+                          cwd=tmp_path, env={**clean, **(env or {})}, capture_output=True, text=True)
+
+
+def _settings(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    out = _run(tmp_path, ini, args, env)
     for line in out.stdout.splitlines():
         if line.startswith("SETTINGS="):
             return json.loads(line.split("=", 1)[1])
@@ -31,15 +35,24 @@ def _settings(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: di
 
 
 def test_defaults(tmp_path: Path) -> None:
-    assert _settings(tmp_path) == {"accel": None, "cache_dir": None, "output_dir": None,
-                                   "keep_state": None, "rebuild": None, "global_timeout": None}
+    assert _settings(tmp_path) == {"accel": "auto", "cache_dir": str(tmp_path / "xdg" / "vmtest"),
+                                   "output_dir": str(tmp_path / "vmtest-output"),
+                                   "keep_state": False, "rebuild": False, "global_timeout": 3600.0}
 
 
 def test_ini_file(tmp_path: Path) -> None:
     ini = "vm_accel = tcg\nvm_output_dir = out\nvm_keep_state = true\nvm_global_timeout = 120\n"
     got = _settings(tmp_path, ini)
-    assert got["accel"] == "tcg" and got["output_dir"] == "out" and got["keep_state"] is True
+    assert got["accel"] == "tcg" and got["output_dir"] == str(tmp_path / "out") and got["keep_state"] is True
     assert got["global_timeout"] == 120.0
+
+
+def test_flags(tmp_path: Path) -> None:
+    got = _settings(tmp_path, "vm_rebuild = false\n", args=("--vm-keep-state", "--vm-rebuild", "--vm-cache-dir", "c"),
+                    env={"VMTEST_KEEP_STATE": "0"})
+    assert got["keep_state"] is True and got["rebuild"] is True and got["cache_dir"] == str(tmp_path / "c")
+    got = _settings(tmp_path, "vm_keep_state = yes\n", env={"VMTEST_KEEP_STATE": "off", "VMTEST_REBUILD": "on"})
+    assert got["keep_state"] is False and got["rebuild"] is True
 
 
 def test_environment_beats_ini_and_command_line_beats_both(tmp_path: Path) -> None:
@@ -52,9 +65,20 @@ def test_environment_beats_ini_and_command_line_beats_both(tmp_path: Path) -> No
 
 
 def test_bad_values_are_usage_errors(tmp_path: Path) -> None:
-    (tmp_path / "test_probe.py").write_text(PROBE)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nvm_accel = hvf\n")
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path,
-                         capture_output=True, text=True)
-    assert out.returncode != 0
-    assert "accelerator 'hvf'" in out.stdout + out.stderr
+    out = _run(tmp_path, "vm_accel = hvf\n")
+    assert out.returncode == 4  # pytest's usage error, before any test runs
+    text = out.stdout + out.stderr
+    assert "vmtest: vm_accel='hvf': must be one of 'auto', 'kvm', 'tcg'" in text and "from the ini file" in text
+    assert "test_dump" not in text
+    out = _run(tmp_path, env={"VMTEST_GLOBAL_TIMEOUT": "abc"})
+    assert out.returncode == 4
+    assert "VMTEST_GLOBAL_TIMEOUT='abc': not a number of seconds" in out.stdout + out.stderr
+    out = _run(tmp_path, args=("--vm-accel", "hvf"))
+    assert out.returncode == 4 and "invalid choice: 'hvf'" in out.stdout + out.stderr
+
+
+def test_help_shows_the_declarations(tmp_path: Path) -> None:
+    out = _run(tmp_path, args=("--help",), env={"VMTEST_ACCEL": "hvf"})  # a bad setting does not hide the help
+    assert out.returncode == 0
+    assert "--vm-accel={auto,kvm,tcg}" in out.stdout and "VMTEST_GLOBAL_TIMEOUT" in out.stdout
+    assert "vm_keep_state (bool)" in out.stdout

@@ -7,15 +7,16 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.config.settings import Settings, no_ini
 from vmtest.vm import accel as accel_mod
-from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.core.cache import Cache
+from vmtest.core.errors import ConfigError, VmtestError
 from vmtest.image import ImageStore
 from vmtest.vm.argv import Boot
-from vmtest.core.errors import VmtestError
 from vmtest.image.kernel import is_static
 
 # (what, how to look for it, Debian package that provides it)
@@ -74,11 +75,28 @@ def host_checks() -> list[Check]:
     return checks
 
 
-def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger) -> Check:
+def settings_checks(cli: Mapping[str, object], env: Mapping[str, str]) -> tuple[Settings, list[Check]]:
+    """The run settings, and a failed check for each environment variable with a bad value (the
+    settings are then resolved without it, so the other checks still run)."""
+    env = dict(env)
+    checks = []
+    while True:
+        try:
+            return Settings.resolve(cli, env, no_ini), checks
+        except ConfigError as exc:
+            if exc.field not in env:
+                raise
+            checks.append(Check(f"${exc.field}", False, str(exc), fix=f"unset {exc.field} or correct it"))
+            del env[exc.field]
+
+
+def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger,
+                accel: str | None = None) -> Check:
     try:
-        chosen = accel_mod.choose(cache, boot_fn, logger)
+        chosen = accel_mod.choose(cache, boot_fn, logger, accel)
     except VmtestError as exc:
-        return Check("accelerator", False, str(exc), fix="unset VMTEST_ACCEL or set VMTEST_ACCEL=tcg")
+        env = Settings.declaration("accel").env
+        return Check("accelerator", False, str(exc), fix=f"unset {env} or set {env}=tcg")
     verdict = cache.accel_verdict.read_text().strip() if cache.accel_verdict.exists() else ""
     return Check("accelerator", True, f"{chosen} {verdict}")
 
@@ -112,12 +130,14 @@ def default_boot_fn(cache_dir: Path, logger: logging.Logger) -> Callable[[], Boo
     return boot
 
 
-def run_doctor(cache_dir: str | None, logger: logging.Logger, check_accel: bool = True) -> tuple[str, bool]:
-    root = default_cache_dir(cache_dir)
-    checks = host_checks()
+def run_doctor(cli: Mapping[str, object], logger: logging.Logger, check_accel: bool = True) -> tuple[str, bool]:
+    """Check the host; ``cli`` holds the settings given on the command line (``cache_dir``)."""
+    settings, checks = settings_checks(cli, os.environ)
+    root = settings.cache_dir
+    checks += host_checks()
     if check_accel:
         if all(c.ok for c in checks):
-            checks.append(accel_check(Cache(root), default_boot_fn(root, logger), logger))
+            checks.append(accel_check(Cache(root), default_boot_fn(root, logger), logger, settings.accel))
         else:
             checks.append(Check("accelerator", False, "not checked: fix the missing pieces above first",
                                 fix="vmtest doctor (again, after the fixes)"))

@@ -7,8 +7,17 @@ import logging
 import sys
 import time
 
-from vmtest.core.cache import Cache, default_cache_dir
+from vmtest.config.settings import Settings, add_arguments, from_arguments
+from vmtest.core.cache import Cache
 from vmtest.core.errors import VmtestError
+
+# This command's spelling of the run settings it takes (choices, defaults and environment variables
+# come from their declarations in vmtest.config.settings).
+FLAGS = {"cache_dir": "--cache-dir", "accel": "--accel"}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return from_arguments(args, FLAGS)
 
 
 def _human_size(n: float) -> str:
@@ -31,7 +40,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from vmtest.cli.loader import load_config
 
     name, config = load_config(args.target)
-    store = ImageStore(args.cache_dir)
+    store = ImageStore(_settings(args).cache_dir)
     start = time.monotonic()
     image = store.get(config, rebuild=args.rebuild)
     print(f"{name}: image {image.key} ({image.disk_mib} MiB root, kernel {image.kernel_release}) "
@@ -41,7 +50,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_ls(args: argparse.Namespace) -> int:
-    cache = Cache(default_cache_dir(args.cache_dir))
+    cache = Cache(_settings(args).cache_dir)
     entries = cache.entries()
     now = time.time()
     print(f"cache: {cache.root}")
@@ -62,7 +71,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_gc(args: argparse.Namespace) -> int:
-    cache = Cache(default_cache_dir(args.cache_dir))
+    cache = Cache(_settings(args).cache_dir)
     removed = cache.gc(args.older_than, everything=args.all)
     for item in removed:
         print(f"removed {item}")
@@ -73,7 +82,8 @@ def cmd_cache_gc(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vmtest.cli.doctor import run_doctor
 
-    text, ok = run_doctor(args.cache_dir, logging.getLogger("vmtest.doctor"), check_accel=not args.no_accel)
+    text, ok = run_doctor({"cache_dir": args.cache_dir}, logging.getLogger("vmtest.doctor"),
+                          check_accel=not args.no_accel)
     print(text)
     return 0 if ok else 1
 
@@ -88,10 +98,11 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     from vmtest.cli.runvm import script
 
     name, config = load_config(args.target)
-    store = ImageStore(args.cache_dir)
+    settings = _settings(args)
+    store = ImageStore(settings.cache_dir)
     image = store.get(config)
     log = logging.getLogger("vmtest.run-vm")
-    accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, args.accel)
+    accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, settings.accel)
     text = script(name, config, image, accel, source=args.target)
     if args.print_script:
         sys.stdout.write(text)
@@ -105,19 +116,15 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from vmtest.config.virtualisation import markdown, reference
+    from vmtest.config.docs import markdown, text
 
-    if args.markdown:
-        sys.stdout.write(markdown())
-        return 0
-    for row in reference():
-        print(f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}")
+    sys.stdout.write(markdown() if args.markdown else text())
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmtest", description="Integration tests in real QEMU virtual machines.")
-    p.add_argument("--cache-dir", default=None, help="image cache (default $VMTEST_CACHE_DIR or ~/.cache/vmtest)")
+    add_arguments(p, ["cache_dir"], FLAGS)
     p.add_argument("-v", "--verbose", action="store_true", help="show every line external programs print")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME")
@@ -142,11 +149,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--print-script", action="store_true",
                    help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
                         "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)")
-    r.add_argument("--accel", default=None, choices=["auto", "kvm", "tcg"], help="accelerator (default: auto)")
+    add_arguments(r, ["accel"], FLAGS)
     r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
     r.set_defaults(func=cmd_run_vm)
-    o = sub.add_parser("options", help="list the virtualisation options")
-    o.add_argument("--markdown", action="store_true", help="print docs/options.md (the parity table with qemu-vm.nix)")
+    o = sub.add_parser("options", help="list the MachineConfig fields, the virtualisation options and the run settings")
+    o.add_argument("--markdown", action="store_true",
+                   help="print docs/options.md (with the parity table with qemu-vm.nix)")
     o.set_defaults(func=cmd_options)
     return p
 

@@ -1,31 +1,35 @@
 """Machine configurations: what a test declares about each VM.
 
-``MachineConfig`` is immutable and validated on construction; every problem
-is a :class:`~vmtest.errors.ConfigError` naming the field, the value, why it
-is wrong and how to fix it. The image-relevant fields feed the image store's
-content key (:meth:`MachineConfig.image_inputs`); ``virtualisation`` holds the
-``qemu-vm.nix``-style options (see :mod:`vmtest.options`).
+``MachineConfig`` is immutable and validated on construction; every field is
+declared once with :func:`~vmtest.config.declare.option` (documentation and
+validator), and every problem is a :class:`~vmtest.core.errors.ConfigError`
+naming the field, the value, why it is wrong and how to fix it. The
+image-relevant fields feed the image store's content key
+(:meth:`MachineConfig.image_inputs`); ``virtualisation`` holds the
+``qemu-vm.nix``-style options (:mod:`vmtest.config.virtualisation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from vmtest.core.errors import ConfigError
-from vmtest.config.virtualisation import Virtualisation
-
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?([=/][A-Za-z0-9.+~:\-]+)?$")
-_SUITE_RE = re.compile(r"^[a-z][a-z0-9\-]*$")
-_UNIT_RE = re.compile(
-    r"^[A-Za-z0-9:_.\\@\-]+\.(service|socket|target|timer|path|mount|automount|swap|slice|scope|device)$"
+from vmtest.config.declare import check_keys, declared, default_of, documented, field_names, option, validate_fields
+from vmtest.config.validators import (
+    guest_file_path,
+    keyword_str_list,
+    mapping,
+    package_list,
+    suite_name,
+    unit_list,
+    unit_name,
 )
+from vmtest.config.virtualisation import Virtualisation
+from vmtest.core.errors import ConfigError
 
 
 def host_suite() -> str:
@@ -53,144 +57,91 @@ class File:
         return self.content.encode() if isinstance(self.content, str) else self.content
 
 
-def _unit_name(fieldname: str, name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ConfigError(fieldname, name, "unit names must be non-empty strings", 'e.g. "nginx.service"')
-    full = name if "." in name else name + ".service"
-    if not _UNIT_RE.match(full):
-        raise ConfigError(
-            fieldname, name, "not a valid systemd unit name",
-            "use a name like 'foo.service', 'foo.socket' or 'foo.timer'",
-        )
-    return full
+# -- the validators of the fields that build records ----------------------------------------------
 
 
-def _str_tuple(fieldname: str, value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise ConfigError(fieldname, value, "expected a list of strings, got a single string", f"write {fieldname}=[{value!r}]")
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(fieldname, value, f"expected a list of strings, got {type(value).__name__}")
-    for item in value:
-        if not isinstance(item, str):
-            raise ConfigError(fieldname, value, f"every entry must be a string, {item!r} is a {type(item).__name__}")
-    return tuple(value)
+def _units(name: str, value: Any) -> Mapping[str, str]:
+    units = {}
+    for unit, text in mapping(name, value).items():
+        full = unit_name(name, unit)
+        if not isinstance(text, str):
+            raise ConfigError(f"{name}[{unit!r}]", text, "unit file text must be a string")
+        units[full] = text
+    return MappingProxyType(units)
 
 
-def _mapping(fieldname: str, value: object) -> Mapping[Any, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(fieldname, value, f"expected a dict, got {type(value).__name__}")
+def _files(name: str, value: Any) -> Mapping[str, File]:
+    files = {}
+    for path, content in mapping(name, value).items():
+        gpath = guest_file_path(name, path)
+        if isinstance(content, (str, bytes)):
+            content = File(content)
+        if not isinstance(content, File):
+            raise ConfigError(
+                f"{name}[{path!r}]", content, "file content must be str, bytes or vmtest.File",
+                "e.g. File('text', mode=0o755)",
+            )
+        if not isinstance(content.content, (str, bytes)):
+            raise ConfigError(f"{name}[{path!r}].content", content.content, "must be str or bytes")
+        if not isinstance(content.mode, int) or not 0 <= content.mode <= 0o7777:
+            raise ConfigError(f"{name}[{path!r}].mode", content.mode, "must be an int permission like 0o644")
+        files[gpath] = content
+    return MappingProxyType(files)
+
+
+def _kernel_params(name: str, value: Any) -> tuple[str, ...]:
+    return keyword_str_list(name, tuple(value.split()) if isinstance(value, str) else value)
+
+
+def _virtualisation(name: str, value: Any) -> Virtualisation:
+    if isinstance(value, Mapping):
+        value = Virtualisation.from_dict(dict(value))
+    if not isinstance(value, Virtualisation):
+        raise ConfigError(name, value, "expected a dict of options or vmtest.Virtualisation")
     return value
 
 
-def _guest_path(fieldname: str, path: object) -> str:
-    if not isinstance(path, str):
-        raise ConfigError(fieldname, path, "guest paths must be strings")
-    p = PurePosixPath(path)
-    if not p.is_absolute():
-        raise ConfigError(fieldname, path, "guest paths must be absolute", f"write '/{path[2:] if path.startswith('./') else path}'")
-    if ".." in p.parts or str(p) == "/":
-        raise ConfigError(fieldname, path, "a guest path must name a file and must not contain '..'")
-    return str(p)
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
+@documented
 @dataclass(frozen=True, init=False)
 class MachineConfig:
-    """The declaration of one virtual machine.
+    """The declaration of one virtual machine (keyword arguments, all optional)."""
 
-    Fields (all optional):
-
-    - ``suite``: Debian release of the guest (default: the host's, else bookworm).
-    - ``packages``: Debian packages to install.
-    - ``services``: systemd units to start at boot (``"nginx"`` means ``nginx.service``): enabled, or
-      added to multi-user.target when they have no [Install] section.
-    - ``units``: unit name -> unit file text, installed in /etc/systemd/system and enabled per its
-      [Install] section (without one it runs only when started, or when listed in ``services``).
-    - ``files``: guest path -> ``str``/``bytes`` content or :class:`File` (content + mode).
-    - ``build_commands``: shell commands run inside the image (chroot) at build time.
-    - ``kernel_params``: extra kernel command-line parameters (boot time, not in the image).
-    - ``virtualisation``: a :class:`~vmtest.options.Virtualisation` or a dict of its options.
-    """
-
-    suite: str = field(default_factory=host_suite)
-    packages: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()
-    units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    files: Mapping[str, File] = field(default_factory=lambda: MappingProxyType({}))
-    build_commands: tuple[str, ...] = ()
-    kernel_params: tuple[str, ...] = ()
-    virtualisation: Virtualisation = field(default_factory=Virtualisation)
+    suite: str = option(host_suite, "Debian release of the guest.", suite_name, factory=True,
+                        default_text="the host's release, else 'bookworm'")
+    packages: tuple[str, ...] = option((), "Debian packages to install (sorted, duplicates dropped).", package_list)
+    services: tuple[str, ...] = option(
+        (), "systemd units to start at boot (\"nginx\" means nginx.service): enabled, or added to "
+        "multi-user.target when they have no [Install] section.", unit_list)
+    units: Mapping[str, str] = option(
+        _empty, "Unit name -> unit file text, installed in /etc/systemd/system and enabled per its [Install] "
+        "section (without one it runs only when started, or when listed in services).", _units, factory=True)
+    files: Mapping[str, File] = option(
+        _empty, "Guest path -> str/bytes content or vmtest.File (content + mode, default 0o644), placed in the "
+        "image.", _files, factory=True)
+    build_commands: tuple[str, ...] = option(
+        (), "Shell commands run inside the image (chroot) at build time.", keyword_str_list)
+    kernel_params: tuple[str, ...] = option(
+        (), "Extra kernel command-line parameters (boot time, not in the image); a string is split on "
+        "white space.", _kernel_params)
+    virtualisation: Virtualisation = option(
+        Virtualisation, "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the "
+        "virtualisation options below).", _virtualisation, factory=True, default_text="Virtualisation()")
 
     def __init__(self, **kwargs: Any) -> None:
-        names = [f.name for f in dataclasses.fields(self)]
-        for key in kwargs:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "known fields: " + ", ".join(names)
-                raise ConfigError(key, kwargs[key], "unknown MachineConfig field", hint)
-        for f in dataclasses.fields(self):
-            if f.name in kwargs:
-                value = kwargs[f.name]
-            else:
-                assert f.default_factory is not dataclasses.MISSING or f.default is not dataclasses.MISSING
-                value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            object.__setattr__(self, f.name, value)
-        self._validate()
+        check_keys(field_names(self), kwargs, lambda key: key, "unknown MachineConfig field", "fields")
+        for f, _ in declared(self):
+            object.__setattr__(self, f.name, kwargs[f.name] if f.name in kwargs else default_of(f))
+        validate_fields(self)
 
     def __hash__(self) -> int:
-        return hash((
-            self.suite, self.packages, self.services, tuple(self.units.items()),
-            tuple(self.files.items()), self.build_commands, self.kernel_params, self.virtualisation,
+        return hash(tuple(
+            tuple(value.items()) if isinstance(value, Mapping) else value
+            for value in (getattr(self, f.name) for f in dataclasses.fields(self))
         ))
-
-    def _set(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-
-    def _validate(self) -> None:
-        if not isinstance(self.suite, str) or not _SUITE_RE.match(self.suite):
-            raise ConfigError("suite", self.suite, "not a Debian suite name", "use e.g. 'bookworm' or 'trixie'")
-        packages = _str_tuple("packages", self.packages)
-        for pkg in packages:
-            if not _PACKAGE_RE.match(pkg):
-                raise ConfigError(
-                    "packages", pkg, "not a valid Debian package name",
-                    "names are lower case letters, digits and + - . (optionally =version or /suite)",
-                )
-        self._set("packages", tuple(sorted(set(packages))))
-        self._set("services", tuple(_unit_name("services", s) for s in _str_tuple("services", self.services)))
-        units = {}
-        for name, text in _mapping("units", self.units).items():
-            full = _unit_name("units", name)
-            if not isinstance(text, str):
-                raise ConfigError(f"units[{name!r}]", text, "unit file text must be a string")
-            units[full] = text
-        self._set("units", MappingProxyType(units))
-        files = {}
-        for path, content in _mapping("files", self.files).items():
-            gpath = _guest_path("files", path)
-            if isinstance(content, (str, bytes)):
-                content = File(content)
-            if not isinstance(content, File):
-                raise ConfigError(
-                    f"files[{path!r}]", content, "file content must be str, bytes or vmtest.File",
-                    "e.g. File('text', mode=0o755)",
-                )
-            if not isinstance(content.content, (str, bytes)):
-                raise ConfigError(f"files[{path!r}].content", content.content, "must be str or bytes")
-            if not isinstance(content.mode, int) or not 0 <= content.mode <= 0o7777:
-                raise ConfigError(f"files[{path!r}].mode", content.mode, "must be an int permission like 0o644")
-            files[gpath] = content
-        self._set("files", MappingProxyType(files))
-        self._set("build_commands", _str_tuple("build_commands", self.build_commands))
-        params = self.kernel_params
-        if isinstance(params, str):
-            params = tuple(params.split())
-        self._set("kernel_params", _str_tuple("kernel_params", params))
-        virt = self.virtualisation
-        if isinstance(virt, Mapping):
-            virt = Virtualisation.from_dict(dict(virt))
-        if not isinstance(virt, Virtualisation):
-            raise ConfigError("virtualisation", virt, "expected a dict of options or vmtest.Virtualisation")
-        self._set("virtualisation", virt)
 
     def image_inputs(self) -> dict[str, Any]:
         """Everything that goes into the guest image, in a canonical JSON-able form."""

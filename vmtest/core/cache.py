@@ -1,6 +1,7 @@
 """The on-disk cache: content-addressed entries that are complete or absent.
 
-Layout under the cache directory (``~/.cache/vmtest``, ``$VMTEST_CACHE_DIR``)::
+Layout under the cache directory (its owner passes it in: the run setting
+``cache_dir``, :class:`vmtest.config.settings.Settings`)::
 
     images/<key>/     one complete guest image per key
     kernels/<key>/    kernel + stage-1 initrd + pruned module tree
@@ -34,16 +35,6 @@ from vmtest.core.log import log
 
 META = "meta.json"
 KINDS = ("images", "kernels")
-
-
-def default_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """``override``, else ``$VMTEST_CACHE_DIR``, else ``$XDG_CACHE_HOME/vmtest`` (``~/.cache/vmtest``)."""
-    if override:
-        return Path(override).expanduser().absolute()
-    if os.environ.get("VMTEST_CACHE_DIR"):
-        return Path(os.environ["VMTEST_CACHE_DIR"]).expanduser().absolute()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser().absolute() / "vmtest"
 
 
 def disk_usage(path: Path) -> int:

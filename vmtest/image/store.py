@@ -16,9 +16,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
-from vmtest.core.cache import Cache, default_cache_dir
 from vmtest.config.machine import MachineConfig
+from vmtest.config.settings import Settings
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
 from vmtest.image import rootfs as rootfs_mod
@@ -45,7 +46,9 @@ class ImageStore:
     def __init__(
         self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None, rebuild: bool = False
     ) -> None:
-        self.cache = Cache(default_cache_dir(cache_dir))
+        # ``cache_dir`` given: that directory; None: the run setting (VMTEST_CACHE_DIR, else the XDG cache)
+        root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.from_environment().cache_dir
+        self.cache = Cache(root)
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
         self._rebuilt: set[str] = set()

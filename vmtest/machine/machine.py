@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.config.machine import MachineConfig
+from vmtest.config.settings import Settings
 from vmtest.image import ImageStore
 from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
 from vmtest.machine.controls import Controls
@@ -58,7 +59,7 @@ class Machine:
         self.systemd = Systemd(self.commands)
         self.waits = Waits(self.commands)
         self.files = Files(self.commands)
-        default_output = Path(os.environ.get("VMTEST_OUTPUT_DIR", "vmtest-output")).absolute() / name
+        default_output = Settings.from_environment().output_dir / name
         self.screen = Screen(self.commands, Path(output_dir) if output_dir else default_output)
         self.keyboard = Keyboard(self.vm)
         self.terminals = Terminals(self.commands)

@@ -11,7 +11,6 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,18 +20,13 @@ from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 from vmtest.plugin.marker import marker_args
+from vmtest.plugin.settings import settings
 
 DRIVERS_KEY = pytest.StashKey["Watch"]()
 
 
-def _settings(config: pytest.Config, key: str, default: Any = None) -> Any:
-    from vmtest.plugin.hooks import setting
-
-    return setting(config, key, default)
-
-
 def output_dir(config: pytest.Config) -> Path:
-    return Path(_settings(config, "output_dir", "vmtest-output")).absolute()
+    return settings(config).output_dir
 
 
 def test_output_dir(request: pytest.FixtureRequest) -> Path:
@@ -71,7 +65,7 @@ class Watch:
 def _watch(request: pytest.FixtureRequest) -> Watch:
     stash = request.node.stash
     if DRIVERS_KEY not in stash:
-        stash[DRIVERS_KEY] = Watch(float(_settings(request.config, "global_timeout", 3600.0)))
+        stash[DRIVERS_KEY] = Watch(settings(request.config).global_timeout)
     return stash[DRIVERS_KEY]
 
 
@@ -86,7 +80,8 @@ def _vmtest_watch(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     """The image store of this session (honours ``--vm-cache-dir`` and ``--vm-rebuild``)."""
-    return ImageStore(_settings(pytestconfig, "cache_dir"), rebuild=bool(_settings(pytestconfig, "rebuild", False)))
+    run = settings(pytestconfig)
+    return ImageStore(run.cache_dir, rebuild=run.rebuild)
 
 
 class _Drivers:
@@ -124,7 +119,7 @@ def _vmtest_class_drivers() -> Iterator[_Drivers]:
 
 def _state_root(request: pytest.FixtureRequest, owner: pytest.Item | pytest.Collector) -> Path | None:
     """With --vm-keep-state: a stable directory per test (or module/class) that survives the run."""
-    if not _settings(request.config, "keep_state", False):
+    if not settings(request.config).keep_state:
         return None
     # Short and stable (unix socket paths must stay under 108 bytes).
     digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
@@ -141,7 +136,7 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         yield None
         return
     nodes, scope = marker_args(marker)
-    accel = _settings(request.config, "accel")
+    accel = settings(request.config).accel
     owner = request.node if scope == "function" else request.node.getparent(
         pytest.Module if scope == "module" else pytest.Class)
     assert owner is not None
@@ -194,7 +189,7 @@ def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
     def make(name: str, config: MachineConfig | None = None) -> Machine:
         if not drivers:
             kept = _state_root(request, request.node)
-            driver = Driver({}, vm_image_store, accel=_settings(pytestconfig, "accel"),
+            driver = Driver({}, vm_image_store, accel=settings(pytestconfig).accel,
                             state_root=kept / "factory" if kept is not None else None)
             driver.set_output_dir(test_output_dir(request))
             _watch(request).add(driver)

@@ -3,9 +3,10 @@
 ``/dev/kvm`` existing is not enough (on nested, paravirtualised hosts it
 opens fine and then hangs), so ``auto`` boots a tiny guest (the stage-1
 initrd with ``vmtest.probe``) under ``-accel kvm`` with a short timeout and
-caches the verdict per host in the cache directory. ``VMTEST_ACCEL`` (or the
-``accel`` argument) forces ``kvm`` or ``tcg``; a forced ``kvm`` that does not
-work is an error, never a silent fallback.
+caches the verdict per host in the cache directory. The run setting ``accel``
+(``--vm-accel``, ``VMTEST_ACCEL``: :class:`vmtest.config.settings.Settings`)
+forces ``kvm`` or ``tcg``; a forced ``kvm`` that does not work is an error,
+never a silent fallback.
 """
 
 from __future__ import annotations
@@ -19,24 +20,25 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from vmtest.config.settings import Settings
 from vmtest.core.cache import Cache
-
-from vmtest.core.errors import ConfigError, HostError
+from vmtest.core.errors import HostError
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError, run
 from vmtest.core.contract import DEFAULT_QEMU_BINARY as DEFAULT_QEMU
 from vmtest.core.contract import PROBE_OK
 from vmtest.vm.argv import Boot, probe_argv
 
-CHOICES = ("auto", "kvm", "tcg")
 PROBE_TIMEOUT = 20.0
 
 
 def requested(accel: str | None = None) -> str:
-    value = accel or os.environ.get("VMTEST_ACCEL") or "auto"
-    if value not in CHOICES:
-        raise ConfigError("VMTEST_ACCEL" if not accel else "accel", value, "unknown accelerator", "use auto, kvm or tcg")
-    return value
+    """The accelerator asked for: ``accel`` as resolved by the caller (the pytest plugin, the ``vmtest``
+    command), checked against :data:`~vmtest.config.settings.ACCELERATORS`; None (a Machine made
+    outside pytest) means the run setting from the environment (``VMTEST_ACCEL``, else auto)."""
+    if accel is None:
+        return Settings.from_environment().accel
+    return Settings.check("accel", accel)
 
 
 def host_fingerprint(qemu: str = DEFAULT_QEMU) -> str:
@@ -103,7 +105,8 @@ def choose(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger, ac
         log(logger, f"accelerator: KVM ({reason})")
         return "kvm"
     if want == "kvm":
-        raise HostError(f"KVM was requested (VMTEST_ACCEL=kvm / --vm-accel kvm) but does not work: {reason}")
+        setting = Settings.declaration("accel")
+        raise HostError(f"KVM was requested ({setting.env}=kvm / {setting.flag} kvm) but does not work: {reason}")
     level = logging.INFO if reason.endswith("(cached verdict)") else logging.WARNING
     log(logger, f"accelerator: TCG (software emulation, slow) because KVM is unusable: {reason}", level=level)
     return "tcg"

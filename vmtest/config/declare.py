@@ -1,0 +1,176 @@
+"""How vmtest declares what can be configured: once, as dataclass fields.
+
+``option(...)`` returns a dataclass field whose metadata (a :class:`Declaration`)
+carries the option's documentation and validator, and, where they apply, its
+NixOS name and proof test (``virtualisation.*``) or its command-line flag,
+environment variable and ini key (run settings). Everything else derives from
+the declarations: validation (:func:`validate_fields`), building from a dict
+with "unknown key, did you mean" errors (:func:`from_dict`, :func:`record`),
+``help()`` text (:func:`documented`) and the generated ``docs/options.md``
+(:mod:`vmtest.config.docs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from vmtest.core.errors import ConfigError
+
+Validator = Callable[[str, Any], Any]
+T = TypeVar("T")
+
+_KEY = "vmtest"  # the metadata key of a declared field
+
+
+class FrozenMap(Mapping[str, Any]):
+    """An immutable, hashable mapping (option values must hash: configs are cache keys)."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(sorted((items or {}).items()))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._data) == dict(other)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What is declared about one option besides its name, type and default."""
+
+    doc: str
+    validate: Validator
+    nixos: str | None = None  # the NixOS qemu-vm.nix option it stands for
+    proof: str | None = None  # PATH::TEST that shows it works
+    flag: str | None = None  # command-line flag (run settings)
+    env: str | None = None  # environment variable (run settings)
+    ini: str | None = None  # pytest ini key (run settings)
+    default_text: str | None = None  # the default as the docs show it, when repr() would mislead
+    env_default: Callable[[Mapping[str, str]], Any] | None = None  # a default computed from the environment
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values, when the validator is a choice (see :func:`vmtest.config.validators.choice`)."""
+        return getattr(self.validate, "choices", None)
+
+
+def option(
+    default: Any,
+    doc: str,
+    validate: Validator,
+    *,
+    nixos: str | None = None,
+    proof: str | None = None,
+    flag: str | None = None,
+    env: str | None = None,
+    ini: str | None = None,
+    default_text: str | None = None,
+    env_default: Callable[[Mapping[str, str]], Any] | None = None,
+    factory: bool = False,
+) -> Any:
+    """Declare one option: its default (a factory when ``factory``), documentation, validator and names.
+
+    ``env_default(environ)`` computes the default from environment variables (given ``os.environ`` when the
+    dataclass is built directly, the resolver's environment mapping otherwise); ``default`` is then unused.
+    """
+    meta = {_KEY: Declaration(doc, validate, nixos, proof, flag, env, ini, default_text, env_default)}
+    if env_default is not None:
+        return field(default_factory=lambda: env_default(os.environ), metadata=meta)
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def declaration(f: dataclasses.Field[Any]) -> Declaration:
+    """The declaration of a field made with :func:`option`."""
+    return f.metadata[_KEY]
+
+
+def declared(cls: type | object) -> list[tuple[dataclasses.Field[Any], Declaration]]:
+    """The declared fields of a dataclass (or of an instance), in declaration order."""
+    return [(f, f.metadata[_KEY]) for f in dataclasses.fields(cls) if _KEY in f.metadata]  # type: ignore[arg-type]
+
+
+def is_declared(cls: object) -> bool:
+    return isinstance(cls, type) and dataclasses.is_dataclass(cls) and bool(declared(cls))
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    """The default value of a field (calling its factory)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def validate_fields(obj: Any, prefix: str = "") -> None:
+    """Run every declared field's validator and store the value it returns (the normal form).
+
+    Errors name the field as ``prefix.name`` (just ``name`` without a prefix).
+    """
+    for f, decl in declared(obj):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        object.__setattr__(obj, f.name, decl.validate(name, getattr(obj, f.name)))
+
+
+def check_keys(names: Sequence[str], values: Mapping[str, Any], where: Callable[[str], str], why: str,
+               known: str) -> None:
+    """Reject a key of ``values`` that is not in ``names``: ConfigError naming ``where(key)``, with a
+    "did you mean" hint or, when nothing is close, the list of ``known`` names."""
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known {known}: " + ", ".join(names)
+            raise ConfigError(where(key), values[key], why, hint)
+
+
+def field_names(cls: type | object) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+
+def from_dict(cls: type[T], prefix: str, values: Mapping[str, Any]) -> T:
+    """Build a declared dataclass from a dict of options (unknown options are errors with a hint)."""
+    check_keys(field_names(cls), values, lambda key: f"{prefix}.{key}", "unknown option", "options")
+    return cls(**values)
+
+
+def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | None = None) -> T:
+    """Build the record ``cls`` from an instance or a dict (unknown keys are errors with a hint)."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, f"expected a dict or vmtest.{cls.__name__}")
+    values = {(aliases or {}).get(key, key): item for key, item in value.items()}
+    check_keys(field_names(cls), values, lambda key: f"{name}.{key}", "unknown key", "keys")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        missing = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in values]
+        raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None
+
+
+def documented(cls: type[T]) -> type[T]:
+    """Class decorator: append the declared fields and their documentation to the class docstring."""
+    lines = [f"- ``{f.name}``: {decl.doc}" for f, decl in declared(cls)]
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n\n    Options (declared below, see docs/options.md):\n\n" + \
+        "\n".join(f"    {line}" for line in lines) + "\n"
+    return cls

@@ -1,0 +1,189 @@
+"""Run settings: how vmtest runs (not what a machine is), each declared exactly once.
+
+Every setting is a field of :class:`Settings` declared with
+:func:`~vmtest.config.declare.option`: its documentation, validator,
+command-line flag, environment variable and pytest ini key. A value comes from
+the first of these that is set: the command line, then the environment, then
+the ini file (``pytest.ini``, ``[tool.pytest.ini_options]``, ``tox.ini``),
+then the default. :meth:`Settings.resolve` does that for any source (it is
+pure); :meth:`Settings.from_environment` is for code running outside pytest
+(a ``Machine`` or ``ImageStore`` made in a script); the pytest glue lives in
+:mod:`vmtest.plugin.settings`, the ``vmtest`` command's glue is
+:func:`add_arguments` / :func:`from_arguments` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
+from vmtest.config.validators import choice, host_path, seconds, yes_no
+from vmtest.core.errors import ConfigError
+
+# The accelerators vmtest knows: the one declaration every flag, check and document uses.
+ACCELERATORS = ("auto", "kvm", "tcg")
+
+# Where a value can come from, in order of precedence (then the default).
+SOURCES = ("command line", "environment", "ini file")
+
+Ini = Callable[[str], object]
+
+
+def no_ini(key: str) -> None:
+    """The ini file of a program that has none (the ``vmtest`` command, a script)."""
+    return None
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/vmtest``, else ``~/.cache/vmtest``."""
+    base = env.get("XDG_CACHE_HOME") or Path(env.get("HOME") or Path.home()) / ".cache"
+    return Path(base).expanduser().absolute() / "vmtest"
+
+
+@documented
+@dataclass(frozen=True)
+class Settings:
+    """How vmtest runs; one value per setting, already checked (see the module docstring for the sources)."""
+
+    accel: str = option(
+        "auto", "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
+        "error if KVM does not work) or tcg (software emulation).", choice(ACCELERATORS),
+        flag="--vm-accel", env="VMTEST_ACCEL", ini="vm_accel")
+    cache_dir: Path = option(
+        None, "Image cache directory (images, kernels, downloaded packages, the KVM verdict).", host_path,
+        flag="--vm-cache-dir", env="VMTEST_CACHE_DIR", ini="vm_cache_dir", env_default=default_cache_dir,
+        default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest")
+    output_dir: Path = option(
+        Path("vmtest-output"), "Where failed tests leave console logs, screenshots and journals (a directory "
+        "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
+        host_path, flag="--vm-output-dir", env="VMTEST_OUTPUT_DIR", ini="vm_output_dir",
+        default_text="./vmtest-output")
+    keep_state: bool = option(
+        False, "Keep each test's machine state (disk overlays) in state/ in the output directory (a directory "
+        "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
+        "starts from a fresh state.", yes_no,
+        flag="--vm-keep-state", env="VMTEST_KEEP_STATE", ini="vm_keep_state")
+    rebuild: bool = option(
+        False, "Rebuild every image this session uses, once, even if cached.", yes_no,
+        flag="--vm-rebuild", env="VMTEST_REBUILD", ini="vm_rebuild")
+    global_timeout: float = option(
+        3600.0, "Kill the machines of a test still running after this many seconds: the hung call fails at "
+        "once and the report says why.", seconds,
+        flag="--vm-global-timeout", env="VMTEST_GLOBAL_TIMEOUT", ini="vm_global_timeout")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    @classmethod
+    def declaration(cls, name: str) -> Declaration:
+        """The declaration of setting ``name``."""
+        return declaration(next(f for f in dataclasses.fields(cls) if f.name == name))
+
+    @classmethod
+    def check(cls, name: str, value: Any) -> Any:
+        """``value`` checked and normalised as setting ``name`` (a ConfigError naming ``name`` if bad)."""
+        return cls.declaration(name).validate(name, value)
+
+    @classmethod
+    def resolve(cls, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini = no_ini, *,
+                flags: Mapping[str, str] | None = None) -> Settings:
+        """The settings from the command line (``cli``: setting name -> value, None when not given), the
+        environment and the ini file (``ini(key)``, None or empty when not set), in that order, else the
+        defaults. ``flags`` names the command line's own spelling of a setting (for error messages).
+
+        A bad value is a :class:`ConfigError` naming where it came from and what is allowed.
+        """
+        values = {}
+        for f, decl in declared(cls):
+            found = _lookup(f.name, decl, cli, env, ini, flags or {})
+            if found is None:
+                values[f.name] = decl.env_default(env) if decl.env_default else default_of(f)
+                continue
+            source, key, raw = found
+            try:
+                values[f.name] = decl.validate(key, raw)
+            except ConfigError as exc:
+                raise ConfigError(exc.field, exc.value, f"{exc.why} (the {f.name} setting, from the {source})",
+                                  exc.fix) from None
+        return cls(**values)
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings of a program without command-line flags or ini file: environment, else defaults."""
+        return cls.resolve({}, os.environ, no_ini)
+
+
+def _given(value: object) -> bool:
+    """Unset: None (a flag not given, an ini key not set), False (a store_true flag not given, a false
+    ini bool) or an empty string (``VMTEST_ACCEL=``)."""
+    return value is not None and value is not False and value != ""
+
+
+def _lookup(name: str, decl: Declaration, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini,
+            flags: Mapping[str, str]) -> tuple[str, str, object] | None:
+    """(source, the key it was set under, raw value) of the first source that sets ``name``, or None."""
+    candidates = (
+        (SOURCES[0], flags.get(name, decl.flag or name), lambda: cli.get(name)),
+        (SOURCES[1], decl.env, lambda: env.get(decl.env) if decl.env else None),
+        (SOURCES[2], decl.ini, lambda: ini(decl.ini) if decl.ini else None),
+    )
+    for source, key, read in candidates:
+        value = read()
+        if _given(value):
+            return source, str(key), value
+    return None
+
+
+# -- flags: shared by the pytest plugin and the ``vmtest`` command ----------------------------------
+
+_METAVARS = {"Path": "DIR", "float": "SECONDS"}
+
+
+def is_yes_no(f: dataclasses.Field[Any]) -> bool:
+    return declaration(f).validate is yes_no
+
+
+def help_text(name: str, ini: bool = True) -> str:
+    """The ``--help`` text of a setting: its doc, where else it can be set, and its default."""
+    f = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    decl = declaration(f)
+    default = decl.default_text or str(default_of(f))
+    where = f"environment: {decl.env}=1" if is_yes_no(f) else f"environment: {decl.env}"
+    if ini:
+        where += f", ini: {decl.ini}"
+    return f"{decl.doc.rstrip('.')} ({where}; default: {default})".replace("%", "%%")
+
+
+def argument_options(name: str, ini: bool = True) -> dict[str, Any]:
+    """``add_argument`` keywords of a setting's flag: not given means None, so the environment, the ini
+    file and the default still apply; choices come from the declaration."""
+    f = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    kwargs: dict[str, Any] = {"default": None, "help": help_text(name, ini)}
+    if is_yes_no(f):
+        kwargs["action"] = "store_true"
+    elif declaration(f).choices:
+        kwargs["choices"] = declaration(f).choices
+    else:
+        kwargs["metavar"] = _METAVARS.get(str(f.type), "VALUE")
+    return kwargs
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str],
+                  flags: Mapping[str, str] | None = None) -> None:
+    """Give ``parser`` a flag for each setting in ``names`` (spelled as in ``flags``, else as declared)."""
+    for name in names:
+        flag = (flags or {}).get(name) or Settings.declaration(name).flag
+        parser.add_argument(flag, dest=name, **argument_options(name, ini=False))
+
+
+def from_arguments(args: argparse.Namespace, flags: Mapping[str, str] | None = None,
+                   env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of a command parsed with :func:`add_arguments`: its flags, then the environment."""
+    cli = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
+    return Settings.resolve(cli, os.environ if env is None else env, no_ini, flags=flags)
