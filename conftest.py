@@ -4,8 +4,11 @@ import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-demo-failures", action="store_true",
-                     help="also run examples/test_failing.py, whose tests fail on purpose to show the reports")
+    parser.addoption(
+        "--run-demo-failures",
+        action="store_true",
+        help="also run examples/test_failing.py, whose tests fail on purpose to show the reports",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

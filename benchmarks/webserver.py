@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-MODULE_SUITE = '''
+MODULE_SUITE = """
 import pytest
 from vmtest import MachineConfig
 from webserver_configs import server, client
@@ -37,13 +37,17 @@ def test_once(vms, server, client):
 
 def test_twice(vms, server, client):
     check(vms, server, client)
-'''
+"""
 
 
 def pytest_wall(args: list[str], cwd: Path) -> float:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false",
-                           *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     took = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"pytest failed:\n{proc.stdout[-3000:]}")

@@ -9,7 +9,9 @@ import pytest
 from vmtest import MachineConfig
 
 client = MachineConfig(packages=["curl"], virtualisation={"vlans": [1]})
-router = MachineConfig(virtualisation={"vlans": [1, 2]}, files={"/etc/sysctl.d/50-router.conf": "net.ipv4.ip_forward=1\n"})
+router = MachineConfig(
+    virtualisation={"vlans": [1, 2]}, files={"/etc/sysctl.d/50-router.conf": "net.ipv4.ip_forward=1\n"}
+)
 server = MachineConfig(
     packages=["nginx-light"],
     services=["nginx.service"],

@@ -24,8 +24,16 @@ WantedBy=multi-user.target
 """
 
 x11 = MachineConfig(
-    packages=["xserver-xorg-core", "xserver-xorg-legacy", "xinit", "xterm", "x11-utils", "xfonts-base",
-              "xserver-xorg-video-fbdev", "xserver-xorg-input-libinput"],
+    packages=[
+        "xserver-xorg-core",
+        "xserver-xorg-legacy",
+        "xinit",
+        "xterm",
+        "x11-utils",
+        "xfonts-base",
+        "xserver-xorg-video-fbdev",
+        "xserver-xorg-input-libinput",
+    ],
     units={"xsession.service": XSESSION},
 )
 

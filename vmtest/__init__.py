@@ -27,7 +27,22 @@ from vmtest.net.driver import Driver
 from vmtest.vm.lifecycle import State
 
 __all__ = [
-    "CommandFailed", "ConfigError", "Driver", "File", "HostError", "ImageBuildError", "LaunchError",
-    "Machine", "MachineConfig", "MachineError", "NoDisplay", "PollingConditionFailed", "State", "TextNotFound",
-    "Timeout", "UnitFailed", "Virtualisation", "VmtestError",
+    "CommandFailed",
+    "ConfigError",
+    "Driver",
+    "File",
+    "HostError",
+    "ImageBuildError",
+    "LaunchError",
+    "Machine",
+    "MachineConfig",
+    "MachineError",
+    "NoDisplay",
+    "PollingConditionFailed",
+    "State",
+    "TextNotFound",
+    "Timeout",
+    "UnitFailed",
+    "Virtualisation",
+    "VmtestError",
 ]

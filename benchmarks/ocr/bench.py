@@ -62,17 +62,21 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--screens", default=str(Path(__file__).parent / "screens"))
     parser.add_argument("--show-misses", action="store_true")
-    parser.add_argument("--no-terminal-tables", action="store_true",
-                        help="only the console's glyph table: X11 screens go to tesseract "
-                             "(as without Screen.calibrate_terminal)")
+    parser.add_argument(
+        "--no-terminal-tables",
+        action="store_true",
+        help="only the console's glyph table: X11 screens go to tesseract (as without Screen.calibrate_terminal)",
+    )
     args = parser.parse_args()
     logger = logging.getLogger("vmtest.bench")
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.screens)
     # the console's table first, then the terminal fonts' (as Screen tries them)
     pattern = "glyphs.json" if args.no_terminal_tables else "glyphs*.json"
-    tables = [ocr.GlyphTable.from_json(p.read_text())
-              for p in sorted(root.glob(pattern), key=lambda p: p.name != "glyphs.json")]
+    tables = [
+        ocr.GlyphTable.from_json(p.read_text())
+        for p in sorted(root.glob(pattern), key=lambda p: p.name != "glyphs.json")
+    ]
     screens = sorted(root.glob("*.png"))
     if not screens:
         print(f"no screenshots in {root}; run make_dataset.py first")
@@ -110,10 +114,12 @@ def main() -> int:
                     print(f"{png.name}: get_screen_text missed: {line!r}")
     kinds = sorted(total)
     all_lines = sum(total.values())
-    print(f"\nOCR benchmark: {len(screens)} screenshots of real guests "
-          f"({', '.join(f'{count[k]} {k}' for k in kinds)}), {all_lines} non-empty lines; "
-          f"{os.cpu_count()} cores; tesseract variants in parallel; glyph tables: "
-          + ", ".join(f"{t.cell[0]}x{t.cell[1]}{' (window)' if t.floating else ''}" for t in tables))
+    print(
+        f"\nOCR benchmark: {len(screens)} screenshots of real guests "
+        f"({', '.join(f'{count[k]} {k}' for k in kinds)}), {all_lines} non-empty lines; "
+        f"{os.cpu_count()} cores; tesseract variants in parallel; glyph tables: "
+        + ", ".join(f"{t.cell[0]}x{t.cell[1]}{' (window)' if t.floating else ''}" for t in tables)
+    )
     print("\nper-line accuracy (exact / runs of spaces as one)")
     head = f"{'reader':28}" + "".join(f"{k + ' exact':>16}{k + ' ~space':>16}" for k in [*kinds, "all"])
     print(head)

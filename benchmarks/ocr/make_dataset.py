@@ -35,15 +35,59 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from vmtest import Machine, MachineConfig  # noqa: E402
 
-X11_PACKAGES = ["xserver-xorg-core", "xserver-xorg-legacy", "xinit", "xterm", "x11-utils", "xfonts-base",
-                "xserver-xorg-video-fbdev", "xserver-xorg-input-libinput"]
+X11_PACKAGES = [
+    "xserver-xorg-core",
+    "xserver-xorg-legacy",
+    "xinit",
+    "xterm",
+    "x11-utils",
+    "xfonts-base",
+    "xserver-xorg-video-fbdev",
+    "xserver-xorg-input-libinput",
+]
 
-WORDS = ["root", "login", "Password", "systemd", "Started", "Failed", "nginx", "Listening", "Kernel",
-         "eth0", "ens4", "vm1", "vm2", "node07", "db3", "web-01", "backup", "ERROR", "Warning", "OK",
-         "config", "Timeout", "Debian", "GNU/Linux", "x86_64", "0x1f3a", "build", "Install", "Boot"]
+WORDS = [
+    "root",
+    "login",
+    "Password",
+    "systemd",
+    "Started",
+    "Failed",
+    "nginx",
+    "Listening",
+    "Kernel",
+    "eth0",
+    "ens4",
+    "vm1",
+    "vm2",
+    "node07",
+    "db3",
+    "web-01",
+    "backup",
+    "ERROR",
+    "Warning",
+    "OK",
+    "config",
+    "Timeout",
+    "Debian",
+    "GNU/Linux",
+    "x86_64",
+    "0x1f3a",
+    "build",
+    "Install",
+    "Boot",
+]
 HOSTS = ["vm1", "vm2", "vm10", "web01", "db-3", "node7.example.org", "srv01.lan", "host42", "Ol1-test"]
-PATHS = ["/etc/nginx/nginx.conf", "/var/lib/apt/lists", "/usr/share/doc/*/copyright", "/tmp/xchg/out.log",
-         "~/.config/vmtest/cache-0.json", "/dev/vda1", "/run/systemd/journal/socket", "C:\\Temp\\x.txt"]
+PATHS = [
+    "/etc/nginx/nginx.conf",
+    "/var/lib/apt/lists",
+    "/usr/share/doc/*/copyright",
+    "/tmp/xchg/out.log",
+    "~/.config/vmtest/cache-0.json",
+    "/dev/vda1",
+    "/run/systemd/journal/socket",
+    "C:\\Temp\\x.txt",
+]
 
 
 def token(rng: random.Random) -> str:
@@ -113,11 +157,13 @@ def x11_screens(vm: Machine, rng: random.Random, out: Path, start: int, fonts: d
     n = start
     for font, count in fonts.items():
         cols, rows = (96, 34) if font == "10x20" else (110, 48)
-        vm.succeed("pkill -x xinit || true; while pgrep -x Xorg >/dev/null; do sleep 0.2; done",
-                   f"setsid xinit /usr/bin/xterm -fn {font} -geometry {cols}x{rows}+0+0 -- :0 vt7 -nolisten tcp -br "
-                   ">/tmp/x.log 2>&1 </dev/null &")
+        vm.succeed(
+            "pkill -x xinit || true; while pgrep -x Xorg >/dev/null; do sleep 0.2; done",
+            f"setsid xinit /usr/bin/xterm -fn {font} -geometry {cols}x{rows}+0+0 -- :0 vt7 -nolisten tcp -br "
+            ">/tmp/x.log 2>&1 </dev/null &",
+        )
         vm.wait_for_window("xterm", timeout=120)
-        pts = vm.wait_until_succeeds("p=$(pgrep -x bash -P \"$(pgrep -x xterm)\") && readlink /proc/$p/fd/0").strip()
+        pts = vm.wait_until_succeeds('p=$(pgrep -x bash -P "$(pgrep -x xterm)") && readlink /proc/$p/fd/0').strip()
         time.sleep(1)
         table = vm.screen.calibrate_terminal(pts)
         (out / f"glyphs-xterm-{font}.json").write_text(table.to_json() + "\n")

@@ -24,14 +24,21 @@ def nonce() -> str:
     return uuid.uuid4().hex
 
 
-def _vmtest_cli(*args: str, cache_dir: Path | None = None, env: dict[str, str] | None = None,
-               **kwargs) -> subprocess.Popen[str]:
+def _vmtest_cli(
+    *args: str, cache_dir: Path | None = None, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.Popen[str]:
     full_env = dict(os.environ, **(env or {}))
     if cache_dir is not None:
         full_env["VMTEST_CACHE_DIR"] = str(cache_dir)
     return subprocess.Popen(
-        [sys.executable, "-m", "vmtest.cli", *args], cwd=REPO, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs,
+        [sys.executable, "-m", "vmtest.cli", *args],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
     )
 
 

@@ -40,9 +40,14 @@ def test_output_framing_in_guest(vm_factory):
 
 def test_config_files_and_units_in_guest(vm_factory, nonce):
     config = MachineConfig(
-        files={"/etc/vmtest-nonce": nonce, "/usr/local/bin/hello": __import__("vmtest").File("#!/bin/sh\necho hi\n", 0o755)},
-        units={"hello.service": "[Service]\nType=oneshot\nExecStart=/usr/local/bin/hello\nRemainAfterExit=yes\n"
-               "[Install]\nWantedBy=multi-user.target\n"},
+        files={
+            "/etc/vmtest-nonce": nonce,
+            "/usr/local/bin/hello": __import__("vmtest").File("#!/bin/sh\necho hi\n", 0o755),
+        },
+        units={
+            "hello.service": "[Service]\nType=oneshot\nExecStart=/usr/local/bin/hello\nRemainAfterExit=yes\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        },
         build_commands=["echo built > /etc/built-by-vmtest"],
     )
     vm = vm_factory("files", config)

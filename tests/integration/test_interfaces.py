@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from vmtest import MachineConfig
-from vmtest import PollingConditionFailed
+from vmtest import MachineConfig, PollingConditionFailed
 
 ECHO = {"echo.service": "[Service]\nExecStart=/bin/sh -c 'while true; do hostname | nc -N -l 7000; done'\n"}
 
-SERVER = MachineConfig(units=ECHO, services=["echo.service"], virtualisation={
-    "interfaces": {"lan0": {"vlan": 1, "assign_ip": True}, "side0": {"vlan": 2}},
-})
+SERVER = MachineConfig(
+    units=ECHO,
+    services=["echo.service"],
+    virtualisation={
+        "interfaces": {"lan0": {"vlan": 1, "assign_ip": True}, "side0": {"vlan": 2}},
+    },
+)
 CLIENT = MachineConfig(virtualisation={"vlans": [1, 2]})
 
 pytestmark = pytest.mark.vmtest(nodes={"server": SERVER, "client": CLIENT}, scope="module")

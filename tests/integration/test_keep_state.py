@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-TEST = '''
+TEST = """
 import pytest
 from vmtest import MachineConfig
 
@@ -15,7 +15,7 @@ def test_keep(keeper):
     keeper.succeed("echo run >> /root/runs && sync")
     print("PREVIOUS=" + repr(previous), flush=True)
     keeper.shutdown()
-'''
+"""
 
 
 def test_keep_state_survives_into_the_next_run(tmp_path):
@@ -24,9 +24,24 @@ def test_keep_state_survives_into_the_next_run(tmp_path):
 
     def run(*extra: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false",
-             f"--vm-output-dir={out}", *extra, "test_keep.py"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-s",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "log_cli=false",
+                f"--vm-output-dir={out}",
+                *extra,
+                "test_keep.py",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-3000:]
         return proc.stdout

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from vmtest import CommandFailed, Machine, MachineConfig, Timeout
-from vmtest import UnitFailed
+from vmtest import CommandFailed, Machine, MachineConfig, Timeout, UnitFailed
 
 CONFIG = MachineConfig(
     units={

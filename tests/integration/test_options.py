@@ -29,9 +29,17 @@ def _block_size(vm: Machine, dev: str) -> int:
 
 
 def test_sizes(vm_factory) -> None:
-    vm = vm_factory("sizes", MachineConfig(virtualisation={
-        "memory_size": 777, "cores": 2, "disk_size": 2048, "empty_disk_images": [64, 32],
-    }))
+    vm = vm_factory(
+        "sizes",
+        MachineConfig(
+            virtualisation={
+                "memory_size": 777,
+                "cores": 2,
+                "disk_size": 2048,
+                "empty_disk_images": [64, 32],
+            }
+        ),
+    )
     mem_kib = int(vm.succeed("awk '/MemTotal/ {print $2}' /proc/meminfo"))
     assert 700 * 1024 < mem_kib <= 777 * 1024, mem_kib  # the kernel keeps a little for itself
     assert vm.succeed("nproc").strip() == "2"
@@ -47,9 +55,15 @@ def test_sizes(vm_factory) -> None:
 
 @pytest.mark.parametrize("interface, driver", [("scsi", "virtio_scsi"), ("ide", "ata_piix")])
 def test_disk_interface(vm_factory, interface: str, driver: str) -> None:
-    vm = vm_factory(f"disk-{interface}", MachineConfig(virtualisation={
-        "qemu": {"disk_interface": interface}, "empty_disk_images": [16],
-    }))
+    vm = vm_factory(
+        f"disk-{interface}",
+        MachineConfig(
+            virtualisation={
+                "qemu": {"disk_interface": interface},
+                "empty_disk_images": [16],
+            }
+        ),
+    )
     assert vm.succeed("findmnt -no SOURCE /").strip() == "/dev/sda"
     assert _block_size(vm, "/dev/sdb") == 16 * MIB
     assert not vm.succeed("ls /sys/block").count("vd")
@@ -77,12 +91,17 @@ def test_shared_directories(vm_factory, tmp_path: Path) -> None:
     share = tmp_path / "share"
     share.mkdir()
     (share / "from-host.txt").write_text("written on the host\n")
-    vm = vm_factory("shares", MachineConfig(virtualisation={
-        "shared_directories": {"data": {"source": str(share), "target": "/mnt/data"}},
-        "msize": 65536,
-        "file_systems": {"/mnt/scratch": {"device": "tmpfs", "fs_type": "tmpfs", "options": ["size=16m"]}},
-        "use_host_certs": True,
-    }))
+    vm = vm_factory(
+        "shares",
+        MachineConfig(
+            virtualisation={
+                "shared_directories": {"data": {"source": str(share), "target": "/mnt/data"}},
+                "msize": 65536,
+                "file_systems": {"/mnt/scratch": {"device": "tmpfs", "fs_type": "tmpfs", "options": ["size=16m"]}},
+                "use_host_certs": True,
+            }
+        ),
+    )
     assert vm.succeed("cat /mnt/data/from-host.txt") == "written on the host\n"
     vm.succeed("echo written in the guest > /mnt/data/from-guest.txt && mkdir -p /mnt/data/sub")
     assert (share / "from-guest.txt").read_text() == "written in the guest\n"
@@ -136,8 +155,7 @@ def _read_from(port: int, tries: int = 20) -> bytes:
 
 
 GUEST_SERVER = {
-    "greeter.service": "[Service]\nExecStart=/bin/sh -c 'while true; do "
-                       "echo hello-from-guest | nc -N -l 8000; done'\n",
+    "greeter.service": "[Service]\nExecStart=/bin/sh -c 'while true; do echo hello-from-guest | nc -N -l 8000; done'\n",
 }
 
 
@@ -145,14 +163,25 @@ def test_forwarding(vm_factory) -> None:
     host_server = _OneLineServer(b"hello-from-host\n")
     try:
         host_port = _free_port()
-        vm = vm_factory("fwd", MachineConfig(
-            units=GUEST_SERVER, services=["greeter.service"],
-            virtualisation={"forward_ports": [
-                {"from": "host", "host_port": host_port, "guest_port": 8000},
-                {"from": "guest", "guest_address": "10.0.2.100", "guest_port": 80,
-                 "host_address": "127.0.0.1", "host_port": host_server.port},
-            ]},
-        ))
+        vm = vm_factory(
+            "fwd",
+            MachineConfig(
+                units=GUEST_SERVER,
+                services=["greeter.service"],
+                virtualisation={
+                    "forward_ports": [
+                        {"from": "host", "host_port": host_port, "guest_port": 8000},
+                        {
+                            "from": "guest",
+                            "guest_address": "10.0.2.100",
+                            "guest_port": 80,
+                            "host_address": "127.0.0.1",
+                            "host_port": host_server.port,
+                        },
+                    ]
+                },
+            ),
+        )
         vm.wait_for_open_port(8000, timeout=120)
         # host -> guest through a loopback port
         assert _read_from(host_port) == b"hello-from-guest\n"
@@ -181,29 +210,58 @@ def test_forward_port_needs_the_user_network(vm_factory) -> None:
 
 
 def test_qemu_options_and_consoles(vm_factory) -> None:
-    vm = vm_factory("qopts", MachineConfig(virtualisation={"qemu": {
-        "options": ["-smbios type=1,serial=vmtest-smbios-42"],
-        "consoles": ["tty1", "ttyS0,115200"],
-    }}))
+    vm = vm_factory(
+        "qopts",
+        MachineConfig(
+            virtualisation={
+                "qemu": {
+                    "options": ["-smbios type=1,serial=vmtest-smbios-42"],
+                    "consoles": ["tty1", "ttyS0,115200"],
+                }
+            }
+        ),
+    )
     assert vm.succeed("cat /sys/class/dmi/id/product_serial").strip() == "vmtest-smbios-42"
     assert vm.succeed("cat /sys/class/tty/console/active").split() == ["tty1", "ttyS0"]
 
 
 def test_networking_options(vm_factory) -> None:
-    vm = vm_factory("netopts", MachineConfig(virtualisation={"qemu": {"networking_options": [
-        "-netdev user,id=extra,restrict=on",
-        "-device virtio-net-pci,netdev=extra,mac=52:54:00:aa:bb:cc",
-    ]}}))
+    vm = vm_factory(
+        "netopts",
+        MachineConfig(
+            virtualisation={
+                "qemu": {
+                    "networking_options": [
+                        "-netdev user,id=extra,restrict=on",
+                        "-device virtio-net-pci,netdev=extra,mac=52:54:00:aa:bb:cc",
+                    ]
+                }
+            }
+        ),
+    )
     assert "52:54:00:aa:bb:cc" in vm.succeed("cat /sys/class/net/*/address")
 
 
 def test_drives(vm_factory, vm_image_store, tmp_path: Path) -> None:
     extra = tmp_path / "extra.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(extra), "8M"], check=True)
-    vm = vm_factory("drives", MachineConfig(virtualisation={"qemu": {"drives": [
-        {"file": str(extra), "name": "data", "drive_extra_opts": {"format": "qcow2", "cache": "none"},
-         "device_extra_opts": {"serial": "extra-drive"}},
-    ]}}))
+    vm = vm_factory(
+        "drives",
+        MachineConfig(
+            virtualisation={
+                "qemu": {
+                    "drives": [
+                        {
+                            "file": str(extra),
+                            "name": "data",
+                            "drive_extra_opts": {"format": "qcow2", "cache": "none"},
+                            "device_extra_opts": {"serial": "extra-drive"},
+                        },
+                    ]
+                }
+            }
+        ),
+    )
     assert _block_size(vm, "/dev/disk/by-id/virtio-extra-drive") == 8 * MIB
     vm.succeed("printf via-drive | dd of=/dev/disk/by-id/virtio-extra-drive conv=fsync status=none")
     vm.shutdown()
@@ -214,13 +272,27 @@ def test_drives(vm_factory, vm_image_store, tmp_path: Path) -> None:
     # use_default_filesystems=False: the test brings its own root disk as a drive.
     image = vm_image_store.get(MachineConfig())
     own_root = tmp_path / "own-root.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk),
-                    str(own_root)], check=True)
-    byo = vm_factory("byo", MachineConfig(virtualisation={
-        "use_default_filesystems": False, "root_device": "/dev/vda",
-        "qemu": {"drives": [{"file": str(own_root), "drive_extra_opts": {"format": "qcow2"},
-                             "device_extra_opts": {"serial": "my-root"}}]},
-    }))
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(own_root)], check=True
+    )
+    byo = vm_factory(
+        "byo",
+        MachineConfig(
+            virtualisation={
+                "use_default_filesystems": False,
+                "root_device": "/dev/vda",
+                "qemu": {
+                    "drives": [
+                        {
+                            "file": str(own_root),
+                            "drive_extra_opts": {"format": "qcow2"},
+                            "device_extra_opts": {"serial": "my-root"},
+                        }
+                    ]
+                },
+            }
+        ),
+    )
     assert byo.succeed("findmnt -no SOURCE /").strip() == "/dev/vda"
     byo.wait_for_file("/dev/disk/by-id/virtio-my-root", timeout=60)
     assert byo.succeed("ls /dev/disk/by-id/").split() == ["virtio-my-root"]

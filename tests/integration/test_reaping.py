@@ -24,7 +24,11 @@ def test_sigkill_of_pytest_leaves_no_qemu(tmp_path, processes_mentioning):
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", str(test_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
     )
     lines = []
     assert proc.stdout is not None
@@ -45,7 +49,7 @@ def test_sigkill_of_pytest_leaves_no_qemu(tmp_path, processes_mentioning):
 
 import pytest  # noqa: E402
 
-TWO_NODE_TEST = '''
+TWO_NODE_TEST = """
 import time
 import pytest
 from vmtest import MachineConfig
@@ -56,7 +60,7 @@ def test_two(vms, a, b):
     vms.join_all()
     print("VMS-UP", flush=True)
     time.sleep(600)
-'''
+"""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
@@ -66,7 +70,11 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, proc
     state.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_two.py"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
         env=dict(os.environ, TMPDIR=str(state)),
     )
     lines = []
@@ -91,7 +99,7 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, proc
     assert list(processes_mentioning(str(state))) == []
 
 
-XDIST_TEST = '''
+XDIST_TEST = """
 import os, time
 from pathlib import Path
 import pytest
@@ -103,7 +111,7 @@ def test_two(vms, a, b):
     vms.join_all()
     Path(os.environ["VMS_UP_MARKER"]).write_text("up")
     time.sleep(600)
-'''
+"""
 
 
 def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes_mentioning):
@@ -113,7 +121,11 @@ def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes
     marker = tmp_path / "vms-up"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-n", "1", "-q", "-p", "no:cacheprovider", "test_two.py"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
         env=dict(os.environ, TMPDIR=str(state), VMS_UP_MARKER=str(marker)),
     )
     try:

@@ -13,10 +13,24 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     out = tmp_path / "out"
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "log_cli=false",
-         "examples/test_failing.py", "--run-demo-failures", f"--vm-output-dir={out}",
-         "--vm-global-timeout=60", f"--junitxml={junit}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "log_cli=false",
+            "examples/test_failing.py",
+            "--run-demo-failures",
+            f"--vm-output-dir={out}",
+            "--vm-global-timeout=60",
+            f"--junitxml={junit}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text[-3000:]

@@ -28,8 +28,16 @@ def box(tmp_path: Path) -> str:
 
 
 def _spawn(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> pexpect.spawn:
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), env=dict(os.environ, **(env or {})),
-                          encoding="utf-8", codec_errors="replace", timeout=180, dimensions=(50, 200))
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        cwd=str(cwd),
+        env=dict(os.environ, **(env or {})),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=180,
+        dimensions=(50, 200),
+    )
     child.logfile_read = open(cwd / "console.log", "w")  # noqa: SIM115 - closed with the child
     return child
 
@@ -41,8 +49,13 @@ def _stop(child: pexpect.spawn) -> None:
 
 
 def test_print_script_runs_under_sh_and_honours_the_environment(box: str, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "vmtest.cli", "run-vm", "--print-script", box], cwd=REPO,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vmtest.cli", "run-vm", "--print-script", box],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     script = tmp_path / "run-box-vm"
     script.write_text(out.stdout)
     assert out.stdout.startswith("#!/bin/sh\n") and "$QEMU_OPTS" in out.stdout
@@ -51,13 +64,19 @@ def test_print_script_runs_under_sh_and_honours_the_environment(box: str, tmp_pa
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "hello.txt").write_text("from SHARED_DIR\n")
-    child = _spawn(["sh", str(script)], tmp_path, env={
-        "QEMU_OPTS": "-smbios type=1,serial=from-qemu-opts",
-        "QEMU_KERNEL_PARAMS": "vmtest.marker=kp42 loglevel=1",  # no kernel lines amid the shell's
-        "QEMU_NET_OPTS": "hostname=ignored-by-guest",
-        "TMPDIR": str(state), "USE_TMPDIR": "1", "SHARED_DIR": str(shared),
-        "VMTEST_DISK_IMAGE": str(tmp_path / "my-root.qcow2"),
-    })
+    child = _spawn(
+        ["sh", str(script)],
+        tmp_path,
+        env={
+            "QEMU_OPTS": "-smbios type=1,serial=from-qemu-opts",
+            "QEMU_KERNEL_PARAMS": "vmtest.marker=kp42 loglevel=1",  # no kernel lines amid the shell's
+            "QEMU_NET_OPTS": "hostname=ignored-by-guest",
+            "TMPDIR": str(state),
+            "USE_TMPDIR": "1",
+            "SHARED_DIR": str(shared),
+            "VMTEST_DISK_IMAGE": str(tmp_path / "my-root.qcow2"),
+        },
+    )
     try:
         child.expect(PROMPT)
         child.sendline("echo SERIAL=$(cat /sys/class/dmi/id/product_serial)")

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.vmtest(nodes={"machine": MachineConfig()}, scope="modul
 def _take_over_tty1(machine) -> None:
     machine.wait_for_unit("getty@tty1.service")
     machine.succeed(
-        "systemctl stop getty@tty1", "dmesg -n 1", "rm -f /tmp/typed",
+        "systemctl stop getty@tty1",
+        "dmesg -n 1",
+        "rm -f /tmp/typed",
         "printf '\\033[H\\033[2J' > /dev/tty1",
         "setsid sh -c 'exec cat > /tmp/typed' < /dev/tty1 > /dev/tty1 2>&1 &",
     )
@@ -28,7 +30,7 @@ def test_send_chars_types_all_printable_ascii_byte_exact(machine):
     _take_over_tty1(machine)
     machine.send_chars(PRINTABLE + "\n")
     machine.wait_for_file("/tmp/typed", timeout=60)
-    machine.wait_until_succeeds("test \"$(wc -l < /tmp/typed)\" = 1", timeout=60)
+    machine.wait_until_succeeds('test "$(wc -l < /tmp/typed)" = 1', timeout=60)
     assert machine.succeed("cat /tmp/typed") == PRINTABLE + "\n"
     assert machine.get_tty_text(1).splitlines()[0] == PRINTABLE
     # the grid reader reads the same line off the screenshot, exactly

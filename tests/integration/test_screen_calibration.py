@@ -14,8 +14,9 @@ from test_x11 import x11  # noqa: E402
 def test_wait_for_text_from_power_on_calibrates_once_the_console_is_up(vm_factory, nonce):
     # A kernel parameter nobody else uses: a glyph-table cache key of its own, so
     # calibration really happens here (the image itself is shared).
-    vm = vm_factory("machine", MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"],
-                                             virtualisation={"resolution": (800, 600)}))
+    vm = vm_factory(
+        "machine", MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"], virtualisation={"resolution": (800, 600)})
+    )
     vm.start()  # no waiting for the boot: the first reads see the early VGA text screen
     vm.wait_for_text(r"machine login:", timeout=300)
     table = vm.screen.glyph_table()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from vmtest import File, MachineConfig
-from vmtest import UnitFailed
+from vmtest import File, MachineConfig, UnitFailed
 
 USER_UNITS = MachineConfig(
     packages=["dbus-user-session", "libpam-systemd"],
     files={
         "/etc/skel/.config/systemd/user/hello.service": File(
-            "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=default.target\n"),
+            "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=default.target\n"
+        ),
         "/etc/skel/.config/systemd/user/broken.service": File(
-            "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo user-unit-broke; exit 7'\n"),
+            "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo user-unit-broke; exit 7'\n"
+        ),
     },
     build_commands=[
         "useradd -m -s /bin/bash alice",

@@ -49,7 +49,7 @@ TRICKY = [
     "\\0101 \\x41 \\c not cut \\n",
     "  leading and trailing  ",
     "tab\there\t",
-    "echo \"it's\" 'a \"quoted\" test' `backticks` $(subst)",
+    'echo "it\'s" \'a "quoted" test\' `backticks` $(subst)',
     "echo héllo wörld ✓ 日本語 🚀",
     "%s %d %% %b %",
     "\x02vmtest-out deadbeef 0 0 raw\n",
@@ -177,7 +177,7 @@ class Guest:
             m = pattern.search(self.buf)
             if m:
                 skipped = self.buf[: m.start()]
-                self.buf = self.buf[m.end():]
+                self.buf = self.buf[m.end() :]
                 return skipped, m
             self._fill(deadline)
 
@@ -232,7 +232,7 @@ class Guest:
                     cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:
                 continue
-            fields = stat[stat.rindex(b")") + 2:].split()
+            fields = stat[stat.rindex(b")") + 2 :].split()
             if int(fields[3]) == self.proc.pid and fields[0] != b"Z":
                 out[int(entry)] = cmdline
         return out

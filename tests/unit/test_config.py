@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from vmtest.config.machine import File, MachineConfig
-from vmtest.core.errors import ConfigError, VmtestError
 from vmtest.config.virtualisation import Virtualisation
+from vmtest.core.errors import ConfigError, VmtestError
 
 
 def config_error(**kwargs: object) -> ConfigError:
@@ -305,8 +305,13 @@ BASE = dict(
 
 def test_image_inputs_equal_for_equal_configs() -> None:
     a = MachineConfig(**BASE)
-    b = MachineConfig(**{**BASE, "packages": ["curl", "nginx", "curl"], "files": {
-        "/usr/local/bin/x": File(b"#!/bin/sh\n", 0o755), "/etc/motd": File("hello\n")}})
+    b = MachineConfig(
+        **{
+            **BASE,
+            "packages": ["curl", "nginx", "curl"],
+            "files": {"/usr/local/bin/x": File(b"#!/bin/sh\n", 0o755), "/etc/motd": File("hello\n")},
+        }
+    )
     assert a.image_inputs() == b.image_inputs()
     assert a == MachineConfig(**BASE)
     assert a.image_inputs() == MachineConfig(**BASE).image_inputs()
@@ -325,8 +330,17 @@ def test_image_inputs_equal_for_equal_configs() -> None:
         {"build_commands": ["echo ho > /etc/hi"]},
         {"suite": "trixie"},
     ],
-    ids=["add-package", "remove-package", "file-content", "file-mode", "new-file", "service", "unit",
-         "build-command", "suite"],
+    ids=[
+        "add-package",
+        "remove-package",
+        "file-content",
+        "file-mode",
+        "new-file",
+        "service",
+        "unit",
+        "build-command",
+        "suite",
+    ],
 )
 def test_image_inputs_change_with_image_fields(change: dict) -> None:
     assert MachineConfig(**BASE).image_inputs() != MachineConfig(**{**BASE, **change}).image_inputs()

@@ -12,7 +12,6 @@ import pytest
 
 from vmtest.vm.console import SerialConsole, clean_line
 
-
 # -- clean_line ---------------------------------------------------------------------------
 
 
@@ -73,7 +72,7 @@ def test_lines_split_across_chunk_boundaries(console: tuple[SerialConsole, socke
     ]
     for chunk, lines, partial in steps:
         peer.sendall(chunk)  # one chunk at a time: each arrives in its own recv()
-        wait_for(lambda: con.tail(100) == [*lines, partial])
+        wait_for(lambda lines=lines, partial=partial: con.tail(100) == [*lines, partial])
         assert con.lines == lines
     assert con.tail(2) == ["four", "five"]
 

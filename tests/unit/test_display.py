@@ -15,7 +15,7 @@ def test_vcs_rows_become_lines():
 
 
 def test_window_names_from_xwininfo():
-    tree = '''
+    tree = """
 xwininfo: Window id: 0x3ac (the root window) (has no name)
 
   Root window id: 0x3ac (the root window) (has no name)
@@ -25,5 +25,5 @@ xwininfo: Window id: 0x3ac (the root window) (has no name)
         1 child:
         0x40000e (has no name): ()  499x316+0+0  +0+0
      0x200001 "a \\"quoted\\" name": ()  10x10+0+0  +0+0
-'''
+"""
     assert parse_window_names(tree) == ["xterm", 'a \\"quoted\\" name']

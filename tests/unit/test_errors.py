@@ -21,8 +21,12 @@ from vmtest.core.errors import (
 def test_config_error_message() -> None:
     err = ConfigError("packages", ["Nginx"], "not a valid Debian package name", "use lower case")
     assert str(err) == "packages=['Nginx']: not a valid Debian package name (use lower case)"
-    assert (err.field, err.value, err.why, err.fix) == ("packages", ["Nginx"], "not a valid Debian package name",
-                                                         "use lower case")
+    assert (err.field, err.value, err.why, err.fix) == (
+        "packages",
+        ["Nginx"],
+        "not a valid Debian package name",
+        "use lower case",
+    )
 
 
 def test_config_error_without_fix_has_no_parentheses() -> None:
@@ -49,7 +53,12 @@ def test_command_failed_message() -> None:
     assert "expected exit status 0, got exit status 3" in text
     assert "--- output ---\ninactive\n" in text
     assert text.endswith("--- last console lines ---\n[  OK  ] Started nginx.\nnginx[123]: bind() failed")
-    assert (err.machine, err.command, err.status, err.output) == ("server", "systemctl is-active nginx", 3, "inactive\n")
+    assert (err.machine, err.command, err.status, err.output) == (
+        "server",
+        "systemctl is-active nginx",
+        3,
+        "inactive\n",
+    )
     assert err.console_tail == ["[  OK  ] Started nginx.", "nginx[123]: bind() failed"]
 
 
@@ -130,6 +139,14 @@ def test_machine_error_subclasses() -> None:
 
 
 def test_errors_exported_from_package() -> None:
-    for name in ("CommandFailed", "ConfigError", "HostError", "ImageBuildError", "LaunchError",
-                 "MachineError", "Timeout", "VmtestError"):
+    for name in (
+        "CommandFailed",
+        "ConfigError",
+        "HostError",
+        "ImageBuildError",
+        "LaunchError",
+        "MachineError",
+        "Timeout",
+        "VmtestError",
+    ):
         assert getattr(vmtest, name) is getattr(vmtest.core.errors, name)

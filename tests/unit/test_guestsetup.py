@@ -18,12 +18,16 @@ def test_nothing_to_do_gives_no_script() -> None:
 
 
 def test_mounts_resize_certs(tmp_path: Path) -> None:
-    cfg = MachineConfig(virtualisation={
-        "shared_directories": {"data": {"source": str(tmp_path), "target": "/mnt/my data"}},
-        "msize": 65536,
-        "file_systems": {"/mnt/scratch": {"device": "tmpfs", "fs_type": "tmpfs", "options": ["size=16m", "mode=0700"]}},
-        "disk_size": 2048,
-    })
+    cfg = MachineConfig(
+        virtualisation={
+            "shared_directories": {"data": {"source": str(tmp_path), "target": "/mnt/my data"}},
+            "msize": 65536,
+            "file_systems": {
+                "/mnt/scratch": {"device": "tmpfs", "fs_type": "tmpfs", "options": ["size=16m", "mode=0700"]}
+            },
+            "disk_size": 2048,
+        }
+    )
     text = script(cfg, grow_root=True, certs=True)
     _valid_sh(text)
     assert "mount -t 9p -o trans=virtio,version=9p2000.L,msize=65536,cache=none data '/mnt/my data'" in text
@@ -38,9 +42,9 @@ def test_user_nic_is_eth0_around_the_vlan_renames() -> None:
     _valid_sh(text)
     lines = text.splitlines()
     assert lines[0] == "set -eu" and lines.count("set -eu") == 1
-    first = next(i for i, l in enumerate(lines) if "name vmtest0" in l)
+    first = next(i for i, line in enumerate(lines) if "name vmtest0" in line)
     vlan = lines.index("ip link set dev vmtest1 name eth1")
     final = lines.index("ip link set dev vmtest0 name eth0")
     assert first < vlan < final
     assert "ip addr add 10.0.2.15/24 dev eth0" in lines
-    assert not any("default" in l for l in lines)  # restricted: no route out
+    assert not any("default" in line for line in lines)  # restricted: no route out

@@ -159,8 +159,15 @@ def backend() -> FakeBackend:
 
 
 def make_vm(tmp_path: Path, backend: FakeBackend, store_error: Exception | None = None, **kwargs) -> VM:  # noqa: ANN003
-    return VM("m1", MachineConfig(), store=FakeStore(tmp_path, store_error), accel="tcg",  # type: ignore[arg-type]
-              backend=backend, start_path=FakeStart(), **kwargs)
+    return VM(
+        "m1",
+        MachineConfig(),
+        store=FakeStore(tmp_path, store_error),
+        accel="tcg",  # type: ignore[arg-type]
+        backend=backend,
+        start_path=FakeStart(),
+        **kwargs,
+    )
 
 
 def test_created_to_launching_to_running(tmp_path: Path, backend: FakeBackend) -> None:
@@ -293,8 +300,14 @@ def test_interrupt_during_launch_kills_and_stops(tmp_path: Path, backend: FakeBa
         def resume(self, vm, channels: Channels) -> None:  # noqa: ANN001
             raise KeyboardInterrupt
 
-    vm = VM("m1", MachineConfig(), store=FakeStore(tmp_path), accel="tcg", backend=backend,  # type: ignore[arg-type]
-            start_path=Interrupting())
+    vm = VM(
+        "m1",
+        MachineConfig(),
+        store=FakeStore(tmp_path),
+        accel="tcg",
+        backend=backend,  # type: ignore[arg-type]
+        start_path=Interrupting(),
+    )
     with pytest.raises(KeyboardInterrupt):
         vm.launch()
     assert vm.state is State.STOPPED

@@ -14,7 +14,10 @@ from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
 def test_nodes_are_numbered_alphabetically_with_nixos_addresses():
     plans = plan({"server": [1], "client": [1], "router": [1, 2]})
     assert [(p.name, p.number) for p in sorted(plans.values(), key=lambda p: p.number)] == [
-        ("client", 1), ("router", 2), ("server", 3)]
+        ("client", 1),
+        ("router", 2),
+        ("server", 3),
+    ]
     router = plans["router"]
     assert [(n.name, n.vlan, n.mac, n.ipv4, n.ipv6) for n in router.nics] == [
         ("eth1", 1, "52:54:00:12:01:02", "192.168.1.2", "2001:db8:1::2"),
@@ -50,10 +53,14 @@ def test_nic_args_plug_each_nic_into_its_vlan_switch():
     plans = plan({"r": [1, 2]})
     args = nic_args(plans["r"].nics, {1: Path("/s/v1"), 2: Path("/s/v2")})
     assert args == [
-        "-netdev", "vde,id=vlan1,sock=/s/v1",
-        "-device", "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic-vlan1",
-        "-netdev", "vde,id=vlan2,sock=/s/v2",
-        "-device", "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic-vlan2",
+        "-netdev",
+        "vde,id=vlan1,sock=/s/v1",
+        "-device",
+        "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic-vlan1",
+        "-netdev",
+        "vde,id=vlan2,sock=/s/v2",
+        "-device",
+        "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic-vlan2",
     ]
 
 

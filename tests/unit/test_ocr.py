@@ -72,8 +72,12 @@ def test_grid_reads_text_exactly(font, table):
 
 
 def test_grid_reads_coloured_and_inverse_video_cells(font, table):
-    styles = {(0, 0): ((0, 170, 0), (0, 0, 0)), (0, 1): ((0, 0, 170), (0, 0, 0)),
-              (1, 0): ((0, 0, 0), (170, 170, 170)), (1, 1): ((255, 255, 255), (0, 0, 170))}
+    styles = {
+        (0, 0): ((0, 170, 0), (0, 0, 0)),
+        (0, 1): ((0, 0, 170), (0, 0, 0)),
+        (1, 0): ((0, 0, 0), (170, 170, 170)),
+        (1, 1): ((255, 255, 255), (0, 0, 170)),
+    }
     read = ocr.read_grid(render(["OK", "Ab"], font, cells_style=styles), table)
     assert read is not None and read.text == "OK\nAb"
 
@@ -123,6 +127,7 @@ def test_variants_are_dark_text_on_light_and_crop_to_content(font):
 def test_screen_text_search_names_the_reading_that_matched():
     text = ocr.ScreenText({"grid": "vm1 login:", "raw": "um1 login:"}, 0.1)
     import re
+
     assert text.search(re.compile(r"vm1 login")) == "grid"
     assert text.search(re.compile(r"um1")) == "raw"
     assert text.search(re.compile(r"nothing")) is None

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from vmtest import MachineConfig
-from vmtest.vm.disks import check_host
-from vmtest.core.errors import ConfigError
 from vmtest.config.virtualisation import ForwardPort, FrozenMap, Virtualisation
+from vmtest.core.errors import ConfigError
+from vmtest.vm.disks import check_host
 
 
 def virt(**options) -> Virtualisation:
@@ -22,8 +22,11 @@ def virt(**options) -> Virtualisation:
 
 def test_seed_guest_forwarding_is_tcp_only() -> None:
     with pytest.raises(ConfigError) as info:
-        virt(forward_ports=[{"from": "guest", "proto": "udp", "guest_address": "10.0.2.100", "guest_port": 53,
-                             "host_port": 5353}])
+        virt(
+            forward_ports=[
+                {"from": "guest", "proto": "udp", "guest_address": "10.0.2.100", "guest_port": 53, "host_port": 5353}
+            ]
+        )
     assert info.value.field.endswith(".proto")
     assert "only TCP" in str(info.value) and "proto='tcp'" in str(info.value)
 
@@ -168,16 +171,26 @@ def test_sizes_validated() -> None:
 
 def test_image_packages_follow_the_options() -> None:
     assert "qemu-guest-agent" in MachineConfig().image_inputs()["packages"]
-    assert "qemu-guest-agent" not in MachineConfig(
-        virtualisation={"qemu": {"guest_agent": False}}).image_inputs()["packages"]
+    assert (
+        "qemu-guest-agent"
+        not in MachineConfig(virtualisation={"qemu": {"guest_agent": False}}).image_inputs()["packages"]
+    )
     assert "e2fsprogs" in MachineConfig(virtualisation={"disk_size": 4096}).image_inputs()["packages"]
 
 
 def test_options_are_hashable_and_comparable(tmp_path: Path) -> None:
-    a = MachineConfig(virtualisation={"shared_directories": {"d": {"source": str(tmp_path), "target": "/d"}},
-                                      "qemu": {"drives": [{"file": "/x", "drive_extra_opts": {"cache": "none"}}]}})
-    b = MachineConfig(virtualisation={"shared_directories": {"d": {"source": str(tmp_path), "target": "/d"}},
-                                      "qemu": {"drives": [{"file": "/x", "drive_extra_opts": {"cache": "none"}}]}})
+    a = MachineConfig(
+        virtualisation={
+            "shared_directories": {"d": {"source": str(tmp_path), "target": "/d"}},
+            "qemu": {"drives": [{"file": "/x", "drive_extra_opts": {"cache": "none"}}]},
+        }
+    )
+    b = MachineConfig(
+        virtualisation={
+            "shared_directories": {"d": {"source": str(tmp_path), "target": "/d"}},
+            "qemu": {"drives": [{"file": "/x", "drive_extra_opts": {"cache": "none"}}]},
+        }
+    )
     assert a == b and hash(a) == hash(b)
     assert isinstance(a.virtualisation.shared_directories, FrozenMap)
 

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROBE = '''
+PROBE = """
 import dataclasses, json
 from vmtest.plugin.settings import settings
 
 def test_dump(pytestconfig):
     print("SETTINGS=" + json.dumps(dataclasses.asdict(settings(pytestconfig)), default=str))
-'''
+"""
 
 
 def _run(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
@@ -22,8 +22,13 @@ def _run(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[st
     (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_")}
     clean["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *args],
-                          cwd=tmp_path, env={**clean, **(env or {})}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
 
 
 def _settings(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
@@ -35,9 +40,14 @@ def _settings(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: di
 
 
 def test_defaults(tmp_path: Path) -> None:
-    assert _settings(tmp_path) == {"accel": "auto", "cache_dir": str(tmp_path / "xdg" / "vmtest"),
-                                   "output_dir": str(tmp_path / "vmtest-output"),
-                                   "keep_state": False, "rebuild": False, "global_timeout": 3600.0}
+    assert _settings(tmp_path) == {
+        "accel": "auto",
+        "cache_dir": str(tmp_path / "xdg" / "vmtest"),
+        "output_dir": str(tmp_path / "vmtest-output"),
+        "keep_state": False,
+        "rebuild": False,
+        "global_timeout": 3600.0,
+    }
 
 
 def test_ini_file(tmp_path: Path) -> None:
@@ -48,8 +58,12 @@ def test_ini_file(tmp_path: Path) -> None:
 
 
 def test_flags(tmp_path: Path) -> None:
-    got = _settings(tmp_path, "vm_rebuild = false\n", args=("--vm-keep-state", "--vm-rebuild", "--vm-cache-dir", "c"),
-                    env={"VMTEST_KEEP_STATE": "0"})
+    got = _settings(
+        tmp_path,
+        "vm_rebuild = false\n",
+        args=("--vm-keep-state", "--vm-rebuild", "--vm-cache-dir", "c"),
+        env={"VMTEST_KEEP_STATE": "0"},
+    )
     assert got["keep_state"] is True and got["rebuild"] is True and got["cache_dir"] == str(tmp_path / "c")
     got = _settings(tmp_path, "vm_keep_state = yes\n", env={"VMTEST_KEEP_STATE": "off", "VMTEST_REBUILD": "on"})
     assert got["keep_state"] is False and got["rebuild"] is True
@@ -59,8 +73,9 @@ def test_environment_beats_ini_and_command_line_beats_both(tmp_path: Path) -> No
     ini = "vm_accel = kvm\nvm_global_timeout = 120\n"
     got = _settings(tmp_path, ini, env={"VMTEST_ACCEL": "tcg", "VMTEST_GLOBAL_TIMEOUT": "60"})
     assert got["accel"] == "tcg" and got["global_timeout"] == 60.0
-    got = _settings(tmp_path, ini, args=("--vm-accel", "auto", "--vm-global-timeout", "30"),
-                    env={"VMTEST_ACCEL": "tcg"})
+    got = _settings(
+        tmp_path, ini, args=("--vm-accel", "auto", "--vm-global-timeout", "30"), env={"VMTEST_ACCEL": "tcg"}
+    )
     assert got["accel"] == "auto" and got["global_timeout"] == 30.0
 
 

@@ -20,130 +20,250 @@ CUSTOM = MachineConfig(
 
 DEFAULT_KVM = [
     "qemu-system-x86_64",
-    "-name", "m1,process=vmtest-m1",
-    "-nodefaults", "-no-user-config", "-S",
-    "-machine", "pc",
-    "-accel", "kvm", "-cpu", "host",
-    "-m", "1024",
-    "-smp", "1",
-    "-kernel", "/cache/kernels/k1/vmlinuz",
-    "-initrd", "/cache/kernels/k1/initrd.img",
+    "-name",
+    "m1,process=vmtest-m1",
+    "-nodefaults",
+    "-no-user-config",
+    "-S",
+    "-machine",
+    "pc",
+    "-accel",
+    "kvm",
+    "-cpu",
+    "host",
+    "-m",
+    "1024",
+    "-smp",
+    "1",
+    "-kernel",
+    "/cache/kernels/k1/vmlinuz",
+    "-initrd",
+    "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
-    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
-    "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
-    "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
-    "-mon", "chardev=qmp,mode=control",
-    "-chardev", "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
-    "-serial", "chardev:serial0",
-    "-device", "virtio-serial-pci,id=virtio-serial0",
-    "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
-    "-device", "virtconsole,chardev=shell,id=backdoor",
-    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
-    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
-    "-display", "none", "-device", "VGA,xres=1024,yres=768",
-    "-device", "virtio-keyboard-pci",
-    "-device", "virtio-rng-pci",
-    "-rtc", "base=utc",
+    "-drive",
+    "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
+    "-device",
+    "virtio-blk-pci,drive=root,serial=root,bootindex=1",
+    "-chardev",
+    "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-chardev",
+    "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
+    "-serial",
+    "chardev:serial0",
+    "-device",
+    "virtio-serial-pci,id=virtio-serial0",
+    "-chardev",
+    "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
+    "-device",
+    "virtconsole,chardev=shell,id=backdoor",
+    "-chardev",
+    "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device",
+    "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+    "-fsdev",
+    "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device",
+    "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-display",
+    "none",
+    "-device",
+    "VGA,xres=1024,yres=768",
+    "-device",
+    "virtio-keyboard-pci",
+    "-device",
+    "virtio-rng-pci",
+    "-rtc",
+    "base=utc",
 ]
 
 DEFAULT_TCG = [
     "qemu-system-x86_64",
-    "-name", "m1,process=vmtest-m1",
-    "-nodefaults", "-no-user-config", "-S",
-    "-machine", "pc",
-    "-accel", "tcg,thread=multi", "-cpu", "max",
-    "-m", "1024",
-    "-smp", "1",
-    "-kernel", "/cache/kernels/k1/vmlinuz",
-    "-initrd", "/cache/kernels/k1/initrd.img",
+    "-name",
+    "m1,process=vmtest-m1",
+    "-nodefaults",
+    "-no-user-config",
+    "-S",
+    "-machine",
+    "pc",
+    "-accel",
+    "tcg,thread=multi",
+    "-cpu",
+    "max",
+    "-m",
+    "1024",
+    "-smp",
+    "1",
+    "-kernel",
+    "/cache/kernels/k1/vmlinuz",
+    "-initrd",
+    "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel",
-    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
-    "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
-    "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
-    "-mon", "chardev=qmp,mode=control",
-    "-chardev", "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
-    "-serial", "chardev:serial0",
-    "-device", "virtio-serial-pci,id=virtio-serial0",
-    "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
-    "-device", "virtconsole,chardev=shell,id=backdoor",
-    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
-    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
-    "-display", "none", "-device", "VGA,xres=1024,yres=768",
-    "-device", "virtio-keyboard-pci",
-    "-device", "virtio-rng-pci",
-    "-rtc", "base=utc",
+    "-drive",
+    "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
+    "-device",
+    "virtio-blk-pci,drive=root,serial=root,bootindex=1",
+    "-chardev",
+    "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-chardev",
+    "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
+    "-serial",
+    "chardev:serial0",
+    "-device",
+    "virtio-serial-pci,id=virtio-serial0",
+    "-chardev",
+    "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
+    "-device",
+    "virtconsole,chardev=shell,id=backdoor",
+    "-chardev",
+    "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device",
+    "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+    "-fsdev",
+    "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device",
+    "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-display",
+    "none",
+    "-device",
+    "VGA,xres=1024,yres=768",
+    "-device",
+    "virtio-keyboard-pci",
+    "-device",
+    "virtio-rng-pci",
+    "-rtc",
+    "base=utc",
 ]
 
 CUSTOM_TCG = [
     "qemu-system-x86_64",
-    "-name", "m1,process=vmtest-m1",
-    "-nodefaults", "-no-user-config", "-S",
-    "-machine", "pc",
-    "-accel", "tcg,thread=multi", "-cpu", "max",
-    "-m", "777",
-    "-smp", "2",
-    "-kernel", "/cache/kernels/k1/vmlinuz",
-    "-initrd", "/cache/kernels/k1/initrd.img",
+    "-name",
+    "m1,process=vmtest-m1",
+    "-nodefaults",
+    "-no-user-config",
+    "-S",
+    "-machine",
+    "pc",
+    "-accel",
+    "tcg,thread=multi",
+    "-cpu",
+    "max",
+    "-m",
+    "777",
+    "-smp",
+    "2",
+    "-kernel",
+    "/cache/kernels/k1/vmlinuz",
+    "-initrd",
+    "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel foo=bar",
-    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
-    "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
-    "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
-    "-mon", "chardev=qmp,mode=control",
-    "-chardev", "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
-    "-serial", "chardev:serial0",
-    "-device", "virtio-serial-pci,id=virtio-serial0",
-    "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
-    "-device", "virtconsole,chardev=shell,id=backdoor",
-    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
-    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
-    "-display", "none", "-vga", "none",
-    "-device", "virtio-keyboard-pci",
-    "-device", "virtio-rng-pci",
-    "-rtc", "base=utc",
+    "-drive",
+    "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
+    "-device",
+    "virtio-blk-pci,drive=root,serial=root,bootindex=1",
+    "-chardev",
+    "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-chardev",
+    "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
+    "-serial",
+    "chardev:serial0",
+    "-device",
+    "virtio-serial-pci,id=virtio-serial0",
+    "-chardev",
+    "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
+    "-device",
+    "virtconsole,chardev=shell,id=backdoor",
+    "-chardev",
+    "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device",
+    "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+    "-fsdev",
+    "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device",
+    "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-display",
+    "none",
+    "-vga",
+    "none",
+    "-device",
+    "virtio-keyboard-pci",
+    "-device",
+    "virtio-rng-pci",
+    "-rtc",
+    "base=utc",
 ]
 
 CUSTOM_KVM = [
     "qemu-system-x86_64",
-    "-name", "m1,process=vmtest-m1",
-    "-nodefaults", "-no-user-config", "-S",
-    "-machine", "pc",
-    "-accel", "kvm", "-cpu", "host",
-    "-m", "777",
-    "-smp", "2",
-    "-kernel", "/cache/kernels/k1/vmlinuz",
-    "-initrd", "/cache/kernels/k1/initrd.img",
+    "-name",
+    "m1,process=vmtest-m1",
+    "-nodefaults",
+    "-no-user-config",
+    "-S",
+    "-machine",
+    "pc",
+    "-accel",
+    "kvm",
+    "-cpu",
+    "host",
+    "-m",
+    "777",
+    "-smp",
+    "2",
+    "-kernel",
+    "/cache/kernels/k1/vmlinuz",
+    "-initrd",
+    "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
-    "-drive", "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
-    "-device", "virtio-blk-pci,drive=root,serial=root,bootindex=1",
-    "-chardev", "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
-    "-mon", "chardev=qmp,mode=control",
-    "-chardev", "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
-    "-serial", "chardev:serial0",
-    "-device", "virtio-serial-pci,id=virtio-serial0",
-    "-chardev", "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
-    "-device", "virtconsole,chardev=shell,id=backdoor",
-    "-chardev", "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
-    "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-    "-fsdev", "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
-    "-device", "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
-    "-display", "none", "-vga", "none",
-    "-device", "virtio-keyboard-pci",
-    "-device", "virtio-rng-pci",
-    "-rtc", "base=utc",
+    "-drive",
+    "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
+    "-device",
+    "virtio-blk-pci,drive=root,serial=root,bootindex=1",
+    "-chardev",
+    "socket,id=qmp,path=/run/vmtest/m1/qmp.sock,server=on,wait=off",
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-chardev",
+    "socket,id=serial0,path=/run/vmtest/m1/serial.sock,server=on,wait=off",
+    "-serial",
+    "chardev:serial0",
+    "-device",
+    "virtio-serial-pci,id=virtio-serial0",
+    "-chardev",
+    "socket,id=shell,path=/run/vmtest/m1/shell.sock,server=on,wait=off",
+    "-device",
+    "virtconsole,chardev=shell,id=backdoor",
+    "-chardev",
+    "socket,id=qga0,path=/run/vmtest/m1/qga.sock,server=on,wait=off",
+    "-device",
+    "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+    "-fsdev",
+    "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
+    "-device",
+    "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-display",
+    "none",
+    "-vga",
+    "none",
+    "-device",
+    "virtio-keyboard-pci",
+    "-device",
+    "virtio-rng-pci",
+    "-rtc",
+    "base=utc",
 ]
 
 
@@ -165,7 +285,9 @@ def test_custom_config_kvm() -> None:
 
 def test_custom_qemu_binary_and_resolution() -> None:
     cfg = MachineConfig(virtualisation={"resolution": (1280, 800)})
-    cfg = cfg.replace(virtualisation={"resolution": (1280, 800), "qemu": {"binary": "/opt/qemu/bin/qemu-system-x86_64"}})
+    cfg = cfg.replace(
+        virtualisation={"resolution": (1280, 800), "qemu": {"binary": "/opt/qemu/bin/qemu-system-x86_64"}}
+    )
     argv = machine_argv("web", cfg, BOOT, MachinePaths(Path("/s")), "kvm")
     assert argv[0] == "/opt/qemu/bin/qemu-system-x86_64"
     assert argv[1:3] == ["-name", "web,process=vmtest-web"]
@@ -190,7 +312,8 @@ def test_kernel_params_graphics_serial_console_last() -> None:
         "panic=-1",
         "systemd.hostname=m1",
         "systemd.show_status=auto",
-        "rd.udev.log_level=3", "net.ifnames=0",
+        "rd.udev.log_level=3",
+        "net.ifnames=0",
         "quiet",
         "foo=bar",
     ]
@@ -218,11 +341,28 @@ def test_user_kernel_params_come_after_builtin_ones() -> None:
 def test_probe_argv() -> None:
     argv = probe_argv("tcg", BOOT)
     assert argv == [
-        "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "pc",
-        "-accel", "tcg,thread=multi", "-cpu", "max",
-        "-m", "256", "-display", "none", "-serial", "stdio", "-no-reboot",
-        "-kernel", "/cache/kernels/k1/vmlinuz", "-initrd", "/cache/kernels/k1/initrd.img",
-        "-append", "console=ttyS0 vmtest.probe panic=-1 quiet",
+        "qemu-system-x86_64",
+        "-nodefaults",
+        "-no-user-config",
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-m",
+        "256",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-kernel",
+        "/cache/kernels/k1/vmlinuz",
+        "-initrd",
+        "/cache/kernels/k1/initrd.img",
+        "-append",
+        "console=ttyS0 vmtest.probe panic=-1 quiet",
     ]
     append = argv[argv.index("-append") + 1].split()
     assert "vmtest.probe" in append
@@ -307,15 +447,27 @@ def test_no_persistent_disk_boots_the_image_with_a_tmpfs_overlay() -> None:
 def test_disk_image_template() -> None:
     cfg = MachineConfig(virtualisation={"disk_image": "/var/tmp/{name}-root.qcow2"})
     assert _after(machine_argv("web", cfg, BOOT_IMG, PATHS, "tcg"), "-drive")[0].startswith(
-        "file=/var/tmp/web-root.qcow2,")
+        "file=/var/tmp/web-root.qcow2,"
+    )
 
 
 def test_user_drives_and_no_default_filesystems() -> None:
-    cfg = MachineConfig(virtualisation={
-        "use_default_filesystems": False, "root_device": "/dev/vda",
-        "qemu": {"drives": [{"file": "/d/own.qcow2", "name": "own", "drive_extra_opts": {"format": "qcow2"},
-                             "device_extra_opts": {"serial": "mine", "bootindex": "1"}}]},
-    })
+    cfg = MachineConfig(
+        virtualisation={
+            "use_default_filesystems": False,
+            "root_device": "/dev/vda",
+            "qemu": {
+                "drives": [
+                    {
+                        "file": "/d/own.qcow2",
+                        "name": "own",
+                        "drive_extra_opts": {"format": "qcow2"},
+                        "device_extra_opts": {"serial": "mine", "bootindex": "1"},
+                    }
+                ]
+            },
+        }
+    )
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert _after(argv, "-drive") == ["format=qcow2,file=/d/own.qcow2,if=none,id=drive0"]
     assert _after(argv, "-device")[0] == "virtio-blk-pci,drive=drive0,bootindex=1,serial=mine"  # keys sorted
@@ -323,19 +475,28 @@ def test_user_drives_and_no_default_filesystems() -> None:
 
 
 def test_shared_directories_argv(tmp_path: Path) -> None:
-    cfg = MachineConfig(virtualisation={"shared_directories": {
-        "data": {"source": str(tmp_path), "target": "/mnt/data", "security_model": "mapped-xattr"}}})
+    cfg = MachineConfig(
+        virtualisation={
+            "shared_directories": {
+                "data": {"source": str(tmp_path), "target": "/mnt/data", "security_model": "mapped-xattr"}
+            }
+        }
+    )
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert f"local,id=fs-data,path={tmp_path},security_model=mapped-xattr" in _after(argv, "-fsdev")
     assert "virtio-9p-pci,fsdev=fs-data,mount_tag=data" in _after(argv, "-device")
 
 
 def test_forwarding_argv_restricted_by_default() -> None:
-    cfg = MachineConfig(virtualisation={"forward_ports": [
-        {"host_port": 2222, "guest_port": 22},
-        {"from": "host", "proto": "udp", "host_address": "127.0.0.2", "host_port": 5353, "guest_port": 53},
-        {"from": "guest", "guest_address": "10.0.2.100", "guest_port": 80, "host_port": 8080},
-    ]})
+    cfg = MachineConfig(
+        virtualisation={
+            "forward_ports": [
+                {"host_port": 2222, "guest_port": 22},
+                {"from": "host", "proto": "udp", "host_address": "127.0.0.2", "host_port": 5353, "guest_port": 53},
+                {"from": "guest", "guest_address": "10.0.2.100", "guest_port": 80, "host_port": 8080},
+            ]
+        }
+    )
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert _after(argv, "-netdev") == [
         "user,id=user0,net=10.0.2.0/24,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,"
@@ -347,22 +508,28 @@ def test_forwarding_argv_restricted_by_default() -> None:
 
 def test_unrestricted_network_argv() -> None:
     with pytest.warns(UserWarning):
-        cfg = MachineConfig(virtualisation={"restrict_network": False,
-                                            "forward_ports": [{"host_port": 2222, "guest_port": 22}]})
+        cfg = MachineConfig(
+            virtualisation={"restrict_network": False, "forward_ports": [{"host_port": 2222, "guest_port": 22}]}
+        )
     assert "restrict=off" in _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-netdev")[0]
 
 
 def test_qemu_options_networking_options_consoles_and_devices() -> None:
-    cfg = MachineConfig(virtualisation={"qemu": {
-        "options": ["-vga std", "-smbios 'type=1,serial=a b'"],
-        "networking_options": ["-netdev user,id=x,restrict=on", "-device e1000,netdev=x"],
-        "consoles": ["ttyS0,115200", "tty0"],
-        "guest_agent": False, "virtio_keyboard": False,
-    }})
+    cfg = MachineConfig(
+        virtualisation={
+            "qemu": {
+                "options": ["-vga std", "-smbios 'type=1,serial=a b'"],
+                "networking_options": ["-netdev user,id=x,restrict=on", "-device e1000,netdev=x"],
+                "consoles": ["ttyS0,115200", "tty0"],
+                "guest_agent": False,
+                "virtio_keyboard": False,
+            }
+        }
+    )
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert argv[-4:] == ["-vga", "std", "-smbios", "type=1,serial=a b"]
     i = argv.index("-netdev")
-    assert argv[i:i + 4] == ["-netdev", "user,id=x,restrict=on", "-device", "e1000,netdev=x"]
+    assert argv[i : i + 4] == ["-netdev", "user,id=x,restrict=on", "-device", "e1000,netdev=x"]
     assert [p for p in kernel_params("m1", cfg) if p.startswith("console=")] == ["console=ttyS0,115200", "console=tty0"]
     assert "virtio-keyboard-pci" not in argv
     assert not any("guest_agent" in a for a in argv)

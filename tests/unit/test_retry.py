@@ -72,7 +72,7 @@ def test_does_not_busy_spin_and_backs_off() -> None:
     probe = Probe(lambda n, last: None)
     retry(probe, timeout=0.3, interval=0.02, max_interval=0.06)
     times = [t for t, _ in probe.calls]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert len(probe.calls) <= 16  # 0.3 s at no less than 0.02 s apart
     assert min(gaps) >= 0.015
     assert max(gaps) <= 0.06 + 0.05  # capped by max_interval (plus scheduling slack)

@@ -6,11 +6,17 @@ import subprocess
 from pathlib import Path
 
 from vmtest import MachineConfig
-from vmtest.image import BootImage
 from vmtest.cli.runvm import interactive_argv, script, sh_word
+from vmtest.image import BootImage
 
-IMAGE = BootImage(key="k", disk=Path("/c/img/root.qcow2"), kernel=Path("/c/k/vmlinux"), initrd=Path("/c/k/initrd"),
-                  kernel_release="6.1", disk_mib=1024)
+IMAGE = BootImage(
+    key="k",
+    disk=Path("/c/img/root.qcow2"),
+    kernel=Path("/c/k/vmlinux"),
+    initrd=Path("/c/k/initrd"),
+    kernel_release="6.1",
+    disk_mib=1024,
+)
 
 
 def _sh_eval(word: str, **env: str) -> str:
@@ -42,8 +48,15 @@ def test_interactive_argv() -> None:
 def test_script_is_valid_shell_with_the_seed_variables() -> None:
     text = script("box", MachineConfig(virtualisation={"empty_disk_images": [8], "disk_size": 2048}), IMAGE, "tcg")
     subprocess.run(["sh", "-n"], input=text, text=True, check=True)
-    for needle in ('${VMTEST_DISK_IMAGE:-./box.qcow2}', '[ -z "$USE_TMPDIR" ]', "test -e empty0.qcow2 ||",
-                   "$QEMU_OPTS \"$@\"", "resize2fs /dev/vda", "2048M", "${SHARED_DIR:-$TMPDIR/xchg}"):
+    for needle in (
+        "${VMTEST_DISK_IMAGE:-./box.qcow2}",
+        '[ -z "$USE_TMPDIR" ]',
+        "test -e empty0.qcow2 ||",
+        '$QEMU_OPTS "$@"',
+        "resize2fs /dev/vda",
+        "2048M",
+        "${SHARED_DIR:-$TMPDIR/xchg}",
+    ):
         assert needle in text, needle
 
 

@@ -80,20 +80,33 @@ def test_the_accelerators_are_declared_once() -> None:
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    assert resolve() == Settings(accel="auto", cache_dir=Path("/xdg/vmtest"), output_dir=tmp_path / "vmtest-output",
-                                 keep_state=False, rebuild=False, global_timeout=3600.0)
+    assert resolve() == Settings(
+        accel="auto",
+        cache_dir=Path("/xdg/vmtest"),
+        output_dir=tmp_path / "vmtest-output",
+        keep_state=False,
+        rebuild=False,
+        global_timeout=3600.0,
+    )
     assert resolve().output_dir.is_absolute()
 
 
 def test_default_cache_dir_without_xdg_is_under_home() -> None:
     assert Settings.resolve({}, {"HOME": "/home/u"}, no_ini).cache_dir == Path("/home/u/.cache/vmtest")
-    assert Settings.resolve({}, {"HOME": "/home/u", "XDG_CACHE_HOME": ""}, no_ini).cache_dir == \
-        Path("/home/u/.cache/vmtest")
+    assert Settings.resolve({}, {"HOME": "/home/u", "XDG_CACHE_HOME": ""}, no_ini).cache_dir == Path(
+        "/home/u/.cache/vmtest"
+    )
 
 
 def test_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("VMTEST_ACCEL", "VMTEST_CACHE_DIR", "VMTEST_OUTPUT_DIR", "VMTEST_KEEP_STATE", "VMTEST_REBUILD",
-                 "VMTEST_GLOBAL_TIMEOUT"):
+    for name in (
+        "VMTEST_ACCEL",
+        "VMTEST_CACHE_DIR",
+        "VMTEST_OUTPUT_DIR",
+        "VMTEST_KEEP_STATE",
+        "VMTEST_REBUILD",
+        "VMTEST_GLOBAL_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -111,14 +124,17 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 # -- precedence --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, cli, env, ini, expected", [
-    ("accel", "kvm", "tcg", "auto", "kvm"),
-    ("cache_dir", "/cli", "/env", "/ini", Path("/cli")),
-    ("output_dir", "/cli", "/env", "/ini", Path("/cli")),
-    ("keep_state", True, "0", False, True),
-    ("rebuild", True, "no", "false", True),
-    ("global_timeout", "30", "60", "120", 30.0),
-])
+@pytest.mark.parametrize(
+    "name, cli, env, ini, expected",
+    [
+        ("accel", "kvm", "tcg", "auto", "kvm"),
+        ("cache_dir", "/cli", "/env", "/ini", Path("/cli")),
+        ("output_dir", "/cli", "/env", "/ini", Path("/cli")),
+        ("keep_state", True, "0", False, True),
+        ("rebuild", True, "no", "false", True),
+        ("global_timeout", "30", "60", "120", 30.0),
+    ],
+)
 def test_command_line_beats_environment_beats_ini(name, cli, env, ini, expected) -> None:
     decl = Settings.declaration(name)
     assert getattr(resolve({name: cli}, {decl.env: env}, {decl.ini: ini}), name) == expected
@@ -130,8 +146,11 @@ def test_command_line_beats_environment_beats_ini(name, cli, env, ini, expected)
 
 def test_unset_sources_fall_through() -> None:
     # an empty environment variable, an empty ini value and a flag not given (None/False) are not set
-    got = resolve({"accel": None, "keep_state": False}, {"VMTEST_ACCEL": "", "VMTEST_KEEP_STATE": ""},
-                  {"vm_accel": "tcg", "vm_keep_state": True})
+    got = resolve(
+        {"accel": None, "keep_state": False},
+        {"VMTEST_ACCEL": "", "VMTEST_KEEP_STATE": ""},
+        {"vm_accel": "tcg", "vm_keep_state": True},
+    )
     assert (got.accel, got.keep_state) == ("tcg", True)
     assert resolve({}, {}, {"vm_accel": ""}).accel == "auto"
 
@@ -173,11 +192,14 @@ def test_image_store_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 # -- bad values name their source ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cli, env, ini, key, source", [
-    ({"accel": "foo"}, {}, {}, "--vm-accel", "command line"),
-    ({}, {"VMTEST_ACCEL": "foo"}, {}, "VMTEST_ACCEL", "environment"),
-    ({}, {}, {"vm_accel": "foo"}, "vm_accel", "ini file"),
-])
+@pytest.mark.parametrize(
+    "cli, env, ini, key, source",
+    [
+        ({"accel": "foo"}, {}, {}, "--vm-accel", "command line"),
+        ({}, {"VMTEST_ACCEL": "foo"}, {}, "VMTEST_ACCEL", "environment"),
+        ({}, {}, {"vm_accel": "foo"}, "vm_accel", "ini file"),
+    ],
+)
 def test_bad_accelerator_names_its_source_and_the_choices(cli, env, ini, key, source) -> None:
     err = error(cli, env, ini)
     assert err.field == key and err.value == "foo"

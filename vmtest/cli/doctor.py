@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.settings import Settings, no_ini
-from vmtest.vm import accel as accel_mod
 from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError, VmtestError
 from vmtest.image import ImageStore
-from vmtest.vm.argv import Boot
 from vmtest.image.kernel import is_static
+from vmtest.vm import accel as accel_mod
+from vmtest.vm.argv import Boot
 
 # (what, how to look for it, Debian package that provides it)
 PROGRAMS = (
@@ -62,16 +62,39 @@ def host_checks() -> list[Check]:
         ok = importlib.util.find_spec(module.split(".")[0]) is not None and (
             "." not in module or importlib.util.find_spec(module) is not None
         )
-        checks.append(Check(f"python: {module}", ok, "importable" if ok else "not importable",
-                            fix=None if ok else f"pip install {dist}"))
-    apt = subprocess.run(["apt-cache", "show", "--no-all-versions", "linux-image-amd64"],
-                         capture_output=True, text=True, check=False) if shutil.which("apt-cache") else None
+        checks.append(
+            Check(
+                f"python: {module}",
+                ok,
+                "importable" if ok else "not importable",
+                fix=None if ok else f"pip install {dist}",
+            )
+        )
+    apt = (
+        subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", "linux-image-amd64"], capture_output=True, text=True, check=False
+        )
+        if shutil.which("apt-cache")
+        else None
+    )
     ok = apt is not None and apt.returncode == 0 and "Depends:" in apt.stdout
-    checks.append(Check("apt knows linux-image-amd64", ok, "the guest kernel package can be resolved" if ok
-                        else "apt has no package lists with the guest kernel", fix=None if ok else "apt-get update"))
+    checks.append(
+        Check(
+            "apt knows linux-image-amd64",
+            ok,
+            "the guest kernel package can be resolved" if ok else "apt has no package lists with the guest kernel",
+            fix=None if ok else "apt-get update",
+        )
+    )
     if os.geteuid() != 0:
-        checks.append(Check("running as root", False, "mmdebstrap and mkfs.ext4 -d need root to build images",
-                            fix="run as root (sudo)"))
+        checks.append(
+            Check(
+                "running as root",
+                False,
+                "mmdebstrap and mkfs.ext4 -d need root to build images",
+                fix="run as root (sudo)",
+            )
+        )
     return checks
 
 
@@ -90,8 +113,7 @@ def settings_checks(cli: Mapping[str, object], env: Mapping[str, str]) -> tuple[
             del env[exc.field]
 
 
-def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger,
-                accel: str | None = None) -> Check:
+def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger, accel: str | None = None) -> Check:
     try:
         chosen = accel_mod.choose(cache, boot_fn, logger, accel)
     except VmtestError as exc:
@@ -139,6 +161,12 @@ def run_doctor(cli: Mapping[str, object], logger: logging.Logger, check_accel: b
         if all(c.ok for c in checks):
             checks.append(accel_check(Cache(root), default_boot_fn(root, logger), logger, settings.accel))
         else:
-            checks.append(Check("accelerator", False, "not checked: fix the missing pieces above first",
-                                fix="vmtest doctor (again, after the fixes)"))
+            checks.append(
+                Check(
+                    "accelerator",
+                    False,
+                    "not checked: fix the missing pieces above first",
+                    fix="vmtest doctor (again, after the fixes)",
+                )
+            )
     return report(checks)

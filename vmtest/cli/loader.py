@@ -24,13 +24,17 @@ def load_config(spec: str) -> tuple[str, MachineConfig]:
     configs = sorted(k for k, v in namespace.items() if isinstance(v, MachineConfig))
     if name not in namespace:
         raise ConfigError(
-            "target", spec, f"{path} defines no {name!r}",
+            "target",
+            spec,
+            f"{path} defines no {name!r}",
             "MachineConfigs it defines: " + (", ".join(configs) or "none"),
         )
     value = namespace[name]
     if not isinstance(value, MachineConfig):
         raise ConfigError(
-            "target", spec, f"{name!r} is a {type(value).__name__}, not a MachineConfig",
+            "target",
+            spec,
+            f"{name!r} is a {type(value).__name__}, not a MachineConfig",
             "MachineConfigs it defines: " + (", ".join(configs) or "none"),
         )
     return name, value

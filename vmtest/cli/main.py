@@ -36,15 +36,17 @@ def _human_age(seconds: float) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from vmtest.image import ImageStore
     from vmtest.cli.loader import load_config
+    from vmtest.image import ImageStore
 
     name, config = load_config(args.target)
     store = ImageStore(_settings(args).cache_dir)
     start = time.monotonic()
     image = store.get(config, rebuild=args.rebuild)
-    print(f"{name}: image {image.key} ({image.disk_mib} MiB root, kernel {image.kernel_release}) "
-          f"ready in {time.monotonic() - start:.1f}s")
+    print(
+        f"{name}: image {image.key} ({image.disk_mib} MiB root, kernel {image.kernel_release}) "
+        f"ready in {time.monotonic() - start:.1f}s"
+    )
     print(f"  disk:   {image.disk}\n  kernel: {image.kernel}\n  initrd: {image.initrd}")
     return 0
 
@@ -57,10 +59,15 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     if not entries:
         print("  (empty)")
     for e in entries:
-        what = e.meta.get("package", "") if e.kind == "kernels" else (
-            f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system"))
-        print(f"  {e.kind[:-1]:6} {e.key[:32]:32} {_human_size(e.size):>10}  "
-              f"built {_human_age(now - e.created)} ago, used {_human_age(now - e.last_used)} ago  {what}")
+        what = (
+            e.meta.get("package", "")
+            if e.kind == "kernels"
+            else (f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system"))
+        )
+        print(
+            f"  {e.kind[:-1]:6} {e.key[:32]:32} {_human_size(e.size):>10}  "
+            f"built {_human_age(now - e.created)} ago, used {_human_age(now - e.last_used)} ago  {what}"
+        )
     partial = cache.partial_builds()
     active = sum(1 for _, a in partial if a)
     if active:
@@ -82,8 +89,9 @@ def cmd_cache_gc(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vmtest.cli.doctor import run_doctor
 
-    text, ok = run_doctor({"cache_dir": args.cache_dir}, logging.getLogger("vmtest.doctor"),
-                          check_accel=not args.no_accel)
+    text, ok = run_doctor(
+        {"cache_dir": args.cache_dir}, logging.getLogger("vmtest.doctor"), check_accel=not args.no_accel
+    )
     print(text)
     return 0 if ok else 1
 
@@ -91,11 +99,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_run_vm(args: argparse.Namespace) -> int:
     import os
 
-    from vmtest.vm import accel as accel_mod
-    from vmtest.image import ImageStore
     from vmtest.cli.loader import load_config
-    from vmtest.vm.argv import Boot
     from vmtest.cli.runvm import script
+    from vmtest.image import ImageStore
+    from vmtest.vm import accel as accel_mod
+    from vmtest.vm.argv import Boot
 
     name, config = load_config(args.target)
     settings = _settings(args)
@@ -108,8 +116,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     qemu_args = args.qemu_args[1:] if args.qemu_args[:1] == ["--"] else args.qemu_args
-    print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)",
-          file=sys.stderr)
+    print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)", file=sys.stderr)
     sys.stderr.flush()
     os.execvp("sh", ["sh", "-c", text, f"run-{name}-vm", *qemu_args])
     return 1  # not reached
@@ -136,25 +143,37 @@ def parser() -> argparse.ArgumentParser:
     ls = csub.add_parser("ls", help="list cached images and kernels with size and age")
     ls.set_defaults(func=cmd_cache_ls)
     gc = csub.add_parser("gc", help="remove unused entries and leftovers of interrupted builds")
-    gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS",
-                    help="remove images not used for DAYS days (default 14)")
+    gc.add_argument(
+        "--older-than",
+        type=float,
+        default=14.0,
+        metavar="DAYS",
+        help="remove images not used for DAYS days (default 14)",
+    )
     gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
     gc.set_defaults(func=cmd_cache_gc)
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
     d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
     d.set_defaults(func=cmd_doctor)
-    r = sub.add_parser("run-vm", help="boot one configured machine interactively (serial console on this "
-                       "terminal, Ctrl-A X quits): vmtest run-vm PATH::NAME [-- QEMU ARGS]")
+    r = sub.add_parser(
+        "run-vm",
+        help="boot one configured machine interactively (serial console on this "
+        "terminal, Ctrl-A X quits): vmtest run-vm PATH::NAME [-- QEMU ARGS]",
+    )
     r.add_argument("target", help="PATH::NAME of a MachineConfig in a Python file")
-    r.add_argument("--print-script", action="store_true",
-                   help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
-                        "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)")
+    r.add_argument(
+        "--print-script",
+        action="store_true",
+        help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
+        "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)",
+    )
     add_arguments(r, ["accel"], FLAGS)
     r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
     r.set_defaults(func=cmd_run_vm)
     o = sub.add_parser("options", help="list the MachineConfig fields, the virtualisation options and the run settings")
-    o.add_argument("--markdown", action="store_true",
-                   help="print docs/options.md (with the parity table with qemu-vm.nix)")
+    o.add_argument(
+        "--markdown", action="store_true", help="print docs/options.md (with the parity table with qemu-vm.nix)"
+    )
     o.set_defaults(func=cmd_options)
     return p
 
@@ -163,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
     )
     try:
         return args.func(args)

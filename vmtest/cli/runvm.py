@@ -39,8 +39,8 @@ SHARED = "@SHARED@"
 _VARS = {
     TMP: '"$TMPDIR"',
     DISK: '"$DISK"',
-    KPARAMS: '${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}',
-    NETOPTS: '${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}',
+    KPARAMS: "${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}",
+    NETOPTS: "${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}",
 }
 
 
@@ -62,15 +62,22 @@ def interactive_argv(name: str, config: MachineConfig, image: BootImage, accel: 
     if config.virtualisation.disk_image is not None:
         config = config.replace(virtualisation=dataclasses.replace(config.virtualisation, disk_image=DISK))
     launch = Launch(
-        paused=False, serial_stdio=True, user_net=True, user_net_extra=NETOPTS,
-        extra_kernel_params=(INTERACTIVE_PARAM + KPARAMS,), extra_shares=((SHARED_TAG, SHARED),),
+        paused=False,
+        serial_stdio=True,
+        user_net=True,
+        user_net_extra=NETOPTS,
+        extra_kernel_params=(INTERACTIVE_PARAM + KPARAMS,),
+        extra_shares=((SHARED_TAG, SHARED),),
     )
-    return machine_argv(name, config, Boot(image.kernel, image.initrd, image.disk), MachinePaths(Path(TMP)), accel,
-                        launch)
+    return machine_argv(
+        name, config, Boot(image.kernel, image.initrd, image.disk), MachinePaths(Path(TMP)), accel, launch
+    )
 
 
-SHARED_MOUNT = (f"mkdir -p {SHARED_GUEST_PATH} && {mount_9p(SHARED_TAG, SHARED_GUEST_PATH)} "
-                f"|| echo 'vmtest-setup: could not mount {SHARED_GUEST_PATH}' >&2")
+SHARED_MOUNT = (
+    f"mkdir -p {SHARED_GUEST_PATH} && {mount_9p(SHARED_TAG, SHARED_GUEST_PATH)} "
+    f"|| echo 'vmtest-setup: could not mount {SHARED_GUEST_PATH}' >&2"
+)
 
 
 def script(name: str, config: MachineConfig, image: BootImage, accel: str, source: str = "") -> str:
@@ -100,10 +107,10 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
     ]
     if virt.disk_image is not None:
         lines += [
-            f"DISK=$(readlink -f \"${{VMTEST_DISK_IMAGE:-{default_disk}}}\")",
+            f'DISK=$(readlink -f "${{VMTEST_DISK_IMAGE:-{default_disk}}}")',
             'if ! test -e "$DISK"; then',
             '    echo "Disk image does not exist, creating $DISK (overlay on the cached image)..." >&2',
-            f"    qemu-img create -q -f qcow2 -F qcow2 -b {shlex.quote(str(image.disk))} \"$DISK\" {disk_mib}M",
+            f'    qemu-img create -q -f qcow2 -F qcow2 -b {shlex.quote(str(image.disk))} "$DISK" {disk_mib}M',
             "fi",
         ]
     lines += [
@@ -122,10 +129,10 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
         lines.append(f"test -e empty{i}.qcow2 || qemu-img create -q -f qcow2 empty{i}.qcow2 {size}M")
     lines.append("")
     grouped: list[str] = []
-    for raw, word in zip(argv, words):
+    for raw, word in zip(argv, words, strict=True):
         if grouped and not raw.startswith("-") and grouped[-1].startswith("-") and " " not in grouped[-1]:
             grouped[-1] += " " + word
         else:
             grouped.append(word)
-    lines.append("exec " + " \\\n    ".join(grouped) + " \\\n    $QEMU_OPTS \"$@\"")
+    lines.append("exec " + " \\\n    ".join(grouped) + ' \\\n    $QEMU_OPTS "$@"')
     return "\n".join(lines) + "\n"

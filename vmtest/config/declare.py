@@ -130,8 +130,9 @@ def validate_fields(obj: Any, prefix: str = "") -> None:
         object.__setattr__(obj, f.name, decl.validate(name, getattr(obj, f.name)))
 
 
-def check_keys(names: Sequence[str], values: Mapping[str, Any], where: Callable[[str], str], why: str,
-               known: str) -> None:
+def check_keys(
+    names: Sequence[str], values: Mapping[str, Any], where: Callable[[str], str], why: str, known: str
+) -> None:
     """Reject a key of ``values`` that is not in ``names``: ConfigError naming ``where(key)``, with a
     "did you mean" hint or, when nothing is close, the list of ``known`` names."""
     for key in values:
@@ -162,15 +163,21 @@ def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | Non
     try:
         return cls(**values)
     except TypeError as exc:
-        missing = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                   and f.name not in values]
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+        ]
         raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None
 
 
 def documented(cls: type[T]) -> type[T]:
     """Class decorator: append the declared fields and their documentation to the class docstring."""
     lines = [f"- ``{f.name}``: {decl.doc}" for f, decl in declared(cls)]
-    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n\n    Options (declared below, see docs/options.md):\n\n" + \
-        "\n".join(f"    {line}" for line in lines) + "\n"
+    cls.__doc__ = (
+        (cls.__doc__ or "").rstrip()
+        + "\n\n    Options (declared below, see docs/options.md):\n\n"
+        + "\n".join(f"    {line}" for line in lines)
+        + "\n"
+    )
     return cls

@@ -38,13 +38,15 @@ def rows(cls: type, prefix: str = "", expand: bool = True) -> list[dict[str, str
         if expand and is_declared(default):
             out += rows(default, f"{prefix}{f.name}.")  # type: ignore[arg-type]
             continue
-        out.append({
-            "name": prefix + f.name,
-            "type": str(f.type),
-            "default": _default_text(f, decl.default_text),
-            "doc": decl.doc,
-            **{key: getattr(decl, key) or "" for key in ("nixos", "proof", "flag", "env", "ini")},
-        })
+        out.append(
+            {
+                "name": prefix + f.name,
+                "type": str(f.type),
+                "default": _default_text(f, decl.default_text),
+                "doc": decl.doc,
+                **{key: getattr(decl, key) or "" for key in ("nixos", "proof", "flag", "env", "ini")},
+            }
+        )
     return out
 
 
@@ -70,8 +72,10 @@ def text() -> str:
     lines += ["", "virtualisation options:"]
     lines += [f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}" for row in reference()]
     lines += ["", "run settings (command line, then environment, then ini file, then default):"]
-    lines += [f"{row['name']} ({row['flag']}, ${row['env']}, ini {row['ini']}), default {row['default']}: {row['doc']}"
-              for row in settings_reference()]
+    lines += [
+        f"{row['name']} ({row['flag']}, ${row['env']}, ini {row['ini']}), default {row['default']}: {row['doc']}"
+        for row in settings_reference()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,8 +84,9 @@ def _cell(text: str) -> str:
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join(cells) + " |" for cells in body]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(cells) + " |" for cells in body
+    ]
 
 
 def markdown() -> str:
@@ -95,34 +100,49 @@ def markdown() -> str:
         "validator); `tests/unit/test_options_doc.py` fails when this file is out of date.",
         "",
         "- [Machine configuration](#machine-configuration-machineconfig)",
-        "- [Virtualisation options: parity with NixOS `qemu-vm.nix`](#virtualisation-options-parity-with-nixos-qemu-vmnix)",
+        "- [Virtualisation options: parity with NixOS `qemu-vm.nix`]"
+        "(#virtualisation-options-parity-with-nixos-qemu-vmnix)",
         "- [Run settings](#run-settings)",
         "",
         "## Machine configuration (`MachineConfig`)",
         "",
-        "What a test declares about each machine: `MachineConfig(packages=[\"curl\"], ...)`, keyword arguments,",
+        'What a test declares about each machine: `MachineConfig(packages=["curl"], ...)`, keyword arguments,',
         "all optional. A bad value or an unknown field is a `vmtest.ConfigError` naming the field, why, and the",
         "fix. Every field but `kernel_params` and `virtualisation` goes into the image (and its cache key).",
         "",
     ]
-    lines += _table(["field", "type", "default", "notes"], [
-        [f"`{row['name']}`", f"`{_cell(row['type'])}`", f"`{_cell(row['default'])}`", _cell(row['doc'])]
-        for row in machine_reference()
-    ])
+    lines += _table(
+        ["field", "type", "default", "notes"],
+        [
+            [f"`{row['name']}`", f"`{_cell(row['type'])}`", f"`{_cell(row['default'])}`", _cell(row["doc"])]
+            for row in machine_reference()
+        ],
+    )
     lines += [
         "",
         "## Virtualisation options: parity with NixOS `qemu-vm.nix`",
         "",
         "Every option of the seed's `qemu-vm.nix`: ours, or why not (`vmtest/config/parity.py`). Set them in",
         "`MachineConfig(virtualisation={...})`; `qemu.*` options go in a nested dict",
-        "(`virtualisation={\"qemu\": {\"disk_interface\": \"scsi\"}}`).",
+        '(`virtualisation={"qemu": {"disk_interface": "scsi"}}`).',
         "",
     ]
-    lines += _table(["seed option", "ours", "type", "default", "status", "proof", "notes"], [
-        [f"`{row['nixos']}`", f"`{row['name']}`", f"`{_cell(row['type'])}`", f"`{_cell(row['default'])}`",
-         "supported", f"`{row['proof']}`", _cell(row['doc'])]
-        for row in reference()
-    ] + [[f"`{nixos}`", "-", "-", "-", status, "-", why] for nixos, (status, why) in NOT_DECLARED.items()])
+    lines += _table(
+        ["seed option", "ours", "type", "default", "status", "proof", "notes"],
+        [
+            [
+                f"`{row['nixos']}`",
+                f"`{row['name']}`",
+                f"`{_cell(row['type'])}`",
+                f"`{_cell(row['default'])}`",
+                "supported",
+                f"`{row['proof']}`",
+                _cell(row["doc"]),
+            ]
+            for row in reference()
+        ]
+        + [[f"`{nixos}`", "-", "-", "-", status, "-", why] for nixos, (status, why) in NOT_DECLARED.items()],
+    )
     lines += [
         "",
         "## Run settings",
@@ -136,9 +156,19 @@ def markdown() -> str:
         "made outside pytest reads the environment.",
         "",
     ]
-    lines += _table(["setting", "flag", "environment", "ini key", "type", "default", "notes"], [
-        [f"`{row['name']}`", f"`{row['flag']}`", f"`{row['env']}`", f"`{row['ini']}`", f"`{_cell(row['type'])}`",
-         f"`{_cell(row['default'])}`", _cell(row['doc'])]
-        for row in settings_reference()
-    ])
+    lines += _table(
+        ["setting", "flag", "environment", "ini key", "type", "default", "notes"],
+        [
+            [
+                f"`{row['name']}`",
+                f"`{row['flag']}`",
+                f"`{row['env']}`",
+                f"`{row['ini']}`",
+                f"`{_cell(row['type'])}`",
+                f"`{_cell(row['default'])}`",
+                _cell(row["doc"]),
+            ]
+            for row in settings_reference()
+        ],
+    )
     return "\n".join(lines) + "\n"

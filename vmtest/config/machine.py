@@ -38,9 +38,7 @@ def host_suite() -> str:
         text = Path("/etc/os-release").read_text()
     except OSError:
         return "bookworm"
-    ids = dict(
-        line.split("=", 1) for line in text.splitlines() if "=" in line
-    )
+    ids = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     if ids.get("ID", "").strip('"') == "debian" and ids.get("VERSION_CODENAME"):
         return ids["VERSION_CODENAME"].strip('"')
     return "bookworm"
@@ -78,7 +76,9 @@ def _files(name: str, value: Any) -> Mapping[str, File]:
             content = File(content)
         if not isinstance(content, File):
             raise ConfigError(
-                f"{name}[{path!r}]", content, "file content must be str, bytes or vmtest.File",
+                f"{name}[{path!r}]",
+                content,
+                "file content must be str, bytes or vmtest.File",
                 "e.g. File('text', mode=0o755)",
             )
         if not isinstance(content.content, (str, bytes)):
@@ -110,26 +110,48 @@ def _empty() -> Mapping[str, Any]:
 class MachineConfig:
     """The declaration of one virtual machine (keyword arguments, all optional)."""
 
-    suite: str = option(host_suite, "Debian release of the guest.", suite_name, factory=True,
-                        default_text="the host's release, else 'bookworm'")
+    suite: str = option(
+        host_suite,
+        "Debian release of the guest.",
+        suite_name,
+        factory=True,
+        default_text="the host's release, else 'bookworm'",
+    )
     packages: tuple[str, ...] = option((), "Debian packages to install (sorted, duplicates dropped).", package_list)
     services: tuple[str, ...] = option(
-        (), "systemd units to start at boot (\"nginx\" means nginx.service): enabled, or added to "
-        "multi-user.target when they have no [Install] section.", unit_list)
+        (),
+        'systemd units to start at boot ("nginx" means nginx.service): enabled, or added to '
+        "multi-user.target when they have no [Install] section.",
+        unit_list,
+    )
     units: Mapping[str, str] = option(
-        _empty, "Unit name -> unit file text, installed in /etc/systemd/system and enabled per its [Install] "
-        "section (without one it runs only when started, or when listed in services).", _units, factory=True)
+        _empty,
+        "Unit name -> unit file text, installed in /etc/systemd/system and enabled per its [Install] "
+        "section (without one it runs only when started, or when listed in services).",
+        _units,
+        factory=True,
+    )
     files: Mapping[str, File] = option(
-        _empty, "Guest path -> str/bytes content or vmtest.File (content + mode, default 0o644), placed in the "
-        "image.", _files, factory=True)
+        _empty,
+        "Guest path -> str/bytes content or vmtest.File (content + mode, default 0o644), placed in the image.",
+        _files,
+        factory=True,
+    )
     build_commands: tuple[str, ...] = option(
-        (), "Shell commands run inside the image (chroot) at build time.", keyword_str_list)
+        (), "Shell commands run inside the image (chroot) at build time.", keyword_str_list
+    )
     kernel_params: tuple[str, ...] = option(
-        (), "Extra kernel command-line parameters (boot time, not in the image); a string is split on "
-        "white space.", _kernel_params)
+        (),
+        "Extra kernel command-line parameters (boot time, not in the image); a string is split on white space.",
+        _kernel_params,
+    )
     virtualisation: Virtualisation = option(
-        Virtualisation, "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the "
-        "virtualisation options below).", _virtualisation, factory=True, default_text="Virtualisation()")
+        Virtualisation,
+        "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the virtualisation options below).",
+        _virtualisation,
+        factory=True,
+        default_text="Virtualisation()",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         check_keys(field_names(self), kwargs, lambda key: key, "unknown MachineConfig field", "fields")
@@ -138,10 +160,12 @@ class MachineConfig:
         validate_fields(self)
 
     def __hash__(self) -> int:
-        return hash(tuple(
-            tuple(value.items()) if isinstance(value, Mapping) else value
-            for value in (getattr(self, f.name) for f in dataclasses.fields(self))
-        ))
+        return hash(
+            tuple(
+                tuple(value.items()) if isinstance(value, Mapping) else value
+                for value in (getattr(self, f.name) for f in dataclasses.fields(self))
+            )
+        )
 
     def image_inputs(self) -> dict[str, Any]:
         """Everything that goes into the guest image, in a canonical JSON-able form."""

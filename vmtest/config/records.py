@@ -14,9 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmtest.core import contract
 from vmtest.config.declare import FrozenMap, Validator, record
-from vmtest.config.validators import boolean, choice, guest_abs_path, optional_string, port, str_list, string, vlan_number
+from vmtest.config.validators import (
+    boolean,
+    choice,
+    guest_abs_path,
+    optional_string,
+    port,
+    str_list,
+    string,
+    vlan_number,
+)
+from vmtest.core import contract
 from vmtest.core.errors import ConfigError
 
 SECURITY_MODELS = ("none", "passthrough", "mapped-xattr", "mapped-file")
@@ -55,19 +64,32 @@ class ForwardPort:
                 try:
                     ipaddress.IPv4Address(value)
                 except ValueError:
-                    raise ConfigError(f"{where}.{attr}", value, "not an IPv4 address (QEMU forwards IPv4 only)") from None
+                    raise ConfigError(
+                        f"{where}.{attr}", value, "not an IPv4 address (QEMU forwards IPv4 only)"
+                    ) from None
         if self.from_ == "guest":
             # The seed's assertions on guest-to-host forwarding.
             if self.proto != "tcp":
-                raise ConfigError(f"{where}.proto", self.proto, "guest-to-host forwarding supports only TCP connections",
-                                  "use proto='tcp'")
+                raise ConfigError(
+                    f"{where}.proto",
+                    self.proto,
+                    "guest-to-host forwarding supports only TCP connections",
+                    "use proto='tcp'",
+                )
             if not self.guest_address or ipaddress.IPv4Address(self.guest_address) not in USER_NET:
-                raise ConfigError(f"{where}.guest_address", self.guest_address,
-                                  f"the address must be in the user-mode network ({contract.USER_NET})",
-                                  "e.g. guest_address='10.0.2.100'")
+                raise ConfigError(
+                    f"{where}.guest_address",
+                    self.guest_address,
+                    f"the address must be in the user-mode network ({contract.USER_NET})",
+                    "e.g. guest_address='10.0.2.100'",
+                )
             if not self.host_address:
-                raise ConfigError(f"{where}.host_address", self.host_address, "guest forwarding needs a host address",
-                                  "e.g. host_address='127.0.0.1'")
+                raise ConfigError(
+                    f"{where}.host_address",
+                    self.host_address,
+                    "guest forwarding needs a host address",
+                    "e.g. host_address='127.0.0.1'",
+                )
 
     @staticmethod
     def parse(name: str, value: Any) -> ForwardPort:
@@ -96,8 +118,12 @@ class SharedDirectory:
         if not isinstance(source, str) or not source:
             raise ConfigError("virtualisation.shared_directories.source", self.source, "expected a host path")
         if not os.path.isdir(source):
-            raise ConfigError("virtualisation.shared_directories.source", source,
-                              "does not exist or is not a directory on the host", "create it before declaring the share")
+            raise ConfigError(
+                "virtualisation.shared_directories.source",
+                source,
+                "does not exist or is not a directory on the host",
+                "create it before declaring the share",
+            )
         object.__setattr__(self, "source", os.path.abspath(source))
         object.__setattr__(self, "target", guest_abs_path("virtualisation.shared_directories.target", self.target))
         choice(SECURITY_MODELS)("virtualisation.shared_directories.security_model", self.security_model)
@@ -146,8 +172,12 @@ class Drive:
             if not isinstance(value, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) and "," not in v for k, v in value.items()
             ):
-                raise ConfigError(f"virtualisation.qemu.drives.{attr}", value,
-                                  "expected a dict of str -> str (values without commas)", "e.g. {'cache': 'none'}")
+                raise ConfigError(
+                    f"virtualisation.qemu.drives.{attr}",
+                    value,
+                    "expected a dict of str -> str (values without commas)",
+                    "e.g. {'cache': 'none'}",
+                )
             object.__setattr__(self, attr, FrozenMap(value))
 
 
@@ -171,15 +201,16 @@ def map_of(cls: type, key_check: Validator | None = None) -> Validator:
 
 def forwarding_list(name: str, value: Any) -> tuple[ForwardPort, ...]:
     if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
-        raise ConfigError(name, value, "expected a list of forwardings",
-                          "e.g. [{'host_port': 8080, 'guest_port': 80}]")
+        raise ConfigError(name, value, "expected a list of forwardings", "e.g. [{'host_port': 8080, 'guest_port': 80}]")
     ports = tuple(ForwardPort.parse(f"{name}[{i}]", v) for i, v in enumerate(value))
     seen = set()
     for p in ports:
         if p.from_ == "host":
             key = (p.proto, p.host_address, p.host_port)
             if key in seen:
-                raise ConfigError(name, p.host_port, f"host port {p.proto}:{p.host_address}:{p.host_port} is forwarded twice")
+                raise ConfigError(
+                    name, p.host_port, f"host port {p.proto}:{p.host_address}:{p.host_port} is forwarded twice"
+                )
             seen.add(key)
     return ports
 
@@ -191,6 +222,10 @@ def drive_list(name: str, value: Any) -> tuple[Drive, ...]:
     names = [d.name for d in found if d.name is not None]
     for n in names:
         if names.count(n) > 1 or n in ("root",) or n.startswith("empty"):
-            raise ConfigError(name, n, "drive names must be unique (and 'root', 'empty<N>' are vmtest's own)",
-                              "rename one of the drives")
+            raise ConfigError(
+                name,
+                n,
+                "drive names must be unique (and 'root', 'empty<N>' are vmtest's own)",
+                "rename one of the drives",
+            )
     return found

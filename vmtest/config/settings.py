@@ -52,30 +52,61 @@ class Settings:
     """How vmtest runs; one value per setting, already checked (see the module docstring for the sources)."""
 
     accel: str = option(
-        "auto", "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
-        "error if KVM does not work) or tcg (software emulation).", choice(ACCELERATORS),
-        flag="--vm-accel", env="VMTEST_ACCEL", ini="vm_accel")
+        "auto",
+        "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
+        "error if KVM does not work) or tcg (software emulation).",
+        choice(ACCELERATORS),
+        flag="--vm-accel",
+        env="VMTEST_ACCEL",
+        ini="vm_accel",
+    )
     cache_dir: Path = option(
-        None, "Image cache directory (images, kernels, downloaded packages, the KVM verdict).", host_path,
-        flag="--vm-cache-dir", env="VMTEST_CACHE_DIR", ini="vm_cache_dir", env_default=default_cache_dir,
-        default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest")
+        None,
+        "Image cache directory (images, kernels, downloaded packages, the KVM verdict).",
+        host_path,
+        flag="--vm-cache-dir",
+        env="VMTEST_CACHE_DIR",
+        ini="vm_cache_dir",
+        env_default=default_cache_dir,
+        default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
+    )
     output_dir: Path = option(
-        Path("vmtest-output"), "Where failed tests leave console logs, screenshots and journals (a directory "
+        Path("vmtest-output"),
+        "Where failed tests leave console logs, screenshots and journals (a directory "
         "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
-        host_path, flag="--vm-output-dir", env="VMTEST_OUTPUT_DIR", ini="vm_output_dir",
-        default_text="./vmtest-output")
+        host_path,
+        flag="--vm-output-dir",
+        env="VMTEST_OUTPUT_DIR",
+        ini="vm_output_dir",
+        default_text="./vmtest-output",
+    )
     keep_state: bool = option(
-        False, "Keep each test's machine state (disk overlays) in state/ in the output directory (a directory "
+        False,
+        "Keep each test's machine state (disk overlays) in state/ in the output directory (a directory "
         "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
-        "starts from a fresh state.", yes_no,
-        flag="--vm-keep-state", env="VMTEST_KEEP_STATE", ini="vm_keep_state")
+        "starts from a fresh state.",
+        yes_no,
+        flag="--vm-keep-state",
+        env="VMTEST_KEEP_STATE",
+        ini="vm_keep_state",
+    )
     rebuild: bool = option(
-        False, "Rebuild every image this session uses, once, even if cached.", yes_no,
-        flag="--vm-rebuild", env="VMTEST_REBUILD", ini="vm_rebuild")
+        False,
+        "Rebuild every image this session uses, once, even if cached.",
+        yes_no,
+        flag="--vm-rebuild",
+        env="VMTEST_REBUILD",
+        ini="vm_rebuild",
+    )
     global_timeout: float = option(
-        3600.0, "Kill the machines of a test still running after this many seconds: the hung call fails at "
-        "once and the report says why.", seconds,
-        flag="--vm-global-timeout", env="VMTEST_GLOBAL_TIMEOUT", ini="vm_global_timeout")
+        3600.0,
+        "Kill the machines of a test still running after this many seconds: the hung call fails at "
+        "once and the report says why.",
+        seconds,
+        flag="--vm-global-timeout",
+        env="VMTEST_GLOBAL_TIMEOUT",
+        ini="vm_global_timeout",
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -91,8 +122,14 @@ class Settings:
         return cls.declaration(name).validate(name, value)
 
     @classmethod
-    def resolve(cls, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini = no_ini, *,
-                flags: Mapping[str, str] | None = None) -> Settings:
+    def resolve(
+        cls,
+        cli: Mapping[str, object],
+        env: Mapping[str, str],
+        ini: Ini = no_ini,
+        *,
+        flags: Mapping[str, str] | None = None,
+    ) -> Settings:
         """The settings from the command line (``cli``: setting name -> value, None when not given), the
         environment and the ini file (``ini(key)``, None or empty when not set), in that order, else the
         defaults. ``flags`` names the command line's own spelling of a setting (for error messages).
@@ -109,8 +146,9 @@ class Settings:
             try:
                 values[f.name] = decl.validate(key, raw)
             except ConfigError as exc:
-                raise ConfigError(exc.field, exc.value, f"{exc.why} (the {f.name} setting, from the {source})",
-                                  exc.fix) from None
+                raise ConfigError(
+                    exc.field, exc.value, f"{exc.why} (the {f.name} setting, from the {source})", exc.fix
+                ) from None
         return cls(**values)
 
     @classmethod
@@ -125,8 +163,9 @@ def _given(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _lookup(name: str, decl: Declaration, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini,
-            flags: Mapping[str, str]) -> tuple[str, str, object] | None:
+def _lookup(
+    name: str, decl: Declaration, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini, flags: Mapping[str, str]
+) -> tuple[str, str, object] | None:
     """(source, the key it was set under, raw value) of the first source that sets ``name``, or None."""
     candidates = (
         (SOURCES[0], flags.get(name, decl.flag or name), lambda: cli.get(name)),
@@ -174,16 +213,18 @@ def argument_options(name: str, ini: bool = True) -> dict[str, Any]:
     return kwargs
 
 
-def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str],
-                  flags: Mapping[str, str] | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, names: Iterable[str], flags: Mapping[str, str] | None = None
+) -> None:
     """Give ``parser`` a flag for each setting in ``names`` (spelled as in ``flags``, else as declared)."""
     for name in names:
         flag = (flags or {}).get(name) or Settings.declaration(name).flag
         parser.add_argument(flag, dest=name, **argument_options(name, ini=False))
 
 
-def from_arguments(args: argparse.Namespace, flags: Mapping[str, str] | None = None,
-                   env: Mapping[str, str] | None = None) -> Settings:
+def from_arguments(
+    args: argparse.Namespace, flags: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """The settings of a command parsed with :func:`add_arguments`: its flags, then the environment."""
     cli = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
     return Settings.resolve(cli, os.environ if env is None else env, no_ini, flags=flags)

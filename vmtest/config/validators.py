@@ -68,8 +68,12 @@ def choice(choices: tuple[str, ...]) -> Validator:
     def check(name: str, value: Any) -> Any:
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
-            raise ConfigError(name, value, "must be one of " + ", ".join(map(repr, choices)),
-                              f"did you mean {close[0]!r}?" if close else None)
+            raise ConfigError(
+                name,
+                value,
+                "must be one of " + ", ".join(map(repr, choices)),
+                f"did you mean {close[0]!r}?" if close else None,
+            )
         return value
 
     check.choices = choices  # type: ignore[attr-defined]
@@ -78,7 +82,9 @@ def choice(choices: tuple[str, ...]) -> Validator:
 
 def str_list(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ConfigError(name, value, "expected a list of strings", f"write [{value!r}]" if isinstance(value, str) else None)
+        raise ConfigError(
+            name, value, "expected a list of strings", f"write [{value!r}]" if isinstance(value, str) else None
+        )
     for item in value:
         if not isinstance(item, str):
             raise ConfigError(name, value, f"every entry must be a string, {item!r} is a {type(item).__name__}")
@@ -128,7 +134,9 @@ def package_list(name: str, value: Any) -> tuple[str, ...]:
     for pkg in packages:
         if not _PACKAGE_RE.match(pkg):
             raise ConfigError(
-                name, pkg, "not a valid Debian package name",
+                name,
+                pkg,
+                "not a valid Debian package name",
                 "names are lower case letters, digits and + - . (optionally =version or /suite)",
             )
     return tuple(sorted(set(packages)))
@@ -141,7 +149,9 @@ def unit_name(name: str, value: Any) -> str:
     full = value if "." in value else value + ".service"
     if not _UNIT_RE.match(full):
         raise ConfigError(
-            name, value, "not a valid systemd unit name",
+            name,
+            value,
+            "not a valid systemd unit name",
             "use a name like 'foo.service', 'foo.socket' or 'foo.timer'",
         )
     return full
@@ -157,7 +167,9 @@ def guest_file_path(name: str, path: Any) -> str:
         raise ConfigError(name, path, "guest paths must be strings")
     p = PurePosixPath(path)
     if not p.is_absolute():
-        raise ConfigError(name, path, "guest paths must be absolute", f"write '/{path[2:] if path.startswith('./') else path}'")
+        raise ConfigError(
+            name, path, "guest paths must be absolute", f"write '/{path[2:] if path.startswith('./') else path}'"
+        )
     if ".." in p.parts or str(p) == "/":
         raise ConfigError(name, path, "a guest path must name a file and must not contain '..'")
     return str(p)
@@ -223,8 +235,12 @@ def disk_image_path(name: str, value: Any) -> Any:
     try:
         text.format(state_dir="x", name="x")
     except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(name, value, f"bad placeholder {exc}",
-                          "the only placeholders are {state_dir} and {name}; write {{ }} for literal braces") from None
+        raise ConfigError(
+            name,
+            value,
+            f"bad placeholder {exc}",
+            "the only placeholders are {state_dir} and {name}; write {{ }} for literal braces",
+        ) from None
     return text
 
 
@@ -252,8 +268,12 @@ def ifname(name: str, value: str) -> str:
     if len(value) > 15 or not all(c.isalnum() or c in "-_." for c in value):
         raise ConfigError(name, value, "a Linux interface name is 1..15 letters, digits, '-', '_' or '.'")
     if value.startswith("eth") and value[3:].isdigit():
-        raise ConfigError(name, value, "eth<N> names belong to the NICs of `vlans` and the user-mode NIC (eth0)",
-                          "choose another name, e.g. 'lan0'")
+        raise ConfigError(
+            name,
+            value,
+            "eth<N> names belong to the NICs of `vlans` and the user-mode NIC (eth0)",
+            "choose another name, e.g. 'lan0'",
+        )
     return value
 
 

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmtest.core.contract import DEFAULT_QEMU_BINARY
 from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
     Drive,
@@ -48,6 +47,7 @@ from vmtest.config.validators import (
     tag,
     vlan_list,
 )
+from vmtest.core.contract import DEFAULT_QEMU_BINARY
 from vmtest.core.errors import ConfigError
 
 DEFAULT_DISK_IMAGE = "{state_dir}/{name}.qcow2"
@@ -62,34 +62,65 @@ class QemuOptions:
     """``virtualisation.qemu.*``: how QEMU itself is run."""
 
     binary: str = option(
-        DEFAULT_QEMU_BINARY, "QEMU system emulator to run (name on PATH or absolute path); the analogue of the "
-        "seed's package option.", string, nixos="virtualisation.qemu.package",
-        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution")
+        DEFAULT_QEMU_BINARY,
+        "QEMU system emulator to run (name on PATH or absolute path); the analogue of the seed's package option.",
+        string,
+        nixos="virtualisation.qemu.package",
+        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
+    )
     options: tuple[str, ...] = option(
-        (), "Extra QEMU arguments, each entry split like shell words (e.g. \"-vga std\"); appended after "
-        "vmtest's own.", argv_list, nixos="virtualisation.qemu.options", proof=f"{IT}::test_qemu_options_and_consoles")
+        (),
+        'Extra QEMU arguments, each entry split like shell words (e.g. "-vga std"); appended after vmtest\'s own.',
+        argv_list,
+        nixos="virtualisation.qemu.options",
+        proof=f"{IT}::test_qemu_options_and_consoles",
+    )
     consoles: tuple[str, ...] | None = option(
-        None, "Kernel console= devices, primary last. Default: tty0 then ttyS0,115200n8 when graphics is on, "
+        None,
+        "Kernel console= devices, primary last. Default: tty0 then ttyS0,115200n8 when graphics is on, "
         "ttyS0 alone when off. The serial port stays primary even with graphics (the seed puts tty0 last) "
-        "because the driver's log and failure reports read the serial console.", optional_str_list,
-        nixos="virtualisation.qemu.consoles", proof=f"{IT}::test_qemu_options_and_consoles")
+        "because the driver's log and failure reports read the serial console.",
+        optional_str_list,
+        nixos="virtualisation.qemu.consoles",
+        proof=f"{IT}::test_qemu_options_and_consoles",
+    )
     networking_options: tuple[str, ...] = option(
-        (), "Extra networking arguments for QEMU (split like shell words), added after vmtest's NICs.", argv_list,
-        nixos="virtualisation.qemu.networkingOptions", proof=f"{IT}::test_networking_options")
+        (),
+        "Extra networking arguments for QEMU (split like shell words), added after vmtest's NICs.",
+        argv_list,
+        nixos="virtualisation.qemu.networkingOptions",
+        proof=f"{IT}::test_networking_options",
+    )
     drives: tuple[Drive, ...] = option(
-        (), "Extra drives: file, drive_extra_opts, device_extra_opts, name (unique). The root disk and empty "
-        "disks are added by vmtest.", drive_list, nixos="virtualisation.qemu.drives", proof=f"{IT}::test_drives")
+        (),
+        "Extra drives: file, drive_extra_opts, device_extra_opts, name (unique). The root disk and empty "
+        "disks are added by vmtest.",
+        drive_list,
+        nixos="virtualisation.qemu.drives",
+        proof=f"{IT}::test_drives",
+    )
     disk_interface: str = option(
-        "virtio", "Bus of the disks: virtio (virtio-blk), scsi (virtio-scsi; the seed uses an emulated LSI "
-        "controller, slower under TCG) or ide.", choice(DISK_INTERFACES),
-        nixos="virtualisation.qemu.diskInterface", proof=f"{IT}::test_disk_interface")
+        "virtio",
+        "Bus of the disks: virtio (virtio-blk), scsi (virtio-scsi; the seed uses an emulated LSI "
+        "controller, slower under TCG) or ide.",
+        choice(DISK_INTERFACES),
+        nixos="virtualisation.qemu.diskInterface",
+        proof=f"{IT}::test_disk_interface",
+    )
     guest_agent: bool = option(
-        True, "Run qemu-guest-agent in the guest on its own virtio-serial port; Machine.guest_agent(cmd) talks "
-        "to it.", boolean, nixos="virtualisation.qemu.guestAgent.enable",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard")
+        True,
+        "Run qemu-guest-agent in the guest on its own virtio-serial port; Machine.guest_agent(cmd) talks to it.",
+        boolean,
+        nixos="virtualisation.qemu.guestAgent.enable",
+        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+    )
     virtio_keyboard: bool = option(
-        True, "Add a virtio-keyboard device.", boolean, nixos="virtualisation.qemu.virtioKeyboard",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard")
+        True,
+        "Add a virtio-keyboard device.",
+        boolean,
+        nixos="virtualisation.qemu.virtioKeyboard",
+        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self, "virtualisation.qemu")
@@ -109,83 +140,166 @@ class Virtualisation:
     """QEMU-level options of a machine (``virtualisation.*`` in NixOS's qemu-vm.nix)."""
 
     memory_size: int = option(
-        1024, "Guest memory in MiB (checked against the host's available memory at start).",
-        int_range(128, 1 << 20, " MiB"), nixos="virtualisation.memorySize", proof=f"{IT}::test_sizes")
-    cores: int = option(1, "Number of virtual CPUs.", int_range(1, 256), nixos="virtualisation.cores",
-                        proof=f"{IT}::test_sizes")
+        1024,
+        "Guest memory in MiB (checked against the host's available memory at start).",
+        int_range(128, 1 << 20, " MiB"),
+        nixos="virtualisation.memorySize",
+        proof=f"{IT}::test_sizes",
+    )
+    cores: int = option(
+        1, "Number of virtual CPUs.", int_range(1, 256), nixos="virtualisation.cores", proof=f"{IT}::test_sizes"
+    )
     disk_size: int | None = option(
-        None, "Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: "
+        None,
+        "Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: "
         "1024, or the image's file system when that is larger (the seed's 1024 fits because its root holds no "
         "packages; ours holds them all, so a fixed default would break as packages are added). An explicit "
-        "size smaller than the image is an error.", optional(int_range(256, 1 << 24, " MiB")),
-        nixos="virtualisation.diskSize", proof=f"{IT}::test_sizes")
+        "size smaller than the image is an error.",
+        optional(int_range(256, 1 << 24, " MiB")),
+        nixos="virtualisation.diskSize",
+        proof=f"{IT}::test_sizes",
+    )
     disk_image: str | None = option(
         DEFAULT_DISK_IMAGE,
         "Writable root disk: a qcow2 overlay on the cached image, created on first start. Placeholders "
         "{state_dir} and {name}. Kept across reboot() and, with --vm-keep-state, across runs. None: nothing "
-        "persists, writes go to a tmpfs overlay and vanish on reboot.", disk_image_path,
-        nixos="virtualisation.diskImage", proof=f"{IT}::test_disk_image_persistence")
+        "persists, writes go to a tmpfs overlay and vanish on reboot.",
+        disk_image_path,
+        nixos="virtualisation.diskImage",
+        proof=f"{IT}::test_disk_image_persistence",
+    )
     empty_disk_images: tuple[int, ...] = option(
-        (), "Extra writable disks, one per size in MiB (serial empty<N>), created in the state dir.", size_list,
-        nixos="virtualisation.emptyDiskImages", proof=f"{IT}::test_sizes")
+        (),
+        "Extra writable disks, one per size in MiB (serial empty<N>), created in the state dir.",
+        size_list,
+        nixos="virtualisation.emptyDiskImages",
+        proof=f"{IT}::test_sizes",
+    )
     msize: int = option(
-        16384, "9p maximum packet size in bytes for shared_directories.", int_range(4096, 1 << 20),
-        nixos="virtualisation.msize", proof=f"{IT}::test_shared_directories")
+        16384,
+        "9p maximum packet size in bytes for shared_directories.",
+        int_range(4096, 1 << 20),
+        nixos="virtualisation.msize",
+        proof=f"{IT}::test_shared_directories",
+    )
     shared_directories: Mapping[str, SharedDirectory] = option(
-        FrozenMap, "9p shares: tag -> {source (host dir, must exist), target (guest mount point), "
-        "security_model (default none)}; version 9p2000.L, mounted at boot.", map_of(SharedDirectory, tag),
-        nixos="virtualisation.sharedDirectories", proof=f"{IT}::test_shared_directories", factory=True)
+        FrozenMap,
+        "9p shares: tag -> {source (host dir, must exist), target (guest mount point), "
+        "security_model (default none)}; version 9p2000.L, mounted at boot.",
+        map_of(SharedDirectory, tag),
+        nixos="virtualisation.sharedDirectories",
+        proof=f"{IT}::test_shared_directories",
+        factory=True,
+    )
     file_systems: Mapping[str, FileSystem] = option(
-        FrozenMap, "Extra guest mounts: mount point -> {device, fs_type, options}, mounted at boot.",
-        map_of(FileSystem, guest_abs_path), nixos="virtualisation.fileSystems",
-        proof=f"{IT}::test_shared_directories", factory=True)
+        FrozenMap,
+        "Extra guest mounts: mount point -> {device, fs_type, options}, mounted at boot.",
+        map_of(FileSystem, guest_abs_path),
+        nixos="virtualisation.fileSystems",
+        proof=f"{IT}::test_shared_directories",
+        factory=True,
+    )
     root_device: str | None = option(
-        None, "Guest device holding the root file system. Default: /dev/vda (virtio) or /dev/sda (scsi, ide).",
-        optional_string, nixos="virtualisation.rootDevice", proof=f"{IT}::test_disk_interface")
+        None,
+        "Guest device holding the root file system. Default: /dev/vda (virtio) or /dev/sda (scsi, ide).",
+        optional_string,
+        nixos="virtualisation.rootDevice",
+        proof=f"{IT}::test_disk_interface",
+    )
     use_default_filesystems: bool = option(
-        True, "Attach the image as the root disk. False: no root disk is attached; give the root in "
-        "qemu.drives and root_device.", boolean, nixos="virtualisation.useDefaultFilesystems",
-        proof=f"{IT}::test_drives")
+        True,
+        "Attach the image as the root disk. False: no root disk is attached; give the root in "
+        "qemu.drives and root_device.",
+        boolean,
+        nixos="virtualisation.useDefaultFilesystems",
+        proof=f"{IT}::test_drives",
+    )
     use_host_certs: bool = option(
-        False, "Copy the host's CA bundle (/etc/ssl/certs/ca-certificates.crt) into the guest at boot.", boolean,
-        nixos="virtualisation.useHostCerts", proof=f"{IT}::test_shared_directories")
+        False,
+        "Copy the host's CA bundle (/etc/ssl/certs/ca-certificates.crt) into the guest at boot.",
+        boolean,
+        nixos="virtualisation.useHostCerts",
+        proof=f"{IT}::test_shared_directories",
+    )
     forward_ports: tuple[ForwardPort, ...] = option(
-        (), "User-mode network forwardings: {from_ host|guest, proto tcp|udp, host_address (127.0.0.1), "
-        "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).", forwarding_list,
-        nixos="virtualisation.forwardPorts", proof=f"{IT}::test_forwarding")
+        (),
+        "User-mode network forwardings: {from_ host|guest, proto tcp|udp, host_address (127.0.0.1), "
+        "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).",
+        forwarding_list,
+        nixos="virtualisation.forwardPorts",
+        proof=f"{IT}::test_forwarding",
+    )
     restrict_network: bool = option(
-        True, "Isolate the user-mode NIC (restrict=on): only the forwardings work. Default True (the seed's is "
-        "False): a test guest must not reach real networks; False warns.", boolean,
-        nixos="virtualisation.restrictNetwork", proof=f"{IT}::test_forwarding")
+        True,
+        "Isolate the user-mode NIC (restrict=on): only the forwardings work. Default True (the seed's is "
+        "False): a test guest must not reach real networks; False warns.",
+        boolean,
+        nixos="virtualisation.restrictNetwork",
+        proof=f"{IT}::test_forwarding",
+    )
     vlans: tuple[int, ...] = option(
-        None, "VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. "
-        "Default [1] unless interfaces are given, then [].", vlan_list, nixos="virtualisation.vlans",
-        proof="examples/test_router.py::test_router", default_text="[1] if no interfaces else []")
+        None,
+        "VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. "
+        "Default [1] unless interfaces are given, then [].",
+        vlan_list,
+        nixos="virtualisation.vlans",
+        proof="examples/test_router.py::test_router",
+        default_text="[1] if no interfaces else []",
+    )
     interfaces: Mapping[str, Interface] = option(
-        FrozenMap, "Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing.",
-        map_of(Interface, ifname), nixos="virtualisation.interfaces",
-        proof="tests/integration/test_interfaces.py::test_named_interfaces", factory=True)
+        FrozenMap,
+        "Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing.",
+        map_of(Interface, ifname),
+        nixos="virtualisation.interfaces",
+        proof="tests/integration/test_interfaces.py::test_named_interfaces",
+        factory=True,
+    )
     graphics: bool = option(
-        True, "Give the machine a virtual display (no window opens on the host); "
-        "False removes it and makes the serial port the only console.", boolean, nixos="virtualisation.graphics",
-        proof="tests/integration/test_boot.py::test_machine_without_graphics_boots")
+        True,
+        "Give the machine a virtual display (no window opens on the host); "
+        "False removes it and makes the serial port the only console.",
+        boolean,
+        nixos="virtualisation.graphics",
+        proof="tests/integration/test_boot.py::test_machine_without_graphics_boots",
+    )
     resolution: tuple[int, int] = option(
-        (1024, 768), "Display resolution (width, height) in pixels.", display_resolution, nixos="virtualisation.resolution",
-        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution")
+        (1024, 768),
+        "Display resolution (width, height) in pixels.",
+        display_resolution,
+        nixos="virtualisation.resolution",
+        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
+    )
     direct_boot: bool | None = option(
-        None, "Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it "
-        "needs a boot loader (separate issue).", optional_bool, nixos="virtualisation.directBoot.enable",
-        proof="tests/unit/test_option_validation.py::test_seed_changed_initrd_without_direct_boot")
+        None,
+        "Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it "
+        "needs a boot loader (separate issue).",
+        optional_bool,
+        nixos="virtualisation.directBoot.enable",
+        proof="tests/unit/test_option_validation.py::test_seed_changed_initrd_without_direct_boot",
+    )
     direct_boot_initrd: str | None = option(
-        None, "Initrd for direct boot (default: vmtest's stage 1).", optional_string,
-        nixos="virtualisation.directBoot.initrd", proof="tests/unit/test_qemu_argv.py::test_direct_boot_initrd")
+        None,
+        "Initrd for direct boot (default: vmtest's stage 1).",
+        optional_string,
+        nixos="virtualisation.directBoot.initrd",
+        proof="tests/unit/test_qemu_argv.py::test_direct_boot_initrd",
+    )
     use_boot_loader: bool = option(
-        False, "Boot through a boot loader installed in the image (boot-path issue; not implemented: True "
-        "together with direct boot warns as the seed does and boots directly).", boolean,
+        False,
+        "Boot through a boot loader installed in the image (boot-path issue; not implemented: True "
+        "together with direct boot warns as the seed does and boots directly).",
+        boolean,
         nixos="virtualisation.useBootLoader",
-        proof="tests/unit/test_option_validation.py::test_seed_warning_direct_boot_with_boot_loader")
-    qemu: QemuOptions = option(QemuOptions, "How QEMU is run (see the qemu.* rows).", _qemu,
-                               nixos="virtualisation.qemu", proof="", factory=True)
+        proof="tests/unit/test_option_validation.py::test_seed_warning_direct_boot_with_boot_loader",
+    )
+    qemu: QemuOptions = option(
+        QemuOptions,
+        "How QEMU is run (see the qemu.* rows).",
+        _qemu,
+        nixos="virtualisation.qemu",
+        proof="",
+        factory=True,
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self, "virtualisation")
@@ -194,33 +308,51 @@ class Virtualisation:
         if self.direct_boot is None:
             object.__setattr__(self, "direct_boot", not self.use_boot_loader)
         if not self.direct_boot and self.direct_boot_initrd is not None:
-            raise ConfigError("virtualisation.direct_boot_initrd", self.direct_boot_initrd,
-                              "a changed direct-boot initrd is not used when direct_boot is off",
-                              "remove direct_boot_initrd or set direct_boot=True")
+            raise ConfigError(
+                "virtualisation.direct_boot_initrd",
+                self.direct_boot_initrd,
+                "a changed direct-boot initrd is not used when direct_boot is off",
+                "remove direct_boot_initrd or set direct_boot=True",
+            )
         if not self.direct_boot:
-            raise ConfigError("virtualisation.direct_boot", False,
-                              "booting through a boot loader is not implemented yet (only direct boot)",
-                              "remove use_boot_loader / direct_boot=False")
+            raise ConfigError(
+                "virtualisation.direct_boot",
+                False,
+                "booting through a boot loader is not implemented yet (only direct boot)",
+                "remove use_boot_loader / direct_boot=False",
+            )
         if self.use_boot_loader:
             warnings.warn(
                 "virtualisation: direct_boot and use_boot_loader are both enabled; QEMU boots the kernel "
                 "directly and never runs the boot loader, so use_boot_loader has no effect. Disable one of them.",
-                UserWarning, stacklevel=4)
+                UserWarning,
+                stacklevel=4,
+            )
         if self.forward_ports and not self.restrict_network:
             warnings.warn(
                 "virtualisation.restrict_network=False: the guest's user-mode NIC can reach the host and, through "
-                "it, real networks.", UserWarning, stacklevel=4)
+                "it, real networks.",
+                UserWarning,
+                stacklevel=4,
+            )
         vlan_of = {f"eth{i}": v for i, v in enumerate(self.vlans, start=1)}
         for name, iface in self.interfaces.items():
             vlan_of[name] = iface.vlan
         if len(set(vlan_of.values())) != len(vlan_of):
-            raise ConfigError("virtualisation.interfaces", dict(self.interfaces),
-                              "two NICs on the same VLAN (vlans + interfaces)", "connect each VLAN once")
+            raise ConfigError(
+                "virtualisation.interfaces",
+                dict(self.interfaces),
+                "two NICs on the same VLAN (vlans + interfaces)",
+                "connect each VLAN once",
+            )
         disks = int(self.use_default_filesystems) + len(self.empty_disk_images) + len(self.qemu.drives)
         if self.qemu.disk_interface == "ide" and disks > 4:
-            raise ConfigError("virtualisation.qemu.disk_interface", "ide",
-                              f"{disks} disks do not fit the 4 IDE slots (root + empty_disk_images + drives)",
-                              "use disk_interface='virtio' or 'scsi'")
+            raise ConfigError(
+                "virtualisation.qemu.disk_interface",
+                "ide",
+                f"{disks} disks do not fit the 4 IDE slots (root + empty_disk_images + drives)",
+                "use disk_interface='virtio' or 'scsi'",
+            )
         if self.direct_boot_initrd is not None and not os.path.isfile(self.direct_boot_initrd):
             raise ConfigError("virtualisation.direct_boot_initrd", self.direct_boot_initrd, "no such file on the host")
 

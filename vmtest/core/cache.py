@@ -165,7 +165,9 @@ class Cache:
                 except (OSError, ValueError):
                     meta = {}
                 st = meta_file.stat()
-                out.append(Entry(kind, path.name, path, disk_usage(path), meta.get("created", st.st_ctime), st.st_mtime, meta))
+                out.append(
+                    Entry(kind, path.name, path, disk_usage(path), meta.get("created", st.st_ctime), st.st_mtime, meta)
+                )
         return out
 
     def partial_builds(self) -> list[tuple[Path, bool]]:

@@ -158,8 +158,16 @@ class NoDisplay(MachineError):
 class TextNotFound(Timeout):
     """``wait_for_text`` ran out of time; carries the last screenshot and every reading of it."""
 
-    def __init__(self, machine: str, regex: str, timeout: float, elapsed: float, screenshot: Path | None,
-                 readings: dict[str, str], console_tail: Sequence[str]) -> None:
+    def __init__(
+        self,
+        machine: str,
+        regex: str,
+        timeout: float,
+        elapsed: float,
+        screenshot: Path | None,
+        readings: dict[str, str],
+        console_tail: Sequence[str],
+    ) -> None:
         self.screenshot = screenshot
         self.readings = readings
         parts = [f"no match within {timeout:g}s; last screenshot: {screenshot or '(none)'}"]

@@ -32,24 +32,47 @@ META_PACKAGE = "linux-image-amd64"
 
 # Modules the stage-1 initrd loads (with their dependencies), in this order.
 STAGE1_MODULES = (
-    "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "ata_piix",
-    "virtio_net", "virtio_console", "virtio_rng",
-    "ext4", "overlay", "9pnet_virtio", "9p",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "sd_mod",
+    "ata_piix",
+    "virtio_net",
+    "virtio_console",
+    "virtio_rng",
+    "ext4",
+    "overlay",
+    "9pnet_virtio",
+    "9p",
 )
 
 # Parts of the module tree no virtual machine of ours can use (real hardware
 # radios, GPUs, media, sound...). Dropping them makes images ~200 MiB smaller.
 PRUNED_MODULE_DIRS = (
-    "kernel/sound", "kernel/drivers/media", "kernel/drivers/net/wireless",
-    "kernel/drivers/gpu/drm/amd", "kernel/drivers/gpu/drm/i915",
-    "kernel/drivers/gpu/drm/nouveau", "kernel/drivers/gpu/drm/radeon",
-    "kernel/drivers/infiniband", "kernel/drivers/staging", "kernel/drivers/iio",
-    "kernel/drivers/comedi", "kernel/drivers/isdn", "kernel/drivers/bluetooth",
-    "kernel/net/bluetooth", "kernel/net/wireless", "kernel/net/mac80211",
-    "kernel/drivers/net/ethernet/mellanox", "kernel/drivers/net/ethernet/chelsio",
-    "kernel/drivers/net/ethernet/broadcom", "kernel/drivers/net/ethernet/qlogic",
-    "kernel/drivers/net/ethernet/marvell", "kernel/drivers/net/ethernet/sfc",
-    "kernel/drivers/hwmon", "kernel/drivers/input/touchscreen",
+    "kernel/sound",
+    "kernel/drivers/media",
+    "kernel/drivers/net/wireless",
+    "kernel/drivers/gpu/drm/amd",
+    "kernel/drivers/gpu/drm/i915",
+    "kernel/drivers/gpu/drm/nouveau",
+    "kernel/drivers/gpu/drm/radeon",
+    "kernel/drivers/infiniband",
+    "kernel/drivers/staging",
+    "kernel/drivers/iio",
+    "kernel/drivers/comedi",
+    "kernel/drivers/isdn",
+    "kernel/drivers/bluetooth",
+    "kernel/net/bluetooth",
+    "kernel/net/wireless",
+    "kernel/net/mac80211",
+    "kernel/drivers/net/ethernet/mellanox",
+    "kernel/drivers/net/ethernet/chelsio",
+    "kernel/drivers/net/ethernet/broadcom",
+    "kernel/drivers/net/ethernet/qlogic",
+    "kernel/drivers/net/ethernet/marvell",
+    "kernel/drivers/net/ethernet/sfc",
+    "kernel/drivers/hwmon",
+    "kernel/drivers/input/touchscreen",
 )
 
 
@@ -109,7 +132,9 @@ def resolve(logger: logging.Logger) -> KernelSpec:
     try:
         out = subprocess.run(
             ["apt-cache", "show", "--no-all-versions", META_PACKAGE],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except FileNotFoundError as exc:
         raise ImageBuildError("resolving the kernel", "apt-cache not found: vmtest needs a Debian host") from exc
@@ -117,8 +142,7 @@ def resolve(logger: logging.Logger) -> KernelSpec:
     if out.returncode != 0 or not match:
         raise ImageBuildError(
             "resolving the kernel",
-            f"apt knows no {META_PACKAGE} package ({out.stderr.strip() or 'no candidate'}); "
-            "run 'apt-get update' first",
+            f"apt knows no {META_PACKAGE} package ({out.stderr.strip() or 'no candidate'}); run 'apt-get update' first",
         )
     return KernelSpec(match.group(1), match.group(2))
 
@@ -136,7 +160,10 @@ def download_deb(cache: Cache, package: str, version: str, logger: logging.Logge
         with nested(logger, f"downloading {package} {version}"):
             run(
                 ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{package}={version}"],
-                what=f"downloading {package}", logger=logger, cwd=tmp, timeout=600,
+                what=f"downloading {package}",
+                logger=logger,
+                cwd=tmp,
+                timeout=600,
             )
         got = list(tmp.glob("*.deb"))
         if len(got) != 1:
@@ -155,7 +182,8 @@ def _module_closure(root: Path, release: str, logger: logging.Logger) -> list[st
     for mod in STAGE1_MODULES:
         out = run(
             ["modprobe", "-d", root, "-S", release, "--show-depends", mod],
-            what=f"resolving module {mod}", logger=logger,
+            what=f"resolving module {mod}",
+            logger=logger,
         ).output
         for line in out.splitlines():
             parts = line.split()
@@ -171,7 +199,9 @@ def _cpio_gzip(src: Path, dest: Path, logger: logging.Logger) -> None:
     proc = subprocess.run(
         ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
         input="\n".join(["."] + files).encode() + b"\n",
-        cwd=src, capture_output=True, check=False,
+        cwd=src,
+        capture_output=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise ImageBuildError("packing the initrd", proc.stderr.decode(errors="replace"))
@@ -199,7 +229,9 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
             (initrd_root / "bin").mkdir(parents=True)
             busybox = shutil.which("busybox") or "/bin/busybox"
             if not is_static(busybox):
-                raise ImageBuildError("building the initrd", "a static busybox is needed: apt-get install busybox-static")
+                raise ImageBuildError(
+                    "building the initrd", "a static busybox is needed: apt-get install busybox-static"
+                )
             shutil.copy2(busybox, initrd_root / "bin/busybox")
             init = initrd_root / "init"
             init.write_bytes(_guest_file("init"))
@@ -220,8 +252,12 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
         os.rename(bzimage, tmp / "vmlinuz")
         os.rename(tree, tmp / "modules")
         shutil.rmtree(unpacked)
-        return {"package": spec.package, "version": spec.version, "release": release,
-                "boot_kernel": "vmlinux" if elf is not None else "vmlinuz"}
+        return {
+            "package": spec.package,
+            "version": spec.version,
+            "release": release,
+            "boot_kernel": "vmlinux" if elf is not None else "vmlinuz",
+        }
 
     with nested(logger, f"kernel {spec.package} {spec.version}", level=logging.DEBUG):
         path = cache.build("kernels", spec.key, builder, logger)

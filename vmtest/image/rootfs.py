@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from vmtest.core.cache import Cache, disk_usage
 from vmtest.config.machine import MachineConfig
+from vmtest.core.cache import Cache, disk_usage
 from vmtest.core.contract import GUEST_FILES, XCHG_MOUNT_UNIT, xchg_mount_unit
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
@@ -34,8 +34,13 @@ BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "
 MASKED_UNITS = (
     "serial-getty@hvc0.service",  # would hang up the backdoor's tty
     "serial-getty@ttyS0.service",  # the serial console belongs to the driver
-    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
-    "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "man-db.timer",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "man-db.timer",
     "systemd-timesyncd.service",
 )
 
@@ -78,15 +83,20 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
 
 
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
-    enable = [*(PurePosixPath(f.path).name for f in GUEST_FILES if f.enable), XCHG_MOUNT_UNIT,
-              *config.units.keys(), *config.services]
+    enable = [
+        *(PurePosixPath(f.path).name for f in GUEST_FILES if f.enable),
+        XCHG_MOUNT_UNIT,
+        *config.units.keys(),
+        *config.services,
+    ]
     lines = [
         "set -eu",
         'root="$1"',
-        f'mkdir -p {shlex.quote(str(new_debs))}',
+        f"mkdir -p {shlex.quote(str(new_debs))}",
         f'cp -l "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null'
         f' || cp "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null || true',
-        f'mkdir -p "$root/lib/modules" && cp -a {shlex.quote(str(kernel.modules))} "$root/lib/modules/{kernel.release}"',
+        'mkdir -p "$root/lib/modules" && '
+        f'cp -a {shlex.quote(str(kernel.modules))} "$root/lib/modules/{kernel.release}"',
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
         'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
@@ -101,13 +111,14 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
             f'chroot "$root" systemctl add-wants multi-user.target {q}; fi'
         )
     lines += [
-        "chroot \"$root\" passwd -d root >/dev/null",
+        'chroot "$root" passwd -d root >/dev/null',
     ]
     for i, cmd in enumerate(config.build_commands):
         lines.append(f'echo "vmtest-customize: build command {i + 1}/{len(config.build_commands)}"')
         lines.append(
             f'chroot "$root" /bin/sh -c {shlex.quote(cmd)} '
-            f'|| {{ echo "vmtest-customize: build command {i + 1} failed with status $?: " {shlex.quote(cmd)}; exit 1; }}'
+            f'|| {{ echo "vmtest-customize: build command {i + 1} failed with status $?: " '
+            f"{shlex.quote(cmd)}; exit 1; }}"
         )
     return "\n".join(lines) + "\n"
 
@@ -132,7 +143,8 @@ def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildE
     if failed_cmd:
         return ImageBuildError(
             f"running build_commands[{int(failed_cmd.group(1)) - 1}]",
-            "the command failed inside the image", exc.tail,
+            "the command failed inside the image",
+            exc.tail,
         )
     return ImageBuildError("running mmdebstrap", str(exc).split("\n", 1)[0], exc.tail)
 
@@ -150,17 +162,22 @@ def build_rootfs(
     include = ",".join(sorted(set(BASE_PACKAGES) | set(config.image_inputs()["packages"])))
     debs = cache.debs
     argv = [
-        "mmdebstrap", "--mode=unshare", "--variant=minbase",
+        "mmdebstrap",
+        "--mode=unshare",
+        "--variant=minbase",
         *(["--verbose"] if logger.isEnabledFor(logging.DEBUG) else []),
         f"--include={include}",
         "--skip=essential/unlink",
-        "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
         f'(cp -l {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || '
         f'cp {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true)',
-        f"--customize-hook=sh {shlex.quote(str(hook))} \"$1\"",
-        config.suite, str(tree),
+        f'--customize-hook=sh {shlex.quote(str(hook))} "$1"',
+        config.suite,
+        str(tree),
     ]
     with nested(logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s)"):
         try:
@@ -174,17 +191,36 @@ def build_rootfs(
     with nested(logger, f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system"):
         try:
             run(
-                ["mkfs.ext4", "-q", "-F", "-L", "vmtest-root", "-m", "0", "-E", "root_owner=0:0",
-                 "-d", tree, raw, f"{disk_mib}M"],
-                what="mkfs.ext4", logger=logger, timeout=600,
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-L",
+                    "vmtest-root",
+                    "-m",
+                    "0",
+                    "-E",
+                    "root_owner=0:0",
+                    "-d",
+                    tree,
+                    raw,
+                    f"{disk_mib}M",
+                ],
+                what="mkfs.ext4",
+                logger=logger,
+                timeout=600,
             )
         except ProcessError as exc:
             raise ImageBuildError("creating the ext4 file system", str(exc)) from exc
     shutil.rmtree(tree)
     with nested(logger, "converting to qcow2"):
         try:
-            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
-                what="qemu-img convert", logger=logger, timeout=600)
+            run(
+                ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
+                what="qemu-img convert",
+                logger=logger,
+                timeout=600,
+            )
         except ProcessError as exc:
             raise ImageBuildError("converting to qcow2", str(exc)) from exc
     raw.unlink()

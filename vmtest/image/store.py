@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.core.cache import Cache
-from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
+from vmtest.core.cache import Cache
+from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
 from vmtest.image import rootfs as rootfs_mod

@@ -25,17 +25,20 @@ class Commands:
         self.vm = vm
         self.conditions = conditions
 
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+    def execute(
+        self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
+    ) -> tuple[int, str]:
         if self.conditions:
             polling.check_all(self.conditions, f"{self.vm.name}: {command!r}")
         result = self.vm.run(command, timeout)
         if result.killed:
             raise Timeout(
-                self.vm.name, f"command {command!r}",
+                self.vm.name,
+                f"command {command!r}",
                 f"still running after {timeout:g}s; it was killed in the guest. Output so far is lost; "
                 "raise timeout= if it needs longer",
-                result.elapsed, self.vm.console_tail(),
+                result.elapsed,
+                self.vm.console_tail(),
             )
         self.vm.logger.debug("%s: %r -> %d in %.3fs", self.vm.name, command, result.status, result.elapsed)
         return result.status, result.output.decode(errors="surrogateescape") if check_output else ""
@@ -45,8 +48,14 @@ class Commands:
         start = time.monotonic()
         status, out = self.execute(command, timeout=timeout)
         if status != 0:
-            raise CommandFailed(self.vm.name, what or command, status, out, time.monotonic() - start,
-                                console_tail=self.vm.console_tail())
+            raise CommandFailed(
+                self.vm.name,
+                what or command,
+                status,
+                out,
+                time.monotonic() - start,
+                console_tail=self.vm.console_tail(),
+            )
         return out
 
     def succeed(self, commands: tuple[str, ...], timeout: float | None) -> str:
@@ -63,13 +72,19 @@ class Commands:
             with self.vm.nested(f"must fail: {command}"):
                 status, out = self.execute(command, timeout=timeout or DEFAULT_TIMEOUT)
                 if status == 0:
-                    raise CommandFailed(self.vm.name, command, status, out, time.monotonic() - start,
-                                        expected="a non-zero exit status", console_tail=self.vm.console_tail())
+                    raise CommandFailed(
+                        self.vm.name,
+                        command,
+                        status,
+                        out,
+                        time.monotonic() - start,
+                        expected="a non-zero exit status",
+                        console_tail=self.vm.console_tail(),
+                    )
             output += out
         return output
 
-    def wait_until(self, what: str, check: Callable[[bool], bool], timeout: float,
-                   describe: Callable[[], str]) -> None:
+    def wait_until(self, what: str, check: Callable[[bool], bool], timeout: float, describe: Callable[[], str]) -> None:
         """Poll ``check(last_try)`` until it is true; else :class:`Timeout` with ``describe()``'s last view."""
         start = time.monotonic()
         if not retry(check, timeout):
@@ -87,6 +102,10 @@ class Commands:
                 last.update(status=status, output=out)
                 return (status == 0) == succeed
 
-            self.wait_until(f"waiting for {command!r} to {wanted}", check, timeout,
-                            lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}")
+            self.wait_until(
+                f"waiting for {command!r} to {wanted}",
+                check,
+                timeout,
+                lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}",
+            )
             return str(last["output"])

@@ -24,8 +24,13 @@ class Controls:
         start = time.monotonic()
         event = monitor.wait_event(accept, timeout)
         if event is None:
-            raise Timeout(self.vm.name, "waiting for a QMP event", f"none matched within {timeout:g}s",
-                          time.monotonic() - start, self.vm.console_tail())
+            raise Timeout(
+                self.vm.name,
+                "waiting for a QMP event",
+                f"none matched within {timeout:g}s",
+                time.monotonic() - start,
+                self.vm.console_tail(),
+            )
         return event
 
     def set_links(self, up: bool) -> None:
@@ -39,9 +44,12 @@ class Controls:
     def forward_port(self, host_port: int, guest_port: int, proto: str, host_address: str) -> None:
         rule = f"{proto}:{host_address}:{host_port}-:{guest_port}"
         if not self.vm.config.virtualisation.user_network:
-            raise MachineError(self.vm.name, f"forwarding {rule}",
-                               "the machine has no user-mode network (it is added only for forwarded ports); "
-                               "declare virtualisation.forward_ports in its config, e.g. this forwarding")
+            raise MachineError(
+                self.vm.name,
+                f"forwarding {rule}",
+                "the machine has no user-mode network (it is added only for forwarded ports); "
+                "declare virtualisation.forward_ports in its config, e.g. this forwarding",
+            )
         out = self.vm.monitor().human(f"hostfwd_add user0 {rule}").strip()
         if out:
             raise MachineError(self.vm.name, f"forwarding {rule}", f"QEMU refused: {out}")
@@ -54,5 +62,6 @@ class Controls:
         try:
             return GuestAgent(self.vm.paths.agent).call(command, timeout, **arguments)
         except AgentError as exc:
-            raise MachineError(self.vm.name, f"guest agent {command}", str(exc), time.monotonic() - start,
-                               self.vm.console_tail()) from None
+            raise MachineError(
+                self.vm.name, f"guest agent {command}", str(exc), time.monotonic() - start, self.vm.console_tail()
+            ) from None

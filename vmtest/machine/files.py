@@ -62,15 +62,18 @@ class Files:
         archive = f"/tmp/.vmtest-copy-{time.monotonic_ns()}"
         chunk = 1 << 20
         for i in range(0, max(len(data), 1), chunk):
-            self.commands.must(f"printf %s {data[i:i + chunk]} >> {archive}", "copy_from_host (sending)")
+            self.commands.must(f"printf %s {data[i : i + chunk]} >> {archive}", "copy_from_host (sending)")
         t = shlex.quote(target)
         if src.is_dir():
             unpack = f"mkdir -p {t} && base64 -d {archive} | tar -xzpf - -C {t}"
         else:
-            unpack = (f"mkdir -p \"$(dirname {t})\" && tmp=$(mktemp -d) && "
-                      f"base64 -d {archive} | tar -xzpf - -C \"$tmp\" && mv \"$tmp/file\" {t} && rmdir \"$tmp\"")
-        self.commands.must(f"rc=0; {{ {unpack}; }} || rc=$?; rm -f {archive}; exit $rc",
-                           f"copy_from_host {src} -> {target}")
+            unpack = (
+                f'mkdir -p "$(dirname {t})" && tmp=$(mktemp -d) && '
+                f'base64 -d {archive} | tar -xzpf - -C "$tmp" && mv "$tmp/file" {t} && rmdir "$tmp"'
+            )
+        self.commands.must(
+            f"rc=0; {{ {unpack}; }} || rc=$?; rm -f {archive}; exit $rc", f"copy_from_host {src} -> {target}"
+        )
 
     def copy_from_vm_via_shell(self, source: str, target_dir: str | os.PathLike[str]) -> Path:
         """Copy a guest file or directory tree into the host directory ``target_dir``, modes kept."""
@@ -100,7 +103,9 @@ class Files:
                 self.commands.must(f"mkdir -p {t} && cp -a {guest_stage}/. {t}/", f"copy_from_host {src} -> {target}")
             else:
                 shutil.copy2(src, stage / "data")
-                self.commands.must(f'mkdir -p "$(dirname {t})" && cp -a {guest_stage} {t}', f"copy_from_host {src} -> {target}")
+                self.commands.must(
+                    f'mkdir -p "$(dirname {t})" && cp -a {guest_stage} {t}', f"copy_from_host {src} -> {target}"
+                )
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 
 # QAPI's QKeyCode enum (QEMU 7.2), the names QMP send-key accepts as "qcode".
-QKEYCODES = frozenset("""
+QKEYCODES = frozenset(
+    """
 unmap shift shift_r alt alt_r ctrl ctrl_r menu esc 1 2 3 4 5 6 7 8 9 0 minus equal backspace tab
 q w e r t y u i o p bracket_left bracket_right ret a s d f g h j k l semicolon apostrophe grave_accent
 backslash z x c v b n m comma dot slash asterisk spc caps_lock f1 f2 f3 f4 f5 f6 f7 f8 f9 f10
@@ -23,29 +24,73 @@ insert delete stop again props undo front copy open paste find cut lf help meta_
 pause ro hiragana henkan yen muhenkan katakanahiragana kp_comma kp_equals power sleep wake audionext
 audioprev audiostop audioplay audiomute volumeup volumedown mediaselect mail calculator computer
 ac_home ac_back ac_forward ac_refresh ac_bookmarks lang1 lang2
-""".split())
+""".split()
+)
 
 ALIASES = {
-    "enter": "ret", "return": "ret", "space": "spc", "escape": "esc", "del": "delete",
-    "page_up": "pgup", "pageup": "pgup", "page_down": "pgdn", "pagedown": "pgdn",
-    "control": "ctrl", "super": "meta_l", "win": "meta_l", "backtab": "tab",
-    "bs": "backspace", "period": "dot", "grave": "grave_accent", "caps": "caps_lock",
-    "print_screen": "print", "ins": "insert",
+    "enter": "ret",
+    "return": "ret",
+    "space": "spc",
+    "escape": "esc",
+    "del": "delete",
+    "page_up": "pgup",
+    "pageup": "pgup",
+    "page_down": "pgdn",
+    "pagedown": "pgdn",
+    "control": "ctrl",
+    "super": "meta_l",
+    "win": "meta_l",
+    "backtab": "tab",
+    "bs": "backspace",
+    "period": "dot",
+    "grave": "grave_accent",
+    "caps": "caps_lock",
+    "print_screen": "print",
+    "ins": "insert",
 }
 
 # Unshifted characters of the US layout.
 _PLAIN = {
     **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
-    " ": "spc", "\n": "ret", "\t": "tab", "-": "minus", "=": "equal", "[": "bracket_left",
-    "]": "bracket_right", "\\": "backslash", ";": "semicolon", "'": "apostrophe", "`": "grave_accent",
-    ",": "comma", ".": "dot", "/": "slash",
+    " ": "spc",
+    "\n": "ret",
+    "\t": "tab",
+    "-": "minus",
+    "=": "equal",
+    "[": "bracket_left",
+    "]": "bracket_right",
+    "\\": "backslash",
+    ";": "semicolon",
+    "'": "apostrophe",
+    "`": "grave_accent",
+    ",": "comma",
+    ".": "dot",
+    "/": "slash",
 }
 # Characters typed with shift, and the key they are on.
 _SHIFTED = {
     **{c.upper(): c for c in "abcdefghijklmnopqrstuvwxyz"},
-    "!": "1", "@": "2", "#": "3", "$": "4", "%": "5", "^": "6", "&": "7", "*": "8", "(": "9", ")": "0",
-    "_": "minus", "+": "equal", "{": "bracket_left", "}": "bracket_right", "|": "backslash",
-    ":": "semicolon", '"': "apostrophe", "~": "grave_accent", "<": "comma", ">": "dot", "?": "slash",
+    "!": "1",
+    "@": "2",
+    "#": "3",
+    "$": "4",
+    "%": "5",
+    "^": "6",
+    "&": "7",
+    "*": "8",
+    "(": "9",
+    ")": "0",
+    "_": "minus",
+    "+": "equal",
+    "{": "bracket_left",
+    "}": "bracket_right",
+    "|": "backslash",
+    ":": "semicolon",
+    '"': "apostrophe",
+    "~": "grave_accent",
+    "<": "comma",
+    ">": "dot",
+    "?": "slash",
 }
 
 

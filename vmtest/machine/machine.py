@@ -50,8 +50,15 @@ class Machine:
     ) -> None:
         self.name = name
         self.config = config or MachineConfig()
-        self.vm = VM(name, self.config, store=store or ImageStore(), accel=accel,
-                     state_dir=Path(state_dir) if state_dir else None, keep_state=keep_state, network=network)
+        self.vm = VM(
+            name,
+            self.config,
+            store=store or ImageStore(),
+            accel=accel,
+            state_dir=Path(state_dir) if state_dir else None,
+            keep_state=keep_state,
+            network=network,
+        )
         self.logger = self.vm.logger
         # Checked before every guest command; a Driver shares one list between its machines.
         self.polling_conditions: list[PollingCondition] = polling_conditions if polling_conditions is not None else []
@@ -178,8 +185,9 @@ class Machine:
 
     # -- commands ----------------------------------------------------------------------------
 
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+    def execute(
+        self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
+    ) -> tuple[int, str]:
         """Run ``command`` (bash, ``set -euo pipefail``) in the guest; return (exit status, stdout).
 
         stdin is /dev/null; stderr goes to the serial console (and so the log).
@@ -263,8 +271,7 @@ class Machine:
         with self.nested(f"waiting for TCP port {port} on {addr} to close"):
             self.waits.wait_for_closed_port(port, addr, timeout)
 
-    def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False,
-                                  timeout: float = DEFAULT_TIMEOUT) -> None:
+    def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until a unix socket at ``path`` accepts connections (default 900 s)."""
         with self.nested(f"waiting for unix socket {path}"):
             self.waits.wait_for_open_unix_socket(path, is_datagram, timeout)
@@ -375,8 +382,9 @@ class Machine:
         with self.nested(f"monitor: {command}"):
             return self.controls.monitor_command(command)
 
-    def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool],
-                           timeout: float = 600) -> dict[str, Any]:
+    def wait_for_qmp_event(
+        self, event_filter: Callable[[dict[str, Any]], bool], timeout: float = 600
+    ) -> dict[str, Any]:
         """Wait for a QMP event for which ``event_filter(event)`` is true and return it (default 600 s)."""
         return self.controls.wait_for_qmp_event(event_filter, timeout)
 
@@ -390,8 +398,9 @@ class Machine:
         with self.nested("unblocking its network links"):
             self.controls.set_links(True)
 
-    def forward_port(self, host_port: int, guest_port: int, proto: str = "tcp",
-                     host_address: str = "127.0.0.1") -> None:
+    def forward_port(
+        self, host_port: int, guest_port: int, proto: str = "tcp", host_address: str = "127.0.0.1"
+    ) -> None:
         """Forward ``host_address:host_port`` on the host to ``guest_port`` in the running guest.
 
         Needs the user-mode NIC, which a machine has when its config declares

@@ -63,14 +63,25 @@ class GlyphTable:
         return self.screen[0] // self.cell[0], self.screen[1] // self.cell[1]
 
     def to_json(self) -> str:
-        return json.dumps({"screen": self.screen, "cell": self.cell, "floating": self.floating,
-                           "glyphs": {k.hex(): v for k, v in self.glyphs.items()}}, sort_keys=True)
+        return json.dumps(
+            {
+                "screen": self.screen,
+                "cell": self.cell,
+                "floating": self.floating,
+                "glyphs": {k.hex(): v for k, v in self.glyphs.items()},
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> GlyphTable:
         data = json.loads(text)
-        return cls(tuple(data["screen"]), tuple(data["cell"]),
-                   {bytes.fromhex(k): v for k, v in data["glyphs"].items()}, bool(data.get("floating", False)))
+        return cls(
+            tuple(data["screen"]),
+            tuple(data["cell"]),
+            {bytes.fromhex(k): v for k, v in data["glyphs"].items()},
+            bool(data.get("floating", False)),
+        )
 
 
 def _background(gray: Image.Image) -> int:
@@ -114,7 +125,9 @@ def cell_bitmaps(image: Image.Image, cell: tuple[int, int], origin: tuple[int, i
     return _Cells(image).grid(cell, origin)
 
 
-def find_origin(cells: _Cells, table: GlyphTable, sample_rows: int = 4, sample_cols: int = 12) -> tuple[int, int] | None:
+def find_origin(
+    cells: _Cells, table: GlyphTable, sample_rows: int = 4, sample_cols: int = 12
+) -> tuple[int, int] | None:
     """The pixel offset (0 <= x < cell width, 0 <= y < cell height) at which the most cells of a
     sample near the top left of the screen's content are glyphs of ``table``; None if none are."""
     box = cells.ink.getbbox()
@@ -144,15 +157,21 @@ def find_origin(cells: _Cells, table: GlyphTable, sample_rows: int = 4, sample_c
 
 def calibration_layout(columns: int, chars: str = CALIBRATION_CHARS) -> list[str]:
     """The lines calibration prints: ``chars`` row-major, ``columns`` per line."""
-    return [chars[i:i + columns] for i in range(0, len(chars), columns)]
+    return [chars[i : i + columns] for i in range(0, len(chars), columns)]
 
 
 class CalibrationError(ValueError):
     """A calibration screenshot does not show the expected characters."""
 
 
-def calibrate(image: Image.Image, cell: tuple[int, int], chars: str = CALIBRATION_CHARS,
-              origin: tuple[int, int] = (0, 0), columns: int | None = None, floating: bool = False) -> GlyphTable:
+def calibrate(
+    image: Image.Image,
+    cell: tuple[int, int],
+    chars: str = CALIBRATION_CHARS,
+    origin: tuple[int, int] = (0, 0),
+    columns: int | None = None,
+    floating: bool = False,
+) -> GlyphTable:
     """Build the glyph table from a screenshot showing :func:`calibration_layout` with its first
     cell at pixel ``origin`` (``columns``: the terminal's width in cells, default: the screen's)."""
     cols = columns or image.width // cell[0]
@@ -163,8 +182,9 @@ def calibrate(image: Image.Image, cell: tuple[int, int], chars: str = CALIBRATIO
         for c, char in enumerate(line):
             bits = cells[r][c]
             if bits == blank:
-                raise CalibrationError(f"the cell of {char!r} (row {r}, column {c}) is empty: "
-                                       "the calibration chart is not on the screen")
+                raise CalibrationError(
+                    f"the cell of {char!r} (row {r}, column {c}) is empty: the calibration chart is not on the screen"
+                )
             glyphs.setdefault(bits, char)
     if len(glyphs) < len(chars) * 0.9:
         raise CalibrationError(f"only {len(glyphs)} distinct glyphs for {len(chars)} characters")
@@ -184,7 +204,9 @@ class GridRead:
 
 def _cursor_masks(cell: tuple[int, int]) -> list[int]:
     row_bytes = (cell[0] + 7) // 8
-    row = int.from_bytes(bytes([0xFF] * (cell[0] // 8) + ([(0xFF << (8 - cell[0] % 8)) & 0xFF] if cell[0] % 8 else [])), "big")
+    row = int.from_bytes(
+        bytes([0xFF] * (cell[0] // 8) + ([(0xFF << (8 - cell[0] % 8)) & 0xFF] if cell[0] % 8 else [])), "big"
+    )
     masks = []
     for n in _CURSOR_ROWS:
         mask = 0
@@ -286,8 +308,12 @@ def content_box(image: Image.Image, margin: int = 8) -> tuple[int, int, int, int
     box = _ink(gray, _background(gray)).getbbox()
     if box is None:
         return None
-    return (max(0, box[0] - margin), max(0, box[1] - margin),
-            min(image.width, box[2] + margin), min(image.height, box[3] + margin))
+    return (
+        max(0, box[0] - margin),
+        max(0, box[1] - margin),
+        min(image.width, box[2] + margin),
+        min(image.height, box[3] + margin),
+    )
 
 
 def _dark_on_light(gray: Image.Image) -> Image.Image:
@@ -322,8 +348,13 @@ def tesseract(image: Image.Image, logger: logging.Logger, timeout: float = 60) -
     with tempfile.TemporaryDirectory(prefix="vmtest-ocr-") as tmp:
         src = Path(tmp) / "in.png"
         image.save(src, compress_level=1)
-        run(["tesseract", src, Path(tmp) / "out", *TESSERACT_ARGS], what="tesseract", logger=logger,
-            timeout=timeout, env={"OMP_THREAD_LIMIT": "1"})
+        run(
+            ["tesseract", src, Path(tmp) / "out", *TESSERACT_ARGS],
+            what="tesseract",
+            logger=logger,
+            timeout=timeout,
+            env={"OMP_THREAD_LIMIT": "1"},
+        )
         text = (Path(tmp) / "out.txt").read_text(errors="replace")
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
 
@@ -340,7 +371,7 @@ def read_variants(image: Image.Image, logger: logging.Logger, names: list[str] |
     names = names or list(VARIANTS)
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         results = pool.map(lambda n: read_variant(image, n, logger), names)
-        return dict(zip(names, results))
+        return dict(zip(names, results, strict=True))
 
 
 @dataclass(frozen=True)
@@ -359,8 +390,7 @@ class ScreenText:
         return None
 
 
-def read_screen(image: Image.Image, tables: list[GlyphTable], logger: logging.Logger,
-                all_variants: bool) -> ScreenText:
+def read_screen(image: Image.Image, tables: list[GlyphTable], logger: logging.Logger, all_variants: bool) -> ScreenText:
     """``grid`` when the screen is a character grid of one of ``tables`` (tried in order);
     tesseract's variants when ``all_variants`` or the screen is not (entirely) a known grid;
     else only the grid."""

@@ -10,7 +10,6 @@ and the console tail for error messages. No part holds the whole machine.
 from __future__ import annotations
 
 import logging
-
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol

@@ -22,8 +22,13 @@ _checking = threading.local()
 
 
 class PollingCondition:
-    def __init__(self, condition: Callable[[], Any], registry: list[PollingCondition],
-                 seconds_interval: float = 2.0, description: str | None = None) -> None:
+    def __init__(
+        self,
+        condition: Callable[[], Any],
+        registry: list[PollingCondition],
+        seconds_interval: float = 2.0,
+        description: str | None = None,
+    ) -> None:
         self.condition = condition
         self.registry = registry
         self.seconds_interval = seconds_interval
@@ -60,7 +65,8 @@ class PollingCondition:
         """Wait until the condition holds."""
         if not retry(lambda _last: self.check(force=True), timeout):
             raise PollingConditionFailed(
-                f"polling condition {self.description!r} did not hold within {timeout:g}s: {self.last_error}")
+                f"polling condition {self.description!r} did not hold within {timeout:g}s: {self.last_error}"
+            )
 
     def __enter__(self) -> PollingCondition:
         self.registry.append(self)

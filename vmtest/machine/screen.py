@@ -22,19 +22,20 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from vmtest.machine import ocr
-from vmtest.machine.commands import Commands
 from vmtest.core.errors import MachineError, NoDisplay, TextNotFound
 from vmtest.core.retry import retry
-
+from vmtest.machine import ocr
+from vmtest.machine.commands import Commands
 
 CALIBRATION_TTY = 12
 
 # VT_ACTIVATE / VT_WAITACTIVE through perl (perl-base is essential in Debian,
 # chvt is not): the argument is the VT number.
-_CHVT = ("perl -e 'open(my $t, \"+<\", \"/dev/tty0\") or die \"/dev/tty0: $!\"; "
-         "ioctl($t, 0x5606, $ARGV[0] + 0) or die \"VT_ACTIVATE: $!\"; "
-         "ioctl($t, 0x5607, $ARGV[0] + 0) or die \"VT_WAITACTIVE: $!\"'")
+_CHVT = (
+    'perl -e \'open(my $t, "+<", "/dev/tty0") or die "/dev/tty0: $!"; '
+    'ioctl($t, 0x5606, $ARGV[0] + 0) or die "VT_ACTIVATE: $!"; '
+    'ioctl($t, 0x5607, $ARGV[0] + 0) or die "VT_WAITACTIVE: $!"\''
+)
 
 
 class Screen:
@@ -50,9 +51,12 @@ class Screen:
 
     def require_display(self, action: str) -> None:
         if not self.vm.config.virtualisation.graphics:
-            raise NoDisplay(self.vm.name, action,
-                            "the machine has no display: it was configured with virtualisation.graphics=False "
-                            "(remove that option, or set it to True, to get a virtual screen)")
+            raise NoDisplay(
+                self.vm.name,
+                action,
+                "the machine has no display: it was configured with virtualisation.graphics=False "
+                "(remove that option, or set it to True, to get a virtual screen)",
+            )
 
     def dump(self, path: Path) -> Path:
         """QMP ``screendump`` of the display into the PNG ``path`` (the machine starts if it is not running)."""
@@ -118,7 +122,7 @@ class Screen:
             rows, cols = int(size[0]), int(size[1])
             chart = "\r\n".join(ocr.calibration_layout(cols))
             state = self.commands.must(
-                "read -r level _ < /proc/sys/kernel/printk; echo \"$(cat /sys/class/tty/tty0/active) $level\"; "
+                'read -r level _ < /proc/sys/kernel/printk; echo "$(cat /sys/class/tty/tty0/active) $level"; '
                 "echo 1 > /proc/sys/kernel/printk; "
                 f"printf '\\033[?25l\\033[H\\033[2J%s' {shlex.quote(chart)} > {tty}; "
                 f"{_CHVT} {CALIBRATION_TTY}"
@@ -130,8 +134,12 @@ class Screen:
                 def attempt(_: bool) -> ocr.GlyphTable | None:
                     image = self.grab()
                     if image.size != tuple(m.config.virtualisation.resolution):
-                        last[:] = [ocr.CalibrationError(f"the screen is {image.width}x{image.height}, not the "
-                                                        "configured resolution (no framebuffer console?)")]
+                        last[:] = [
+                            ocr.CalibrationError(
+                                f"the screen is {image.width}x{image.height}, not the "
+                                "configured resolution (no framebuffer console?)"
+                            )
+                        ]
                         return None
                     cell = (image.width // cols, image.height // rows)
                     try:
@@ -145,10 +153,14 @@ class Screen:
                     raise ocr.CalibrationError(str(last[0]) if last else "no screenshot")
             finally:
                 back = previous[3:] if previous.startswith("tty") and previous[3:].isdigit() else "1"
-                self.commands.execute(f"printf '\\033[H\\033[2J\\033[?25h' > {tty}; echo {shlex.quote(level)} > /proc/sys/kernel/printk; "
-                          f"{_CHVT} {back}")
-            self.vm.log(f"grid reader: {len(table.glyphs)} glyphs of {table.cell[0]}x{table.cell[1]} pixels, "
-                  f"{cols}x{rows} cells")
+                self.commands.execute(
+                    f"printf '\\033[H\\033[2J\\033[?25h' > {tty}; echo {shlex.quote(level)} > /proc/sys/kernel/printk; "
+                    f"{_CHVT} {back}"
+                )
+            self.vm.log(
+                f"grid reader: {len(table.glyphs)} glyphs of {table.cell[0]}x{table.cell[1]} pixels, "
+                f"{cols}x{rows} cells"
+            )
             return table
 
     def calibrate_terminal(self, tty: str) -> ocr.GlyphTable:
@@ -163,12 +175,14 @@ class Screen:
             self.commands.must(f"printf '\\033[?25l\\033[H\\033[2J' > {t}")
             time.sleep(0.5)
             before = self.grab()
-            self.commands.must(f"printf '\\033[7m%{cols}s\\033[0m\\r\\n%s' '' {shlex.quote(chr(10).join(ocr.calibration_layout(cols)))} > {t}")
+            chart = shlex.quote(chr(10).join(ocr.calibration_layout(cols)))
+            self.commands.must(f"printf '\\033[7m%{cols}s\\033[0m\\r\\n%s' '' {chart} > {t}")
 
             def attempt(_: bool) -> ocr.GlyphTable | None:
                 after = self.grab()
                 changed = ImageChops.difference(before.convert("L"), after.convert("L")).point(
-                    lambda v: 255 if v else 0)
+                    lambda v: 255 if v else 0
+                )
                 box = changed.getbbox()  # the bar (row 0, all columns) and the chart below it
                 if box is None:
                     return None
@@ -185,7 +199,9 @@ class Screen:
             if table is None:
                 raise ocr.CalibrationError(f"the calibration chart did not show up on {tty}")
             self.terminal_tables.append(table)
-            self.vm.log(f"grid reader: terminal font of {table.cell[0]}x{table.cell[1]} pixels, {len(table.glyphs)} glyphs")
+            self.vm.log(
+                f"grid reader: terminal font of {table.cell[0]}x{table.cell[1]} pixels, {len(table.glyphs)} glyphs"
+            )
             return table
 
     # -- reading -------------------------------------------------------------------
@@ -217,9 +233,15 @@ class Screen:
             image, result = self.read(all_variants=False)
             if result.search(pattern) is None and not result.exact:
                 # Not an exact grid read: try every tesseract variant too.
-                result = ocr.ScreenText({**result.readings, **ocr.read_variants(
-                    image, self.vm.logger, [n for n in ocr.VARIANTS if n not in result.readings])},
-                                        result.elapsed)
+                result = ocr.ScreenText(
+                    {
+                        **result.readings,
+                        **ocr.read_variants(
+                            image, self.vm.logger, [n for n in ocr.VARIANTS if n not in result.readings]
+                        ),
+                    },
+                    result.elapsed,
+                )
             last.update(image=image, result=result)
             name = result.search(pattern)
             return result.readings[name] if name is not None else None
@@ -236,10 +258,10 @@ class Screen:
         result = last.get("result")
         readings = dict(result.readings) if isinstance(result, ocr.ScreenText) else {}
         if isinstance(image, Image.Image):  # the error shows every reader's view of the last screen
-            readings.update(ocr.read_variants(image, self.vm.logger,
-                                              [n for n in ocr.VARIANTS if n not in readings]))
-        raise TextNotFound(self.vm.name, regex, timeout, time.monotonic() - start, shot, readings,
-                           self.vm.console_tail())
+            readings.update(ocr.read_variants(image, self.vm.logger, [n for n in ocr.VARIANTS if n not in readings]))
+        raise TextNotFound(
+            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail()
+        )
 
 
 def _bar_height(bar: Image.Image) -> int:

@@ -27,8 +27,9 @@ class Systemd:
         start = time.monotonic()
         status, out = self.systemctl(f"--no-pager show {args}", user)
         if status != 0:
-            raise CommandFailed(self.vm.name, what, status, out, time.monotonic() - start,
-                                console_tail=self.vm.console_tail())
+            raise CommandFailed(
+                self.vm.name, what, status, out, time.monotonic() - start, console_tail=self.vm.console_tail()
+            )
         return out
 
     def unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
@@ -41,8 +42,9 @@ class Systemd:
         return info
 
     def unit_property(self, unit: str, prop: str, user: str | None = None) -> str:
-        out = self._show(f"--property={shlex.quote(prop)} --value {shlex.quote(unit)}",
-                         f"systemctl show -p {prop} {unit}", user)
+        out = self._show(
+            f"--property={shlex.quote(prop)} --value {shlex.quote(unit)}", f"systemctl show -p {prop} {unit}", user
+        )
         return out.rstrip("\n")
 
     def _unit_report(self, unit: str, user: str | None) -> str:
@@ -76,6 +78,10 @@ class Systemd:
     def require_unit_state(self, unit: str, require_state: str = "active", user: str | None = None) -> None:
         state = self.unit_info(unit, user).get("ActiveState")
         if state != require_state:
-            raise UnitFailed(self.vm.name, f"checking unit {unit}",
-                             f"expected state {require_state!r}, found {state!r}:\n{self._unit_report(unit, user)}",
-                             None, self.vm.console_tail())
+            raise UnitFailed(
+                self.vm.name,
+                f"checking unit {unit}",
+                f"expected state {require_state!r}, found {state!r}:\n{self._unit_report(unit, user)}",
+                None,
+                self.vm.console_tail(),
+            )

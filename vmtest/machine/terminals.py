@@ -8,6 +8,7 @@ comes from the X server itself (``xwininfo``, from ``x11-utils``) on ``:0``.
 from __future__ import annotations
 
 import re
+
 from vmtest.machine.commands import Commands
 
 _WINDOW_RE = re.compile(r'^\s*0x[0-9a-f]+ "(.*)": \(', re.MULTILINE)
@@ -26,8 +27,8 @@ def parse_vcs(data: bytes) -> str:
         raise ValueError(f"expected {rows}x{cols} cells, got {len(cells) // 4}")
     lines = []
     for r in range(rows):
-        row = cells[r * cols * 4:(r + 1) * cols * 4]
-        chars = (int.from_bytes(row[i:i + 4], "little") for i in range(0, len(row), 4))
+        row = cells[r * cols * 4 : (r + 1) * cols * 4]
+        chars = (int.from_bytes(row[i : i + 4], "little") for i in range(0, len(row), 4))
         lines.append("".join(chr(c) if c else " " for c in chars).rstrip())
     while lines and not lines[-1]:
         lines.pop()
@@ -60,25 +61,34 @@ class Terminals:
             last["text"] = self.tty_text(tty)
             return pattern.search(last["text"]) is not None
 
-        self.commands.wait_until(f"waiting for {regex!r} on tty{tty}", check, timeout,
-                              lambda: f"tty{tty} shows:\n{last['text']}")
+        self.commands.wait_until(
+            f"waiting for {regex!r} on tty{tty}", check, timeout, lambda: f"tty{tty} shows:\n{last['text']}"
+        )
         return last["text"]
 
     # -- X11 -----------------------------------------------------------------
 
     def x_ready(self) -> bool:
         status, _ = self.commands.execute(
-            "test -S /tmp/.X11-unix/X0 && { ! command -v xwininfo >/dev/null || DISPLAY=:0 xwininfo -root >/dev/null 2>&1; }"
+            "test -S /tmp/.X11-unix/X0 && "
+            "{ ! command -v xwininfo >/dev/null || DISPLAY=:0 xwininfo -root >/dev/null 2>&1; }"
         )
         return status == 0
 
     def wait_for_x(self, timeout: float) -> None:
-        self.commands.wait_until("waiting for the X server on :0", lambda _: self.x_ready(), timeout,
-                              lambda: "no X server answers on :0 (/tmp/.X11-unix/X0)")
+        self.commands.wait_until(
+            "waiting for the X server on :0",
+            lambda _: self.x_ready(),
+            timeout,
+            lambda: "no X server answers on :0 (/tmp/.X11-unix/X0)",
+        )
 
     def window_names(self) -> list[str]:
-        out = self._run("command -v xwininfo >/dev/null || { echo 'xwininfo is missing: add the x11-utils package' >&2;"
-                        " exit 127; }; DISPLAY=:0 xwininfo -root -tree", "listing X11 windows")
+        out = self._run(
+            "command -v xwininfo >/dev/null || { echo 'xwininfo is missing: add the x11-utils package' >&2;"
+            " exit 127; }; DISPLAY=:0 xwininfo -root -tree",
+            "listing X11 windows",
+        )
         return parse_window_names(out)
 
     def wait_for_window(self, regex: str, timeout: float) -> str:
@@ -89,6 +99,7 @@ class Terminals:
             last["names"] = self.window_names() if self.x_ready() else []
             return any(pattern.search(n) for n in last["names"])
 
-        self.commands.wait_until(f"waiting for an X11 window matching {regex!r}", check, timeout,
-                              lambda: f"windows: {last['names']}")
+        self.commands.wait_until(
+            f"waiting for an X11 window matching {regex!r}", check, timeout, lambda: f"windows: {last['names']}"
+        )
         return next(n for n in last["names"] if pattern.search(n))

@@ -20,36 +20,52 @@ class Waits:
         return lambda _: (self.commands.execute(command)[0] == 0) == want_success
 
     def wait_for_file(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(f"waiting for file {path}", self._probe(f"test -e {shlex.quote(path)}"), timeout,
-                                 lambda: "it does not exist")
+        self.commands.wait_until(
+            f"waiting for file {path}",
+            self._probe(f"test -e {shlex.quote(path)}"),
+            timeout,
+            lambda: "it does not exist",
+        )
 
     @staticmethod
     def _port_check(port: int, addr: str) -> str:
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(f"waiting for TCP port {addr}:{port} to open",
-                                 self._probe(self._port_check(port, addr)), timeout,
-                                 lambda: "nothing accepts connections there")
+        self.commands.wait_until(
+            f"waiting for TCP port {addr}:{port} to open",
+            self._probe(self._port_check(port, addr)),
+            timeout,
+            lambda: "nothing accepts connections there",
+        )
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(f"waiting for TCP port {addr}:{port} to close",
-                                 self._probe(self._port_check(port, addr), want_success=False), timeout,
-                                 lambda: "it still accepts connections")
+        self.commands.wait_until(
+            f"waiting for TCP port {addr}:{port} to close",
+            self._probe(self._port_check(port, addr), want_success=False),
+            timeout,
+            lambda: "it still accepts connections",
+        )
 
-    def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False,
-                                  timeout: float = DEFAULT_TIMEOUT) -> None:
+    def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
         flags = "-uU" if is_datagram else "-U"
-        self.commands.wait_until(f"waiting for unix socket {path}",
-                                 self._probe(f"nc -z {flags} {shlex.quote(path)}"), timeout,
-                                 lambda: "nothing listens there")
+        self.commands.wait_until(
+            f"waiting for unix socket {path}",
+            self._probe(f"nc -z {flags} {shlex.quote(path)}"),
+            timeout,
+            lambda: "nothing listens there",
+        )
 
     def wait_for_console_text(self, regex: str, timeout: float | None = None) -> str:
         console = self.vm.console()
         start = time.monotonic()
         match = console.wait_for(re.compile(regex), timeout)
         if match is None:
-            raise Timeout(self.vm.name, f"waiting for {regex!r} on the serial console",
-                          "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
-                          time.monotonic() - start, self.vm.console_tail())
+            raise Timeout(
+                self.vm.name,
+                f"waiting for {regex!r} on the serial console",
+                "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
+                time.monotonic() - start,
+                self.vm.console_tail(),
+            )
         return str(match.string)

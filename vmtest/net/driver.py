@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError
-from vmtest.image import ImageStore
 from vmtest.core.log import get_logger, nested
+from vmtest.core.retry import retry as _retry
+from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
 from vmtest.net.plan import nic_args, plan, setup_script
 from vmtest.net.switch import Switch
 from vmtest.vm.lifecycle import NetworkAttachment
-from vmtest.core.retry import retry as _retry
 
 T = TypeVar("T")
 
@@ -45,8 +45,10 @@ class Driver:
         self.logger = get_logger("driver")
         self._own_state_root = state_root is None
         self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
-        self.plans = plan({name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
-                          {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()})
+        self.plans = plan(
+            {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
+            {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
+        )
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self.polling_conditions: list[PollingCondition] = []
@@ -68,17 +70,25 @@ class Driver:
             self.machines[name] = self._machine(name, nodes[name], network)
 
     def _machine(self, name: str, config: MachineConfig, network: NetworkAttachment | None) -> Machine:
-        return Machine(name, config, state_dir=self.state_root / name, store=self.store, accel=self.accel,
-                       network=network, polling_conditions=self.polling_conditions,
-                       output_dir=self.output_dir)
+        return Machine(
+            name,
+            config,
+            state_dir=self.state_root / name,
+            store=self.store,
+            accel=self.accel,
+            network=network,
+            polling_conditions=self.polling_conditions,
+            output_dir=self.output_dir,
+        )
 
     def create_machine(self, name: str, config: MachineConfig | None = None) -> Machine:
         """Add a machine outside the test's VLANs (no network) at run time; released with the others."""
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError("create_machine(name)", name, "machine names must be Python identifiers")
         if name in self.machines:
-            raise ConfigError("create_machine(name)", name, "a machine of this network already has that name",
-                              "choose another name")
+            raise ConfigError(
+                "create_machine(name)", name, "a machine of this network already has that name", "choose another name"
+            )
         if config is not None and not isinstance(config, MachineConfig):
             raise ConfigError(f"create_machine({name!r}, config)", config, "expected a vmtest.MachineConfig")
         machine = self._machine(name, config or MachineConfig(), None)
@@ -130,14 +140,16 @@ class Driver:
         with nested(self.logger, f"subtest: {name}"):
             yield
 
-    def polling_condition(self, fn: Callable[[], object] | None = None, *, seconds_interval: float = 2.0,
-                          description: str | None = None) -> Any:
+    def polling_condition(
+        self, fn: Callable[[], object] | None = None, *, seconds_interval: float = 2.0, description: str | None = None
+    ) -> Any:
         """Declare an invariant: ``@vms.polling_condition`` on a function, then ``with cond: ...``.
 
         Inside the ``with`` block the condition is checked before every guest command (at most
         every ``seconds_interval``); when it stops holding the test fails at once with its name.
         ``cond.wait(timeout)`` waits until it holds.
         """
+
         def make(f: Callable[[], object]) -> PollingCondition:
             return PollingCondition(f, self.polling_conditions, seconds_interval, description)
 

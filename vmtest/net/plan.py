@@ -123,7 +123,9 @@ def nic_args(nics: Sequence[Nic], sockets: Mapping[int, Path]) -> list[str]:
     args: list[str] = []
     for nic in nics:
         args += [
-            "-netdev", f"vde,id=vlan{nic.vlan},sock={sockets[nic.vlan]}",
-            "-device", f"virtio-net-pci,netdev=vlan{nic.vlan},mac={nic.mac},id=nic-vlan{nic.vlan}",
+            "-netdev",
+            f"vde,id=vlan{nic.vlan},sock={sockets[nic.vlan]}",
+            "-device",
+            f"virtio-net-pci,netdev=vlan{nic.vlan},mac={nic.mac},id=nic-vlan{nic.vlan}",
         ]
     return args

@@ -40,8 +40,11 @@ class Switch:
         while True:
             if self.process.poll() is not None:
                 out = (self.directory / "switch.log").read_text(errors="replace")[-2000:]
-                raise LaunchError(f"vlan{self.vlan}", "starting vde_switch",
-                                  f"exited with status {self.process.returncode}: {shlex.join(argv)}\n{out}")
+                raise LaunchError(
+                    f"vlan{self.vlan}",
+                    "starting vde_switch",
+                    f"exited with status {self.process.returncode}: {shlex.join(argv)}\n{out}",
+                )
             if self._showinfo():
                 break
             if time.monotonic() > deadline:

@@ -137,8 +137,11 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
         return
     nodes, scope = marker_args(marker)
     accel = settings(request.config).accel
-    owner = request.node if scope == "function" else request.node.getparent(
-        pytest.Module if scope == "module" else pytest.Class)
+    owner = (
+        request.node
+        if scope == "function"
+        else request.node.getparent(pytest.Module if scope == "module" else pytest.Class)
+    )
     assert owner is not None
 
     def make() -> Driver:
@@ -174,14 +177,19 @@ def machine(_vmtest_network: Driver | None) -> Machine:
     if "machine" in machines:
         return machines["machine"]
     if len(machines) != 1:
-        raise ConfigError("machine", sorted(machines), "the fixture 'machine' is for tests with a single node",
-                          "ask for the nodes by name")
+        raise ConfigError(
+            "machine",
+            sorted(machines),
+            "the fixture 'machine' is for tests with a single node",
+            "ask for the nodes by name",
+        )
     return next(iter(machines.values()))
 
 
 @pytest.fixture
-def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
-               vm_image_store: ImageStore) -> Iterator[Callable[..., Machine]]:
+def vm_factory(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, vm_image_store: ImageStore
+) -> Iterator[Callable[..., Machine]]:
     """``vm_factory(name, config)`` -> a stand-alone :class:`~vmtest.Machine` (no network), released after
     the test. Its machines get the failure report and the global timeout like the marker's."""
     drivers: list[Driver] = []
@@ -189,8 +197,12 @@ def vm_factory(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
     def make(name: str, config: MachineConfig | None = None) -> Machine:
         if not drivers:
             kept = _state_root(request, request.node)
-            driver = Driver({}, vm_image_store, accel=settings(pytestconfig).accel,
-                            state_root=kept / "factory" if kept is not None else None)
+            driver = Driver(
+                {},
+                vm_image_store,
+                accel=settings(pytestconfig).accel,
+                state_root=kept / "factory" if kept is not None else None,
+            )
             driver.set_output_dir(test_output_dir(request))
             _watch(request).add(driver)
             drivers.append(driver)

@@ -33,7 +33,8 @@ def _make_fixture(name: str) -> Callable[..., Machine]:
         driver = request.getfixturevalue("_vmtest_network")
         if driver is None or name not in driver.machines:
             raise ConfigError(
-                f"fixture {name!r}", None,
+                f"fixture {name!r}",
+                None,
                 "this test asks for a vmtest node of that name, but its vmtest marker declares no such node",
                 "add it to @pytest.mark.vmtest(nodes={...}) or rename the argument",
             )

@@ -25,8 +25,12 @@ def add_pytest_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("vmtest", "virtual machine tests")
     for f, decl in declared(Settings):
         group.addoption(decl.flag, **argument_options(f.name))
-        parser.addini(decl.ini, f"like {decl.flag} (environment: {decl.env}; the command line wins, then the "
-                      "environment)", type="bool" if is_yes_no(f) else "string", default=None)
+        parser.addini(
+            decl.ini,
+            f"like {decl.flag} (environment: {decl.env}; the command line wins, then the environment)",
+            type="bool" if is_yes_no(f) else "string",
+            default=None,
+        )
 
 
 def from_pytest_config(config: pytest.Config) -> Settings:

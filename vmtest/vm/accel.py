@@ -22,11 +22,11 @@ from pathlib import Path
 
 from vmtest.config.settings import Settings
 from vmtest.core.cache import Cache
+from vmtest.core.contract import DEFAULT_QEMU_BINARY as DEFAULT_QEMU
+from vmtest.core.contract import PROBE_OK
 from vmtest.core.errors import HostError
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError, run
-from vmtest.core.contract import DEFAULT_QEMU_BINARY as DEFAULT_QEMU
-from vmtest.core.contract import PROBE_OK
 from vmtest.vm.argv import Boot, probe_argv
 
 PROBE_TIMEOUT = 20.0
@@ -75,8 +75,13 @@ def probe_kvm(boot: Boot, logger: logging.Logger, qemu: str = DEFAULT_QEMU) -> t
     return False, f"QEMU with -accel kvm exited with status {done.status}: {last[0]}"
 
 
-def choose(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logger, accel: str | None = None,
-           qemu: str = DEFAULT_QEMU) -> str:
+def choose(
+    cache: Cache,
+    boot_fn: Callable[[], Boot],
+    logger: logging.Logger,
+    accel: str | None = None,
+    qemu: str = DEFAULT_QEMU,
+) -> str:
     """The accelerator to use (``kvm`` or ``tcg``), logging loudly which one and why.
 
     ``boot_fn()`` returns the probe's :class:`Boot` (it may build the kernel).

@@ -47,7 +47,7 @@ class _Reader:
             self.sock.settimeout(min(remaining, 1.0))
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 raise AgentError("the guest agent's socket closed")
@@ -71,8 +71,10 @@ class GuestAgent:
                 synced = False
                 while not synced:
                     if time.monotonic() >= deadline:
-                        raise AgentError(f"{command}: the guest agent did not answer within {timeout:.0f}s "
-                                         "(is qemu-guest-agent running in the guest?)")
+                        raise AgentError(
+                            f"{command}: the guest agent did not answer within {timeout:.0f}s "
+                            "(is qemu-guest-agent running in the guest?)"
+                        )
                     sync_id = random.randrange(1, 1 << 31)
                     sock.sendall(json.dumps({"execute": "guest-sync", "arguments": {"id": sync_id}}).encode() + b"\n")
                     attempt = min(deadline, time.monotonic() + 2)

@@ -137,12 +137,24 @@ def disk_args(name: str, config: MachineConfig, paths: MachinePaths, boot: Boot)
             # stray writes off the cached image.
             drive = {"file": str(boot.image), "format": "qcow2", "if": "none", "id": "root", "snapshot": "on"}
         else:
-            drive = {"file": str(disk), "format": "qcow2", "if": "none", "id": "root", "cache": "writeback",
-                     "discard": "unmap", "werror": "report"}
+            drive = {
+                "file": str(disk),
+                "format": "qcow2",
+                "if": "none",
+                "id": "root",
+                "cache": "writeback",
+                "discard": "unmap",
+                "werror": "report",
+            }
         args += ["-drive", _opts(drive), *bus.device("root", {"serial": "root", "bootindex": "1"})]
     for i, _size in enumerate(virt.empty_disk_images):
-        drive = {"file": str(paths.empty_disk(i)), "format": "qcow2", "if": "none", "id": f"empty{i}",
-                 "werror": "report"}
+        drive = {
+            "file": str(paths.empty_disk(i)),
+            "format": "qcow2",
+            "if": "none",
+            "id": f"empty{i}",
+            "werror": "report",
+        }
         args += ["-drive", _opts(drive), *bus.device(f"empty{i}", {"serial": f"empty{i}"})]
     for i, d in enumerate(virt.qemu.drives):
         drive = {**d.drive_extra_opts, "file": d.file, "if": "none", "id": f"drive{i}"}
@@ -153,35 +165,51 @@ def disk_args(name: str, config: MachineConfig, paths: MachinePaths, boot: Boot)
 def channel_args(paths: MachinePaths, config: MachineConfig | None = None, serial_stdio: bool = False) -> list[str]:
     """QMP, the serial console, the backdoor's virtio console and the guest agent, each a unix socket
     (the serial console on stdio, multiplexed with the monitor, when ``serial_stdio``)."""
-    serial = ["-serial", "mon:stdio"] if serial_stdio else [
-        "-chardev", f"socket,id=serial0,path={paths.serial},server=on,wait=off",
-        "-serial", "chardev:serial0",
-    ]
+    serial = (
+        ["-serial", "mon:stdio"]
+        if serial_stdio
+        else [
+            "-chardev",
+            f"socket,id=serial0,path={paths.serial},server=on,wait=off",
+            "-serial",
+            "chardev:serial0",
+        ]
+    )
     args = [
-        "-chardev", f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
-        "-mon", "chardev=qmp,mode=control",
+        "-chardev",
+        f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
+        "-mon",
+        "chardev=qmp,mode=control",
         *serial,
-        "-device", "virtio-serial-pci,id=virtio-serial0",
-        "-chardev", f"socket,id=shell,path={paths.shell},server=on,wait=off",
-        "-device", "virtconsole,chardev=shell,id=backdoor",
+        "-device",
+        "virtio-serial-pci,id=virtio-serial0",
+        "-chardev",
+        f"socket,id=shell,path={paths.shell},server=on,wait=off",
+        "-device",
+        "virtconsole,chardev=shell,id=backdoor",
     ]
     if config is not None and config.virtualisation.qemu.guest_agent:
         args += [
-            "-chardev", f"socket,id=qga0,path={paths.agent},server=on,wait=off",
-            "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+            "-chardev",
+            f"socket,id=qga0,path={paths.agent},server=on,wait=off",
+            "-device",
+            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
     return args
 
 
 def _share(tag: str, path: str, security_model: str = "none") -> list[str]:
     return [
-        "-fsdev", f"local,id=fs-{tag},path={path},security_model={security_model}",
-        "-device", f"virtio-9p-pci,fsdev=fs-{tag},mount_tag={tag}",
+        "-fsdev",
+        f"local,id=fs-{tag},path={path},security_model={security_model}",
+        "-device",
+        f"virtio-9p-pci,fsdev=fs-{tag},mount_tag={tag}",
     ]
 
 
-def share_args(paths: MachinePaths, config: MachineConfig | None = None,
-               extra: Sequence[tuple[str, str]] = ()) -> list[str]:
+def share_args(
+    paths: MachinePaths, config: MachineConfig | None = None, extra: Sequence[tuple[str, str]] = ()
+) -> list[str]:
     """The host<->guest exchange directory (9p, mounted at /tmp/xchg by the image), ``shared_directories``
     and ``extra`` (tag, host path) shares."""
     args = _share(XCHG_TAG, str(paths.xchg))
@@ -205,8 +233,7 @@ def user_net_args(config: MachineConfig, force: bool = False, extra: str = "") -
             opts.append(f"hostfwd={p.proto}:{p.host_address}:{p.host_port}-{p.guest_address}:{p.guest_port}")
         else:
             opts.append(f"guestfwd={p.proto}:{p.guest_address}:{p.guest_port}-cmd:nc {p.host_address} {p.host_port}")
-    return ["-netdev", ",".join(opts) + extra,
-            "-device", f"virtio-net-pci,netdev=user0,mac={USER_NIC_MAC},id=nic-user"]
+    return ["-netdev", ",".join(opts) + extra, "-device", f"virtio-net-pci,netdev=user0,mac={USER_NIC_MAC},id=nic-user"]
 
 
 def display_args(config: MachineConfig) -> list[str]:
@@ -237,13 +264,18 @@ def machine_argv(
     virt = config.virtualisation
     return [
         virt.qemu.binary,
-        "-name", f"{name},process=vmtest-{name}",
-        "-nodefaults", "-no-user-config",
+        "-name",
+        f"{name},process=vmtest-{name}",
+        "-nodefaults",
+        "-no-user-config",
         *(["-S"] if launch.paused else []),
-        "-machine", "pc",
+        "-machine",
+        "pc",
         *accel_args(accel),
-        "-m", str(virt.memory_size),
-        "-smp", str(virt.cores),
+        "-m",
+        str(virt.memory_size),
+        "-smp",
+        str(virt.cores),
         *boot_args(boot, [*kernel_params(name, config, accel), *launch.extra_kernel_params], config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),
@@ -253,8 +285,10 @@ def machine_argv(
         *extra_args(virt.qemu.networking_options),
         *display_args(config),
         *input_args(config),
-        "-device", "virtio-rng-pci",
-        "-rtc", "base=utc",
+        "-device",
+        "virtio-rng-pci",
+        "-rtc",
+        "base=utc",
         *(["-incoming", launch.incoming] if launch.incoming else []),
         *extra_args(virt.qemu.options),
     ]
@@ -263,7 +297,18 @@ def machine_argv(
 def probe_argv(accel: str, boot: Boot, qemu: str = DEFAULT_QEMU_BINARY) -> list[str]:
     """A tiny guest that prints ``PROBE-OK`` on the serial port and powers off."""
     return [
-        qemu, "-nodefaults", "-no-user-config", "-machine", "pc", *accel_args(accel),
-        "-m", "256", "-display", "none", "-serial", "stdio", "-no-reboot",
+        qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-machine",
+        "pc",
+        *accel_args(accel),
+        "-m",
+        "256",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
         *boot_args(boot, ["console=ttyS0", PROBE_PARAM, "panic=-1", "quiet"]),
     ]

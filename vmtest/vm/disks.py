@@ -15,8 +15,8 @@ from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError, LaunchError
-from vmtest.image import BootImage
 from vmtest.core.proc import ProcessError, run
+from vmtest.image import BootImage
 from vmtest.vm.paths import MachinePaths, root_disk
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -42,16 +42,27 @@ def check_host(config: MachineConfig) -> None:
     """Problems only this host can reveal, as ConfigErrors naming the option."""
     virt = config.virtualisation
     if shutil.which(virt.qemu.binary) is None:
-        raise ConfigError("virtualisation.qemu.binary", virt.qemu.binary, "not found on PATH or not executable",
-                          "install qemu-system-x86 (./run setup) or give an absolute path")
+        raise ConfigError(
+            "virtualisation.qemu.binary",
+            virt.qemu.binary,
+            "not found on PATH or not executable",
+            "install qemu-system-x86 (./run setup) or give an absolute path",
+        )
     free = available_memory_mib()
     if free is not None and virt.memory_size > free:
-        raise ConfigError("virtualisation.memory_size", virt.memory_size,
-                          f"more than the host's available memory ({free} MiB)",
-                          f"use at most {free} MiB, or free memory on the host")
+        raise ConfigError(
+            "virtualisation.memory_size",
+            virt.memory_size,
+            f"more than the host's available memory ({free} MiB)",
+            f"use at most {free} MiB, or free memory on the host",
+        )
     if virt.use_host_certs and not HOST_CA_BUNDLE.is_file():
-        raise ConfigError("virtualisation.use_host_certs", True, f"the host has no CA bundle at {HOST_CA_BUNDLE}",
-                          "install ca-certificates on the host or turn the option off")
+        raise ConfigError(
+            "virtualisation.use_host_certs",
+            True,
+            f"the host has no CA bundle at {HOST_CA_BUNDLE}",
+            "install ca-certificates on the host or turn the option off",
+        )
 
 
 def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> None:
@@ -61,8 +72,9 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
         raise LaunchError(name, what, str(exc)) from exc
 
 
-def prepare(name: str, config: MachineConfig, paths: MachinePaths, image: BootImage,
-            logger: logging.Logger) -> Prepared:
+def prepare(
+    name: str, config: MachineConfig, paths: MachinePaths, image: BootImage, logger: logging.Logger
+) -> Prepared:
     virt = config.virtualisation
     check_host(config)
     grow = False
@@ -70,13 +82,20 @@ def prepare(name: str, config: MachineConfig, paths: MachinePaths, image: BootIm
     if disk is not None:
         size = virt.root_disk_mib(image.disk_mib)
         if size < image.disk_mib:
-            raise ConfigError("virtualisation.disk_size", virt.disk_size,
-                              f"smaller than the image's file system ({image.disk_mib} MiB)",
-                              f"set disk_size to at least {image.disk_mib}")
+            raise ConfigError(
+                "virtualisation.disk_size",
+                virt.disk_size,
+                f"smaller than the image's file system ({image.disk_mib} MiB)",
+                f"set disk_size to at least {image.disk_mib}",
+            )
         if not disk.exists():
             disk.parent.mkdir(parents=True, exist_ok=True)
-            _qemu_img(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(disk),
-                       f"{size}M"], "creating the root disk overlay", name, logger)
+            _qemu_img(
+                ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(disk), f"{size}M"],
+                "creating the root disk overlay",
+                name,
+                logger,
+            )
         grow = size > image.disk_mib
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)

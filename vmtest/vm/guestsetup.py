@@ -24,8 +24,14 @@ from vmtest.core.contract import (
 )
 
 
-def script(config: MachineConfig, network: str = "", grow_root: bool = False, certs: bool = False,
-           user_net: bool | None = None, extra: str = "") -> str:
+def script(
+    config: MachineConfig,
+    network: str = "",
+    grow_root: bool = False,
+    certs: bool = False,
+    user_net: bool | None = None,
+    extra: str = "",
+) -> str:
     """The whole script; ``network`` is :func:`vmtest.network.setup_script`'s part (VLAN NICs, /etc/hosts).
 
     ``user_net`` overrides whether the user-mode NIC exists (run-vm always adds it); ``extra`` is
@@ -45,11 +51,12 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
         fstype = "" if fs.fs_type == "auto" else f" -t {q(fs.fs_type)}"
         lines += [f"mkdir -p {q(target)}", f"mount{fstype}{opts} {q(fs.device)} {q(target)}"]
     if grow_root:
-        lines.append(f"resize2fs {q(virt.primary_root_device)} >/dev/null 2>&1 || "
-                     f"{{ echo 'vmtest-setup: resize2fs {virt.primary_root_device} failed' >&2; exit 1; }}")
+        lines.append(
+            f"resize2fs {q(virt.primary_root_device)} >/dev/null 2>&1 || "
+            f"{{ echo 'vmtest-setup: resize2fs {virt.primary_root_device} failed' >&2; exit 1; }}"
+        )
     if certs:
-        lines += ["mkdir -p /etc/ssl/certs",
-                  f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
+        lines += ["mkdir -p /etc/ssl/certs", f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
     if has_user_net:
         lines += rename_by_mac(USER_NIC_MAC, "vmtest0")
     if network:
@@ -61,8 +68,10 @@ def script(config: MachineConfig, network: str = "", grow_root: bool = False, ce
             f"ip addr add {USER_GUEST_IP}/24 dev {USER_NIC_NAME}",
         ]
         if not virt.restrict_network:
-            lines += [f"ip route add default via 10.0.2.2 dev {USER_NIC_NAME}",
-                      "echo 'nameserver 10.0.2.3' > /etc/resolv.conf"]
+            lines += [
+                f"ip route add default via 10.0.2.2 dev {USER_NIC_NAME}",
+                "echo 'nameserver 10.0.2.3' > /etc/resolv.conf",
+            ]
     if extra:
         lines.append(extra.rstrip("\n"))
     if len(lines) == 1:

@@ -26,18 +26,17 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import LaunchError, MachineError, Timeout, VmtestError, describe_exit
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
-from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import CONSOLE_TAIL, Backend, ChannelError, Channels, Console, Monitor, Process
 from vmtest.vm.paths import MachinePaths
@@ -187,11 +186,22 @@ class VM:
         status = self.process.poll() if self.process is not None else None
         with self._lock:
             if self.state is State.STOPPED:
-                return MachineError(self.name, action, "the machine was stopped while this was running",
-                                    time.monotonic() - start, self.console_tail())
+                return MachineError(
+                    self.name,
+                    action,
+                    "the machine was stopped while this was running",
+                    time.monotonic() - start,
+                    self.console_tail(),
+                )
         error = LaunchError(
-            self.name, action, f"{describe_exit(status)} unexpectedly", time.monotonic() - start,
-            self.console_tail(), argv=self.argv, status=status, output=self.qemu_output(),
+            self.name,
+            action,
+            f"{describe_exit(status)} unexpectedly",
+            time.monotonic() - start,
+            self.console_tail(),
+            argv=self.argv,
+            status=status,
+            output=self.qemu_output(),
         )
         with self._lock:
             if self.state is not State.FAILED:
@@ -204,8 +214,11 @@ class VM:
         """The stored failure, for a later call on a FAILED machine."""
         assert self.failure is not None
         if isinstance(self.failure, MachineError):
-            return MachineError(self.name, action, f"the machine failed earlier and was not started again "
-                                f"(call start() to retry): {self.failure}")
+            return MachineError(
+                self.name,
+                action,
+                f"the machine failed earlier and was not started again (call start() to retry): {self.failure}",
+            )
         return self.failure
 
     def check_alive(self, action: str) -> None:
@@ -252,8 +265,9 @@ class VM:
         self.image = self.store.get(self.config)
         if self.accel is None:
             image = self.image
-            self.accel = accel_mod.choose(self.store.cache, lambda: Boot(image.kernel, image.initrd),
-                                          self.logger, self._accel_request)
+            self.accel = accel_mod.choose(
+                self.store.cache, lambda: Boot(image.kernel, image.initrd), self.logger, self._accel_request
+            )
         if self._state_dir is None:
             self._state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
         paths = self.paths
@@ -272,8 +286,16 @@ class VM:
         except ChannelError as exc:
             status = self.process.poll()
             why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
-            raise LaunchError(self.name, "starting QEMU", why, time.monotonic() - start, self.console_tail(),
-                              argv=self.argv, status=status, output=self.qemu_output()) from None
+            raise LaunchError(
+                self.name,
+                "starting QEMU",
+                why,
+                time.monotonic() - start,
+                self.console_tail(),
+                argv=self.argv,
+                status=status,
+                output=self.qemu_output(),
+            ) from None
         self._console = self.channels.console
         self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
@@ -305,8 +327,13 @@ class VM:
                 except BackdoorClosed:
                     raise self.died("booting", start) from None
                 except BackdoorTimeout:
-                    raise Timeout(self.name, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s",
-                                  time.monotonic() - start, self.console_tail()) from None
+                    raise Timeout(
+                        self.name,
+                        "waiting for the backdoor shell",
+                        f"no shell within {timeout:.0f}s",
+                        time.monotonic() - start,
+                        self.console_tail(),
+                    ) from None
                 except MachineError as exc:
                     with self._lock:
                         self.failure = exc
@@ -315,8 +342,7 @@ class VM:
                     raise
             with self._lock:
                 self._to(State.READY)
-            self.log(f"shell up {time.monotonic() - self.launched_at:.1f}s after launch "
-                     f"(kernel {self.kernel_release})")
+            self.log(f"shell up {time.monotonic() - self.launched_at:.1f}s after launch (kernel {self.kernel_release})")
 
     # -- the channels, for the parts of a Machine ----------------------------------------------
 
@@ -350,8 +376,13 @@ class VM:
         except BackdoorClosed:
             raise self.died(f"command {command!r}", start) from None
         except BackdoorTimeout as exc:
-            raise Timeout(self.name, f"command {command!r}", f"the guest stopped answering: {exc}",
-                          time.monotonic() - start, self.console_tail()) from None
+            raise Timeout(
+                self.name,
+                f"command {command!r}",
+                f"the guest stopped answering: {exc}",
+                time.monotonic() - start,
+                self.console_tail(),
+            ) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -386,8 +417,13 @@ class VM:
         with self._lock:
             if status is None:
                 self._kill()
-                raise Timeout(self.name, "waiting for power-off", f"QEMU still running after {timeout:.0f}s; "
-                              "it was killed", time.monotonic() - start, self.console_tail())
+                raise Timeout(
+                    self.name,
+                    "waiting for power-off",
+                    f"QEMU still running after {timeout:.0f}s; it was killed",
+                    time.monotonic() - start,
+                    self.console_tail(),
+                )
             if self.state in ALIVE:
                 self._to(State.STOPPED)
             self._close_channels()

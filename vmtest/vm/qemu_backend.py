@@ -16,8 +16,8 @@ from pathlib import Path
 
 from vmtest.core.proc import kill_group, spawn
 from vmtest.vm.backdoor import Backdoor
-from vmtest.vm.console import SerialConsole
 from vmtest.vm.channels import ChannelError, Channels, Process
+from vmtest.vm.console import SerialConsole
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qmp import Monitor, QMPError
 
@@ -65,8 +65,9 @@ class QemuBackend:
     def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process:
         return QemuProcess(spawn(argv, logger=logger, stdout=output))
 
-    def attach(self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool],
-               echo: bool) -> Channels:
+    def attach(
+        self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool
+    ) -> Channels:
         """QMP (greeting + capabilities), the serial console reader and the backdoor socket."""
         connect_unix(paths.qmp, alive).close()  # QEMU listens: the QMP client may connect now
         monitor = Monitor(paths.qmp)

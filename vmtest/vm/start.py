@@ -29,8 +29,7 @@ from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths
 
 SETUP_CHECK = (
-    f"systemctl is-failed -q {SETUP_UNIT} || exit 0; "
-    f"journalctl -b -o cat -u {SETUP_UNIT} | tail -n 20; exit 1"
+    f"systemctl is-failed -q {SETUP_UNIT} || exit 0; journalctl -b -o cat -u {SETUP_UNIT} | tail -n 20; exit 1"
 )
 
 
@@ -106,7 +105,11 @@ class ColdBoot:
         if self.has_setup:
             result = channels.shell.run(SETUP_CHECK, 60)
             if result.status != 0:
-                raise LaunchError(vm.name, "running the per-boot set-up in the guest (network, mounts)",
-                                  f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
-                                  time.monotonic() - vm.launched_at, vm.console_tail())
+                raise LaunchError(
+                    vm.name,
+                    "running the per-boot set-up in the guest (network, mounts)",
+                    f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
+                    time.monotonic() - vm.launched_at,
+                    vm.console_tail(),
+                )
         return release
