@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from vmtest import CommandFailed, MachineConfig
+from vmtest import CommandFailed, LaunchError, MachineConfig, State
 
 
 def test_boot_uname_and_exit_status(vm_factory, store):
@@ -64,13 +67,26 @@ def test_config_files_and_units_in_guest(vm_factory, nonce):
 def test_qemu_death_fails_fast_with_its_output(vm_factory):
     vm = vm_factory("doomed", MachineConfig())
     vm.connect()
-    vm.process.kill()
-    from vmtest import LaunchError
+    os.kill(vm.pid, signal.SIGKILL)
 
     with pytest.raises(LaunchError) as info:
         vm.succeed("sleep 100")
-    assert "doomed" in str(info.value) and "QEMU exited" in str(info.value)
+    assert "doomed" in str(info.value) and "QEMU was killed by SIGKILL" in str(info.value)
+    assert vm.state is State.FAILED
     assert info.value.elapsed is not None and info.value.elapsed < 30
+
+
+def test_qemu_failing_at_launch_names_argv_and_its_message(vm_factory):
+    vm = vm_factory("badopt", MachineConfig(virtualisation={"qemu": {"options": ["-no-such-option"]}}))
+    with pytest.raises(LaunchError) as info:
+        vm.start()
+    err = info.value
+    assert "-no-such-option" in err.argv and err.status == 1
+    assert "invalid option" in err.output  # QEMU's own message
+    text = str(err)
+    assert "badopt" in text and "QEMU exited with status 1" in text
+    assert "invalid option" in text and "-no-such-option" in text
+    assert vm.state is State.FAILED and not vm.is_running()
 
 
 def test_machine_without_graphics_boots(vm_factory):

@@ -61,7 +61,7 @@ def collect(drivers: Sequence[Driver], output_dir: Path, nodeid: str) -> str:
             files = _save_machine(machine, out)
             tail = "\n".join(f"  {line}" for line in machine.console_tail(CONSOLE_LINES)) or "  (no output)"
             parts.append(
-                f"{name} ({machine.state.value}): last {CONSOLE_LINES} console lines:\n{tail}\n"
+                f"{name}: last {CONSOLE_LINES} console lines (the machine is {machine.state.value}):\n{tail}\n"
                 f"{name}: saved " + (", ".join(files) if files else "nothing")
             )
     return "\n\n".join(parts)

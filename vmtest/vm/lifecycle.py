@@ -44,6 +44,7 @@ from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.start import ColdBoot, StartPath
 
 DEFAULT_BOOT_TIMEOUT = 300.0
+EXIT_GRACE = 5.0  # how long a QEMU whose channels closed may take to exit
 
 
 class State(enum.Enum):
@@ -183,7 +184,8 @@ class VM:
 
         (When it was stopped on purpose meanwhile, e.g. by the global timeout, the error says that.)
         """
-        status = self.process.poll() if self.process is not None else None
+        # A closed channel comes a moment before QEMU can be reaped: give it that moment.
+        status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
             if self.state is State.STOPPED:
                 return MachineError(
