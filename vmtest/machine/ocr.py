@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytesseract
 from PIL import Image, ImageOps
 
 from vmtest.core.log import log
@@ -367,7 +366,13 @@ def tesseract_wrapper() -> str:
             return str(path)
         script = path.read_bytes()
     tmp = tempfile.mkdtemp(prefix="vmtest-tesseract-")  # mode 0700, a fresh name
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    creator = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == creator:  # not in a forked child that exits
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(remove)
     copy = Path(tmp) / "tesseract-wrapper"
     copy.write_bytes(script)
     copy.chmod(0o700)
@@ -378,6 +383,8 @@ def tesseract(image: Image.Image, logger: logging.Logger, timeout: float = 60) -
     """Run tesseract on ``image`` (one single-threaded process, so variants can run side by
     side) through pytesseract; it dies with us (``tesseract-wrapper``). A failure or a
     timeout (seconds; 0: none) raises :class:`~vmtest.core.proc.ProcessError`."""
+    import pytesseract  # here: it imports pandas and numpy when they are installed (slow)
+
     cmd = tesseract_wrapper()
     # pytesseract reads its program from a module global. vmtest always sets it to this
     # same value before each call, so concurrent calls (variants in threads) agree; other
