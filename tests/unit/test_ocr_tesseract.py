@@ -80,8 +80,8 @@ def busy_image():
     return text_image(lines, size=(1600, 2200), font_size=20)
 
 
-def tesseract_children(pid):
-    """Live (non-zombie) processes whose parent is ``pid`` and whose name is tesseract."""
+def tesseract_children(pid, zombies=False):
+    """Processes named tesseract whose parent is ``pid`` (zombies too if ``zombies``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -92,7 +92,7 @@ def tesseract_children(pid):
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if comm == "tesseract" and int(ppid) == pid and state != "Z":
+        if comm == "tesseract" and int(ppid) == pid and (zombies or state != "Z"):
             found.append(int(entry.name))
     return found
 
@@ -105,7 +105,7 @@ def test_a_timeout_is_a_process_error_and_kills_tesseract():
     assert time.monotonic() - start < 5  # pytesseract: SIGTERM, then SIGKILL after 1 s
     assert isinstance(info.value, VmtestError) and info.value.status is None
     assert info.value.argv[0] == ocr.tesseract_wrapper()
-    assert tesseract_children(os.getpid()) == []
+    assert tesseract_children(os.getpid(), zombies=True) == []  # killed and reaped
 
 
 def test_a_failing_tesseract_is_a_process_error_with_its_message(tmp_path, monkeypatch):
@@ -146,11 +146,12 @@ def processes_with(marker):
     return found
 
 
-def test_a_sigkilled_process_leaves_no_tesseract_running():
+def test_a_sigkilled_process_leaves_no_tesseract_running(tmp_path):
     marker = f"VMTEST_LEFTOVER_PROBE={uuid.uuid4().hex}"
     key, value = marker.split("=")
+    # (TMPDIR: the killed loop cannot remove its temporary files; pytest removes tmp_path)
     loop = subprocess.Popen([sys.executable, "-c", LOOP.format(tests=str(Path(__file__).parent))],
-                            env={**os.environ, key: value}, cwd=REPO)
+                            env={**os.environ, key: value, "TMPDIR": str(tmp_path)}, cwd=REPO)
     seen = []
     try:
         deadline = time.monotonic() + 60
