@@ -23,8 +23,10 @@ from vmtest.machine import ocr
 REPO = Path(__file__).resolve().parents[2]
 LINES = ["Debian GNU/Linux 12 vm1 tty1", "Hello world: 42 apples and 7 pears", "The quick brown fox jumps"]
 
-pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None or shutil.which("setpriv") is None,
-                                reason="needs tesseract (tesseract-ocr) and setpriv (util-linux)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("tesseract") is None or shutil.which("setpriv") is None,
+    reason="needs tesseract (tesseract-ocr) and setpriv (util-linux)",
+)
 
 
 def text_image(lines, size=(640, 160), font_size=22, fg=(20, 20, 20), bg=(235, 235, 235)):
@@ -41,8 +43,12 @@ def by_hand(image):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.png"
         image.save(src)
-        out = subprocess.run(["tesseract", src, "stdout", *ocr.TESSERACT_ARGS], check=True, capture_output=True,
-                             env={**os.environ, "OMP_THREAD_LIMIT": "1"}).stdout.decode()
+        out = subprocess.run(
+            ["tesseract", src, "stdout", *ocr.TESSERACT_ARGS],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+        ).stdout.decode()
     return "\n".join(line.rstrip() for line in out.rstrip().splitlines())
 
 
@@ -90,8 +96,8 @@ def tesseract_children(pid, zombies=False):
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
         if comm == "tesseract" and int(ppid) == pid and (zombies or state != "Z"):
             found.append(int(entry.name))
     return found
@@ -142,7 +148,7 @@ def processes_with(marker):
         except OSError:
             continue
         if stat[stat.rindex(")") + 2] != "Z":
-            found[int(entry.name)] = stat[stat.index("(") + 1:stat.rindex(")")]
+            found[int(entry.name)] = stat[stat.index("(") + 1 : stat.rindex(")")]
     return found
 
 
@@ -150,8 +156,11 @@ def test_a_sigkilled_process_leaves_no_tesseract_running(tmp_path):
     marker = f"VMTEST_LEFTOVER_PROBE={uuid.uuid4().hex}"
     key, value = marker.split("=")
     # (TMPDIR: the killed loop cannot remove its temporary files; pytest removes tmp_path)
-    loop = subprocess.Popen([sys.executable, "-c", LOOP.format(tests=str(Path(__file__).parent))],
-                            env={**os.environ, key: value, "TMPDIR": str(tmp_path)}, cwd=REPO)
+    loop = subprocess.Popen(
+        [sys.executable, "-c", LOOP.format(tests=str(Path(__file__).parent))],
+        env={**os.environ, key: value, "TMPDIR": str(tmp_path)},
+        cwd=REPO,
+    )
     seen = []
     try:
         deadline = time.monotonic() + 60
@@ -179,8 +188,11 @@ def test_the_wrapper_is_executable_in_an_installed_wheel(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
     # (an isolated build, as tox builds vmtest: setuptools and wheel from the package index)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", src],
-                   check=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", src],
+        check=True,
+        cwd=tmp_path,
+    )
     wheel = next((tmp_path / "dist").glob("vmtest-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         mode = zf.getinfo("vmtest/machine/tesseract-wrapper").external_attr >> 16
@@ -197,14 +209,16 @@ def test_the_wrapper_is_executable_in_an_installed_wheel(tmp_path):
         print(ocr.read_variant(text_image(["The quick brown fox jumps"]), "gray-2x", logging.getLogger("t")))
     """)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True,
-                         cwd=tmp_path).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout.splitlines()
     assert out[0] == str(site / "vmtest/machine/tesseract-wrapper")
     assert "quick brown fox" in out[1]
     # an install that lost the executable bit: a private copy, and the same reading
     (site / "vmtest/machine/tesseract-wrapper").chmod(0o644)
-    again = subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True,
-                           cwd=tmp_path).stdout.splitlines()
+    again = subprocess.run(
+        [sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout.splitlines()
     assert again[0].startswith(tempfile.gettempdir()) and "/vmtest-tesseract-" in again[0]
     assert not Path(again[0]).exists()  # removed at exit
     assert again[1] == out[1]

@@ -402,12 +402,14 @@ def tesseract(image: Image.Image, logger: logging.Logger, timeout: float = 60) -
         image.save(src, compress_level=1)
         # pytesseract picks the output base itself (a temporary file it removes).
         argv = [cmd, src, "OUTPUT", *TESSERACT_ARGS, _PYTESSERACT_CONFIG]
-        log(logger, "$ " + shlex.join(argv) + f"   (pytesseract: OUTPUT is its temporary file; timeout {timeout:g}s)",
-            level=logging.DEBUG)
+        log(
+            logger,
+            "$ " + shlex.join(argv) + f"   (pytesseract: OUTPUT is its temporary file; timeout {timeout:g}s)",
+            level=logging.DEBUG,
+        )
         try:
             # lang=None: "-l eng" is in TESSERACT_ARGS, so the argv keeps today's order.
-            text = pytesseract.image_to_string(src, lang=None, config=shlex.join(TESSERACT_ARGS),
-                                               timeout=timeout or 0)
+            text = pytesseract.image_to_string(src, lang=None, config=shlex.join(TESSERACT_ARGS), timeout=timeout or 0)
         except pytesseract.TesseractError as exc:  # non-zero exit; message: its stderr
             raise ProcessError("tesseract", argv, exc.status, [exc.message] if exc.message else []) from exc
         except RuntimeError as exc:  # pytesseract's timeout is a bare RuntimeError (it killed tesseract)
