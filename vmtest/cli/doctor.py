@@ -26,6 +26,7 @@ PROGRAMS = (
     ("vde_switch", "vde2"),
     ("mmdebstrap", "mmdebstrap"),
     ("tesseract", "tesseract-ocr"),
+    ("setpriv", "util-linux"),  # tesseract-wrapper: tesseract dies with vmtest
     ("mkfs.ext4", "e2fsprogs"),
     ("modprobe", "kmod"),
     ("depmod", "kmod"),

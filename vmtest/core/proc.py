@@ -8,6 +8,10 @@ asks the kernel to SIGKILL the child when its parent dies
 kills the child's whole process group (grandchildren included) when we die,
 so a killed pytest leaves nothing behind. :func:`run` also kills the group on
 timeout or Ctrl-C.
+
+The one exception is tesseract, which pytesseract starts: it runs through
+``vmtest/machine/tesseract-wrapper``, which gives it ``PR_SET_PDEATHSIG``
+(see :func:`vmtest.machine.ocr.tesseract`).
 """
 
 from __future__ import annotations

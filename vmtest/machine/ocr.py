@@ -10,15 +10,21 @@ Two readers:
   printable character printed on a tty of the same guest
   (:func:`calibrate`), so it knows that font exactly.
 * Tesseract, for everything else (X11, arbitrary fonts), run on several
-  enhanced variants of the screenshot (:data:`VARIANTS`) in parallel.
+  enhanced variants of the screenshot (:data:`VARIANTS`) in parallel, through
+  pytesseract and vmtest's ``tesseract-wrapper`` (tesseract dies with us).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import importlib.resources
 import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +34,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from vmtest.core.proc import run
+from vmtest.core.log import log
+from vmtest.core.proc import ProcessError
 
 # What calibration prints: every printable ASCII character except space
 # (space is the empty cell).
@@ -341,21 +348,75 @@ VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
 PRIMARY_VARIANT = "gray-2x"
 
 TESSERACT_ARGS = ("--psm", "6", "-l", "eng", "-c", "preserve_interword_spaces=1")
+# pytesseract adds the config file "txt" (plain text output, tesseract's default anyway).
+_PYTESSERACT_CONFIG = "txt"
+_PARENT_ENV = "VMTEST_OCR_PARENT"
+
+
+@functools.cache
+def tesseract_wrapper() -> str:
+    """The program pytesseract runs instead of ``tesseract``: ``tesseract-wrapper``
+    (package data, executable) makes tesseract die with the thread that started it.
+
+    An install that lost the executable bit (or a ``noexec`` mount) gets a copy in a
+    private temporary directory, removed at exit."""
+    packaged = importlib.resources.files("vmtest.machine") / "tesseract-wrapper"
+    with importlib.resources.as_file(packaged) as path:
+        if os.access(path, os.X_OK):
+            return str(path)
+        script = path.read_bytes()
+    tmp = tempfile.mkdtemp(prefix="vmtest-tesseract-")  # mode 0700, a fresh name
+    creator = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == creator:  # not in a forked child that exits
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(remove)
+    copy = Path(tmp) / "tesseract-wrapper"
+    copy.write_bytes(script)
+    copy.chmod(0o700)
+    return str(copy)
 
 
 def tesseract(image: Image.Image, logger: logging.Logger, timeout: float = 60) -> str:
-    """Run tesseract on ``image`` (one process, reaped; single-threaded, so variants can run side by side)."""
+    """Run tesseract on ``image`` (one single-threaded process, so variants can run side by
+    side) through pytesseract; it dies with us (``tesseract-wrapper``). A failure or a
+    timeout (seconds; 0: none) raises :class:`~vmtest.core.proc.ProcessError`."""
+    import pytesseract  # here: it imports pandas and numpy when they are installed (slow)
+
+    cmd = tesseract_wrapper()
+    # pytesseract reads its program from a module global. vmtest always sets it to this
+    # same value before each call, so concurrent calls (variants in threads) agree; other
+    # pytesseract users in this process get the wrapper too, which only adds the
+    # parent-death signal and one thread per tesseract.
+    pytesseract.pytesseract.tesseract_cmd = cmd
+    # The wrapper checks that its parent is still this process (pytesseract passes
+    # os.environ to tesseract and has no per-call environment): set once per process.
+    if os.environ.get(_PARENT_ENV) != str(os.getpid()):
+        os.environ[_PARENT_ENV] = str(os.getpid())
     with tempfile.TemporaryDirectory(prefix="vmtest-ocr-") as tmp:
-        src = Path(tmp) / "in.png"
+        # A file rather than the image: pytesseract would save the PNG at the default
+        # compression, about twice as slow (+20-40 ms for a 2x-upscaled 1024x768 screen).
+        src = str(Path(tmp) / "in.png")
         image.save(src, compress_level=1)
-        run(
-            ["tesseract", src, Path(tmp) / "out", *TESSERACT_ARGS],
-            what="tesseract",
-            logger=logger,
-            timeout=timeout,
-            env={"OMP_THREAD_LIMIT": "1"},
+        # pytesseract picks the output base itself (a temporary file it removes).
+        argv = [cmd, src, "OUTPUT", *TESSERACT_ARGS, _PYTESSERACT_CONFIG]
+        log(
+            logger,
+            "$ " + shlex.join(argv) + f"   (pytesseract: OUTPUT is its temporary file; timeout {timeout:g}s)",
+            level=logging.DEBUG,
         )
-        text = (Path(tmp) / "out.txt").read_text(errors="replace")
+        try:
+            # lang=None: "-l eng" is in TESSERACT_ARGS, so the argv keeps today's order.
+            text = pytesseract.image_to_string(src, lang=None, config=shlex.join(TESSERACT_ARGS), timeout=timeout or 0)
+        except pytesseract.TesseractError as exc:  # non-zero exit; message: its stderr
+            raise ProcessError("tesseract", argv, exc.status, [exc.message] if exc.message else []) from exc
+        except RuntimeError as exc:  # pytesseract's timeout is a bare RuntimeError (it killed tesseract)
+            why = f"timed out after {timeout:g}s" if str(exc) == "Tesseract process timeout" else f"pytesseract: {exc}"
+            raise ProcessError("tesseract", argv, None, [], why=why) from exc
+        except (OSError, ValueError) as exc:  # the wrapper cannot start, no output file, not UTF-8
+            raise ProcessError("tesseract", argv, None, [], why=f"{type(exc).__name__}: {exc}") from exc
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
 
 
