@@ -29,7 +29,8 @@ from vmtest.machine.screen import Screen
 from vmtest.machine.systemd import Systemd
 from vmtest.machine.terminals import Terminals
 from vmtest.machine.waits import Waits
-from vmtest.vm.lifecycle import CONSOLE_TAIL, DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, State
+from vmtest.vm.channels import CONSOLE_TAIL
+from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, State
 
 
 class Machine:
