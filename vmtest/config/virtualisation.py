@@ -223,7 +223,7 @@ class Virtualisation:
     )
     forward_ports: tuple[ForwardPort, ...] = option(
         (),
-        "User-mode network forwardings: {from_ host|guest, proto tcp|udp, host_address (127.0.0.1), "
+        "User-mode network forwardings: {``from_`` host|guest, proto tcp|udp, host_address (127.0.0.1), "
         "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).",
         forwarding_list,
         nixos="virtualisation.forwardPorts",

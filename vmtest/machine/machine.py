@@ -34,7 +34,11 @@ from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, Sta
 
 
 class Machine:
-    """A QEMU virtual machine built from a :class:`~vmtest.MachineConfig`."""
+    """A QEMU virtual machine built from a :class:`~vmtest.MachineConfig`.
+
+    Tests get machines from the plugin (node fixtures, ``vm_factory``); nothing
+    starts at construction. As a context manager, a machine is released on exit.
+    """
 
     def __init__(
         self,
@@ -49,7 +53,9 @@ class Machine:
         output_dir: str | os.PathLike[str] | None = None,
         polling_conditions: list[PollingCondition] | None = None,
     ) -> None:
+        #: The machine's name: its node name in a test network, and the guest's host name.
         self.name = name
+        #: The machine's declaration.
         self.config = config or MachineConfig()
         self.vm = VM(
             name,
@@ -80,7 +86,7 @@ class Machine:
 
     @property
     def state(self) -> State:
-        """Where the machine is in its lifecycle (:class:`vmtest.vm.lifecycle.State`)."""
+        """Where the machine is in its lifecycle (:class:`~vmtest.State`)."""
         return self.vm.state
 
     @property
