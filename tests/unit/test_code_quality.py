@@ -3,8 +3,8 @@
 Every tool runs as a subprocess from this virtualenv (the ``dev`` extra installs them all) and a failure
 shows the tool's own output. What to run by hand:
 
-* lint and format: ``.venv/bin/ruff check --fix vmtest tests examples benchmarks conftest.py`` and
-  ``.venv/bin/ruff format vmtest tests examples benchmarks conftest.py``
+* lint and format: ``.venv/bin/ruff check --fix vmtest tests examples benchmarks conftest.py docs/api/conf.py`` and
+  ``.venv/bin/ruff format vmtest tests examples benchmarks conftest.py docs/api/conf.py``
 * types: ``.venv/bin/mypy`` (settings in ``[tool.mypy]`` of pyproject.toml)
 * import layers and cycles: ``.venv/bin/lint-imports`` (contracts in ``[tool.importlinter]``)
 * API reference: ``docs/api/build.sh`` rebuilds the HTML (docs/api/_build/html) and the committed
@@ -28,7 +28,7 @@ from vmtest import Machine
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's bin directory
-PYTHON_PATHS = ["vmtest", "tests", "examples", "benchmarks", "conftest.py"]
+PYTHON_PATHS = ["vmtest", "tests", "examples", "benchmarks", "conftest.py", "docs/api/conf.py"]
 API_TXT = REPO / "docs" / "api.txt"
 REGENERATE = "docs/api/build.sh"
 
