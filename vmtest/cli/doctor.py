@@ -103,7 +103,7 @@ def settings_checks(cli: Mapping[str, object], env: Mapping[str, str]) -> tuple[
     """The run settings, and a failed check for each environment variable with a bad value (the
     settings are then resolved without it, so the other checks still run)."""
     env = dict(env)
-    checks = []
+    checks: list[Check] = []
     while True:
         try:
             return Settings.resolve(cli, env, no_ini), checks

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from vmtest.config.settings import Settings, add_arguments, from_arguments
 from vmtest.core.cache import Cache
@@ -118,8 +119,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     qemu_args = args.qemu_args[1:] if args.qemu_args[:1] == ["--"] else args.qemu_args
     print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)", file=sys.stderr)
     sys.stderr.flush()
-    os.execvp("sh", ["sh", "-c", text, f"run-{name}-vm", *qemu_args])
-    return 1  # not reached
+    os.execvp("sh", ["sh", "-c", text, f"run-{name}-vm", *qemu_args])  # does not return
 
 
 def cmd_options(args: argparse.Namespace) -> int:
@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func  # set by each subparser (set_defaults)
+        return command(args)
     except VmtestError as exc:
         print(f"vmtest: error: {exc}", file=sys.stderr)
         return 2

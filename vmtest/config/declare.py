@@ -17,12 +17,15 @@ import difflib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from vmtest.core.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Validator = Callable[[str, Any], Any]
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 _KEY = "vmtest"  # the metadata key of a declared field
 
@@ -101,15 +104,15 @@ def option(
 
 def declaration(f: dataclasses.Field[Any]) -> Declaration:
     """The declaration of a field made with :func:`option`."""
-    return f.metadata[_KEY]
+    return cast(Declaration, f.metadata[_KEY])  # field metadata is an untyped mapping; option() put it there
 
 
-def declared(cls: type | object) -> list[tuple[dataclasses.Field[Any], Declaration]]:
+def declared(cls: DataclassInstance | type[DataclassInstance]) -> list[tuple[dataclasses.Field[Any], Declaration]]:
     """The declared fields of a dataclass (or of an instance), in declaration order."""
-    return [(f, f.metadata[_KEY]) for f in dataclasses.fields(cls) if _KEY in f.metadata]  # type: ignore[arg-type]
+    return [(f, declaration(f)) for f in dataclasses.fields(cls) if _KEY in f.metadata]
 
 
-def is_declared(cls: object) -> bool:
+def is_declared(cls: object) -> TypeGuard[type[DataclassInstance]]:
     return isinstance(cls, type) and dataclasses.is_dataclass(cls) and bool(declared(cls))
 
 
@@ -142,8 +145,8 @@ def check_keys(
             raise ConfigError(where(key), values[key], why, hint)
 
 
-def field_names(cls: type | object) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+def field_names(cls: DataclassInstance | type[DataclassInstance]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def from_dict(cls: type[T], prefix: str, values: Mapping[str, Any]) -> T:
@@ -165,7 +168,7 @@ def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | Non
     except TypeError as exc:
         missing = [
             f.name
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            for f in dataclasses.fields(cls)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
         ]
         raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from vmtest.config.declare import declared, default_of, is_declared
 from vmtest.config.machine import MachineConfig
@@ -16,6 +17,9 @@ from vmtest.config.parity import NOT_DECLARED
 from vmtest.config.settings import Settings
 from vmtest.config.validators import FALSE_WORDS, TRUE_WORDS
 from vmtest.config.virtualisation import Virtualisation
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def _default_text(f: dataclasses.Field[object], text: str | None) -> str:
@@ -29,14 +33,14 @@ def _default_text(f: dataclasses.Field[object], text: str | None) -> str:
     return repr(default)
 
 
-def rows(cls: type, prefix: str = "", expand: bool = True) -> list[dict[str, str]]:
+def rows(cls: type[DataclassInstance], prefix: str = "", expand: bool = True) -> list[dict[str, str]]:
     """One row per declared field of ``cls``; a field holding a declared record is expanded into its
     own rows (``qemu.*``) when ``expand``."""
     out = []
     for f, decl in declared(cls):
         default = f.default_factory if f.default_factory is not dataclasses.MISSING else None
         if expand and is_declared(default):
-            out += rows(default, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            out += rows(default, f"{prefix}{f.name}.")
             continue
         out.append(
             {

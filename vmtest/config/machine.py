@@ -46,12 +46,13 @@ def host_suite() -> str:
 
 @dataclass(frozen=True)
 class File:
-    """A file to place in the guest image: its content and permission bits."""
+    """A file to place in the guest image: its content and permission bits (``mode``, default ``0o644``)."""
 
     content: str | bytes
     mode: int = 0o644
 
     def data(self) -> bytes:
+        """The content as bytes (text is encoded as UTF-8)."""
         return self.content.encode() if isinstance(self.content, str) else self.content
 
 

@@ -12,7 +12,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmtest.config.declare import FrozenMap, Validator, record
 from vmtest.config.validators import (
@@ -27,6 +27,9 @@ from vmtest.config.validators import (
 )
 from vmtest.core import contract
 from vmtest.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SECURITY_MODELS = ("none", "passthrough", "mapped-xattr", "mapped-file")
 USER_NET = ipaddress.ip_network(contract.USER_NET)
@@ -181,13 +184,13 @@ class Drive:
             object.__setattr__(self, attr, FrozenMap(value))
 
 
-def map_of(cls: type, key_check: Validator | None = None) -> Validator:
+def map_of(cls: type[DataclassInstance], key_check: Validator | None = None) -> Validator:
     """A dict of records ``cls`` (given as records or dicts), keys checked by ``key_check``."""
 
     def check(name: str, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(name, value, "expected a dict")
-        out = {}
+        out: dict[str, DataclassInstance] = {}
         for key, item in value.items():
             if not isinstance(key, str) or not key:
                 raise ConfigError(name, key, "keys must be non-empty strings")

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
 from vmtest.config.validators import choice, host_path, seconds, yes_no
@@ -44,6 +44,14 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     """``$XDG_CACHE_HOME/vmtest``, else ``~/.cache/vmtest``."""
     base = env.get("XDG_CACHE_HOME") or Path(env.get("HOME") or Path.home()) / ".cache"
     return Path(base).expanduser().absolute() / "vmtest"
+
+
+class SettingNames(NamedTuple):
+    """Where a setting can be given (every setting declares all three)."""
+
+    flag: str  # command-line flag
+    env: str  # environment variable
+    ini: str  # pytest ini key
 
 
 @documented
@@ -117,6 +125,14 @@ class Settings:
         return declaration(next(f for f in dataclasses.fields(cls) if f.name == name))
 
     @classmethod
+    def names(cls, name: str) -> SettingNames:
+        """The flag, environment variable and ini key of setting ``name``."""
+        decl = cls.declaration(name)
+        if decl.flag is None or decl.env is None or decl.ini is None:
+            raise TypeError(f"setting {name} must declare its flag, environment variable and ini key")
+        return SettingNames(decl.flag, decl.env, decl.ini)
+
+    @classmethod
     def check(cls, name: str, value: Any) -> Any:
         """``value`` checked and normalised as setting ``name`` (a ConfigError naming ``name`` if bad)."""
         return cls.declaration(name).validate(name, value)
@@ -167,7 +183,7 @@ def _lookup(
     name: str, decl: Declaration, cli: Mapping[str, object], env: Mapping[str, str], ini: Ini, flags: Mapping[str, str]
 ) -> tuple[str, str, object] | None:
     """(source, the key it was set under, raw value) of the first source that sets ``name``, or None."""
-    candidates = (
+    candidates: tuple[tuple[str, str | None, Callable[[], object]], ...] = (
         (SOURCES[0], flags.get(name, decl.flag or name), lambda: cli.get(name)),
         (SOURCES[1], decl.env, lambda: env.get(decl.env) if decl.env else None),
         (SOURCES[2], decl.ini, lambda: ini(decl.ini) if decl.ini else None),
@@ -218,7 +234,7 @@ def add_arguments(
 ) -> None:
     """Give ``parser`` a flag for each setting in ``names`` (spelled as in ``flags``, else as declared)."""
     for name in names:
-        flag = (flags or {}).get(name) or Settings.declaration(name).flag
+        flag = (flags or {}).get(name) or Settings.names(name).flag
         parser.add_argument(flag, dest=name, **argument_options(name, ini=False))
 
 

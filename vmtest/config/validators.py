@@ -26,8 +26,8 @@ Validator = Callable[[str, Any], Any]
 # -- generic ---------------------------------------------------------------------------------------
 
 
-def int_range(lo: int, hi: int, unit: str = "") -> Validator:
-    def check(name: str, value: Any) -> Any:
+def int_range(lo: int, hi: int, unit: str = "") -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(name, value, f"expected an integer{unit}, got {type(value).__name__}")
         if not lo <= value <= hi:
@@ -72,18 +72,18 @@ def choice(choices: tuple[str, ...]) -> Validator:
                 name,
                 value,
                 "must be one of " + ", ".join(map(repr, choices)),
-                f"did you mean {close[0]!r}?" if close else None,
+                f"did you mean {close[0]!r}?" if close else "",
             )
         return value
 
-    check.choices = choices  # type: ignore[attr-defined]
+    check.choices = choices  # type: ignore[attr-defined]  # a function attribute, read by Declaration.choices
     return check
 
 
 def str_list(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ConfigError(
-            name, value, "expected a list of strings", f"write [{value!r}]" if isinstance(value, str) else None
+            name, value, "expected a list of strings", f"write [{value!r}]" if isinstance(value, str) else ""
         )
     for item in value:
         if not isinstance(item, str):

@@ -223,7 +223,7 @@ class Virtualisation:
     )
     forward_ports: tuple[ForwardPort, ...] = option(
         (),
-        "User-mode network forwardings: {from_ host|guest, proto tcp|udp, host_address (127.0.0.1), "
+        "User-mode network forwardings: {``from_`` host|guest, proto tcp|udp, host_address (127.0.0.1), "
         "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).",
         forwarding_list,
         nixos="virtualisation.forwardPorts",
@@ -303,8 +303,9 @@ class Virtualisation:
 
     def __post_init__(self) -> None:
         validate_fields(self, "virtualisation")
+        # vlans is typed as it is after this method; None (the default) means "computed here"
         if self.vlans is None:
-            object.__setattr__(self, "vlans", () if self.interfaces else (1,))
+            object.__setattr__(self, "vlans", () if self.interfaces else (1,))  # type: ignore[unreachable]
         if self.direct_boot is None:
             object.__setattr__(self, "direct_boot", not self.use_boot_loader)
         if not self.direct_boot and self.direct_boot_initrd is not None:

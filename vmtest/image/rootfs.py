@@ -78,8 +78,8 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
         (masks / unit).symlink_to("/dev/null")
     for name, text in config.units.items():
         _write(overlay, f"/etc/systemd/system/{name}", text.encode(), 0o644)
-    for path, f in config.files.items():
-        _write(overlay, path, f.data(), f.mode)
+    for path, file in config.files.items():
+        _write(overlay, path, file.data(), file.mode)
 
 
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:

@@ -29,11 +29,16 @@ from vmtest.machine.screen import Screen
 from vmtest.machine.systemd import Systemd
 from vmtest.machine.terminals import Terminals
 from vmtest.machine.waits import Waits
-from vmtest.vm.lifecycle import CONSOLE_TAIL, DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, State
+from vmtest.vm.channels import CONSOLE_TAIL
+from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, State
 
 
 class Machine:
-    """A QEMU virtual machine built from a :class:`~vmtest.MachineConfig`."""
+    """A QEMU virtual machine built from a :class:`~vmtest.MachineConfig`.
+
+    Tests get machines from the plugin (node fixtures, ``vm_factory``); nothing
+    starts at construction. As a context manager, a machine is released on exit.
+    """
 
     def __init__(
         self,
@@ -48,7 +53,9 @@ class Machine:
         output_dir: str | os.PathLike[str] | None = None,
         polling_conditions: list[PollingCondition] | None = None,
     ) -> None:
+        #: The machine's name: its node name in a test network, and the guest's host name.
         self.name = name
+        #: The machine's declaration.
         self.config = config or MachineConfig()
         self.vm = VM(
             name,
@@ -79,7 +86,7 @@ class Machine:
 
     @property
     def state(self) -> State:
-        """Where the machine is in its lifecycle (:class:`vmtest.vm.lifecycle.State`)."""
+        """Where the machine is in its lifecycle (:class:`~vmtest.State`)."""
         return self.vm.state
 
     @property

@@ -268,6 +268,8 @@ def _bar_height(bar: Image.Image) -> int:
     """Rows from the top of ``bar`` (a 1-bit-like mask) that are entirely set: the bar's height."""
     width, height = bar.size
     px = bar.load()
+    if px is None:  # Pillow returns None only for an image without pixel data
+        raise ValueError("the inverse-video bar has no pixel data")
     for y in range(height):
         if any(px[x, y] == 0 for x in range(0, width, 3)):
             return y

@@ -59,7 +59,7 @@ class Systemd:
         def failed(why: str) -> UnitFailed:
             return UnitFailed(self.vm.name, what, why, time.monotonic() - start, self.vm.console_tail())
 
-        def check(_: bool) -> bool:
+        def check(_last_try: bool) -> bool:
             info = self.unit_info(unit, user)
             state = info.get("ActiveState", "unknown")
             last["state"] = f"{state} ({info.get('SubState', '?')})"

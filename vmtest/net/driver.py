@@ -30,6 +30,12 @@ T = TypeVar("T")
 
 
 class Driver:
+    """The machines of a test network and their VLAN switches: what the ``vms`` fixture returns.
+
+    Machines are numbered and addressed in the alphabetical order of their names (see the README's
+    "Networks"); the plugin releases the driver after the test (or module/class).
+    """
+
     def __init__(
         self,
         nodes: Mapping[str, MachineConfig],
@@ -49,11 +55,13 @@ class Driver:
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
         )
+        #: The VLAN numbers in use, sorted.
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self.polling_conditions: list[PollingCondition] = []
         self._switches_up = False
         self.aborted: str | None = None
+        #: The machines by name.
         self.machines: dict[str, Machine] = {}
         self.store = store
         self.accel = accel
@@ -177,6 +185,8 @@ class Driver:
             machine.crash()
 
     def release(self) -> None:
+        """Release every machine (killing QEMUs still running), stop the switches, remove a temporary
+        state root."""
         for machine in self.machines.values():
             machine.release()
         for switch in self.switches.values():

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.config.virtualisation import Interface
+from vmtest.config.records import Interface
 from vmtest.core.contract import rename_by_mac, vlan_ipv4, vlan_ipv6, vlan_mac
 from vmtest.core.errors import ConfigError
 

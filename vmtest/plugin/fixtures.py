@@ -22,8 +22,6 @@ from vmtest.net.driver import Driver
 from vmtest.plugin.marker import marker_args
 from vmtest.plugin.settings import settings
 
-DRIVERS_KEY = pytest.StashKey["Watch"]()
-
 
 def output_dir(config: pytest.Config) -> Path:
     return settings(config).output_dir
@@ -62,8 +60,11 @@ class Watch:
             self._timer.cancel()
 
 
+DRIVERS_KEY = pytest.StashKey[Watch]()
+
+
 def _watch(request: pytest.FixtureRequest) -> Watch:
-    stash = request.node.stash
+    stash: pytest.Stash = request.node.stash  # FixtureRequest.node is typed Any
     if DRIVERS_KEY not in stash:
         stash[DRIVERS_KEY] = Watch(settings(request.config).global_timeout)
     return stash[DRIVERS_KEY]

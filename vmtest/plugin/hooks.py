@@ -17,8 +17,9 @@ failure reports in :mod:`vmtest.plugin.report`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
+import pluggy
 import pytest
 
 from vmtest.plugin import fixtures
@@ -54,7 +55,9 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     watch = item.stash.get(DRIVERS_KEY, None)

@@ -10,6 +10,7 @@ with a :class:`pytest.UsageError` naming where it came from.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import pytest
 
@@ -23,19 +24,21 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 def add_pytest_options(parser: pytest.Parser) -> None:
     """Register every setting's flag (in the ``vmtest`` group) and ini key."""
     group = parser.getgroup("vmtest", "virtual machine tests")
-    for f, decl in declared(Settings):
-        group.addoption(decl.flag, **argument_options(f.name))
+    for f, _ in declared(Settings):
+        names = Settings.names(f.name)
+        ini_type: Literal["bool", "string"] = "bool" if is_yes_no(f) else "string"
+        group.addoption(names.flag, **argument_options(f.name))
         parser.addini(
-            decl.ini,
-            f"like {decl.flag} (environment: {decl.env}; the command line wins, then the environment)",
-            type="bool" if is_yes_no(f) else "string",
+            names.ini,
+            f"like {names.flag} (environment: {names.env}; the command line wins, then the environment)",
+            type=ini_type,
             default=None,
         )
 
 
 def from_pytest_config(config: pytest.Config) -> Settings:
     """The settings of this pytest run (a bad value is a UsageError)."""
-    cli = {f.name: config.getoption(decl.flag) for f, decl in declared(Settings)}
+    cli = {f.name: config.getoption(Settings.names(f.name).flag) for f, _ in declared(Settings)}
     try:
         return Settings.resolve(cli, os.environ, config.getini)
     except ConfigError as exc:

@@ -38,7 +38,8 @@ def requested(accel: str | None = None) -> str:
     outside pytest) means the run setting from the environment (``VMTEST_ACCEL``, else auto)."""
     if accel is None:
         return Settings.from_environment().accel
-    return Settings.check("accel", accel)
+    checked: str = Settings.check("accel", accel)  # the accel validator returns one of ACCELERATORS
+    return checked
 
 
 def host_fingerprint(qemu: str = DEFAULT_QEMU) -> str:

@@ -48,13 +48,15 @@ EXIT_GRACE = 5.0  # how long a QEMU whose channels closed may take to exit
 
 
 class State(enum.Enum):
-    CREATED = "created"  # nothing launched yet
-    LAUNCHING = "launching"  # preparing files, spawning QEMU, attaching channels (guest paused)
-    RUNNING = "running"  # the guest runs; its backdoor shell has not answered (yet)
-    READY = "ready"  # the backdoor shell answered and the per-boot set-up succeeded
-    STOPPING = "stopping"  # a clean power-off was requested; waiting for QEMU to exit
-    STOPPED = "stopped"  # QEMU is gone because we asked (shutdown, kill, release)
-    FAILED = "failed"  # the launch failed, or QEMU died when it should have been running
+    """Where a machine is in its lifecycle (``machine.state``)."""
+
+    CREATED = "created"  #: nothing launched yet
+    LAUNCHING = "launching"  #: preparing files, spawning QEMU, attaching channels (guest paused)
+    RUNNING = "running"  #: the guest runs; its backdoor shell has not answered (yet)
+    READY = "ready"  #: the backdoor shell answered and the per-boot set-up succeeded
+    STOPPING = "stopping"  #: a clean power-off was requested; waiting for QEMU to exit
+    STOPPED = "stopped"  #: QEMU is gone because we asked (shutdown, kill, release)
+    FAILED = "failed"  #: the launch failed, or QEMU died when it should have been running
 
 
 ALLOWED: dict[State, frozenset[State]] = {

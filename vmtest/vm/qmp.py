@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class Monitor:
         """Run a human-monitor (HMP) command and return its text output."""
         return str(self.command("human-monitor-command", **{"command-line": command_line}))
 
-    def wait_event(self, accept, timeout: float) -> dict[str, Any] | None:
+    def wait_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
         """The first event (already queued or new) for which ``accept(event)`` is true, or None."""
         import time
 
