@@ -8,7 +8,7 @@ fails when the committed file differs from :func:`markdown`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from vmtest.config.declare import declared, default_of, is_declared
@@ -87,9 +87,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _table(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(cells) + " |" for cells in body
+# Row keys shown as code in the tables.
+_CODE = frozenset({"name", "nixos", "type", "default", "proof", "flag", "env", "ini"})
+
+
+def _table(columns: dict[str, str], rows: list[dict[str, str]], extra: Sequence[list[str]] = ()) -> list[str]:
+    """A Markdown table: ``columns`` maps each header to the row key it shows; ``extra`` rows come as cells."""
+    body = [[f"`{_cell(row[key])}`" if key in _CODE else _cell(row[key]) for key in columns.values()] for row in rows]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(cells) + " |" for cells in body + list(extra)
     ]
 
 
@@ -115,13 +121,7 @@ def markdown() -> str:
         "fix. Every field but `kernel_params` and `virtualisation` goes into the image (and its cache key).",
         "",
     ]
-    lines += _table(
-        ["field", "type", "default", "notes"],
-        [
-            [f"`{row['name']}`", f"`{_cell(row['type'])}`", f"`{_cell(row['default'])}`", _cell(row["doc"])]
-            for row in machine_reference()
-        ],
-    )
+    lines += _table({"field": "name", "type": "type", "default": "default", "notes": "doc"}, machine_reference())
     lines += [
         "",
         "## Virtualisation options: parity with NixOS `qemu-vm.nix`",
@@ -132,20 +132,17 @@ def markdown() -> str:
         "",
     ]
     lines += _table(
-        ["seed option", "ours", "type", "default", "status", "proof", "notes"],
-        [
-            [
-                f"`{row['nixos']}`",
-                f"`{row['name']}`",
-                f"`{_cell(row['type'])}`",
-                f"`{_cell(row['default'])}`",
-                "supported",
-                f"`{row['proof']}`",
-                _cell(row["doc"]),
-            ]
-            for row in reference()
-        ]
-        + [[f"`{nixos}`", "-", "-", "-", status, "-", why] for nixos, (status, why) in NOT_DECLARED.items()],
+        {
+            "seed option": "nixos",
+            "ours": "name",
+            "type": "type",
+            "default": "default",
+            "status": "status",
+            "proof": "proof",
+            "notes": "doc",
+        },
+        [{**row, "status": "supported"} for row in reference()],
+        [[f"`{nixos}`", "-", "-", "-", status, "-", why] for nixos, (status, why) in NOT_DECLARED.items()],
     )
     lines += [
         "",
@@ -161,18 +158,15 @@ def markdown() -> str:
         "",
     ]
     lines += _table(
-        ["setting", "flag", "environment", "ini key", "type", "default", "notes"],
-        [
-            [
-                f"`{row['name']}`",
-                f"`{row['flag']}`",
-                f"`{row['env']}`",
-                f"`{row['ini']}`",
-                f"`{_cell(row['type'])}`",
-                f"`{_cell(row['default'])}`",
-                _cell(row["doc"]),
-            ]
-            for row in settings_reference()
-        ],
+        {
+            "setting": "name",
+            "flag": "flag",
+            "environment": "env",
+            "ini key": "ini",
+            "type": "type",
+            "default": "default",
+            "notes": "doc",
+        },
+        settings_reference(),
     )
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -56,25 +57,6 @@ def _with_console(text: str, console_tail: Sequence[str]) -> str:
     return text
 
 
-class MachineError(VmtestError):
-    """Something went wrong with a running (or starting) machine."""
-
-    def __init__(
-        self,
-        machine: str,
-        action: str,
-        message: str,
-        elapsed: float | None = None,
-        console_tail: Sequence[str] = (),
-    ) -> None:
-        self.machine = machine
-        self.action = action
-        self.elapsed = elapsed
-        self.console_tail = list(console_tail)
-        took = f" after {elapsed:.1f}s" if elapsed is not None else ""
-        super().__init__(_with_console(f"{machine}: {action} failed{took}: {message}", console_tail))
-
-
 def describe_exit(status: int | None) -> str:
     """``QEMU exited with status 1`` / ``QEMU was killed by SIGKILL`` / ``QEMU is still running``."""
     if status is None:
@@ -88,12 +70,25 @@ def describe_exit(status: int | None) -> str:
     return f"QEMU exited with status {status}"
 
 
-class LaunchError(MachineError):
-    """QEMU could not be started, or exited when it should have been running.
+@dataclass(frozen=True)
+class QemuFacts:
+    """What a QEMU left behind, as QEMU's own ``VMLaunchFailure`` carries it: its command line, its exit
+    status (negative: killed by that signal; None: still running) and the tail of its own output."""
 
-    Like QEMU's own ``VMLaunchFailure``, it carries the command line
-    (``argv``), the exit status (``status``; negative: killed by that signal,
-    None: still running) and the tail of QEMU's own output (``output``).
+    argv: tuple[str, ...] = ()
+    status: int | None = None
+    output: str = ""
+
+    def describe(self) -> str:
+        text = f"\n--- QEMU's output ---\n{self.output}" if self.output else ""
+        return text + (f"\n--- QEMU's command line ---\n{shlex.join(self.argv)}" if self.argv else "")
+
+
+class MachineError(VmtestError):
+    """Something went wrong with a running (or starting) machine.
+
+    The message names the machine, the action, how long it took, and quotes the last console lines
+    (``console_tail``) and, where QEMU's own state explains it, :class:`QemuFacts` (``qemu``).
     """
 
     def __init__(
@@ -103,19 +98,36 @@ class LaunchError(MachineError):
         message: str,
         elapsed: float | None = None,
         console_tail: Sequence[str] = (),
-        *,
-        argv: Sequence[str] = (),
-        status: int | None = None,
-        output: str = "",
+        qemu: QemuFacts | None = None,
     ) -> None:
-        self.argv = list(argv)
-        self.status = status
-        self.output = output
-        if output:
-            message += f"\n--- QEMU's output ---\n{output}"
-        if argv:
-            message += f"\n--- QEMU's command line ---\n{shlex.join(self.argv)}"
-        super().__init__(machine, action, message, elapsed, console_tail)
+        self.machine = machine
+        self.action = action
+        self.elapsed = elapsed
+        self.console_tail = list(console_tail)
+        self.qemu = qemu
+        took = f" after {elapsed:.1f}s" if elapsed is not None else ""
+        text = f"{machine}: {action} failed{took}: {message}" + (qemu.describe() if qemu else "")
+        super().__init__(_with_console(text, console_tail))
+
+
+class LaunchError(MachineError):
+    """QEMU could not be started, or exited when it should have been running.
+
+    ``argv``, ``status`` and ``output`` are QEMU's command line, exit status and output (see
+    :class:`QemuFacts`).
+    """
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.qemu.argv) if self.qemu else []
+
+    @property
+    def status(self) -> int | None:
+        return self.qemu.status if self.qemu else None
+
+    @property
+    def output(self) -> str:
+        return self.qemu.output if self.qemu else ""
 
 
 class CommandFailed(MachineError):

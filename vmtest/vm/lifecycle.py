@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from vmtest.config.machine import MachineConfig
-from vmtest.core.errors import LaunchError, MachineError, Timeout, VmtestError, describe_exit
+from vmtest.core.errors import LaunchError, MachineError, QemuFacts, Timeout, VmtestError, describe_exit
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
@@ -44,6 +45,7 @@ from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.start import ColdBoot, StartPath
 
 DEFAULT_BOOT_TIMEOUT = 300.0
+E = TypeVar("E", bound=MachineError)
 EXIT_GRACE = 5.0  # how long a QEMU whose channels closed may take to exit
 
 
@@ -181,6 +183,14 @@ class VM:
 
     # -- errors ----------------------------------------------------------------------------
 
+    def error(self, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
+        """A ``cls`` error naming this machine, ``action``, the time since ``start`` and the console tail."""
+        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(), qemu)
+
+    def facts(self, status: int | None) -> QemuFacts:
+        """QEMU's command line, ``status`` and the end of its output, for an error."""
+        return QemuFacts(tuple(self.argv), status, self.qemu_output())
+
     def died(self, action: str, start: float) -> MachineError:
         """QEMU exited when it should have been running: FAILED, and the error saying so.
 
@@ -190,23 +200,8 @@ class VM:
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
             if self.state is State.STOPPED:
-                return MachineError(
-                    self.name,
-                    action,
-                    "the machine was stopped while this was running",
-                    time.monotonic() - start,
-                    self.console_tail(),
-                )
-        error = LaunchError(
-            self.name,
-            action,
-            f"{describe_exit(status)} unexpectedly",
-            time.monotonic() - start,
-            self.console_tail(),
-            argv=self.argv,
-            status=status,
-            output=self.qemu_output(),
-        )
+                return self.error(MachineError, action, "the machine was stopped while this was running", start)
+        error = self.error(LaunchError, action, f"{describe_exit(status)} unexpectedly", start, self.facts(status))
         with self._lock:
             if self.state is not State.FAILED:
                 self._to(State.FAILED)
@@ -290,16 +285,7 @@ class VM:
         except ChannelError as exc:
             status = self.process.poll()
             why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
-            raise LaunchError(
-                self.name,
-                "starting QEMU",
-                why,
-                time.monotonic() - start,
-                self.console_tail(),
-                argv=self.argv,
-                status=status,
-                output=self.qemu_output(),
-            ) from None
+            raise self.error(LaunchError, "starting QEMU", why, start, self.facts(status)) from None
         self._console = self.channels.console
         self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
@@ -331,12 +317,8 @@ class VM:
                 except BackdoorClosed:
                     raise self.died("booting", start) from None
                 except BackdoorTimeout:
-                    raise Timeout(
-                        self.name,
-                        "waiting for the backdoor shell",
-                        f"no shell within {timeout:.0f}s",
-                        time.monotonic() - start,
-                        self.console_tail(),
+                    raise self.error(
+                        Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
                     ) from None
                 except MachineError as exc:
                     with self._lock:
@@ -380,13 +362,7 @@ class VM:
         except BackdoorClosed:
             raise self.died(f"command {command!r}", start) from None
         except BackdoorTimeout as exc:
-            raise Timeout(
-                self.name,
-                f"command {command!r}",
-                f"the guest stopped answering: {exc}",
-                time.monotonic() - start,
-                self.console_tail(),
-            ) from None
+            raise self.error(Timeout, f"command {command!r}", f"the guest stopped answering: {exc}", start) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -421,12 +397,8 @@ class VM:
         with self._lock:
             if status is None:
                 self._kill()
-                raise Timeout(
-                    self.name,
-                    "waiting for power-off",
-                    f"QEMU still running after {timeout:.0f}s; it was killed",
-                    time.monotonic() - start,
-                    self.console_tail(),
+                raise self.error(
+                    Timeout, "waiting for power-off", f"QEMU still running after {timeout:.0f}s; it was killed", start
                 )
             if self.state in ALIVE:
                 self._to(State.STOPPED)

@@ -2,47 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 
+# attribute -> file name in the state directory
+FILES = {
+    "qmp": "qmp.sock",  # QMP
+    "shell": "shell.sock",  # the backdoor's virtio console
+    "serial": "serial.sock",  # the serial console
+    "agent": "qga.sock",  # qemu-guest-agent's virtio-serial port
+    "xchg": "xchg",  # host side of the 9p exchange directory (/tmp/xchg in the guest)
+    "qemu_log": "qemu.log",  # QEMU's own stdout and stderr
+    "console_log": "console.log",  # everything the serial console printed
+}
+
 
 @dataclass(frozen=True)
 class MachinePaths:
-    """Where one machine's per-run files live (all inside its state directory)."""
+    """Where one machine's per-run files live (all inside its state directory; names in :data:`FILES`)."""
 
     state_dir: Path
+    qmp: Path = field(init=False)
+    shell: Path = field(init=False)
+    serial: Path = field(init=False)
+    agent: Path = field(init=False)
+    xchg: Path = field(init=False)
+    qemu_log: Path = field(init=False)
+    console_log: Path = field(init=False)
 
-    @property
-    def qmp(self) -> Path:
-        return self.state_dir / "qmp.sock"
-
-    @property
-    def shell(self) -> Path:
-        return self.state_dir / "shell.sock"
-
-    @property
-    def serial(self) -> Path:
-        return self.state_dir / "serial.sock"
-
-    @property
-    def agent(self) -> Path:
-        """The qemu-guest-agent's virtio-serial port."""
-        return self.state_dir / "qga.sock"
-
-    @property
-    def xchg(self) -> Path:
-        """Host side of the 9p share mounted at /tmp/xchg in the guest."""
-        return self.state_dir / "xchg"
-
-    @property
-    def qemu_log(self) -> Path:
-        return self.state_dir / "qemu.log"
-
-    @property
-    def console_log(self) -> Path:
-        return self.state_dir / "console.log"
+    def __post_init__(self) -> None:
+        for attr, name in FILES.items():
+            object.__setattr__(self, attr, self.state_dir / name)
 
     def empty_disk(self, index: int) -> Path:
         return self.state_dir / f"empty{index}.qcow2"
