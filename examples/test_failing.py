@@ -27,3 +27,10 @@ def test_wrong_expectation(web):
 @pytest.mark.vmtest(nodes={"sleeper": MachineConfig()})
 def test_hangs_until_the_global_timeout(sleeper):
     sleeper.succeed("sleep 100000", timeout=100000)
+
+
+@pytest.mark.demo_failure
+def test_factory_machine_fails(vm_factory):
+    box = vm_factory("box")
+    box.succeed("echo 'demo: the factory machine is about to fail' > /dev/ttyS0")
+    box.succeed("test -e /no/such/file")

@@ -34,7 +34,7 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text[-3000:]
-    assert "2 failed" in text, text[-3000:]
+    assert "3 failed" in text, text[-3000:]
     # Report section with the console tail of the node.
     assert "vmtest machines" in text and "web: last 20 console lines" in text
     wrong = next(p for p in out.iterdir() if "wrong_expectation" in p.name)
@@ -47,5 +47,9 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     assert "the global timeout of 60s expired" in text
     hung = next(p for p in out.iterdir() if "global_timeout" in p.name)
     assert (hung / "sleeper-console.log").exists()
+    # vm_factory machines get the report too.
+    assert "box: last 20 console lines" in text
+    factory = next(p for p in out.iterdir() if "factory_machine" in p.name)
+    assert b"demo: the factory machine is about to fail" in (factory / "box-console.log").read_bytes()
     # JUnit XML carries the section too.
     assert "web: last 20 console lines" in junit.read_text()

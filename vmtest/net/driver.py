@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from vmtest.net.switch import Switch
 from vmtest.vm.lifecycle import NetworkAttachment
 
 T = TypeVar("T")
+MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 class Driver:
@@ -91,8 +93,13 @@ class Driver:
 
     def create_machine(self, name: str, config: MachineConfig | None = None) -> Machine:
         """Add a machine outside the test's VLANs (no network) at run time; released with the others."""
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ConfigError("create_machine(name)", name, "machine names must be Python identifiers")
+        if not isinstance(name, str) or not MACHINE_NAME.fullmatch(name):
+            raise ConfigError(
+                "create_machine(name)",
+                name,
+                "a machine name is 1..63 letters, digits, '-' or '_' "
+                "starting with a letter or digit (it becomes the guest's host name)",
+            )
         if name in self.machines:
             raise ConfigError(
                 "create_machine(name)", name, "a machine of this network already has that name", "choose another name"
