@@ -340,3 +340,51 @@ def test_unknown_transitions_are_bugs(tmp_path: Path, backend: FakeBackend) -> N
     with pytest.raises(AssertionError, match="created -> ready"):
         vm._to(State.READY)
     assert all(ALLOWED[s] for s in State)  # every state has a way out
+
+
+def test_abort_while_ready_fails_the_waiting_call_and_every_later_one(tmp_path: Path, backend: FakeBackend) -> None:
+    vm = make_vm(tmp_path, backend)
+    vm.wait_ready()
+    vm.abort("the global timeout of 60s expired")
+    with pytest.raises(MachineError, match="stopped: the global timeout of 60s expired"):
+        vm.run("sleep 100", 5)
+    assert vm.state is State.FAILED
+    with pytest.raises(MachineError, match="global timeout"):
+        vm.launch()  # never started again by a later call
+
+
+def test_abort_during_a_slow_launch_does_not_wait_for_it(tmp_path: Path, backend: FakeBackend) -> None:
+    gate = threading.Event()
+
+    class SlowStore(FakeStore):
+        def get(self, config: MachineConfig) -> BootImage:
+            gate.wait(10)  # an image build in progress
+            return self.image
+
+    vm = VM(
+        "m1",
+        MachineConfig(),
+        store=SlowStore(tmp_path),
+        accel="tcg",
+        backend=backend,  # type: ignore[arg-type]
+        start_path=FakeStart(),
+    )
+    errors: list[BaseException] = []
+    launcher = threading.Thread(target=lambda: _catch(vm.launch, errors))
+    launcher.start()
+    while vm.state is not State.LAUNCHING:
+        pass
+    done = threading.Event()
+    threading.Thread(target=lambda: (vm.abort("the global timeout expired"), done.set())).start()
+    assert done.wait(2), "abort() waited for the launch"
+    gate.set()
+    launcher.join(10)
+    assert len(errors) == 1 and "the global timeout expired" in str(errors[0])
+    assert vm.state is State.FAILED and backend.process is not None and backend.process.status == -9
+
+
+def _catch(fn, errors: list[BaseException]) -> None:  # noqa: ANN001
+    try:
+        fn()
+    except BaseException as exc:  # recorded for the test
+        errors.append(exc)

@@ -189,7 +189,7 @@ class Driver:
         self.aborted = reason
         self.logger.error("%s: killing all machines", reason)
         for machine in self.machines.values():
-            machine.crash()
+            machine.vm.abort(reason)
 
     def release(self) -> None:
         """Release every machine (killing QEMUs still running), stop the switches, remove a temporary

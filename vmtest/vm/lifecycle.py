@@ -122,6 +122,7 @@ class VM:
         self.launched_at = 0.0
         self.kernel_release: str | None = None
         self.serial_echo = True
+        self.aborted: str | None = None  # why abort() stopped the machine for good
         self._lock = threading.RLock()  # state transitions
         self._ready_lock = threading.Lock()  # one thread waits for the shell, the others wait for it
 
@@ -199,6 +200,13 @@ class VM:
         # A closed channel comes a moment before QEMU can be reaped: give it that moment.
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
+            if self.aborted is not None:
+                error = self.error(MachineError, action, f"the machine was stopped: {self.aborted}", start)
+                if self.state is not State.FAILED:
+                    self._to(State.FAILED)
+                self.failure = error
+                self._close_channels()
+                return error
             if self.state is State.STOPPED:
                 return self.error(MachineError, action, "the machine was stopped while this was running", start)
         error = self.error(LaunchError, action, f"{describe_exit(status)} unexpectedly", start, self.facts(status))
@@ -241,12 +249,16 @@ class VM:
                 raise self.died("starting", time.monotonic())
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "starting", "the machine is still powering off")
+            start = time.monotonic()
+            if self.aborted is not None:
+                raise self.error(MachineError, "starting", f"the machine was stopped: {self.aborted}", start)
             self._to(State.LAUNCHING)
             self.failure = None
-            start = time.monotonic()
             try:
                 with self.nested(f"starting ({self.start_path.name})"):
                     self._launch(start)
+                if self.aborted is not None:  # the abort came while this launch held the lock
+                    raise self.error(MachineError, "starting", f"the machine was stopped: {self.aborted}", start)
             except VmtestError as exc:
                 self._abort_launch()
                 self.failure = exc
@@ -403,6 +415,15 @@ class VM:
             if self.state in ALIVE:
                 self._to(State.STOPPED)
             self._close_channels()
+
+    def abort(self, reason: str) -> None:
+        """Stop this machine for good, from any thread, without waiting for a launch in progress (the
+        global timeout): QEMU is killed now; every call waiting on the machine, and every later one,
+        fails naming ``reason``; an image build in progress finishes, then its launch fails."""
+        self.aborted = reason
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()
 
     def kill(self) -> None:
         """Kill QEMU at once (a power loss: the disk keeps what was flushed). STOPPED."""
