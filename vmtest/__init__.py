@@ -24,7 +24,7 @@ from vmtest.core.errors import (
 )
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
-from vmtest.vm.lifecycle import State
+from vmtest.vm.state import State
 
 __all__ = [
     "CommandFailed",

@@ -13,8 +13,9 @@ from vmtest.core.cache import Cache
 from vmtest.image import BootImage
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
-from vmtest.vm.channels import ChannelError, Channels
-from vmtest.vm.lifecycle import ALLOWED, VM, NetworkAttachment, State
+from vmtest.vm.channels import ChannelError, Channels, NetworkAttachment
+from vmtest.vm.lifecycle import VM
+from vmtest.vm.state import ALLOWED, State
 
 
 class FakeProcess:

@@ -29,8 +29,9 @@ from vmtest.machine.screen import Screen
 from vmtest.machine.systemd import Systemd
 from vmtest.machine.terminals import Terminals
 from vmtest.machine.waits import Waits
-from vmtest.vm.channels import CONSOLE_TAIL
-from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM, NetworkAttachment, State
+from vmtest.vm.channels import CONSOLE_TAIL, NetworkAttachment
+from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM
+from vmtest.vm.state import State
 
 
 class Machine:

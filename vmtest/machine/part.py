@@ -17,8 +17,7 @@ from typing import Protocol
 from vmtest.config.machine import MachineConfig
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm.backdoor import Result
-from vmtest.vm.channels import Console, Monitor
-from vmtest.vm.lifecycle import NetworkAttachment
+from vmtest.vm.channels import Console, Monitor, NetworkAttachment
 from vmtest.vm.paths import MachinePaths
 
 

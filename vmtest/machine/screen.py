@@ -24,7 +24,7 @@ from PIL import Image, ImageChops
 
 from vmtest.core.errors import MachineError, NoDisplay, TextNotFound
 from vmtest.core.retry import retry
-from vmtest.machine import ocr
+from vmtest.machine import ocr, tesseract
 from vmtest.machine.commands import Commands
 
 CALIBRATION_TTY = 12
@@ -236,8 +236,8 @@ class Screen:
                 result = ocr.ScreenText(
                     {
                         **result.readings,
-                        **ocr.read_variants(
-                            image, self.vm.logger, [n for n in ocr.VARIANTS if n not in result.readings]
+                        **tesseract.read_variants(
+                            image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in result.readings]
                         ),
                     },
                     result.elapsed,
@@ -258,7 +258,9 @@ class Screen:
         result = last.get("result")
         readings = dict(result.readings) if isinstance(result, ocr.ScreenText) else {}
         if isinstance(image, Image.Image):  # the error shows every reader's view of the last screen
-            readings.update(ocr.read_variants(image, self.vm.logger, [n for n in ocr.VARIANTS if n not in readings]))
+            readings.update(
+                tesseract.read_variants(image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in readings])
+            )
         raise TextNotFound(
             self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail()
         )

@@ -25,7 +25,7 @@ from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
 from vmtest.net.plan import nic_args, plan, setup_script
 from vmtest.net.switch import Switch
-from vmtest.vm.lifecycle import NetworkAttachment
+from vmtest.vm.channels import NetworkAttachment
 
 T = TypeVar("T")
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
-from vmtest.vm.lifecycle import State
+from vmtest.vm.state import State
 
 CONSOLE_LINES = 20
 

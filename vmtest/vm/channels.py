@@ -93,3 +93,13 @@ class Backend(Protocol):
     def attach(
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool
     ) -> Channels: ...
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """How a machine is wired into a test network (built by :mod:`vmtest.net`)."""
+
+    qemu_args: tuple[str, ...] = ()
+    nic_ids: tuple[str, ...] = ()  # QEMU device ids, for set_link
+    setup_script: str = ""  # run in the guest at boot: names, addresses, /etc/hosts
+    ensure_up: Callable[[], None] | None = None  # bring the switches up before QEMU connects to them

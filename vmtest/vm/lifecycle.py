@@ -20,15 +20,13 @@ unit-testable with a fake process and fake channels.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,48 +37,24 @@ from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
-from vmtest.vm.channels import CONSOLE_TAIL, Backend, ChannelError, Channels, Console, Monitor, Process
+from vmtest.vm.channels import (
+    CONSOLE_TAIL,
+    Backend,
+    ChannelError,
+    Channels,
+    Console,
+    Monitor,
+    NetworkAttachment,
+    Process,
+)
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.start import ColdBoot, StartPath
+from vmtest.vm.state import ALIVE, ALLOWED, State
 
 DEFAULT_BOOT_TIMEOUT = 300.0
 E = TypeVar("E", bound=MachineError)
 EXIT_GRACE = 5.0  # how long a QEMU whose channels closed may take to exit
-
-
-class State(enum.Enum):
-    """Where a machine is in its lifecycle (``machine.state``)."""
-
-    CREATED = "created"  #: nothing launched yet
-    LAUNCHING = "launching"  #: preparing files, spawning QEMU, attaching channels (guest paused)
-    RUNNING = "running"  #: the guest runs; its backdoor shell has not answered (yet)
-    READY = "ready"  #: the backdoor shell answered and the per-boot set-up succeeded
-    STOPPING = "stopping"  #: a clean power-off was requested; waiting for QEMU to exit
-    STOPPED = "stopped"  #: QEMU is gone because we asked (shutdown, kill, release)
-    FAILED = "failed"  #: the launch failed, or QEMU died when it should have been running
-
-
-ALLOWED: dict[State, frozenset[State]] = {
-    State.CREATED: frozenset({State.LAUNCHING, State.STOPPED}),
-    State.LAUNCHING: frozenset({State.RUNNING, State.FAILED, State.STOPPED}),
-    State.RUNNING: frozenset({State.READY, State.STOPPING, State.STOPPED, State.FAILED}),
-    State.READY: frozenset({State.RUNNING, State.STOPPING, State.STOPPED, State.FAILED}),
-    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
-    State.STOPPED: frozenset({State.LAUNCHING, State.STOPPED}),
-    State.FAILED: frozenset({State.LAUNCHING, State.STOPPED, State.FAILED}),
-}
-ALIVE = frozenset({State.LAUNCHING, State.RUNNING, State.READY, State.STOPPING})
-
-
-@dataclass(frozen=True)
-class NetworkAttachment:
-    """How a machine is wired into a test network (built by :mod:`vmtest.net`)."""
-
-    qemu_args: tuple[str, ...] = ()
-    nic_ids: tuple[str, ...] = ()  # QEMU device ids, for set_link
-    setup_script: str = ""  # run in the guest at boot: names, addresses, /etc/hosts
-    ensure_up: Callable[[], None] | None = None  # bring the switches up before QEMU connects to them
 
 
 class VM:
