@@ -30,6 +30,7 @@ import pexpect.fdpexpect
 READY = re.compile(rb"\x02vmtest-ready ([^\n]*)\n")
 KILLED_STATUS = 124
 KILL_GRACE = 10.0
+OUTPUT_STALL = 60.0  # seconds without a byte of a command's output before the guest counts as gone
 
 
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!\"#$%&'()*+,-./:;<=>?@[]^_`{|}~")
@@ -149,18 +150,23 @@ class Backdoor:
             status = int(self._spawn.match.group(1))
             size = int(self._spawn.match.group(2))
             encoding = self._spawn.match.group(3)
-            payload = self._read_exact(size, time.monotonic() + max(30.0, size / 100_000))
+            payload = self._read_exact(size)
             return Result(status, decode_payload(payload, encoding), time.monotonic() - start, killed)
 
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        """Exactly ``size`` bytes following the last match (pexpect's buffer first)."""
+    def _read_exact(self, size: int, stall: float = OUTPUT_STALL) -> bytes:
+        """Exactly ``size`` bytes following the last match (pexpect's buffer first).
+
+        The output is streaming once its header arrived; however slow a loaded host makes it, only
+        ``stall`` seconds without a single byte mean the guest stopped answering.
+        """
         buf = self._spawn.buffer
         data = bytearray(buf[:size])
         self._spawn.buffer = buf[size:]
+        deadline = time.monotonic() + stall
         while len(data) < size:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BackdoorTimeout(f"reading {size} bytes of output (got {len(data)})")
+                raise BackdoorTimeout(f"reading {size} bytes of output: got {len(data)}, then nothing for {stall:g}s")
             try:
                 chunk = self._spawn.read_nonblocking(min(65536, size - len(data)), timeout=left)
             except pexpect.TIMEOUT:
@@ -168,6 +174,7 @@ class Backdoor:
             except (pexpect.EOF, OSError):
                 raise BackdoorClosed("the virtio console closed") from None
             data += chunk
+            deadline = time.monotonic() + stall
         return bytes(data)
 
     def _send(self, data: bytes) -> None:
