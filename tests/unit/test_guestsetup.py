@@ -13,8 +13,10 @@ def _valid_sh(text: str) -> None:
     subprocess.run(["sh", "-n"], input=text, text=True, check=True)
 
 
-def test_nothing_to_do_gives_no_script() -> None:
-    assert script(MachineConfig()) == ""
+def test_the_least_a_script_does_is_naming_the_machine() -> None:
+    text = script(MachineConfig(), "box-1")
+    _valid_sh(text)
+    assert text.splitlines() == ["set -eu", "echo box-1 > /proc/sys/kernel/hostname", "echo box-1 > /etc/hostname"]
 
 
 def test_mounts_resize_certs(tmp_path: Path) -> None:
@@ -28,7 +30,7 @@ def test_mounts_resize_certs(tmp_path: Path) -> None:
             "disk_size": 2048,
         }
     )
-    text = script(cfg, grow_root=True, certs=True)
+    text = script(cfg, "m1", grow_root=True, certs=True)
     _valid_sh(text)
     assert "mount -t 9p -o trans=virtio,version=9p2000.L,msize=65536,cache=none data '/mnt/my data'" in text
     assert "mount -t tmpfs -o size=16m,mode=0700 tmpfs /mnt/scratch" in text
@@ -38,7 +40,7 @@ def test_mounts_resize_certs(tmp_path: Path) -> None:
 
 def test_user_nic_is_eth0_around_the_vlan_renames() -> None:
     cfg = MachineConfig(virtualisation={"forward_ports": [{"host_port": 2222, "guest_port": 22}]})
-    text = script(cfg, network="set -eu\nip link set dev vmtest1 name eth1\n")
+    text = script(cfg, "m1", network="set -eu\nip link set dev vmtest1 name eth1\n")
     _valid_sh(text)
     lines = text.splitlines()
     assert lines[0] == "set -eu" and lines.count("set -eu") == 1

@@ -141,6 +141,12 @@ class FakeStart:
     def until_ready(self, vm, channels: Channels, timeout: float) -> str:  # noqa: ANN001
         return channels.shell.wait_ready(timeout, vm.is_running)
 
+    def follow_up(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
 
 class FakeStore:
     def __init__(self, root: Path, error: Exception | None = None) -> None:

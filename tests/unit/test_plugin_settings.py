@@ -46,8 +46,15 @@ def test_defaults(tmp_path: Path) -> None:
         "output_dir": str(tmp_path / "vmtest-output"),
         "keep_state": False,
         "rebuild": False,
+        "snapshots": "on",
         "global_timeout": 3600.0,
     }
+
+
+def test_snapshots_off_from_each_source(tmp_path: Path) -> None:
+    assert _settings(tmp_path, args=("--vm-snapshots=off",))["snapshots"] == "off"
+    assert _settings(tmp_path, env={"VMTEST_SNAPSHOTS": "off"})["snapshots"] == "off"
+    assert _settings(tmp_path, "vm_snapshots = off\n")["snapshots"] == "off"
 
 
 def test_ini_file(tmp_path: Path) -> None:

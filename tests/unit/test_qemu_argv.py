@@ -40,7 +40,7 @@ DEFAULT_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
+    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -76,6 +76,8 @@ DEFAULT_KVM = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
 ]
@@ -102,7 +104,7 @@ DEFAULT_TCG = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
+    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -138,6 +140,8 @@ DEFAULT_TCG = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
 ]
@@ -164,7 +168,7 @@ CUSTOM_TCG = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
+    "root=/dev/vda console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -200,6 +204,8 @@ CUSTOM_TCG = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
 ]
@@ -226,8 +232,7 @@ CUSTOM_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.hostname=m1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
+    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -262,6 +267,8 @@ CUSTOM_KVM = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
 ]
@@ -304,13 +311,12 @@ def test_argv_is_only_strings() -> None:
 
 
 def test_kernel_params_graphics_serial_console_last() -> None:
-    params = kernel_params("m1", MachineConfig(kernel_params=["quiet", "foo=bar"]))
+    params = kernel_params(MachineConfig(kernel_params=["quiet", "foo=bar"]))
     assert params == [
         "root=/dev/vda",
         "console=tty0",
         "console=ttyS0,115200",
         "panic=-1",
-        "systemd.hostname=m1",
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
         "net.ifnames=0",
@@ -322,15 +328,15 @@ def test_kernel_params_graphics_serial_console_last() -> None:
 
 
 def test_kernel_params_no_graphics_only_serial() -> None:
-    params = kernel_params("db", MachineConfig(virtualisation={"graphics": False}, kernel_params="a=1 b"))
+    params = kernel_params(MachineConfig(virtualisation={"graphics": False}, kernel_params="a=1 b"))
     assert [p for p in params if p.startswith("console=")] == ["console=ttyS0,115200"]
     assert params[-2:] == ["a=1", "b"]
-    assert "systemd.hostname=db" in params
+    assert not any(p.startswith("systemd.hostname") for p in params)  # the name comes with the per-run set-up
 
 
 def test_user_kernel_params_come_after_builtin_ones() -> None:
     # The kernel honours the last occurrence, so the user's params must win.
-    params = kernel_params("m1", MachineConfig(kernel_params=["console=ttyS1", "panic=0"]))
+    params = kernel_params(MachineConfig(kernel_params=["console=ttyS1", "panic=0"]))
     assert params[-2:] == ["console=ttyS1", "panic=0"]
     assert params.index("panic=-1") < params.index("panic=0")
 
@@ -423,7 +429,7 @@ def test_disks_on_scsi_with_empty_disks_and_size() -> None:
         "scsi-hd,bus=scsi0.0,drive=empty0,serial=empty0",
         "scsi-hd,bus=scsi0.0,drive=empty1,serial=empty1",
     ]
-    assert kernel_params("m1", cfg)[0] == "root=/dev/sda"
+    assert kernel_params(cfg)[0] == "root=/dev/sda"
 
 
 def test_disks_on_ide_take_bus_and_unit() -> None:
@@ -440,8 +446,8 @@ def test_no_persistent_disk_boots_the_image_with_a_tmpfs_overlay() -> None:
     cfg = MachineConfig(virtualisation={"disk_image": None})
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert _after(argv, "-drive")[0] == "file=/cache/images/abc/root.qcow2,format=qcow2,if=none,id=root,snapshot=on"
-    assert "vmtest.root=tmpfs-overlay" in kernel_params("m1", cfg)
-    assert "vmtest.root=tmpfs-overlay" not in kernel_params("m1", MachineConfig())
+    assert "vmtest.root=tmpfs-overlay" in kernel_params(cfg)
+    assert "vmtest.root=tmpfs-overlay" not in kernel_params(MachineConfig())
 
 
 def test_disk_image_template() -> None:
@@ -471,7 +477,7 @@ def test_user_drives_and_no_default_filesystems() -> None:
     argv = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg")
     assert _after(argv, "-drive") == ["format=qcow2,file=/d/own.qcow2,if=none,id=drive0"]
     assert _after(argv, "-device")[0] == "virtio-blk-pci,drive=drive0,bootindex=1,serial=mine"  # keys sorted
-    assert kernel_params("m1", cfg)[0] == "root=/dev/vda"
+    assert kernel_params(cfg)[0] == "root=/dev/vda"
 
 
 def test_shared_directories_argv(tmp_path: Path) -> None:
@@ -530,7 +536,7 @@ def test_qemu_options_networking_options_consoles_and_devices() -> None:
     assert argv[-4:] == ["-vga", "std", "-smbios", "type=1,serial=a b"]
     i = argv.index("-netdev")
     assert argv[i : i + 4] == ["-netdev", "user,id=x,restrict=on", "-device", "e1000,netdev=x"]
-    assert [p for p in kernel_params("m1", cfg) if p.startswith("console=")] == ["console=ttyS0,115200", "console=tty0"]
+    assert [p for p in kernel_params(cfg) if p.startswith("console=")] == ["console=ttyS0,115200", "console=tty0"]
     assert "virtio-keyboard-pci" not in argv
     assert not any("guest_agent" in a for a in argv)
 

@@ -86,7 +86,9 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
     argv = interactive_argv(name, config, image, accel)
     disk_mib = virt.root_disk_mib(image.disk_mib)
     grow = virt.disk_image is not None and disk_mib > image.disk_mib
-    setup = guestsetup.script(config, grow_root=grow, certs=virt.use_host_certs, user_net=True, extra=SHARED_MOUNT)
+    setup = guestsetup.script(
+        config, name, grow_root=grow, certs=virt.use_host_certs, user_net=True, extra=SHARED_MOUNT
+    )
     words = []
     for arg in argv:
         if SHARED in arg:

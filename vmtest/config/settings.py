@@ -28,6 +28,7 @@ from vmtest.core.errors import ConfigError
 
 # The accelerators vmtest knows: the one declaration every flag, check and document uses.
 ACCELERATORS = ("auto", "kvm", "tcg")
+SNAPSHOT_MODES = ("on", "off")
 
 # Where a value can come from, in order of precedence (then the default).
 SOURCES = ("command line", "environment", "ini file")
@@ -105,6 +106,15 @@ class Settings:
         flag="--vm-rebuild",
         env="VMTEST_REBUILD",
         ini="vm_rebuild",
+    )
+    snapshots: str = option(
+        "on",
+        "Start machines from booted snapshots: on (the first start of a configuration boots and saves the "
+        "booted machine in the cache; later starts restore it in a fraction of a boot) or off (always boot).",
+        choice(SNAPSHOT_MODES),
+        flag="--vm-snapshots",
+        env="VMTEST_SNAPSHOTS",
+        ini="vm_snapshots",
     )
     global_timeout: float = option(
         3600.0,

@@ -5,6 +5,7 @@ Layout under the cache directory (its owner passes it in: the run setting
 
     images/<key>/     one complete guest image per key
     kernels/<key>/    kernel + stage-1 initrd + pruned module tree
+    snapshots/<key>/  a booted machine: QEMU's saved state, its root disk at that instant, its boot log
     debs/             downloaded .deb files, reused across builds
     glyphs/<key>.json the grid reader's glyph tables (per kernel, parameters, resolution)
     accel.json        the accelerator probe's verdict for this host
@@ -13,7 +14,9 @@ Layout under the cache directory (its owner passes it in: the run setting
 
 An entry is built in ``tmp/`` and renamed into place only when finished, so a
 killed build never leaves something that looks complete. Builders of the
-same key serialise on the key's lock; the second one finds the entry ready.
+same key serialise on the key's lock; the second one finds the entry ready
+(a snapshot's saver holds a :class:`Reservation` instead: whoever does not
+get it boots without saving, never waiting).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from vmtest.core.log import log
 
 META = "meta.json"
-KINDS = ("images", "kernels")
+KINDS = ("images", "kernels", "snapshots")
 
 
 def disk_usage(path: Path) -> int:
@@ -58,6 +61,34 @@ class Entry:
     created: float
     last_used: float
     meta: dict[str, Any]
+
+
+class Reservation:
+    """A held build lock and its build directory (:meth:`Cache.reserve`)."""
+
+    def __init__(self, cache: Cache, kind: str, key: str, fh: IO[str], tmp: Path) -> None:
+        self.cache = cache
+        self.kind = kind
+        self.key = key
+        self.tmp = tmp
+        self._fh: IO[str] | None = fh
+
+    def publish(self, meta: dict[str, Any]) -> Path:
+        """Make the entry complete (meta written last, directory renamed into place) and let go of the lock."""
+        try:
+            return self.cache._publish(self.kind, self.key, self.tmp, meta)
+        finally:
+            self.release()
+
+    def abandon(self) -> None:
+        """Remove the build directory and let go of the lock (idempotent)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class Cache:
@@ -119,21 +150,45 @@ class Cache:
             found = self.lookup(kind, key)
             if found:
                 return found
-            self._remove_partial(kind, key)
-            tmp_root = self.root / "tmp"
-            tmp_root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-{key}.", dir=tmp_root))
+            tmp = self._new_tmp(kind, key)
             try:
-                meta = builder(tmp)
-                meta = {**meta, "kind": kind, "key": key, "created": time.time()}
-                (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-                final = self.path(kind, key)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(tmp, final)
+                return self._publish(kind, key, tmp, builder(tmp))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            return final
+
+    def reserve(self, kind: str, key: str) -> Reservation | None:
+        """The exclusive right to build entry ``key`` over a longer time (a snapshot is saved from a running
+        machine), or None when another process holds it. Publish it or abandon it."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fh = open(locks / f"{kind}-{key}.lock", "a+")  # noqa: SIM115 - held until the reservation ends
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return None
+        return Reservation(self, kind, key, fh, self._new_tmp(kind, key))
+
+    def _new_tmp(self, kind: str, key: str) -> Path:
+        """A fresh build directory for ``key`` (we hold its lock: leftovers of killed builds go first)."""
+        self._remove_partial(kind, key)
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-{key}.", dir=tmp_root))
+
+    def _publish(self, kind: str, key: str, tmp: Path, meta: dict[str, Any]) -> Path:
+        """Write ``meta`` last and rename ``tmp`` into place: the entry is complete or absent."""
+        meta = {**meta, "kind": kind, "key": key, "created": time.time()}
+        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        final = self.path(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # a stale entry (e.g. a snapshot QEMU refused): replace it
+            doomed = self.root / "tmp" / f"{kind}-{key}.removing"
+            os.rename(final, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        os.rename(tmp, final)
+        return final
 
     def remove(self, kind: str, key: str, logger: logging.Logger) -> None:
         """Delete an entry (under its lock, so no reader sees half of it)."""
@@ -191,30 +246,44 @@ class Cache:
         return result
 
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
-        """Remove stale partial builds, images unused for ``max_age_days``, and
-        kernels that no remaining image uses and that were not used themselves
-        for ``max_age_days`` (a build in progress may be about to use one).
-        Returns what was removed."""
+        """Remove stale partial builds; snapshots unused for ``max_age_days`` or whose image goes; images
+        unused for ``max_age_days``; kernels that no remaining image uses and that were not used themselves
+        for ``max_age_days`` (a build in progress may be about to use one). Returns what was removed."""
         removed = []
         for path, active in self.partial_builds():
             if not active:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(f"partial build {path.name}")
         now = time.time()
+        logger = logging.getLogger("vmtest.cache")
+        entries = self.entries()
+
+        def stale(entry: Entry) -> bool:
+            return everything or now - entry.last_used > max_age_days * 86400
+
+        images = {e.key for e in entries if e.kind == "images"}
+        doomed_images = {e.key for e in entries if e.kind == "images" and stale(e)}
+        for entry in entries:  # a snapshot's disk is an overlay on its image: it goes with it
+            if entry.kind == "snapshots" and (
+                stale(entry)
+                or entry.meta.get("image_key") in doomed_images
+                or entry.meta.get("image_key") not in images
+            ):
+                self.remove(entry.kind, entry.key, logger)
+                removed.append(f"snapshots/{entry.key}")
         kept_kernels = set()
-        for entry in self.entries():
+        for entry in entries:
             if entry.kind != "images":
                 continue
-            if everything or now - entry.last_used > max_age_days * 86400:
-                self.remove(entry.kind, entry.key, logging.getLogger("vmtest.cache"))
+            if entry.key in doomed_images:
+                self.remove(entry.kind, entry.key, logger)
                 removed.append(f"images/{entry.key}")
             else:
                 kept_kernels.add(entry.meta.get("kernel_key"))
-        for entry in self.entries():
-            if entry.kind == "kernels" and entry.key not in kept_kernels:
-                if everything or now - entry.last_used > max_age_days * 86400:
-                    self.remove(entry.kind, entry.key, logging.getLogger("vmtest.cache"))
-                    removed.append(f"kernels/{entry.key}")
+        for entry in entries:
+            if entry.kind == "kernels" and entry.key not in kept_kernels and stale(entry):
+                self.remove(entry.kind, entry.key, logger)
+                removed.append(f"kernels/{entry.key}")
         if everything and (self.root / "debs").is_dir():
             shutil.rmtree(self.root / "debs", ignore_errors=True)
             removed.append("debs")

@@ -77,12 +77,19 @@ class ImageStore:
         blob = json.dumps(inputs, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
 
+    def rebuild_once(self, kind: str, key: str) -> bool:
+        """With ``rebuild`` (--vm-rebuild): True the first time this session asks about ``kind``/``key``."""
+        marker = f"{kind}/{key}"
+        if not self.rebuild or marker in self._rebuilt:
+            return False
+        self._rebuilt.add(marker)
+        return True
+
     def get(self, config: MachineConfig, rebuild: bool = False) -> BootImage:
         """The boot image for ``config``, built (with progress logged) if not cached."""
         kernel = self.kernel()
         key = self.key(config, kernel)
-        if rebuild or (self.rebuild and key not in self._rebuilt):
-            self._rebuilt.add(key)
+        if rebuild or self.rebuild_once("images", key):
             self.cache.remove("images", key, self.logger)
         cached = self.cache.lookup("images", key)
         if cached:

@@ -31,6 +31,8 @@ from vmtest.machine.terminals import Terminals
 from vmtest.machine.waits import Waits
 from vmtest.vm.channels import CONSOLE_TAIL, NetworkAttachment
 from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM
+from vmtest.vm.restore import Choice
+from vmtest.vm.snapshot import KIND as SNAPSHOTS
 from vmtest.vm.state import State
 
 
@@ -53,19 +55,25 @@ class Machine:
         network: NetworkAttachment | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         polling_conditions: list[PollingCondition] | None = None,
+        snapshots: bool | None = None,
     ) -> None:
         #: The machine's name: its node name in a test network, and the guest's host name.
         self.name = name
         #: The machine's declaration.
         self.config = config or MachineConfig()
+        store = store or ImageStore()
+        if snapshots is None:
+            snapshots = Settings.from_environment().snapshots == "on"
+        choice = Choice(store.cache, snapshots, lambda key: store.rebuild_once(SNAPSHOTS, key))
         self.vm = VM(
             name,
             self.config,
-            store=store or ImageStore(),
+            store=store,
             accel=accel,
             state_dir=Path(state_dir) if state_dir else None,
             keep_state=keep_state,
             network=network,
+            snapshots=choice,
         )
         self.logger = self.vm.logger
         # Checked before every guest command; a Driver shares one list between its machines.

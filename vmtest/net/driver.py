@@ -44,6 +44,7 @@ class Driver:
         store: ImageStore,
         accel: str | None = None,
         state_root: Path | None = None,
+        snapshots: bool | None = None,
     ) -> None:
         for name, config in nodes.items():
             if not isinstance(name, str) or not name.isidentifier():
@@ -67,6 +68,7 @@ class Driver:
         self.machines: dict[str, Machine] = {}
         self.store = store
         self.accel = accel
+        self.snapshots = snapshots  # None: as the environment's run settings say
         self.output_dir: Path | None = None  # where machines put screenshots (set by the plugin)
         sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
         for name in sorted(nodes):
@@ -76,10 +78,13 @@ class Driver:
                 tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
                 setup_script(node, self.plans),
                 self._ensure_switches,
+                tuple(nic_args(node.nics, {vlan: Path(f"/@vlan{vlan}@") for vlan in sockets})),
             )
             self.machines[name] = self._machine(name, nodes[name], network)
 
-    def _machine(self, name: str, config: MachineConfig, network: NetworkAttachment | None) -> Machine:
+    def _machine(
+        self, name: str, config: MachineConfig, network: NetworkAttachment | None, snapshots: bool | None = None
+    ) -> Machine:
         return Machine(
             name,
             config,
@@ -89,10 +94,12 @@ class Driver:
             network=network,
             polling_conditions=self.polling_conditions,
             output_dir=self.output_dir,
+            snapshots=self.snapshots if snapshots is None else snapshots,
         )
 
-    def create_machine(self, name: str, config: MachineConfig | None = None) -> Machine:
-        """Add a machine outside the test's VLANs (no network) at run time; released with the others."""
+    def create_machine(self, name: str, config: MachineConfig | None = None, snapshots: bool | None = None) -> Machine:
+        """Add a machine outside the test's VLANs (no network) at run time; released with the others.
+        ``snapshots=False``: it always boots (never from a booted snapshot)."""
         if not isinstance(name, str) or not MACHINE_NAME.fullmatch(name):
             raise ConfigError(
                 "create_machine(name)",
@@ -106,7 +113,7 @@ class Driver:
             )
         if config is not None and not isinstance(config, MachineConfig):
             raise ConfigError(f"create_machine({name!r}, config)", config, "expected a vmtest.MachineConfig")
-        machine = self._machine(name, config or MachineConfig(), None)
+        machine = self._machine(name, config or MachineConfig(), None, snapshots)
         self.machines[name] = machine
         return machine
 

@@ -20,6 +20,7 @@ from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 from vmtest.plugin.marker import marker_args
+from vmtest.plugin.marker import snapshots as marker_snapshots
 from vmtest.plugin.settings import settings
 
 
@@ -145,8 +146,12 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     )
     assert owner is not None
 
+    use_snapshots = settings(request.config).snapshots == "on" and marker_snapshots(marker)
+
     def make() -> Driver:
-        return Driver(nodes, vm_image_store, accel=accel, state_root=_state_root(request, owner))
+        return Driver(
+            nodes, vm_image_store, accel=accel, state_root=_state_root(request, owner), snapshots=use_snapshots
+        )
 
     if scope == "function":
         driver = make()
@@ -191,11 +196,13 @@ def machine(_vmtest_network: Driver | None) -> Machine:
 def vm_factory(
     request: pytest.FixtureRequest, pytestconfig: pytest.Config, vm_image_store: ImageStore
 ) -> Iterator[Callable[..., Machine]]:
-    """``vm_factory(name, config)`` -> a stand-alone :class:`~vmtest.Machine` (no network), released after
-    the test. Its machines get the failure report and the global timeout like the marker's."""
+    """``vm_factory(name, config, snapshots=True)`` -> a stand-alone :class:`~vmtest.Machine` (no network),
+    released after the test (``snapshots=False``: it always boots for real). Its machines get the failure
+    report and the global timeout like the marker's."""
     drivers: list[Driver] = []
+    enabled = settings(pytestconfig).snapshots == "on"
 
-    def make(name: str, config: MachineConfig | None = None) -> Machine:
+    def make(name: str, config: MachineConfig | None = None, snapshots: bool = True) -> Machine:
         if not drivers:
             kept = _state_root(request, request.node)
             driver = Driver(
@@ -203,11 +210,12 @@ def vm_factory(
                 vm_image_store,
                 accel=settings(pytestconfig).accel,
                 state_root=kept / "factory" if kept is not None else None,
+                snapshots=enabled,
             )
             driver.set_output_dir(test_output_dir(request))
             _watch(request).add(driver)
             drivers.append(driver)
-        return drivers[0].create_machine(name, config)
+        return drivers[0].create_machine(name, config, snapshots=enabled and snapshots)
 
     yield make
     for driver in drivers:

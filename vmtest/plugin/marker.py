@@ -13,14 +13,35 @@ SCOPES = ("function", "class", "module")
 
 
 def marker_args(marker: pytest.Mark) -> tuple[dict[str, MachineConfig], str]:
-    """(nodes, scope) of a vmtest marker, or ConfigError naming what is wrong."""
+    """(nodes, scope) of a vmtest marker, or ConfigError naming what is wrong (see :func:`snapshots`)."""
     nodes = marker.kwargs.get("nodes", marker.args[0] if marker.args else None)
     if not isinstance(nodes, dict) or not nodes:
         raise ConfigError("vmtest(nodes=...)", nodes, "expected a non-empty dict {name: MachineConfig}")
     scope = marker.kwargs.get("scope", "function")
     if scope not in SCOPES:
         raise ConfigError("vmtest(scope=...)", scope, "unknown scope", "use 'function', 'class' or 'module'")
+    unknown = set(marker.kwargs) - {"nodes", "scope", "snapshots"}
+    if unknown:
+        raise ConfigError(
+            f"vmtest({sorted(unknown)[0]}=...)",
+            marker.kwargs[sorted(unknown)[0]],
+            "unknown marker argument",
+            "the vmtest marker takes nodes, scope and snapshots",
+        )
     return nodes, scope
+
+
+def snapshots(marker: pytest.Mark) -> bool:
+    """``snapshots=False`` in the marker: the test needs real boots (boot messages, early console)."""
+    value = marker.kwargs.get("snapshots", True)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            "vmtest(snapshots=...)",
+            value,
+            "expected True or False",
+            "snapshots=False makes every machine of the test boot for real",
+        )
+    return value
 
 
 def node_names(marks: Iterable[pytest.Mark]) -> list[str]:

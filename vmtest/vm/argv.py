@@ -73,14 +73,17 @@ def consoles(config: MachineConfig) -> list[str]:
 TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel",)
 
 
-def kernel_params(name: str, config: MachineConfig, accel: str | None = None) -> list[str]:
-    """The kernel command line; the primary console (the serial port by default) comes last."""
+def kernel_params(config: MachineConfig, accel: str | None = None) -> list[str]:
+    """The kernel command line; the primary console (the serial port by default) comes last.
+
+    Nothing here names the machine (its host name comes with the per-run set-up), so machines of one
+    configuration boot the same kernel command line and can share a booted snapshot.
+    """
     virt = config.virtualisation
     return [
         f"root={virt.primary_root_device}",
         *(f"console={c}" for c in consoles(config)),
         "panic=-1",
-        f"systemd.hostname={name}",
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
         "net.ifnames=0",
@@ -276,7 +279,7 @@ def machine_argv(
         str(virt.memory_size),
         "-smp",
         str(virt.cores),
-        *boot_args(boot, [*kernel_params(name, config, accel), *launch.extra_kernel_params], config),
+        *boot_args(boot, [*kernel_params(config, accel), *launch.extra_kernel_params], config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),
         *share_args(paths, config, launch.extra_shares),
@@ -287,6 +290,9 @@ def machine_argv(
         *input_args(config),
         "-device",
         "virtio-rng-pci",
+        # A generation ID: QEMU makes a new GUID at every start, so a restored guest reseeds its RNG.
+        "-device",
+        "vmgenid,guid=auto",
         "-rtc",
         "base=utc",
         *(["-incoming", launch.incoming] if launch.incoming else []),

@@ -48,6 +48,8 @@ class Monitor(Protocol):
 class Console(Protocol):
     echo: bool
 
+    def preload(self, data: bytes) -> None: ...
+
     def tail(self, n: int = CONSOLE_TAIL) -> list[str]: ...
 
     def write(self, data: bytes) -> None: ...
@@ -103,3 +105,4 @@ class NetworkAttachment:
     nic_ids: tuple[str, ...] = ()  # QEMU device ids, for set_link
     setup_script: str = ""  # run in the guest at boot: names, addresses, /etc/hosts
     ensure_up: Callable[[], None] | None = None  # bring the switches up before QEMU connects to them
+    key_args: tuple[str, ...] = ()  # qemu_args with placeholder sockets: what a snapshot's key sees

@@ -79,6 +79,17 @@ class SerialConsole:
             for line in new:
                 self.logger.info("%s # %s", self.name, line)
 
+    def preload(self, data: bytes) -> None:
+        """Put ``data`` (a console log) into the history before what the machine prints, without logging
+        it: a restored machine's console then holds the boot that made its snapshot."""
+        lines = [clean_line(raw) for raw in data.split(b"\n")]
+        if lines and not lines[-1]:
+            lines.pop()
+        with self._cond:
+            self.lines[:0] = lines
+            self._match_from += len(lines) if self._match_from else 0
+            self._cond.notify_all()
+
     def tail(self, n: int = 20) -> list[str]:
         """The last ``n`` complete lines (plus the unfinished one, if any)."""
         with self._cond:

@@ -73,8 +73,16 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
 
 
 def prepare(
-    name: str, config: MachineConfig, paths: MachinePaths, image: BootImage, logger: logging.Logger
+    name: str,
+    config: MachineConfig,
+    paths: MachinePaths,
+    image: BootImage,
+    logger: logging.Logger,
+    base: Path | None = None,
+    fresh: bool = False,
 ) -> Prepared:
+    """Create what is missing: the root overlay (on ``base``, default the image; ``fresh``: a new one even
+    if it exists) and the empty disks; check what only this host can tell."""
     virt = config.virtualisation
     check_host(config)
     grow = False
@@ -88,10 +96,13 @@ def prepare(
                 f"smaller than the image's file system ({image.disk_mib} MiB)",
                 f"set disk_size to at least {image.disk_mib}",
             )
+        if fresh:
+            disk.unlink(missing_ok=True)
         if not disk.exists():
             disk.parent.mkdir(parents=True, exist_ok=True)
+            backing = str(base or image.disk)
             _qemu_img(
-                ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk), str(disk), f"{size}M"],
+                ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(disk), f"{size}M"],
                 "creating the root disk overlay",
                 name,
                 logger,
@@ -99,6 +110,8 @@ def prepare(
         grow = size > image.disk_mib
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
+        if fresh:
+            path.unlink(missing_ok=True)
         if not path.exists():
             _qemu_img(["create", "-q", "-f", "qcow2", str(path), f"{size}M"], f"creating empty disk {i}", name, logger)
     return Prepared(grow_root=grow, certs=HOST_CA_BUNDLE if virt.use_host_certs else None)

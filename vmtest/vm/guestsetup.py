@@ -26,6 +26,7 @@ from vmtest.core.contract import (
 
 def script(
     config: MachineConfig,
+    hostname: str,
     network: str = "",
     grow_root: bool = False,
     certs: bool = False,
@@ -40,7 +41,8 @@ def script(
     virt = config.virtualisation
     has_user_net = virt.user_network if user_net is None else user_net
     q = shlex.quote
-    lines = ["set -eu"]
+    # (echo, not hostname(1): a builtin costs no exec, ~75 ms under TCG)
+    lines = ["set -eu", f"echo {q(hostname)} > /proc/sys/kernel/hostname", f"echo {q(hostname)} > /etc/hostname"]
     for tag, share in virt.shared_directories.items():
         lines += [
             f"mkdir -p {q(share.target)}",
@@ -74,6 +76,4 @@ def script(
             ]
     if extra:
         lines.append(extra.rstrip("\n"))
-    if len(lines) == 1:
-        return ""
     return "\n".join(lines) + "\n"

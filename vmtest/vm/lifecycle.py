@@ -49,7 +49,9 @@ from vmtest.vm.channels import (
 )
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qemu_backend import QemuBackend
-from vmtest.vm.start import ColdBoot, StartPath
+from vmtest.vm.restore import Choice, Restore, RestoreFailed, choose
+from vmtest.vm.snapshot import remove as remove_snapshot
+from vmtest.vm.start import ColdBoot, StartPath, wait_for_boot
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
 DEFAULT_BOOT_TIMEOUT = 300.0
@@ -72,6 +74,7 @@ class VM:
         network: NetworkAttachment | None = None,
         backend: Backend | None = None,
         start_path: StartPath | None = None,
+        snapshots: Choice | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.name = name
@@ -80,7 +83,11 @@ class VM:
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
         self.backend: Backend = backend or QemuBackend()
-        self.start_path: StartPath = start_path or ColdBoot()
+        self._fixed_path = start_path  # every launch takes this path (tests), else one is chosen per launch
+        self.start_path: StartPath = start_path or ColdBoot()  # the current (or last) launch's path
+        self._next_path: StartPath | None = None  # the path of the next launch, when it is already decided
+        self.snapshots = snapshots  # None: never from a snapshot
+        self._rebooting = False
         self.keep_state = keep_state
         self._accel_request = accel
         self._own_state_dir = state_dir is None
@@ -229,8 +236,8 @@ class VM:
             self._to(State.LAUNCHING)
             self.failure = None
             try:
-                with self.nested(f"starting ({self.start_path.name})"):
-                    self._launch(start)
+                with self.nested("starting"):
+                    self._launch_or_fall_back(start)
                 if self.aborted is not None:  # the abort came while this launch held the lock
                     raise self.error(MachineError, "starting", f"the machine was stopped: {self.aborted}", start)
             except VmtestError as exc:
@@ -261,6 +268,8 @@ class VM:
         for sock in (paths.qmp, paths.shell, paths.serial, paths.agent):
             sock.unlink(missing_ok=True)
         paths.qemu_log.write_bytes(b"")
+        self.start_path = self._next_path or self._fixed_path or self._choose(self.image, self.accel)
+        self._next_path = None
         launch = dataclasses.replace(self.start_path.prepare(self), network=self.network.qemu_args)
         boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
         self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
@@ -276,10 +285,39 @@ class VM:
         self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
 
+    def _choose(self, image: BootImage, accel: str) -> StartPath:
+        if self.snapshots is None:
+            return ColdBoot()
+        host = accel_mod.host_fingerprint(self.config.virtualisation.qemu.binary) if accel == "kvm" else ""
+        return choose(self.snapshots, self, image, accel, self.network.key_args, host)
+
+    def _launch_or_fall_back(self, start: float) -> None:
+        """Launch; when a snapshot cannot be restored, drop it (one log line) and boot cold instead."""
+        try:
+            self._launch(start)
+        except MachineError as exc:
+            if not isinstance(self.start_path, Restore):
+                raise
+            self._fall_back(exc)
+            self._launch(start)
+
+    def _fall_back(self, exc: MachineError) -> None:
+        assert isinstance(self.start_path, Restore)
+        snapshot = self.start_path.snapshot
+        self.log(
+            f"snapshot {snapshot.key[:12]} could not be restored ({exc.action}: "
+            f"{str(exc).splitlines()[0]}); it is removed, booting cold",
+            level=logging.WARNING,
+        )
+        self._abort_launch()
+        remove_snapshot(self.store.cache, snapshot.key, self.logger)
+        self._next_path = ColdBoot(fresh=True)
+
     def _abort_launch(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
         self._close_channels()
+        self.start_path.close()
 
     def wait_ready(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Launch if needed and wait until the guest's backdoor shell answers (READY)."""
@@ -295,26 +333,52 @@ class VM:
             self.check_alive("waiting for the shell")
             if self.state is State.READY:
                 return
-            assert self.channels is not None
             start = time.monotonic()
             with self.nested("waiting for the backdoor shell"):
-                try:
-                    self.kernel_release = self.start_path.until_ready(self, self.channels, timeout)
-                except BackdoorClosed:
-                    raise self.died("booting", start) from None
-                except BackdoorTimeout:
-                    raise self.error(
-                        Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
-                    ) from None
-                except MachineError as exc:
-                    with self._lock:
-                        self.failure = exc
-                        self._to(State.FAILED)
+                while True:
+                    follow = self._until_ready(start, timeout)
+                    if follow is None:
+                        break
+                    with self._lock:  # this launch made what the next one needs (a snapshot): relaunch
                         self._abort_launch()
-                    raise
+                        self._to(State.STOPPED)
+                        self._next_path = follow
+                    self.launch()
             with self._lock:
                 self._to(State.READY)
-            self.log(f"shell up {time.monotonic() - self.launched_at:.1f}s after launch (kernel {self.kernel_release})")
+            self.log(
+                f"shell up {time.monotonic() - self.launched_at:.1f}s after launch "
+                f"({self.start_path.name}; kernel {self.kernel_release})"
+            )
+
+    def _until_ready(self, start: float, timeout: float) -> StartPath | None:
+        """One wait for the shell of the current launch; returns the path to relaunch with, if any."""
+        channels = self.channels
+        assert channels is not None
+        try:
+            if self._rebooting:
+                self._rebooting = False
+                self.kernel_release = wait_for_boot(self, channels, timeout)
+                return None
+            self.kernel_release = self.start_path.until_ready(self, channels, timeout)
+            return self.start_path.follow_up()
+        except RestoreFailed as exc:
+            with self._lock:
+                self._fall_back(exc)
+                self._to(State.STOPPED)
+            return self._next_path
+        except BackdoorClosed:
+            raise self.died("booting", start) from None
+        except BackdoorTimeout:
+            raise self.error(
+                Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
+            ) from None
+        except MachineError as exc:
+            with self._lock:
+                self.failure = exc
+                self._to(State.FAILED)
+                self._abort_launch()
+            raise
 
     # -- the channels, for the parts of a Machine ----------------------------------------------
 
@@ -358,6 +422,7 @@ class VM:
         assert self.channels is not None
         with self._lock:
             self.channels.shell.send_only("systemctl reboot")
+            self._rebooting = True
             self._to(State.RUNNING)
         self.wait_ready(timeout)
 
@@ -408,6 +473,7 @@ class VM:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
         self._close_channels()
+        self.start_path.close()
         if self.state is not State.CREATED or self.process is not None:
             self._to(State.STOPPED)
 

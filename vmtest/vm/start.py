@@ -3,12 +3,15 @@
 A start path is a plug-in of the lifecycle (:class:`vmtest.vm.lifecycle.VM`):
 it prepares what its launch needs on the host, says how QEMU's command line
 differs (:class:`~vmtest.vm.argv.Launch`), lets the guest run once the
-channels are attached, and waits until the guest's shell answers.
+channels are attached, waits until the guest's shell answers, and may hand
+over to another start path (:meth:`StartPath.follow_up`).
 
 :class:`ColdBoot` boots the kernel: QEMU starts paused (``-S``) so that the
 channels attach before the first console line, the root overlay, the empty
-disks and the per-boot set-up script are prepared, and readiness is the
-backdoor's banner plus a check that the per-boot set-up succeeded.
+disks and the per-run set-up script are prepared, and readiness is the
+backdoor's banner plus a check that the per-run set-up (``vmtest-setup.service``,
+before ``sysinit.target``) succeeded. Booted snapshots add two more paths
+(:mod:`vmtest.vm.restore`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
@@ -74,42 +77,69 @@ class StartPath(Protocol):
         """
         ...
 
+    def follow_up(self) -> StartPath | None:
+        """Once ready: the start path to relaunch with at once (a saved snapshot is restored), or None."""
+        ...
+
+    def close(self) -> None:
+        """The launch ended (stopped, failed or superseded): let go of what the path holds."""
+        ...
+
+
+def prepare_host(vm: Starting, setup: bool = True, base: Path | None = None, fresh: bool = False) -> None:
+    """Disks (the root overlay on ``base``, default the image) and, with ``setup``, the per-run set-up
+    script and the host's CA bundle in the exchange directory (else none: a generic boot)."""
+    assert vm.image is not None
+    paths = vm.paths
+    prepared = disks.prepare(vm.name, vm.config, paths, vm.image, vm.logger, base=base, fresh=fresh)
+    script = paths.xchg / SETUP_NAME
+    if not setup:
+        script.unlink(missing_ok=True)
+        return
+    if prepared.certs is not None:
+        shutil.copyfile(prepared.certs, paths.xchg / CERTS_NAME)
+    script.write_text(
+        guestsetup.script(vm.config, vm.name, vm.network_setup, prepared.grow_root, prepared.certs is not None)
+    )
+
+
+def wait_for_boot(vm: Starting, channels: Channels, timeout: float, setup: bool = True) -> str:
+    """The backdoor's banner (the guest booted to it), then, with ``setup``, a check that the per-run
+    set-up succeeded. Used by a cold boot and after every reboot."""
+    release = channels.shell.wait_ready(timeout, vm.is_running)
+    if setup:
+        result = channels.shell.run(SETUP_CHECK, 60)
+        if result.status != 0:
+            raise LaunchError(
+                vm.name,
+                "running the per-run set-up in the guest (host name, network, mounts)",
+                f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
+                time.monotonic() - vm.launched_at,
+                vm.console_tail(),
+            )
+    return release
+
 
 class ColdBoot:
+    """Boot the kernel. ``fresh``: a new root overlay even if one exists (after a discarded boot)."""
+
     name = "cold boot"
 
-    def __init__(self) -> None:
-        self.has_setup = False
+    def __init__(self, fresh: bool = False) -> None:
+        self.fresh = fresh
 
     def prepare(self, vm: Starting) -> Launch:
-        assert vm.image is not None
-        paths = vm.paths
-        prepared = disks.prepare(vm.name, vm.config, paths, vm.image, vm.logger)
-        if prepared.certs is not None:
-            shutil.copyfile(prepared.certs, paths.xchg / CERTS_NAME)
-        script = guestsetup.script(vm.config, vm.network_setup, prepared.grow_root, prepared.certs is not None)
-        setup = paths.xchg / SETUP_NAME
-        if script:
-            setup.write_text(script)
-        else:
-            setup.unlink(missing_ok=True)
-        self.has_setup = bool(script)
+        prepare_host(vm, fresh=self.fresh)
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
         channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        alive: Callable[[], bool] = vm.is_running
-        release = channels.shell.wait_ready(timeout, alive)
-        if self.has_setup:
-            result = channels.shell.run(SETUP_CHECK, 60)
-            if result.status != 0:
-                raise LaunchError(
-                    vm.name,
-                    "running the per-boot set-up in the guest (network, mounts)",
-                    f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
-                    time.monotonic() - vm.launched_at,
-                    vm.console_tail(),
-                )
-        return release
+        return wait_for_boot(vm, channels, timeout)
+
+    def follow_up(self) -> StartPath | None:
+        return None
+
+    def close(self) -> None:
+        pass

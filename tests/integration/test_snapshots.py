@@ -1,0 +1,168 @@
+"""Booted snapshots on real guests: what a restored machine must get right, and the faults.
+
+Each config here carries a nonce kernel parameter, so its snapshot is this run's own (the image is
+shared: kernel parameters are not in the image key).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from vmtest import MachineConfig, State
+from vmtest.vm.restore import Restore
+
+REPO = Path(__file__).resolve().parents[2]
+NONCE = uuid.uuid4().hex[:12]  # one per run: the two "leak" tests share their snapshot
+
+
+def fresh(nonce: str, **kwargs) -> MachineConfig:  # noqa: ANN003
+    return MachineConfig(kernel_params=[f"vmtest.snaptest={nonce}"], **kwargs)
+
+
+def restored(machine) -> bool:  # noqa: ANN001
+    return isinstance(machine.vm.start_path, Restore)
+
+
+def test_restored_clock_rng_and_name(vm_factory, nonce):
+    cfg = fresh(nonce)
+    first = vm_factory("clock1", cfg)  # boots, saves the snapshot, restores it
+    second = vm_factory("clock2", cfg)  # restores it
+    for vm in (first, second):
+        vm.connect()
+        assert restored(vm) and vm.state is State.READY
+        guest = float(vm.succeed("date +%s.%N"))
+        assert abs(guest - time.time()) < 2, (vm.name, guest, time.time())
+        assert vm.succeed("hostname").strip() == vm.name
+        assert "virtual machine fork" in vm.succeed("dmesg")  # vmgenid: the kernel reseeded its RNG
+    assert second.vm.start_path.snapshot.key == first.vm.start_path.snapshot.key
+    reads = [vm.succeed("head -c 32 /dev/urandom | od -An -tx1") for vm in (first, second)]
+    assert reads[0] != reads[1]
+    # The console holds the boot that made the snapshot, as after a real boot.
+    assert "Linux version" in second.get_console_log()
+    second.wait_for_console_text("Linux version", timeout=5)
+
+
+def test_a_file_written_in_one_test(vm_factory):
+    vm = vm_factory("leak1", fresh(NONCE))
+    vm.succeed("echo left-behind > /root/leftover && sync")
+    assert restored(vm)
+
+
+def test_is_absent_in_the_next(vm_factory):
+    vm = vm_factory("leak2", fresh(NONCE))
+    vm.connect()
+    assert restored(vm)
+    vm.fail("test -e /root/leftover")
+
+
+@pytest.mark.vmtest(nodes={"left": fresh("vlan-" + NONCE), "right": fresh("vlan-" + NONCE)})
+def test_vlan_traffic_between_restored_nodes(vms, left, right):
+    vms.start_all()
+    vms.join_all()
+    assert restored(left) and restored(right)
+    right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &) ; sleep 0.5")
+    left.succeed("echo over-the-vlan | nc -N -w 5 right 7777")
+    right.wait_until_succeeds("grep -q over-the-vlan /tmp/got", timeout=30)
+    assert left.succeed("ip -4 -o addr show eth1").split()[3] == "192.168.1.1/24"
+
+
+def test_shares_and_copies_on_a_restored_guest(vm_factory, nonce, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "note").write_text("from the host share\n")
+    vm = vm_factory(
+        "shares",
+        fresh(nonce, virtualisation={"shared_directories": {"data": {"source": str(share), "target": "/mnt/data"}}}),
+    )
+    vm.connect()
+    assert restored(vm)
+    assert vm.succeed("cat /mnt/data/note") == "from the host share\n"
+    (tmp_path / "in").write_text("copied in\n")
+    vm.copy_from_host(tmp_path / "in", "/root/in")
+    assert vm.succeed("cat /root/in") == "copied in\n"
+    out = vm.copy_from_vm("/etc/hostname", tmp_path / "out")
+    assert out.read_text() == "shares\n"
+    (vm.shared_dir / "xchg-file").write_text("via xchg\n")
+    assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"
+
+
+def test_screen_and_ocr_on_a_restored_guest(vm_factory, nonce):
+    vm = vm_factory("screen", fresh(nonce))
+    vm.connect()
+    assert restored(vm)
+    vm.succeed("printf '\\033[2J\\033[Hrestored-screen-4242\\n' > /dev/tty1")
+    assert "restored-screen-4242" in vm.wait_for_text("restored-screen-4242", timeout=60)
+
+
+def test_snapshots_off_boots_for_real(vm_factory, nonce):
+    vm = vm_factory("real", fresh(nonce), snapshots=False)
+    vm.connect()
+    assert vm.vm.start_path.name == "cold boot"
+    assert vm.succeed("hostname").strip() == "real"
+
+
+def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_factory, nonce, caplog):
+    cfg = fresh(nonce)
+    first = vm_factory("good", cfg)
+    first.connect()
+    snapshot = first.vm.start_path.snapshot
+    first.release()
+    with open(snapshot.state, "r+b") as fh:  # truncated, as by a full disk or a killed copy
+        fh.truncate(snapshot.state.stat().st_size // 3)
+    caplog.clear()
+    second = vm_factory("bad", cfg)
+    assert second.succeed("hostname").strip() == "bad"
+    assert second.vm.start_path.name == "cold boot"
+    lines = [r.getMessage() for r in caplog.records if "could not be restored" in r.getMessage()]
+    assert len(lines) == 1 and snapshot.key[:12] in lines[0], lines
+    assert not snapshot.path.exists()
+
+
+KILLED = """
+import sys
+from vmtest import Machine, MachineConfig
+m = Machine("victim", MachineConfig(kernel_params=["vmtest.snaptest=" + sys.argv[1]]), snapshots=True)
+m.succeed("true")
+"""
+
+
+def test_sigkill_during_a_save_leaves_nothing_that_looks_complete(tmp_path, nonce, vm_image_store, vm_factory):
+    cache = vm_image_store.cache
+    script = tmp_path / "victim.py"
+    script.write_text(KILLED)
+    env = dict(os.environ, VMTEST_CACHE_DIR=str(cache.root))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), nonce],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # until the migration stream is being written
+            partial = [p for p in (cache.root / "tmp").glob("snapshots-*") if (p / "state").exists()]
+            if partial:
+                break
+            assert proc.poll() is None, "the victim ended before saving"
+            time.sleep(0.02)
+        else:
+            pytest.fail("no snapshot save started")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    key = partial[0].name.split(".")[0].removeprefix("snapshots-")
+    assert not (cache.root / "snapshots" / key).exists()
+    # The next start of that config saves a complete one and is restored from it.
+    vm = vm_factory("after", MachineConfig(kernel_params=[f"vmtest.snaptest={nonce}"]))
+    vm.connect()
+    assert restored(vm) and vm.vm.start_path.snapshot.key == key

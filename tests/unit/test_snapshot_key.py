@@ -1,0 +1,74 @@
+"""What is in a booted snapshot's key, and what is not (pure; no QEMU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmtest import MachineConfig
+from vmtest.image import BootImage
+from vmtest.net.plan import nic_args, plan
+from vmtest.vm.snapshot import disk_sizes, key_argv, snapshot_key
+
+IMAGE = BootImage("i" * 32, Path("/cache/images/i/root.qcow2"), Path("/k/vmlinux"), Path("/k/initrd"), "6.1", 1024)
+
+
+def key(
+    config: MachineConfig | None = None,
+    *,
+    image: BootImage = IMAGE,
+    accel: str = "tcg",
+    qemu: str = "QEMU emulator version 7.2.22",
+    network: tuple[str, ...] = (),
+    host: str = "",
+) -> str:
+    config = config or MachineConfig()
+    argv = key_argv(config, image, accel, network)
+    return snapshot_key(argv, image.key, qemu, accel, host, disk_sizes(config, image))
+
+
+def vlan_key_args(names: list[str], node: str, vlans: tuple[int, ...] = (1,)) -> tuple[str, ...]:
+    plans = plan({n: vlans for n in names})
+    return tuple(nic_args(plans[node].nics, {v: Path(f"/@vlan{v}@") for v in vlans}))
+
+
+def test_same_config_same_key() -> None:
+    assert key() == key(MachineConfig())
+
+
+def test_everything_that_shapes_the_devices_or_the_boot_is_in_the_key() -> None:
+    base = key()
+    changed = {
+        "memory": key(MachineConfig(virtualisation={"memory_size": 2048})),
+        "cores": key(MachineConfig(virtualisation={"cores": 2})),
+        "disk size": key(MachineConfig(virtualisation={"disk_size": 4096})),
+        "empty disks": key(MachineConfig(virtualisation={"empty_disk_images": [64]})),
+        "empty disk size": key(MachineConfig(virtualisation={"empty_disk_images": [128]})),
+        "disk interface": key(MachineConfig(virtualisation={"qemu": {"disk_interface": "scsi"}})),
+        "display": key(MachineConfig(virtualisation={"resolution": (800, 600)})),
+        "no display": key(MachineConfig(virtualisation={"graphics": False})),
+        "kernel parameters": key(MachineConfig(kernel_params=["quiet"])),
+        "extra QEMU options": key(MachineConfig(virtualisation={"qemu": {"options": ["-smbios type=1,serial=x"]}})),
+        "guest agent": key(MachineConfig(virtualisation={"qemu": {"guest_agent": False}})),
+        "user NIC": key(MachineConfig(virtualisation={"forward_ports": [{"host_port": 8080, "guest_port": 80}]})),
+        "image": key(image=BootImage("j" * 32, IMAGE.disk, IMAGE.kernel, IMAGE.initrd, "6.1", 1024)),
+        "kernel": key(image=BootImage(IMAGE.key, IMAGE.disk, Path("/k2/vmlinux"), IMAGE.initrd, "6.1", 1024)),
+        "QEMU version": key(qemu="QEMU emulator version 8.2.0"),
+        "accelerator": key(accel="kvm"),
+        "host CPU (KVM)": key(accel="kvm", host="other-cpu"),
+        "a VLAN NIC": key(network=vlan_key_args(["a", "b"], "a")),
+    }
+    for what, k in changed.items():
+        assert k != base, what
+    assert len(set(changed.values())) == len(changed), "two different changes gave one key"
+
+
+def test_per_run_parts_are_not_in_the_key() -> None:
+    # The machine's name and state directory are placeholders: machines of one config share a snapshot.
+    argv = key_argv(MachineConfig(), IMAGE, "tcg", ())
+    assert not any("/tmp/" in a for a in argv)
+    assert "@name@,process=vmtest-@name@" in argv
+    # A node's NIC depends on its number (MAC) and VLAN, not on which test or switch socket it is in.
+    webserver_client = vlan_key_args(["client", "server"], "client")
+    router_client = vlan_key_args(["client", "router", "server"], "client")
+    assert key(network=webserver_client) == key(network=router_client)
+    assert key(network=webserver_client) != key(network=vlan_key_args(["a", "client"], "client"))

@@ -1,0 +1,182 @@
+"""Booted snapshots: a machine saved once it has booted, restored instead of booted.
+
+A snapshot lives in the cache (``snapshots/<key>/``): QEMU's saved state
+(``state``, a migration stream), the root disk at that instant (``disk.qcow2``,
+an overlay on the image: restores get a fresh overlay on top of it) and the
+serial console of that boot (``console.log``, replayed into a restored
+machine's console so its history looks like a boot's).
+
+The key is everything that shapes the guest's devices and its state at save
+time: QEMU's command line for this machine with its per-run parts replaced by
+placeholders (state directory, machine name, VLAN sockets) — so every option
+that changes argv is in it by construction — plus the disks' sizes (which
+argv does not show), the image key, QEMU's version, the accelerator (and for
+KVM the host CPU). What differs per run is
+not in the snapshot: the machine's name, addresses, ``/etc/hosts``, shares and
+mounts are the per-run set-up, applied after the restore (see
+:mod:`vmtest.vm.start`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmtest.config.machine import MachineConfig
+from vmtest.core.cache import Cache, Reservation
+from vmtest.core.errors import MachineError
+from vmtest.core.log import log
+from vmtest.image import BootImage
+from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.channels import Channels
+from vmtest.vm.paths import MachinePaths, root_disk
+
+FORMAT = "1"  # bump when what a snapshot holds or how it is restored changes
+KIND = "snapshots"
+STATE = "state"
+DISK = "disk.qcow2"
+CONSOLE = "console.log"
+SAVE_TIMEOUT = 300.0
+PLACEHOLDER_STATE = Path("/@state@")
+PLACEHOLDER_NAME = "@name@"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A complete snapshot entry of the cache."""
+
+    key: str
+    path: Path
+
+    @property
+    def state(self) -> Path:
+        return self.path / STATE
+
+    @property
+    def disk(self) -> Path:
+        return self.path / DISK
+
+    @property
+    def console(self) -> Path:
+        return self.path / CONSOLE
+
+    def meta(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.path / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def qemu_version(binary: str) -> str:
+    """``qemu-system-x86_64 --version``'s first line (a snapshot from another QEMU is not restored)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
+
+
+def key_argv(config: MachineConfig, image: BootImage, accel: str, network_key: tuple[str, ...]) -> list[str]:
+    """The machine's QEMU command line with its per-run parts as placeholders (pure)."""
+    paths = MachinePaths(PLACEHOLDER_STATE)
+    boot = Boot(image.kernel, image.initrd, image.disk)
+    return machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
+
+
+def disk_sizes(config: MachineConfig, image: BootImage) -> list[int]:
+    """The sizes (MiB) of the root disk and the empty disks: not in argv, but the guest has seen them."""
+    return [config.virtualisation.root_disk_mib(image.disk_mib), *config.virtualisation.empty_disk_images]
+
+
+def snapshot_key(
+    argv: list[str], image_key: str, qemu: str, accel: str, host: str = "", disks: list[int] | None = None
+) -> str:
+    """The key of a snapshot (pure): see the module docstring."""
+    inputs = {
+        "format": FORMAT,
+        "argv": argv,
+        "disks": disks or [],
+        "image": image_key,
+        "qemu": qemu,
+        "accel": accel,
+        "host": host,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def ineligible(name: str, config: MachineConfig, paths: MachinePaths) -> str | None:
+    """Why this machine cannot start from a snapshot now (None: it can)."""
+    virt = config.virtualisation
+    if not virt.use_default_filesystems:
+        return "its root is not vmtest's image (use_default_filesystems=False)"
+    if virt.qemu.drives:
+        return "it has qemu.drives (their content is not part of a snapshot)"
+    disk = root_disk(name, config, paths)
+    if disk is not None and disk.exists():
+        return "its root disk already exists (kept state, or a restart): it boots from that"
+    return None
+
+
+def save(
+    channels: Channels,
+    paths: MachinePaths,
+    disk: Path | None,
+    reservation: Reservation,
+    logger: logging.Logger,
+    name: str,
+) -> dict[str, Any]:
+    """Save the running, prepared machine into ``reservation``'s directory (the machine stays paused).
+
+    The guest must already have synced and unmounted its 9p shares (QEMU refuses to migrate a mounted
+    9p export). Pause; copy the root overlay (the disk state that belongs to the saved memory); migrate
+    to a file; keep the boot's console log.
+    """
+    start = time.monotonic()
+    tmp = reservation.tmp
+    monitor = channels.monitor
+    monitor.command("stop")  # stops the CPUs and flushes the disks
+    if disk is not None:
+        shutil.copyfile(disk, tmp / DISK)
+    monitor.command("migrate", uri=f"exec:cat > {tmp / STATE}")
+    deadline = time.monotonic() + SAVE_TIMEOUT
+    while True:
+        info = monitor.command("query-migrate")
+        status = info.get("status") if isinstance(info, dict) else None
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled") or time.monotonic() > deadline:
+            why = info.get("error-desc", status) if isinstance(info, dict) else status
+            raise MachineError(
+                name, "saving a snapshot", f"QEMU's migration to a file ended: {why}", time.monotonic() - start
+            )
+        time.sleep(0.05)
+    if paths.console_log.exists():
+        shutil.copyfile(paths.console_log, tmp / CONSOLE)
+    size = (tmp / STATE).stat().st_size
+    log(logger, f"{name}: snapshot saved in {time.monotonic() - start:.1f}s ({size >> 20} MiB of state)")
+    return {"state_bytes": size, "has_disk": disk is not None, "format": FORMAT}
+
+
+def lookup(cache: Cache, key: str, qemu: str) -> Snapshot | None:
+    """The complete snapshot for ``key`` made by this QEMU, or None."""
+    path = cache.lookup(KIND, key)
+    if path is None:
+        return None
+    snap = Snapshot(key, path)
+    if snap.meta().get("qemu") != qemu or not snap.state.is_file():
+        return None
+    return snap
+
+
+def remove(cache: Cache, key: str, logger: logging.Logger) -> None:
+    cache.remove(KIND, key, logger)
