@@ -60,13 +60,17 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     if not entries:
         print("  (empty)")
     for e in entries:
-        what = (
-            e.meta.get("package", "")
-            if e.kind == "kernels"
-            else (f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system"))
-        )
+        if e.kind == "kernels":
+            what = e.meta.get("package", "")
+        elif e.kind == "snapshots":
+            what = (
+                f"booted {', '.join(e.meta.get('packages', [])) or 'base system'} (first saved by "
+                f"{e.meta.get('machine', '?')}; image {str(e.meta.get('image_key', '?'))[:12]})"
+            )
+        else:
+            what = f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system")
         print(
-            f"  {e.kind[:-1]:6} {e.key[:32]:32} {_human_size(e.size):>10}  "
+            f"  {e.kind[:-1]:8} {e.key[:32]:32} {_human_size(e.size):>10}  "
             f"built {_human_age(now - e.created)} ago, used {_human_age(now - e.last_used)} ago  {what}"
         )
     partial = cache.partial_builds()
