@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import print_table  # noqa: E402
 
 MODULE_SUITE = """
 import pytest
@@ -70,10 +73,7 @@ def main() -> int:
         (f"webserver example, warm cache, median of {args.runs}", f"{statistics.median(single):.1f} s", "<= 25 s"),
         (f"same test twice, module scope (one boot), median of {args.runs}", f"{statistics.median(module):.1f} s", ""),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement':{width}}  {'value':>8}  target")
-    for name, value, target in rows:
-        print(f"{name:{width}}  {value:>8}  {target}")
+    print_table(rows)
     return 0
 
 

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Booted snapshots against cold boots, side by side in one run: prints a table.
+
+    .venv/bin/python benchmarks/snapshots.py [--runs 5] [--cold-cache] [--suite]
+
+Measures, on this machine:
+  - cold boot (QEMU launch -> first command answered), median of N, snapshots off;
+  - restored start (QEMU launch -> first command answered), median of N, from one snapshot;
+  - the first start of a new configuration (boot, save, restore) once;
+  - the webserver example as a whole pytest process: warm images with snapshots off, the first run
+    that saves the two snapshots, warm snapshots (median of N); with --cold-cache also from an empty
+    cache (kernel, images, snapshots built);
+  - with --suite: the whole test suite's wall time with snapshots on and off (two long runs).
+Targets from the issue are printed beside the numbers; nothing here fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import print_table  # noqa: E402
+
+from vmtest import Machine, MachineConfig  # noqa: E402
+from vmtest.image import ImageStore  # noqa: E402
+
+
+def first_command(store: ImageStore, config: MachineConfig, name: str, snapshots: bool) -> tuple[float, str]:
+    """Seconds from QEMU's launch to the first command's answer, and the start path taken."""
+    vm = Machine(name, config, store=store, snapshots=snapshots)
+    try:
+        vm.connect()
+        vm.succeed("true")
+        return time.monotonic() - vm.vm.launched_at, vm.vm.start_path.name
+    finally:
+        vm.release()
+
+
+def pytest_wall(args: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if proc.returncode != 0:
+        sys.exit(f"pytest {' '.join(args)} failed:\n{proc.stdout[-3000:]}")
+    return time.monotonic() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cold-cache", action="store_true", help="also the webserver example from an empty cache")
+    parser.add_argument("--suite", action="store_true", help="also the whole suite, snapshots on and off")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    rows: list[tuple[str, str, str]] = []
+    store = ImageStore()
+    config = MachineConfig(kernel_params=[f"vmtest.bench={uuid.uuid4().hex[:8]}"])  # a snapshot of its own
+    store.get(config)
+
+    cold = [first_command(store, config, f"cold{i}", False)[0] for i in range(args.runs)]
+    rows.append((f"cold boot to first command, median of {args.runs}", f"{statistics.median(cold):.2f} s", "<= 5 s"))
+    t, path = first_command(store, config, "saver", True)
+    rows.append((f"first start of a configuration ({path})", f"{t:.2f} s", ""))
+    restored = []
+    for i in range(args.runs):
+        t, path = first_command(store, config, f"restored{i}", True)
+        assert "restore" in path, path
+        restored.append(t)
+    med = statistics.median(restored)
+    rows.append((f"restored start to first command, median of {args.runs}", f"{med:.2f} s", "<= 0.5 s"))
+    rows.append(("restore vs cold boot", f"{statistics.median(cold) / med:.1f}x faster", ""))
+
+    example = str(REPO / "examples" / "test_webserver.py")
+    if args.cold_cache:
+        with tempfile.TemporaryDirectory(prefix="vmtest-bench-cache-") as empty:
+            t = pytest_wall([example], {"VMTEST_CACHE_DIR": empty})
+        rows.append(("webserver example, empty cache (kernel, images, snapshots)", f"{t:.1f} s", ""))
+    off = [pytest_wall([example, "--vm-snapshots=off"]) for _ in range(max(1, args.runs // 2))]
+    rows.append(("webserver example, warm images, snapshots off", f"{statistics.median(off):.1f} s", ""))
+    pytest_wall([example])  # makes the two snapshots if they are missing
+    warm = [pytest_wall([example]) for _ in range(args.runs)]
+    rows.append(
+        (f"webserver example, warm snapshots, median of {args.runs}", f"{statistics.median(warm):.1f} s", "<= 8 s")
+    )
+    if args.suite:
+        for mode in ("off", "on"):
+            t = pytest_wall([f"--vm-snapshots={mode}"])
+            rows.append((f"whole suite, snapshots {mode}", f"{t / 60:.1f} min", "<= 10 min" if mode == "on" else ""))
+    print_table(rows, "booted snapshots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
