@@ -1,7 +1,8 @@
 """Booted snapshots on real guests: what a restored machine must get right, and the faults.
 
-Each config here carries a nonce kernel parameter, so its snapshot is this run's own (the image is
-shared: kernel parameters are not in the image key).
+Each config here carries a nonce kernel parameter, so its snapshots are this run's own (the image is
+shared: kernel parameters are not in the image key). A snapshot is per machine identity (name,
+addresses): the first start of a name saves it and goes on running; later starts of that name restore it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest import MachineConfig, State
-from vmtest.vm.restore import Restore
+from vmtest import Machine, MachineConfig, State
+from vmtest.vm.restore import Restore, SaveSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 NONCE = uuid.uuid4().hex[:12]  # one per run: the two "leak" tests share their snapshot
@@ -31,75 +32,95 @@ def restored(machine) -> bool:  # noqa: ANN001
     return isinstance(machine.vm.start_path, Restore)
 
 
-def test_restored_clock_rng_and_name(vm_factory, nonce):
+def saved(machine) -> bool:  # noqa: ANN001
+    return isinstance(machine.vm.start_path, SaveSnapshot) and machine.vm.start_path.saved is not None
+
+
+def test_restored_clock_rng_and_console(vm_image_store, nonce):
     cfg = fresh(nonce)
-    first = vm_factory("clock1", cfg)  # boots, saves the snapshot, restores it
-    second = vm_factory("clock2", cfg)  # restores it
-    for vm in (first, second):
-        vm.connect()
-        assert restored(vm) and vm.state is State.READY
-        guest = float(vm.succeed("date +%s.%N"))
-        assert abs(guest - time.time()) < 2, (vm.name, guest, time.time())
-        assert vm.succeed("hostname").strip() == vm.name
-        assert "virtual machine fork" in vm.succeed("dmesg")  # vmgenid: the kernel reseeded its RNG
-    assert second.vm.start_path.snapshot.key == first.vm.start_path.snapshot.key
-    reads = [vm.succeed("head -c 32 /dev/urandom | od -An -tx1") for vm in (first, second)]
-    assert reads[0] != reads[1]
-    # The console holds the boot that made the snapshot, as after a real boot.
-    assert "Linux version" in second.get_console_log()
-    second.wait_for_console_text("Linux version", timeout=5)
+    reads = []
+    for i in range(3):  # the first saves the snapshot, the others restore it
+        vm = Machine("twin", cfg, store=vm_image_store, snapshots=True)
+        try:
+            vm.connect()
+            assert saved(vm) if i == 0 else restored(vm)
+            assert vm.state is State.READY
+            guest = float(vm.succeed("date +%s.%N"))
+            assert abs(guest - time.time()) < 2, (i, guest, time.time())
+            assert vm.succeed("hostname").strip() == "twin"
+            reads.append(vm.succeed("head -c 32 /dev/urandom | od -An -tx1"))
+            if i:
+                assert "virtual machine fork" in vm.succeed("dmesg")  # vmgenid: the kernel reseeded its RNG
+                # The console holds the boot that made the snapshot, as after a real boot.
+                assert "Linux version" in vm.get_console_log()
+                vm.wait_for_console_text("Linux version", timeout=5)
+        finally:
+            vm.release()
+    assert reads[1] != reads[2], "two restores of one snapshot share a random stream"
 
 
 def test_a_file_written_in_one_test(vm_factory):
-    vm = vm_factory("leak1", fresh(NONCE))
+    vm = vm_factory("leak", fresh(NONCE))
     vm.succeed("echo left-behind > /root/leftover && sync")
-    assert restored(vm)
+    assert saved(vm) or restored(vm)
 
 
 def test_is_absent_in_the_next(vm_factory):
-    vm = vm_factory("leak2", fresh(NONCE))
+    vm = vm_factory("leak", fresh(NONCE))
     vm.connect()
     assert restored(vm)
     vm.fail("test -e /root/leftover")
 
 
-@pytest.mark.vmtest(nodes={"left": fresh("vlan-" + NONCE), "right": fresh("vlan-" + NONCE)})
-def test_vlan_traffic_between_restored_nodes(vms, left, right):
+NODES = {"left": fresh("vlan-" + NONCE), "right": fresh("vlan-" + NONCE)}
+
+
+@pytest.mark.parametrize("round", ["saves", "restores"])
+@pytest.mark.vmtest(nodes=NODES)
+def test_vlan_traffic_between_restored_nodes(vms, left, right, round):
     vms.start_all()
     vms.join_all()
-    assert restored(left) and restored(right)
+    check = saved if round == "saves" else restored
+    assert check(left) and check(right)
     right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &) ; sleep 0.5")
     left.succeed("echo over-the-vlan | nc -N -w 5 right 7777")
     right.wait_until_succeeds("grep -q over-the-vlan /tmp/got", timeout=30)
     assert left.succeed("ip -4 -o addr show eth1").split()[3] == "192.168.1.1/24"
 
 
-def test_shares_and_copies_on_a_restored_guest(vm_factory, nonce, tmp_path):
+def test_shares_and_copies_on_a_restored_guest(vm_image_store, nonce, tmp_path):
     share = tmp_path / "share"
     share.mkdir()
     (share / "note").write_text("from the host share\n")
-    vm = vm_factory(
-        "shares",
-        fresh(nonce, virtualisation={"shared_directories": {"data": {"source": str(share), "target": "/mnt/data"}}}),
-    )
-    vm.connect()
-    assert restored(vm)
-    assert vm.succeed("cat /mnt/data/note") == "from the host share\n"
-    (tmp_path / "in").write_text("copied in\n")
-    vm.copy_from_host(tmp_path / "in", "/root/in")
-    assert vm.succeed("cat /root/in") == "copied in\n"
-    out = vm.copy_from_vm("/etc/hostname", tmp_path / "out")
-    assert out.read_text() == "shares\n"
-    (vm.shared_dir / "xchg-file").write_text("via xchg\n")
-    assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"
+    cfg = fresh(nonce, virtualisation={"shared_directories": {"data": {"source": str(share), "target": "/mnt/data"}}})
+    for i in range(2):
+        vm = Machine("shares", cfg, store=vm_image_store, snapshots=True, state_dir=tmp_path / f"state{i}")
+        try:
+            vm.connect()
+            assert saved(vm) if i == 0 else restored(vm)
+            assert vm.succeed("cat /mnt/data/note") == "from the host share\n"
+            (tmp_path / "in").write_text(f"copied in {i}\n")
+            vm.copy_from_host(tmp_path / "in", "/root/in")
+            assert vm.succeed("cat /root/in") == f"copied in {i}\n"
+            out = vm.copy_from_vm("/etc/hostname", tmp_path / f"out{i}")
+            assert out.read_text() == "shares\n"
+            (vm.shared_dir / "xchg-file").write_text("via xchg\n")
+            assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"
+        finally:
+            vm.release()
 
 
-def test_screen_and_ocr_on_a_restored_guest(vm_factory, nonce):
-    vm = vm_factory("screen", fresh(nonce))
-    vm.connect()
-    assert restored(vm)
-    vm.succeed("printf '\\033[2J\\033[Hrestored-screen-4242\\n' > /dev/tty1")
-    assert "restored-screen-4242" in vm.wait_for_text("restored-screen-4242", timeout=60)
+def test_screen_and_ocr_on_a_restored_guest(vm_image_store, nonce):
+    for i in range(2):
+        vm = Machine("screen", fresh(nonce), store=vm_image_store, snapshots=True)
+        try:
+            vm.connect()
+            assert saved(vm) if i == 0 else restored(vm)
+            assert "screen login:" in vm.wait_for_text("screen login:", timeout=60)  # getty saw the name at boot
+            vm.succeed(f"printf '\\033[2J\\033[Hrestored-screen-424{i}\\n' > /dev/tty1")
+            assert f"restored-screen-424{i}" in vm.wait_for_text(f"restored-screen-424{i}", timeout=60)
+        finally:
+            vm.release()
 
 
 def test_snapshots_off_boots_for_real(vm_factory, nonce):
@@ -109,17 +130,20 @@ def test_snapshots_off_boots_for_real(vm_factory, nonce):
     assert vm.succeed("hostname").strip() == "real"
 
 
-def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_factory, nonce, caplog):
+def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_image_store, vm_factory, nonce, caplog):
     cfg = fresh(nonce)
-    first = vm_factory("good", cfg)
-    first.connect()
-    snapshot = first.vm.start_path.snapshot
-    first.release()
+    first = Machine("corrupt", cfg, store=vm_image_store, snapshots=True)
+    try:
+        first.connect()
+        assert saved(first)
+        snapshot = first.vm.start_path.saved
+    finally:
+        first.release()
     with open(snapshot.state, "r+b") as fh:  # truncated, as by a full disk or a killed copy
         fh.truncate(snapshot.state.stat().st_size // 3)
     caplog.clear()
-    second = vm_factory("bad", cfg)
-    assert second.succeed("hostname").strip() == "bad"
+    second = vm_factory("corrupt", cfg)
+    assert second.succeed("hostname").strip() == "corrupt"
     assert second.vm.start_path.name == "cold boot"
     lines = [r.getMessage() for r in caplog.records if "could not be restored" in r.getMessage()]
     assert len(lines) == 1 and snapshot.key[:12] in lines[0], lines
@@ -162,7 +186,7 @@ def test_sigkill_during_a_save_leaves_nothing_that_looks_complete(tmp_path, nonc
         proc.wait()
     key = partial[0].name.split(".")[0].removeprefix("snapshots-")
     assert not (cache.root / "snapshots" / key).exists()
-    # The next start of that config saves a complete one and is restored from it.
-    vm = vm_factory("after", MachineConfig(kernel_params=[f"vmtest.snaptest={nonce}"]))
+    # The next start of that machine saves a complete one.
+    vm = vm_factory("victim", MachineConfig(kernel_params=[f"vmtest.snaptest={nonce}"]))
     vm.connect()
-    assert restored(vm) and vm.vm.start_path.snapshot.key == key
+    assert saved(vm) and vm.vm.start_path.saved.key == key

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from vmtest import MachineConfig
-from vmtest.vm.guestsetup import script
+from vmtest.vm.guestsetup import after_restore, before_save, script
 
 
 def _valid_sh(text: str) -> None:
@@ -50,3 +50,23 @@ def test_user_nic_is_eth0_around_the_vlan_renames() -> None:
     assert first < vlan < final
     assert "ip addr add 10.0.2.15/24 dev eth0" in lines
     assert not any("default" in line for line in lines)  # restricted: no route out
+
+
+def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> None:
+    cfg = MachineConfig(
+        virtualisation={"shared_directories": {"data": {"source": str(tmp_path), "target": "/mnt/data"}}}
+    )
+    hosts = "127.0.0.1 localhost\n192.168.1.2 server\n"
+    full = script(cfg, "client", network="set -eu\nip link set dev vmtest1 name eth1\n", hosts=hosts)
+    _valid_sh(full)
+    assert full.rstrip().endswith("192.168.1.2 server\nVMTEST_HOSTS")
+    assert "/etc/hosts" not in script(cfg, "client")  # the identity part alone
+    late = after_restore(cfg, 1795790000.5, hosts)
+    _valid_sh(late)
+    assert late.startswith("date -u -s @1795790000.500000")
+    assert "mountpoint -q /tmp/xchg || mount -t 9p" in late
+    assert "mountpoint -q /mnt/data || mount -t 9p -o trans=virtio,version=9p2000.L,msize=16384,cache=none data" in late
+    assert "192.168.1.2 server" in late
+    save = before_save(cfg)
+    _valid_sh(save)
+    assert save.index("umount /mnt/data") < save.index("umount /tmp/xchg")

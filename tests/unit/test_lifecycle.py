@@ -141,9 +141,6 @@ class FakeStart:
     def until_ready(self, vm, channels: Channels, timeout: float) -> str:  # noqa: ANN001
         return channels.shell.wait_ready(timeout, vm.is_running)
 
-    def follow_up(self) -> None:
-        return None
-
     def close(self) -> None:
         self.closed = True
 
@@ -335,7 +332,9 @@ def test_release_is_idempotent_and_removes_its_own_state_dir(tmp_path: Path, bac
 
 def test_network_is_brought_up_before_qemu_and_its_args_used(tmp_path: Path, backend: FakeBackend) -> None:
     calls: list[str] = []
-    net = NetworkAttachment(("-netdev", "vde,id=vlan1,sock=/x"), ("nic-vlan1",), "", lambda: calls.append("up"))
+    net = NetworkAttachment(
+        qemu_args=("-netdev", "vde,id=vlan1,sock=/x"), nic_ids=("nic-vlan1",), ensure_up=lambda: calls.append("up")
+    )
     vm = make_vm(tmp_path, backend, network=net)
     vm.launch()
     assert calls == ["up"] and "vde,id=vlan1,sock=/x" in backend.spawned[0]

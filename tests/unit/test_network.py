@@ -66,14 +66,15 @@ def test_nic_args_plug_each_nic_into_its_vlan_switch():
 
 def test_setup_script_is_valid_shell_and_renames_in_two_passes():
     plans = plan({"r": [1, 2], "x": [1]})
-    script = setup_script(plans["r"], plans)
+    script = setup_script(plans["r"])
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     # Every interface gets a temporary name before any gets its final one.
     last_tmp = script.rindex("name vmtest2")
     first_final = script.index("name eth1")
     assert last_tmp < first_final
     assert "ip addr add 192.168.2.1/24 dev eth2" in script
-    assert "192.168.1.2 x" in script
+    assert "/etc/hosts" not in script  # the other nodes' names are applied apart (they are not in a snapshot)
+    assert "192.168.1.2 x" in hosts_file(plans)
 
 
 def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
@@ -84,7 +85,7 @@ def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
     assert [(n.name, n.vlan, n.assign_ip) for n in b.nics] == [("lan0", 2, True), ("wan0", 3, False)]
     assert b.nics[0].mac == "52:54:00:12:02:02"
     assert b.primary_ipv4 == "192.168.2.2"
-    script = setup_script(b, plans)
+    script = setup_script(b)
     assert "ip link set dev vmtest1 name lan0" in script
     assert "ip addr add 192.168.2.2/24 dev lan0" in script
     assert "dev wan0" in script and "192.168.3.2" not in script

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from vmtest import MachineConfig
 from vmtest.image import BootImage
-from vmtest.net.plan import nic_args, plan
+from vmtest.net.plan import nic_args, plan, setup_script
+from vmtest.vm.guestsetup import script
 from vmtest.vm.snapshot import disk_sizes, key_argv, snapshot_key
 
 IMAGE = BootImage("i" * 32, Path("/cache/images/i/root.qcow2"), Path("/k/vmlinux"), Path("/k/initrd"), "6.1", 1024)
@@ -20,10 +21,11 @@ def key(
     qemu: str = "QEMU emulator version 7.2.22",
     network: tuple[str, ...] = (),
     host: str = "",
+    identity: str = "",
 ) -> str:
     config = config or MachineConfig()
     argv = key_argv(config, image, accel, network)
-    return snapshot_key(argv, image.key, qemu, accel, host, disk_sizes(config, image))
+    return snapshot_key(argv, image.key, qemu, accel, host, disk_sizes(config, image), identity)
 
 
 def vlan_key_args(names: list[str], node: str, vlans: tuple[int, ...] = (1,)) -> tuple[str, ...]:
@@ -56,19 +58,36 @@ def test_everything_that_shapes_the_devices_or_the_boot_is_in_the_key() -> None:
         "accelerator": key(accel="kvm"),
         "host CPU (KVM)": key(accel="kvm", host="other-cpu"),
         "a VLAN NIC": key(network=vlan_key_args(["a", "b"], "a")),
+        "the identity set up at boot": key(identity="echo web > /proc/sys/kernel/hostname"),
     }
     for what, k in changed.items():
         assert k != base, what
     assert len(set(changed.values())) == len(changed), "two different changes gave one key"
 
 
+def boot_identity(names: list[str], node: str) -> str:
+    """The boot-time set-up of ``node`` in a network of ``names`` (name, NICs, addresses; no /etc/hosts)."""
+    plans = plan({n: (1,) for n in names})
+    return script(MachineConfig(), node, setup_script(plans[node]))
+
+
 def test_per_run_parts_are_not_in_the_key() -> None:
-    # The machine's name and state directory are placeholders: machines of one config share a snapshot.
+    # The state directory and the VLAN sockets are placeholders; the other nodes' names (/etc/hosts) are
+    # applied after the restore: a node's snapshot serves every test that declares the same node.
     argv = key_argv(MachineConfig(), IMAGE, "tcg", ())
     assert not any("/tmp/" in a for a in argv)
-    assert "@name@,process=vmtest-@name@" in argv
-    # A node's NIC depends on its number (MAC) and VLAN, not on which test or switch socket it is in.
-    webserver_client = vlan_key_args(["client", "server"], "client")
-    router_client = vlan_key_args(["client", "router", "server"], "client")
-    assert key(network=webserver_client) == key(network=router_client)
-    assert key(network=webserver_client) != key(network=vlan_key_args(["a", "client"], "client"))
+    webserver = key(
+        network=vlan_key_args(["client", "server"], "client"), identity=boot_identity(["client", "server"], "client")
+    )
+    router = key(
+        network=vlan_key_args(["client", "router", "server"], "client"),
+        identity=boot_identity(["client", "router", "server"], "client"),
+    )
+    assert webserver == router
+    # Another name or another address is another machine at boot.
+    assert webserver != key(
+        network=vlan_key_args(["client", "server"], "client"), identity=boot_identity(["client", "server"], "server")
+    )
+    assert webserver != key(
+        network=vlan_key_args(["a", "client"], "client"), identity=boot_identity(["a", "client"], "client")
+    )

@@ -23,7 +23,7 @@ from vmtest.core.retry import retry as _retry
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
-from vmtest.net.plan import nic_args, plan, setup_script
+from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
 from vmtest.net.switch import Switch
 from vmtest.vm.channels import NetworkAttachment
 
@@ -71,14 +71,16 @@ class Driver:
         self.snapshots = snapshots  # None: as the environment's run settings say
         self.output_dir: Path | None = None  # where machines put screenshots (set by the plugin)
         sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
+        hosts = hosts_file(self.plans)
         for name in sorted(nodes):
             node = self.plans[name]
             network = NetworkAttachment(
-                tuple(nic_args(node.nics, sockets)),
-                tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
-                setup_script(node, self.plans),
-                self._ensure_switches,
-                tuple(nic_args(node.nics, {vlan: Path(f"/@vlan{vlan}@") for vlan in sockets})),
+                qemu_args=tuple(nic_args(node.nics, sockets)),
+                nic_ids=tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
+                setup_script=setup_script(node),
+                hosts=hosts,
+                ensure_up=self._ensure_switches,
+                key_args=tuple(nic_args(node.nics, {vlan: Path(f"/@vlan{vlan}@") for vlan in sockets})),
             )
             self.machines[name] = self._machine(name, nodes[name], network)
 

@@ -98,8 +98,9 @@ def hosts_file(plans: Mapping[str, NodePlan]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
-    """Shell run in the guest at boot (vmtest-setup.service): NIC names, addresses, /etc/hosts."""
+def setup_script(node: NodePlan) -> str:
+    """Shell run in the guest at boot (vmtest-setup.service): the node's NIC names and addresses
+    (``/etc/hosts``, which names the other nodes, is :func:`hosts_file`, applied apart)."""
     lines = ["set -eu"]
     # Rename in two passes (kernel eth0 may have to become eth1 while eth1 exists).
     for nic in node.nics:
@@ -114,7 +115,6 @@ def setup_script(node: NodePlan, plans: Mapping[str, NodePlan]) -> str:
                 f"ip addr add {nic.ipv4}/24 dev {nic.name}",
                 f"ip -6 addr add {nic.ipv6}/64 dev {nic.name} nodad",
             ]
-    lines.append("cat > /etc/hosts <<'VMTEST_HOSTS'\n" + hosts_file(plans) + "VMTEST_HOSTS")
     return "\n".join(lines) + "\n"
 
 

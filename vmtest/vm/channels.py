@@ -103,6 +103,7 @@ class NetworkAttachment:
 
     qemu_args: tuple[str, ...] = ()
     nic_ids: tuple[str, ...] = ()  # QEMU device ids, for set_link
-    setup_script: str = ""  # run in the guest at boot: names, addresses, /etc/hosts
+    setup_script: str = ""  # run in the guest at boot: its NICs' names and addresses
+    hosts: str = ""  # /etc/hosts naming every node of the network ("": the image's own)
     ensure_up: Callable[[], None] | None = None  # bring the switches up before QEMU connects to them
     key_args: tuple[str, ...] = ()  # qemu_args with placeholder sockets: what a snapshot's key sees

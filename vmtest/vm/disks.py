@@ -72,6 +72,13 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
         raise LaunchError(name, what, str(exc)) from exc
 
 
+def grows_root(config: MachineConfig, image: BootImage) -> bool:
+    """Whether the root file system must grow to a root disk larger than the image's (pure)."""
+    virt = config.virtualisation
+    has_disk = virt.use_default_filesystems and virt.disk_image is not None
+    return has_disk and virt.root_disk_mib(image.disk_mib) > image.disk_mib
+
+
 def prepare(
     name: str,
     config: MachineConfig,
@@ -107,7 +114,7 @@ def prepare(
                 name,
                 logger,
             )
-        grow = size > image.disk_mib
+        grow = grows_root(config, image)
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
         if fresh:

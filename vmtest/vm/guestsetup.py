@@ -19,6 +19,7 @@ from vmtest.core.contract import (
     USER_NIC_MAC,
     USER_NIC_NAME,
     XCHG_GUEST_PATH,
+    ensure_xchg_mounted,
     mount_9p,
     rename_by_mac,
 )
@@ -32,6 +33,7 @@ def script(
     certs: bool = False,
     user_net: bool | None = None,
     extra: str = "",
+    hosts: str = "",
 ) -> str:
     """The whole script; ``network`` is :func:`vmtest.network.setup_script`'s part (VLAN NICs, /etc/hosts).
 
@@ -76,4 +78,37 @@ def script(
             ]
     if extra:
         lines.append(extra.rstrip("\n"))
+    if hosts:
+        lines.append(write_hosts(hosts))
+    return "\n".join(lines) + "\n"
+
+
+def write_hosts(hosts: str) -> str:
+    """Guest shell: ``/etc/hosts`` becomes ``hosts``."""
+    return "cat > /etc/hosts <<'VMTEST_HOSTS'\n" + hosts + "VMTEST_HOSTS"
+
+
+def before_save(config: MachineConfig) -> str:
+    """Guest shell, before a booted snapshot is saved: flush, and unmount the 9p shares (QEMU does not
+    migrate a machine with a mounted 9p export)."""
+    targets = [shlex.quote(share.target) for share in config.virtualisation.shared_directories.values()]
+    return "; ".join(
+        ["sync", *(f"umount {t}" for t in targets), f"umount {XCHG_GUEST_PATH} 2>/dev/null || true", "sync"]
+    )
+
+
+def after_restore(config: MachineConfig, clock: float, hosts: str) -> str:
+    """Guest shell, once a snapshot is restored (or saved): what the snapshot cannot hold, in one command
+    (the first commands after a restore are the slowest): the wall clock (``clock``: the host's time),
+    the 9p shares mounted again, and ``/etc/hosts`` (it names the other nodes of this run's network)."""
+    virt = config.virtualisation
+    q = shlex.quote
+    lines = [
+        f"date -u -s @{clock:.6f} >/dev/null || {{ echo 'vmtest: setting the clock failed' >&2; exit 90; }}",
+        ensure_xchg_mounted(),
+    ]
+    for tag, share in virt.shared_directories.items():
+        lines.append(f"mountpoint -q {q(share.target)} || {mount_9p(tag, share.target, virt.msize)}")
+    if hosts:
+        lines.append(write_hosts(hosts))
     return "\n".join(lines) + "\n"

@@ -139,6 +139,10 @@ class VM:
         return self.network.setup_script
 
     @property
+    def network_hosts(self) -> str:
+        return self.network.hosts
+
+    @property
     def state_dir(self) -> Path | None:
         return self._state_dir
 
@@ -304,9 +308,10 @@ class VM:
     def _fall_back(self, exc: MachineError) -> None:
         assert isinstance(self.start_path, Restore)
         snapshot = self.start_path.snapshot
+        said = self.qemu_output().splitlines()[-1:]  # QEMU's own reason, e.g. "load of migration failed: ..."
+        why = said[0] if said else str(exc).splitlines()[0]
         self.log(
-            f"snapshot {snapshot.key[:12]} could not be restored ({exc.action}: "
-            f"{str(exc).splitlines()[0]}); it is removed, booting cold",
+            f"snapshot {snapshot.key[:12]} could not be restored ({why}); it is removed, booting cold",
             level=logging.WARNING,
         )
         self._abort_launch()
@@ -335,15 +340,8 @@ class VM:
                 return
             start = time.monotonic()
             with self.nested("waiting for the backdoor shell"):
-                while True:
-                    follow = self._until_ready(start, timeout)
-                    if follow is None:
-                        break
-                    with self._lock:  # this launch made what the next one needs (a snapshot): relaunch
-                        self._abort_launch()
-                        self._to(State.STOPPED)
-                        self._next_path = follow
-                    self.launch()
+                while not self._until_ready(start, timeout):
+                    self.launch()  # the snapshot could not be restored: boot instead
             with self._lock:
                 self._to(State.READY)
             self.log(
@@ -351,22 +349,22 @@ class VM:
                 f"({self.start_path.name}; kernel {self.kernel_release})"
             )
 
-    def _until_ready(self, start: float, timeout: float) -> StartPath | None:
-        """One wait for the shell of the current launch; returns the path to relaunch with, if any."""
+    def _until_ready(self, start: float, timeout: float) -> bool:
+        """One wait for the shell of the current launch; False when it must be launched again."""
         channels = self.channels
         assert channels is not None
         try:
             if self._rebooting:
                 self._rebooting = False
                 self.kernel_release = wait_for_boot(self, channels, timeout)
-                return None
+                return True
             self.kernel_release = self.start_path.until_ready(self, channels, timeout)
-            return self.start_path.follow_up()
+            return True
         except RestoreFailed as exc:
             with self._lock:
                 self._fall_back(exc)
                 self._to(State.STOPPED)
-            return self._next_path
+            return False
         except BackdoorClosed:
             raise self.died("booting", start) from None
         except BackdoorTimeout:

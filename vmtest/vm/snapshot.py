@@ -10,11 +10,11 @@ The key is everything that shapes the guest's devices and its state at save
 time: QEMU's command line for this machine with its per-run parts replaced by
 placeholders (state directory, machine name, VLAN sockets) — so every option
 that changes argv is in it by construction — plus the disks' sizes (which
-argv does not show), the image key, QEMU's version, the accelerator (and for
-KVM the host CPU). What differs per run is
-not in the snapshot: the machine's name, addresses, ``/etc/hosts``, shares and
-mounts are the per-run set-up, applied after the restore (see
-:mod:`vmtest.vm.start`).
+argv does not show), the guest's identity (the per-run set-up it runs at boot:
+host name, NIC names and addresses, mounts), the image key, QEMU's version,
+the accelerator (and for KVM the host CPU). What a snapshot cannot hold is
+applied after the restore: the clock, the 9p shares, ``/etc/hosts`` (see
+:mod:`vmtest.vm.restore`).
 """
 
 from __future__ import annotations
@@ -99,13 +99,21 @@ def disk_sizes(config: MachineConfig, image: BootImage) -> list[int]:
 
 
 def snapshot_key(
-    argv: list[str], image_key: str, qemu: str, accel: str, host: str = "", disks: list[int] | None = None
+    argv: list[str],
+    image_key: str,
+    qemu: str,
+    accel: str,
+    host: str = "",
+    disks: list[int] | None = None,
+    identity: str = "",
 ) -> str:
-    """The key of a snapshot (pure): see the module docstring."""
+    """The key of a snapshot (pure): see the module docstring. ``identity``: what the guest is made at
+    boot (:func:`vmtest.vm.restore.identity`)."""
     inputs = {
         "format": FORMAT,
         "argv": argv,
         "disks": disks or [],
+        "identity": identity,
         "image": image_key,
         "qemu": qemu,
         "accel": accel,

@@ -3,8 +3,7 @@
 A start path is a plug-in of the lifecycle (:class:`vmtest.vm.lifecycle.VM`):
 it prepares what its launch needs on the host, says how QEMU's command line
 differs (:class:`~vmtest.vm.argv.Launch`), lets the guest run once the
-channels are attached, waits until the guest's shell answers, and may hand
-over to another start path (:meth:`StartPath.follow_up`).
+channels are attached, and waits until the guest's shell answers.
 
 :class:`ColdBoot` boots the kernel: QEMU starts paused (``-S``) so that the
 channels attach before the first console line, the root overlay, the empty
@@ -51,6 +50,9 @@ class Starting(Protocol):
     @property
     def network_setup(self) -> str: ...
 
+    @property
+    def network_hosts(self) -> str: ...
+
     def is_running(self) -> bool: ...
 
     def console_tail(self, n: int = 20) -> list[str]: ...
@@ -77,30 +79,35 @@ class StartPath(Protocol):
         """
         ...
 
-    def follow_up(self) -> StartPath | None:
-        """Once ready: the start path to relaunch with at once (a saved snapshot is restored), or None."""
-        ...
-
     def close(self) -> None:
         """The launch ended (stopped, failed or superseded): let go of what the path holds."""
         ...
 
 
-def prepare_host(vm: Starting, setup: bool = True, base: Path | None = None, fresh: bool = False) -> None:
-    """Disks (the root overlay on ``base``, default the image) and, with ``setup``, the per-run set-up
-    script and the host's CA bundle in the exchange directory (else none: a generic boot)."""
+def setup_script(vm: Starting, hosts: bool = True) -> str:
+    """The per-run set-up script of this machine (pure): its identity (name, NICs and addresses, mounts,
+    the root's size, certificates) and, with ``hosts``, the ``/etc/hosts`` of its network."""
+    assert vm.image is not None
+    virt = vm.config.virtualisation
+    return guestsetup.script(
+        vm.config,
+        vm.name,
+        vm.network_setup,
+        disks.grows_root(vm.config, vm.image),
+        virt.use_host_certs,
+        hosts=vm.network_hosts if hosts else "",
+    )
+
+
+def prepare_host(vm: Starting, script: str, base: Path | None = None, fresh: bool = False) -> None:
+    """Disks (the root overlay on ``base``, default the image) and the per-run set-up ``script`` (run by
+    vmtest-setup.service at every boot) with the host's CA bundle in the exchange directory."""
     assert vm.image is not None
     paths = vm.paths
     prepared = disks.prepare(vm.name, vm.config, paths, vm.image, vm.logger, base=base, fresh=fresh)
-    script = paths.xchg / SETUP_NAME
-    if not setup:
-        script.unlink(missing_ok=True)
-        return
     if prepared.certs is not None:
         shutil.copyfile(prepared.certs, paths.xchg / CERTS_NAME)
-    script.write_text(
-        guestsetup.script(vm.config, vm.name, vm.network_setup, prepared.grow_root, prepared.certs is not None)
-    )
+    (paths.xchg / SETUP_NAME).write_text(script)
 
 
 def wait_for_boot(vm: Starting, channels: Channels, timeout: float, setup: bool = True) -> str:
@@ -129,7 +136,7 @@ class ColdBoot:
         self.fresh = fresh
 
     def prepare(self, vm: Starting) -> Launch:
-        prepare_host(vm, fresh=self.fresh)
+        prepare_host(vm, setup_script(vm), fresh=self.fresh)
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
@@ -137,9 +144,6 @@ class ColdBoot:
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
         return wait_for_boot(vm, channels, timeout)
-
-    def follow_up(self) -> StartPath | None:
-        return None
 
     def close(self) -> None:
         pass
