@@ -58,9 +58,19 @@ def mount_9p(tag: str, target: str, msize: int | None = None) -> str:
     return f"mount -t 9p -o {mount_options_9p(msize)} {shlex.quote(tag)} {shlex.quote(target)}"
 
 
+def mounted(target: str) -> str:
+    """Guest bash: true when something is mounted at ``target`` (no exec: a builtin read of /proc/mounts)."""
+    return f'[[ $(< /proc/mounts) == *" {target} "* ]]'
+
+
+def ensure_mounted(tag: str, target: str, msize: int | None = None) -> str:
+    """Guest bash: mount the 9p share ``tag`` at ``target`` unless something is mounted there."""
+    return f"{mounted(target)} || {mount_9p(tag, target, msize)}"
+
+
 def ensure_xchg_mounted() -> str:
-    """Guest shell: mount the exchange directory unless it is (exit status 0 when it is there)."""
-    return f"mountpoint -q {XCHG_GUEST_PATH} || {mount_9p(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)}"
+    """Guest bash: mount the exchange directory unless it is (exit status 0 when it is there)."""
+    return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)
 
 
 def xchg_mount_unit() -> str:

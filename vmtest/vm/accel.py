@@ -11,6 +11,7 @@ never a silent fallback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -42,8 +43,10 @@ def requested(accel: str | None = None) -> str:
     return checked
 
 
+@functools.cache
 def host_fingerprint(qemu: str = DEFAULT_QEMU) -> str:
-    """Identifies this host + QEMU, so a cached verdict is not reused elsewhere."""
+    """Identifies this host + QEMU, so a cached verdict is not reused elsewhere (once per process: it
+    runs ``qemu --version``)."""
     try:
         cpu = next(
             (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), ""
