@@ -1,19 +1,12 @@
 """The machine lifecycle: one owner of the QEMU process, its channels and its state.
 
-States and the transitions between them (anything else is a bug)::
-
-    CREATED ──launch──▶ LAUNCHING ──channels attached──▶ RUNNING ──shell answered──▶ READY
-                            │                               │  ▲                        │
-                            └──▶ FAILED ◀── QEMU died ──────┴──┼── reboot ◀─────────────┤
-                                   │                           └────────────────────────┘
-    STOPPED ◀── kill / release ── any; STOPPING ◀── shutdown ── RUNNING | READY ──▶ STOPPED
-    STOPPED | FAILED ──launch──▶ LAUNCHING  (a machine can always be started again)
-
-How a launch reaches READY is the job of a :class:`StartPath` (cold boot
-today, see :mod:`vmtest.vm.start`); everything else — preparing the state
-directory, spawning QEMU, attaching QMP, the serial console and the backdoor,
-noticing QEMU's death, stopping idempotently — happens here, once. QEMU and
-the channels are reached through a :class:`Backend`, so the state machine is
+The states and their transitions are :mod:`vmtest.vm.state`. How a launch
+reaches READY is the job of a :class:`StartPath` (a cold boot,
+:mod:`vmtest.vm.start`; a booted snapshot's save or restore,
+:mod:`vmtest.vm.restore`); everything else — preparing the state directory,
+spawning QEMU, attaching QMP, the serial console and the backdoor, noticing
+QEMU's death, stopping idempotently — happens here, once. QEMU and the
+channels are reached through a :class:`Backend`, so the state machine is
 unit-testable with a fake process and fake channels.
 """
 
@@ -50,7 +43,6 @@ from vmtest.vm.channels import (
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.restore import Choice, Restore, RestoreFailed, choose
-from vmtest.vm.snapshot import remove as remove_snapshot
 from vmtest.vm.start import ColdBoot, StartPath, wait_for_boot
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
@@ -141,6 +133,10 @@ class VM:
     @property
     def network_hosts(self) -> str:
         return self.network.hosts
+
+    @property
+    def network_key(self) -> tuple[str, ...]:
+        return self.network.key_args
 
     @property
     def state_dir(self) -> Path | None:
@@ -290,10 +286,7 @@ class VM:
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
 
     def _choose(self, image: BootImage, accel: str) -> StartPath:
-        if self.snapshots is None:
-            return ColdBoot()
-        host = accel_mod.host_fingerprint(self.config.virtualisation.qemu.binary) if accel == "kvm" else ""
-        return choose(self.snapshots, self, image, accel, self.network.key_args, host)
+        return ColdBoot() if self.snapshots is None else choose(self.snapshots, self, image, accel)
 
     def _launch_or_fall_back(self, start: float) -> None:
         """Launch; when a snapshot cannot be restored, drop it (one log line) and boot cold instead."""
@@ -307,16 +300,9 @@ class VM:
 
     def _fall_back(self, exc: MachineError) -> None:
         assert isinstance(self.start_path, Restore)
-        snapshot = self.start_path.snapshot
         said = self.qemu_output().splitlines()[-1:]  # QEMU's own reason, e.g. "load of migration failed: ..."
-        why = said[0] if said else str(exc).splitlines()[0]
-        self.log(
-            f"snapshot {snapshot.key[:12]} could not be restored ({why}); it is removed, booting cold",
-            level=logging.WARNING,
-        )
         self._abort_launch()
-        remove_snapshot(self.store.cache, snapshot.key, self.logger)
-        self._next_path = ColdBoot(fresh=True)
+        self._next_path = self.start_path.drop(self, self.store.cache, said[0] if said else str(exc))
 
     def _abort_launch(self) -> None:
         if self.process is not None and self.process.poll() is None:

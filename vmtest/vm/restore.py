@@ -38,6 +38,7 @@ from vmtest.core.log import log
 from vmtest.image import BootImage
 from vmtest.vm import guestsetup
 from vmtest.vm import snapshot as snap
+from vmtest.vm.accel import host_fingerprint
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import BackdoorTimeout
 from vmtest.vm.channels import Channels
@@ -161,6 +162,17 @@ class Restore:
     def close(self) -> None:
         pass
 
+    def drop(self, vm: Starting, cache: Cache, why: str) -> StartPath:
+        """This snapshot cannot be restored (``why``): say so in one line, remove it; boot cold instead."""
+        log(
+            vm.logger,
+            f"{vm.name}: snapshot {self.snapshot.key[:12]} could not be restored "
+            f"({why.splitlines()[0] if why else 'no reason given'}); it is removed, booting cold",
+            level=logging.WARNING,
+        )
+        snap.remove(cache, self.snapshot.key, vm.logger)
+        return ColdBoot(fresh=True)
+
 
 class Choice:
     """What :func:`choose` needs besides the machine: the cache, the setting, --vm-rebuild."""
@@ -180,11 +192,10 @@ def identity(vm: Starting) -> str:
     return text
 
 
-def choose(
-    choice: Choice, vm: Starting, image: BootImage, accel: str, network_key: tuple[str, ...], host: str
-) -> StartPath:
+def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartPath:
     """The start path of this launch (see the module docstring)."""
     config = vm.config
+    host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     if not choice.enabled:
         return ColdBoot()
     why = snap.ineligible(vm.name, config, vm.paths)
@@ -192,7 +203,7 @@ def choose(
         vm.logger.debug("%s: not from a snapshot: %s", vm.name, why)
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
-    argv = snap.key_argv(config, image, accel, network_key)
+    argv = snap.key_argv(config, image, accel, vm.network_key)
     key = snap.snapshot_key(argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm))
     if choice.rebuild(key):
         snap.remove(choice.cache, key, vm.logger)

@@ -1,5 +1,14 @@
-"""The states of a machine's lifecycle and the transitions allowed between them (:mod:`vmtest.vm.lifecycle`
-draws them)."""
+"""The states of a machine's lifecycle (:mod:`vmtest.vm.lifecycle`) and the transitions allowed between them.
+
+Anything but these transitions is a bug::
+
+    CREATED ──launch──▶ LAUNCHING ──channels attached──▶ RUNNING ──shell answered──▶ READY
+                            │                               │  ▲                        │
+                            └──▶ FAILED ◀── QEMU died ──────┴──┼── reboot ◀─────────────┤
+                                   │                           └────────────────────────┘
+    STOPPED ◀── kill / release ── any; STOPPING ◀── shutdown ── RUNNING | READY ──▶ STOPPED
+    STOPPED | FAILED ──launch──▶ LAUNCHING  (a machine can always be started again)
+"""
 
 from __future__ import annotations
 
