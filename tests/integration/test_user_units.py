@@ -29,8 +29,9 @@ USER_UNITS = MachineConfig(
 
 def test_user_units(vm_factory) -> None:
     vm = vm_factory("users", USER_UNITS)
-    vm.wait_for_unit("user@1000.service", timeout=120)
-    vm.wait_for_unit("hello.service", user="alice", timeout=120)
+    # (a user manager starts slowly under TCG on a busy host: generous limits)
+    vm.wait_for_unit("user@1000.service", timeout=300)
+    vm.wait_for_unit("hello.service", user="alice", timeout=300)
     status, out = vm.systemctl("is-active hello.service", user="alice")
     assert (status, out.strip()) == (0, "active")
     assert vm.get_unit_property("hello.service", "ActiveState", user="alice") == "active"
