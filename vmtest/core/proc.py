@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import shlex
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +157,47 @@ def run(
     return Completed(args, status, "\n".join(lines), elapsed)
 
 
+class _Spawner:
+    """The one thread that starts long-running children.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a child exits, not the process: a QEMU
+    started from a short-lived worker thread would be killed with it. So every long-running child is
+    forked here, by a daemon thread that lives as long as the process (and, at its end, takes the
+    children with it). Process-wide by nature, like the signal it serves; created on first use.
+    """
+
+    _instance: _Spawner | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]]
+        self._requests = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="vmtest-spawner", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def get(cls) -> _Spawner:
+        with cls._instance_lock:
+            if cls._instance is None or not cls._instance._thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def _serve(self) -> None:
+        while True:
+            start, future = self._requests.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    def run(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        if threading.current_thread() is self._thread:
+            return start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((start, future))
+        return future.result()
+
+
 def spawn(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -165,21 +208,24 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a long-running program (QEMU, vde_switch) with stdout+stderr to a file.
 
-    The child dies with the *thread* that spawned it (``PR_SET_PDEATHSIG``
-    semantics), so call this from a thread that outlives the child, normally
-    the main thread. The caller owns the returned process and must reap it
-    (:func:`kill_group`).
+    The child gets ``PR_SET_PDEATHSIG`` (SIGKILL) and its own session; it is forked by vmtest's
+    spawner thread (:class:`_Spawner`), so any thread may call this and the child lives until its
+    owner kills it (:func:`kill_group`) or the process ends.
     """
     args = [os.fspath(a) for a in argv]
     log(logger, "$ " + shlex.join(args), level=logging.DEBUG)
     full_env = None if env is None else {**os.environ, **env}
-    with open(stdout, "ab") as out:
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
-        )
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(stdout, "ab") as out:
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+
+    return _Spawner.get().run(start)

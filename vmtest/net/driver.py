@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,6 +64,7 @@ class Driver:
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self.polling_conditions: list[PollingCondition] = []
         self._switches_up = False
+        self._switch_lock = threading.Lock()
         self.aborted: str | None = None
         #: The machines by name.
         self.machines: dict[str, Machine] = {}
@@ -126,37 +128,37 @@ class Driver:
             machine.output_dir = path
 
     def _ensure_switches(self) -> None:
-        if not self._switches_up:
-            for switch in self.switches.values():
-                switch.start()
-            self._switches_up = True
+        with self._switch_lock:  # machines launch in parallel
+            if not self._switches_up:
+                for switch in self.switches.values():
+                    switch.start()
+                self._switches_up = True
+
+    def _each(self, action: Callable[[Machine], object]) -> None:
+        """``action`` on every machine at once (one thread each); the first error is raised."""
+        machines = list(self.machines.values())
+        if len(machines) == 1:
+            action(machines[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(machines), thread_name_prefix="vmtest-start") as pool:
+            futures = [pool.submit(action, m) for m in machines]
+            errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
 
     def start_all(self) -> None:
-        """Launch every machine (they boot in parallel); images are built first, in parallel."""
+        """Launch every machine at once: images are built (or found) in parallel, then every machine is
+        booted or restored in parallel. Returns once all of them run (not waiting for their shells)."""
         with nested(self.logger, "starting all machines"):
-            errors: list[BaseException] = []
-
-            def build(m: Machine) -> None:
-                try:
-                    self.store.get(m.config)
-                except BaseException as exc:  # re-raised below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=build, args=(m,)) for m in self.machines.values()]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
-            # QEMU is spawned from this (long-lived) thread: it dies with its spawning thread.
-            for machine in self.machines.values():
-                machine.start()
+            self._each(lambda m: self.store.get(m.config))
+            self._each(lambda m: m.start())
 
     def join_all(self) -> None:
-        """Wait until every machine's backdoor shell answers."""
-        for machine in self.machines.values():
-            machine.connect()
+        """Wait until every machine's backdoor shell answers (starting those that are not running), all at
+        once."""
+        with nested(self.logger, "waiting for every machine's shell"):
+            self._each(lambda m: m.connect())
 
     @contextmanager
     def subtest(self, name: str) -> Iterator[None]:
