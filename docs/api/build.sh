@@ -9,6 +9,6 @@ sphinx=sphinx-build
 [ -x "$repo/.venv/bin/sphinx-build" ] && sphinx="$repo/.venv/bin/sphinx-build"
 build="$repo/docs/api/_build"
 "$sphinx" -W --keep-going -q -E -d "$build/doctrees" -b html "$repo/docs/api" "$build/html"
-"$sphinx" -W --keep-going -q -d "$build/doctrees" -b text "$repo/docs/api" "$build/text"
+"$sphinx" -W --keep-going -q -E -d "$build/doctrees" -b text "$repo/docs/api" "$build/text"
 cp "$build/text/index.txt" "$repo/docs/api.txt"
 echo "docs/api.txt and $build/html/index.html are up to date"
