@@ -303,3 +303,42 @@ def test_gc_everything(tmp_path: Path) -> None:
     assert sorted(removed) == ["debs", "images/i", "kernels/k"]
     assert cache.entries() == []
     assert not (tmp_path / "debs").exists()
+
+
+def test_gc_removes_snapshots_that_are_old_or_whose_image_goes(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "old-image", Builder({"kernel_key": "k"}), LOG)
+    cache.build("images", "kept-image", Builder({"kernel_key": "k"}), LOG)
+    cache.build("kernels", "k", Builder(), LOG)
+    cache.build("snapshots", "of-old-image", Builder({"image_key": "old-image"}), LOG)
+    cache.build("snapshots", "old-of-kept-image", Builder({"image_key": "kept-image"}), LOG)
+    cache.build("snapshots", "fresh-of-kept-image", Builder({"image_key": "kept-image"}), LOG)
+    cache.build("snapshots", "of-a-missing-image", Builder({"image_key": "gone"}), LOG)
+    age(cache, "images", "old-image", 10)
+    age(cache, "snapshots", "old-of-kept-image", 10)
+
+    removed = cache.gc(max_age_days=7)
+
+    assert sorted(removed) == [
+        "images/old-image",
+        "snapshots/of-a-missing-image",
+        "snapshots/of-old-image",
+        "snapshots/old-of-kept-image",
+    ]
+    assert sorted(e.key for e in cache.entries()) == ["fresh-of-kept-image", "k", "kept-image"]
+
+
+def test_a_reservation_is_exclusive_and_publishes_or_leaves_nothing(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    held = cache.reserve("snapshots", "s")
+    assert held is not None and held.tmp.is_dir()
+    assert cache.reserve("snapshots", "s") is None  # another saver does not wait: it gets nothing
+    (held.tmp / "state").write_bytes(b"saved")
+    held.abandon()
+    assert cache.lookup("snapshots", "s") is None and tmp_contents(cache) == []
+    again = cache.reserve("snapshots", "s")
+    assert again is not None
+    (again.tmp / "state").write_bytes(b"saved")
+    path = again.publish({"image_key": "i"})
+    assert cache.lookup("snapshots", "s") == path and (path / "state").read_bytes() == b"saved"
+    assert cache.reserve("snapshots", "s") is not None  # the lock was let go
