@@ -9,10 +9,10 @@ shares (QEMU refuses to migrate a machine with a mounted 9p export) and
 ``/etc/hosts`` (it names the other nodes of this run's network).
 
 * :class:`SaveSnapshot`: the first start of a machine whose snapshot is
-  missing. A cold boot (identity set-up only) to the end of the boot
-  (``is-system-running``); the guest syncs and unmounts its 9p shares; QEMU
-  saves it into the cache (:func:`vmtest.vm.snapshot.save`) and the machine
-  goes on running.
+  missing. A cold boot (identity set-up only) until the backdoor answers (the
+  point a cold boot hands the machine to the test); the guest syncs and
+  unmounts its 9p shares; QEMU saves it into the cache
+  (:func:`vmtest.vm.snapshot.save`) and the machine goes on running.
 * :class:`Restore`: QEMU starts with ``-incoming`` from the saved state on a
   fresh overlay above the saved disk; the boot's console log is replayed into
   the console's history. QEMU makes a new ``vmgenid`` GUID at every start, so
@@ -45,9 +45,6 @@ from vmtest.vm.channels import Channels
 from vmtest.vm.disks import HOST_CA_BUNDLE
 from vmtest.vm.paths import root_disk
 from vmtest.vm.start import ColdBoot, Starting, StartPath, prepare_host, setup_script, wait_for_boot
-
-SETTLE = "systemctl is-system-running --wait >/dev/null 2>&1 || true"
-
 
 class RestoreFailed(MachineError):
     """A snapshot could not be restored (the lifecycle then boots cold instead)."""
@@ -92,9 +89,9 @@ class SaveSnapshot:
         channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        start = time.monotonic()
+        # Saved as soon as the shell answers, like a cold boot's first command: what the boot still has
+        # to do goes on after each restore (waiting for the whole boot here cost 20-40 s under TCG).
         release = wait_for_boot(vm, channels, timeout)
-        channels.shell.run(SETTLE, max(30.0, timeout - (time.monotonic() - start)))
         channels.shell.run(guestsetup.before_save(vm.config), 60)
         try:
             extra = snap.save(
