@@ -46,6 +46,7 @@ from vmtest.vm.disks import HOST_CA_BUNDLE
 from vmtest.vm.paths import root_disk
 from vmtest.vm.start import ColdBoot, Starting, StartPath, prepare_host, setup_script, wait_for_boot
 
+
 class RestoreFailed(MachineError):
     """A snapshot could not be restored (the lifecycle then boots cold instead)."""
 
