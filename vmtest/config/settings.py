@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
 from vmtest.config.validators import choice, host_path, seconds, yes_no
@@ -47,6 +47,18 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     return Path(base).expanduser().absolute() / "vmtest"
 
 
+class _Names(TypedDict):
+    flag: str
+    env: str
+    ini: str
+
+
+def names(setting: str) -> _Names:
+    """The flag, environment variable and ini key of ``setting``, by the one convention they all follow:
+    ``cache_dir`` is ``--vm-cache-dir``, ``VMTEST_CACHE_DIR`` and ``vm_cache_dir``."""
+    return {"flag": f"--vm-{setting.replace('_', '-')}", "env": f"VMTEST_{setting.upper()}", "ini": f"vm_{setting}"}
+
+
 class SettingNames(NamedTuple):
     """Where a setting can be given (every setting declares all three)."""
 
@@ -65,17 +77,13 @@ class Settings:
         "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
         "error if KVM does not work) or tcg (software emulation).",
         choice(ACCELERATORS),
-        flag="--vm-accel",
-        env="VMTEST_ACCEL",
-        ini="vm_accel",
+        **names("accel"),
     )
     cache_dir: Path = option(
         None,
         "Image cache directory (images, kernels, downloaded packages, the KVM verdict).",
         host_path,
-        flag="--vm-cache-dir",
-        env="VMTEST_CACHE_DIR",
-        ini="vm_cache_dir",
+        **names("cache_dir"),
         env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
     )
@@ -84,9 +92,7 @@ class Settings:
         "Where failed tests leave console logs, screenshots and journals (a directory "
         "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
         host_path,
-        flag="--vm-output-dir",
-        env="VMTEST_OUTPUT_DIR",
-        ini="vm_output_dir",
+        **names("output_dir"),
         default_text="./vmtest-output",
     )
     keep_state: bool = option(
@@ -95,35 +101,27 @@ class Settings:
         "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
         "starts from a fresh state.",
         yes_no,
-        flag="--vm-keep-state",
-        env="VMTEST_KEEP_STATE",
-        ini="vm_keep_state",
+        **names("keep_state"),
     )
     rebuild: bool = option(
         False,
         "Rebuild every image this session uses, once, even if cached.",
         yes_no,
-        flag="--vm-rebuild",
-        env="VMTEST_REBUILD",
-        ini="vm_rebuild",
+        **names("rebuild"),
     )
     snapshots: str = option(
         "on",
         "Start machines from booted snapshots: on (the first start of a configuration boots and saves the "
         "booted machine in the cache; later starts restore it in a fraction of a boot) or off (always boot).",
         choice(SNAPSHOT_MODES),
-        flag="--vm-snapshots",
-        env="VMTEST_SNAPSHOTS",
-        ini="vm_snapshots",
+        **names("snapshots"),
     )
     global_timeout: float = option(
         3600.0,
         "Kill the machines of a test still running after this many seconds: the hung call fails at "
         "once and the report says why.",
         seconds,
-        flag="--vm-global-timeout",
-        env="VMTEST_GLOBAL_TIMEOUT",
-        ini="vm_global_timeout",
+        **names("global_timeout"),
     )
 
     def __post_init__(self) -> None:
