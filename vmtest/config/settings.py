@@ -53,7 +53,7 @@ class _Names(TypedDict):
     ini: str
 
 
-def names(setting: str) -> _Names:
+def conventional_names(setting: str) -> _Names:
     """The flag, environment variable and ini key of ``setting``, by the one convention they all follow:
     ``cache_dir`` is ``--vm-cache-dir``, ``VMTEST_CACHE_DIR`` and ``vm_cache_dir``."""
     return {"flag": f"--vm-{setting.replace('_', '-')}", "env": f"VMTEST_{setting.upper()}", "ini": f"vm_{setting}"}
@@ -77,13 +77,13 @@ class Settings:
         "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
         "error if KVM does not work) or tcg (software emulation).",
         choice(ACCELERATORS),
-        **names("accel"),
+        **conventional_names("accel"),
     )
     cache_dir: Path = option(
         None,
         "Image cache directory (images, kernels, downloaded packages, the KVM verdict).",
         host_path,
-        **names("cache_dir"),
+        **conventional_names("cache_dir"),
         env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
     )
@@ -92,7 +92,7 @@ class Settings:
         "Where failed tests leave console logs, screenshots and journals (a directory "
         "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
         host_path,
-        **names("output_dir"),
+        **conventional_names("output_dir"),
         default_text="./vmtest-output",
     )
     keep_state: bool = option(
@@ -101,27 +101,27 @@ class Settings:
         "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
         "starts from a fresh state.",
         yes_no,
-        **names("keep_state"),
+        **conventional_names("keep_state"),
     )
     rebuild: bool = option(
         False,
         "Rebuild every image this session uses, once, even if cached.",
         yes_no,
-        **names("rebuild"),
+        **conventional_names("rebuild"),
     )
     snapshots: str = option(
         "on",
         "Start machines from booted snapshots: on (the first start of a configuration boots and saves the "
         "booted machine in the cache; later starts restore it in a fraction of a boot) or off (always boot).",
         choice(SNAPSHOT_MODES),
-        **names("snapshots"),
+        **conventional_names("snapshots"),
     )
     global_timeout: float = option(
         3600.0,
         "Kill the machines of a test still running after this many seconds: the hung call fails at "
         "once and the report says why.",
         seconds,
-        **names("global_timeout"),
+        **conventional_names("global_timeout"),
     )
 
     def __post_init__(self) -> None:
