@@ -94,6 +94,28 @@ INTERACTIVE_PARAM = "vmtest.interactive"  # vmtest-interactive.service: root she
 PROBE_PARAM = "vmtest.probe"  # stage 1: print PROBE_OK and power off (accelerator probe)
 PROBE_OK = "PROBE-OK"
 
+# Stage 1 loads the modules of the group "base" and of the groups this parameter names
+# (``vmtest.modules=virtio,net``; without it, every group): one initrd per kernel serves every
+# configuration, and a boot loads only what its configuration needs.
+MODULES_PARAM = "vmtest.modules"
+STAGE1_BASE_GROUP = "base"
+# group -> the modules stage 1 loads for it (each with its dependencies), in this order.
+STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
+    # Always: the PCI transport, the backdoor's console, the root's file system, the exchange directory.
+    STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p"),
+    # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).
+    "virtio": ("virtio_blk",),
+    "scsi": ("virtio_scsi", "sd_mod"),
+    "ide": ("ata_piix", "sd_mod"),
+    # disk_image=None: the image read-only under a tmpfs overlay.
+    "overlay": ("overlay",),
+    # NICs (VLANs, user-mode networking): the per-run set-up names and addresses them before udev runs.
+    "net": ("virtio_net",),
+    # graphics: the std VGA's DRM driver, so that the framebuffer console has its final resolution
+    # before the first command (its take-over later stalls VT switches for many seconds under TCG).
+    "display": ("bochs",),
+}
+
 # -- networks -------------------------------------------------------------------------------
 
 USER_NET = "10.0.2.0/24"

@@ -3,9 +3,12 @@
 The kernel package is resolved through the host's apt (its version is part
 of every image key), downloaded once into the cache's deb directory and
 unpacked into a ``kernels/<key>`` cache entry holding ``vmlinuz``,
-``initrd.gz`` (busybox + the virtio/ext4/overlay/9p modules with their
-dependencies, and the ``init`` script next to this file) and a pruned module
-tree that image builds copy into each root file system.
+``initrd`` (busybox, the stage-1 module groups of
+:data:`vmtest.core.contract.STAGE1_MODULE_GROUPS` with their dependencies, and
+the ``init`` script next to this file) and a pruned module tree that image
+builds copy into each root file system. One initrd serves every
+configuration: the ``vmtest.modules=`` kernel parameter picks the groups a
+boot loads.
 """
 
 from __future__ import annotations
@@ -23,28 +26,13 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.core.cache import Cache
+from vmtest.core.contract import STAGE1_MODULE_GROUPS
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import nested
 from vmtest.core.proc import ProcessError, run
 
-KERNEL_BUILDER_VERSION = "2"
+KERNEL_BUILDER_VERSION = "3"
 META_PACKAGE = "linux-image-amd64"
-
-# Modules the stage-1 initrd loads (with their dependencies), in this order.
-STAGE1_MODULES = (
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_scsi",
-    "sd_mod",
-    "ata_piix",
-    "virtio_net",
-    "virtio_console",
-    "virtio_rng",
-    "ext4",
-    "overlay",
-    "9pnet_virtio",
-    "9p",
-)
 
 # Parts of the module tree no virtual machine of ours can use (real hardware
 # radios, GPUs, media, sound...). Dropping them makes images ~200 MiB smaller.
@@ -176,10 +164,10 @@ def download_deb(cache: Cache, package: str, version: str, logger: logging.Logge
     return path
 
 
-def _module_closure(root: Path, release: str, logger: logging.Logger) -> list[str]:
-    """Paths (relative to ``root``) of the stage-1 modules and their dependencies, in load order."""
+def _module_closure(root: Path, release: str, modules: tuple[str, ...], logger: logging.Logger) -> list[str]:
+    """Paths (relative to ``root``) of ``modules`` and their dependencies, in load order."""
     ordered: list[str] = []
-    for mod in STAGE1_MODULES:
+    for mod in modules:
         out = run(
             ["modprobe", "-d", root, "-S", release, "--show-depends", mod],
             what=f"resolving module {mod}",
@@ -192,6 +180,11 @@ def _module_closure(root: Path, release: str, logger: logging.Logger) -> list[st
                 if rel not in ordered:
                     ordered.append(rel)
     return ordered
+
+
+def _module_groups(root: Path, release: str, logger: logging.Logger) -> dict[str, list[str]]:
+    """group -> the module paths its ``modules/<group>.list`` names (a group's closure, in load order)."""
+    return {group: _module_closure(root, release, modules, logger) for group, modules in STAGE1_MODULE_GROUPS.items()}
 
 
 def _cpio_gzip(src: Path, dest: Path, logger: logging.Logger) -> None:
@@ -236,12 +229,16 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
             init = initrd_root / "init"
             init.write_bytes(_guest_file("init"))
             init.chmod(0o755)
-            mods = _module_closure(unpacked, release, logger)
-            for rel in mods:
-                dest = initrd_root / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(unpacked / rel, dest)
-            (initrd_root / "modules.list").write_text("".join(f"/{rel}\n" for rel in mods))
+            groups = _module_groups(unpacked, release, logger)
+            (initrd_root / "modules").mkdir()
+            for group, mods in groups.items():
+                for rel in mods:
+                    dest = initrd_root / rel
+                    if not dest.exists():
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(unpacked / rel, dest)
+                (initrd_root / "modules" / f"{group}.list").write_text("".join(f"/{rel}\n" for rel in mods))
+            (initrd_root / "modules" / "all").write_text(",".join(groups) + "\n")
             _cpio_gzip(initrd_root, tmp / "initrd.gz", logger)
             shutil.rmtree(initrd_root)
         bzimage = unpacked / "boot" / f"vmlinuz-{release}"
