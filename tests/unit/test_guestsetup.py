@@ -16,7 +16,12 @@ def _valid_sh(text: str) -> None:
 def test_the_least_a_script_does_is_naming_the_machine() -> None:
     text = script(MachineConfig(), "box-1")
     _valid_sh(text)
-    assert text.splitlines() == ["set -eu", "echo box-1 > /proc/sys/kernel/hostname", "echo box-1 > /etc/hostname"]
+    assert text.splitlines() == [
+        "set -eu",
+        "echo box-1 > /proc/sys/kernel/hostname",
+        "echo box-1 > /etc/hostname",
+        ": > /run/vmtest-setup.done",  # the last step: the host's cheap check that all went well
+    ]
 
 
 def test_mounts_resize_certs(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import shlex
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
     CERTS_NAME,
+    SETUP_DONE,
     USER_GUEST_IP,
     USER_NIC_MAC,
     USER_NIC_NAME,
@@ -76,4 +77,5 @@ def script(
             ]
     if extra:
         lines.append(extra.rstrip("\n"))
+    lines.append(f": > {SETUP_DONE}")  # the host's sign that every step above succeeded
     return "\n".join(lines) + "\n"
