@@ -13,7 +13,6 @@ boot loads.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import nested
 from vmtest.core.proc import ProcessError, run
 
-KERNEL_BUILDER_VERSION = "3"
+KERNEL_BUILDER_VERSION = "4"
 META_PACKAGE = "linux-image-amd64"
 
 # Parts of the module tree no virtual machine of ours can use (real hardware
@@ -187,7 +186,9 @@ def _module_groups(root: Path, release: str, logger: logging.Logger) -> dict[str
     return {group: _module_closure(root, release, modules, logger) for group, modules in STAGE1_MODULE_GROUPS.items()}
 
 
-def _cpio_gzip(src: Path, dest: Path, logger: logging.Logger) -> None:
+def _cpio(src: Path, dest: Path, logger: logging.Logger) -> None:
+    """``src`` as an uncompressed newc cpio archive: under TCG the kernel unpacks it ~0.3 s faster than a
+    gzipped one (inflating ~8 MiB in emulated code), and QEMU loads the few extra MiB in no time."""
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
     proc = subprocess.run(
         ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
@@ -198,7 +199,7 @@ def _cpio_gzip(src: Path, dest: Path, logger: logging.Logger) -> None:
     )
     if proc.returncode != 0:
         raise ImageBuildError("packing the initrd", proc.stderr.decode(errors="replace"))
-    dest.write_bytes(gzip.compress(proc.stdout, compresslevel=6))
+    dest.write_bytes(proc.stdout)
 
 
 def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
@@ -218,7 +219,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
                 shutil.rmtree(tree / rel, ignore_errors=True)
             run(["depmod", "-b", unpacked, release], what="depmod", logger=logger)
         with nested(logger, "building the stage-1 initrd"):
-            initrd_root = tmp / "initrd"
+            initrd_root = tmp / "initrd-root"
             (initrd_root / "bin").mkdir(parents=True)
             busybox = shutil.which("busybox") or "/bin/busybox"
             if not is_static(busybox):
@@ -239,7 +240,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
                         shutil.copy2(unpacked / rel, dest)
                 (initrd_root / "modules" / f"{group}.list").write_text("".join(f"/{rel}\n" for rel in mods))
             (initrd_root / "modules" / "all").write_text(",".join(groups) + "\n")
-            _cpio_gzip(initrd_root, tmp / "initrd.gz", logger)
+            _cpio(initrd_root, tmp / "initrd", logger)
             shutil.rmtree(initrd_root)
         bzimage = unpacked / "boot" / f"vmlinuz-{release}"
         config_text = (unpacked / "boot" / f"config-{release}").read_text(errors="replace")
@@ -259,7 +260,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
     with nested(logger, f"kernel {spec.package} {spec.version}", level=logging.DEBUG):
         path = cache.build("kernels", spec.key, builder, logger)
     meta = json.loads((path / "meta.json").read_text())
-    return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd.gz", path / "modules")
+    return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd", path / "modules")
 
 
 def is_static(path: str) -> bool:
