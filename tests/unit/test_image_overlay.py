@@ -1,0 +1,33 @@
+"""What vmtest adds to every image (the overlay copied over the guest's /), without building one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vmtest import MachineConfig
+from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, stage_overlay
+
+
+def test_masked_units_and_generators_are_links_to_dev_null(tmp_path: Path) -> None:
+    stage_overlay(MachineConfig(), tmp_path)
+    for unit in MASKED_UNITS:
+        assert os.readlink(tmp_path / "etc/systemd/system" / unit) == "/dev/null"
+    for generator in MASKED_GENERATORS:
+        assert os.readlink(tmp_path / "etc/systemd/system-generators" / generator) == "/dev/null"
+    # what tests rely on stays: fstab, rc.local, SysV scripts, kernel-command-line units, tty gettys
+    kept = {
+        "systemd-fstab-generator",
+        "systemd-rc-local-generator",
+        "systemd-sysv-generator",
+        "systemd-debug-generator",
+    }
+    assert not kept & set(MASKED_GENERATORS)
+    assert not {"getty@tty1.service", "getty-static.service", "systemd-journald.service"} & set(MASKED_UNITS)
+
+
+def test_module_blacklist_stops_only_automatic_loading(tmp_path: Path) -> None:
+    stage_overlay(MachineConfig(), tmp_path)
+    conf = (tmp_path / "etc/modprobe.d/vmtest.conf").read_text().splitlines()
+    assert [line for line in conf if not line.startswith("#")] == [f"blacklist {m}" for m in BLACKLISTED_MODULES]
+    assert "floppy" in BLACKLISTED_MODULES
