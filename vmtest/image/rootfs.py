@@ -52,8 +52,10 @@ MASKED_UNITS = (
 # Generators systemd runs (each an exec, 0.1-0.3 s under TCG) before it starts any unit, for
 # configurations a test guest does not have: dm-crypt/dm-integrity/dm-verity tables and kernel
 # parameters, GPT partition discovery (the root disk has no partition table), resuming from
-# hibernation, offline system updates, and gettys on the kernel consoles (ttyS0 and hvc0 belong to
-# the driver; tty1-6 get theirs from getty.target as before). Masked like units: a link to
+# hibernation, offline system updates, gettys on the kernel consoles (ttyS0 and hvc0 belong to
+# the driver; tty1-6 get theirs from getty.target as before) and the systemd.run= kernel parameter
+# (a test has the backdoor, `services` and `units`). Kept: fstab, rc.local, SysV scripts and
+# systemd.mask=/wants= on the kernel command line (debug). Masked like units: a link to
 # /dev/null in /etc/systemd/system-generators; an image that needs one removes the link in a
 # build command.
 MASKED_GENERATORS = (
@@ -64,6 +66,7 @@ MASKED_GENERATORS = (
     "systemd-hibernate-resume-generator",
     "systemd-system-update-generator",
     "systemd-getty-generator",
+    "systemd-run-generator",
 )
 
 # Drivers udev would load for devices of QEMU's pc machine that no test uses: the floppy controller
