@@ -107,7 +107,7 @@ DEFAULT_TCG = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
-    "module_blacklist=kvm_amd,kvm_intel",
+    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -172,7 +172,7 @@ CUSTOM_TCG = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
-    "module_blacklist=kvm_amd,kvm_intel foo=bar",
+    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
