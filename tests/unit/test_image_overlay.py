@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from vmtest import MachineConfig
+from vmtest.core.contract import CRITICAL_NICE, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, stage_overlay
 
 
@@ -31,3 +32,14 @@ def test_module_blacklist_stops_only_automatic_loading(tmp_path: Path) -> None:
     conf = (tmp_path / "etc/modprobe.d/vmtest.conf").read_text().splitlines()
     assert [line for line in conf if not line.startswith("#")] == [f"blacklist {m}" for m in BLACKLISTED_MODULES]
     assert "floppy" in BLACKLISTED_MODULES
+
+
+def test_the_units_before_the_backdoor_are_dispatched_first(tmp_path: Path) -> None:
+    # systemd orders queued jobs of one type by nice value, then by name: without it, vmtest-setup
+    # would start after every systemd-* service of the early boot
+    stage_overlay(MachineConfig(), tmp_path)
+    setup = (tmp_path / "etc/systemd/system" / SETUP_UNIT).read_text()
+    mount = (tmp_path / "etc/systemd/system" / XCHG_MOUNT_UNIT).read_text()
+    assert CRITICAL_NICE < 0
+    assert f"\nNice={CRITICAL_NICE}\n" in setup
+    assert f"\nNice={CRITICAL_NICE}\n" in mount

@@ -63,6 +63,14 @@ def ensure_xchg_mounted() -> str:
     return f"mountpoint -q {XCHG_GUEST_PATH} || {mount_9p(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)}"
 
 
+# The units between systemd's start and the backdoor (this mount, then vmtest-setup.service) run
+# niced: systemd dispatches queued jobs of one unit type by nice value, then by name, so they come
+# first among the mounts and services of the early boot (else "vmtest-setup" comes last, after every
+# "systemd-*" service: under TCG each job systemd starts is a fork of PID 1 costing ~0.1 s), and
+# get a bigger share of the one vCPU meanwhile. Both are short-lived (mount; a oneshot script).
+CRITICAL_NICE = -5
+
+
 def xchg_mount_unit() -> str:
     """The systemd mount unit that mounts the exchange directory early in every boot."""
     return (
@@ -76,7 +84,8 @@ def xchg_mount_unit() -> str:
         f"What={XCHG_TAG}\n"
         f"Where={XCHG_GUEST_PATH}\n"
         "Type=9p\n"
-        f"Options={mount_options_9p(XCHG_MSIZE)}\n\n"
+        f"Options={mount_options_9p(XCHG_MSIZE)}\n"
+        f"Nice={CRITICAL_NICE}\n\n"
         "[Install]\n"
         "WantedBy=local-fs.target\n"
     )
