@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from vmtest import MachineConfig
 from vmtest.core.contract import CRITICAL_NICE, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, stage_overlay
@@ -43,3 +45,21 @@ def test_the_units_before_the_backdoor_are_dispatched_first(tmp_path: Path) -> N
     assert CRITICAL_NICE < 0
     assert f"\nNice={CRITICAL_NICE}\n" in setup
     assert f"\nNice={CRITICAL_NICE}\n" in mount
+
+
+def test_the_kernel_key_follows_the_stage1_module_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmtest.core import contract
+    from vmtest.image import kernel
+
+    spec = kernel.KernelSpec("linux-image-6.1.0-56-amd64", "6.1.192-2")
+    before = spec.key
+    changed = {**contract.STAGE1_MODULE_GROUPS, "ide": ("ata_piix", "sd_mod")}
+    monkeypatch.setattr(kernel, "STAGE1_MODULE_GROUPS", changed)
+    assert spec.key != before  # a changed group list builds a new initrd, not a stale cached one
+
+
+def test_sd_mod_is_loaded_before_the_ide_host_driver() -> None:
+    from vmtest.core.contract import STAGE1_MODULE_GROUPS
+
+    ide = STAGE1_MODULE_GROUPS["ide"]
+    assert ide.index("sd_mod") < ide.index("ata_piix")

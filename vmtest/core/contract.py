@@ -117,8 +117,10 @@ STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
     STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p"),
     # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).
     "virtio": ("virtio_blk",),
+    # (sd_mod before ata_piix, as before the groups: loaded after it, sd_mod bound the two IDE disks
+    # in the wrong order and the root became sdb)
     "scsi": ("virtio_scsi", "sd_mod"),
-    "ide": ("ata_piix", "sd_mod"),
+    "ide": ("sd_mod", "ata_piix"),
     # disk_image=None: the image read-only under a tmpfs overlay.
     "overlay": ("overlay",),
     # NICs (VLANs, user-mode networking): the per-run set-up names and addresses them before udev runs.

@@ -70,8 +70,9 @@ class KernelSpec:
 
     @property
     def key(self) -> str:
+        groups = json.dumps(STAGE1_MODULE_GROUPS, sort_keys=True)  # what the initrd holds and in which order
         digest = hashlib.sha256(
-            (self.package + self.version + KERNEL_BUILDER_VERSION + _guest_file("init").decode()).encode()
+            (self.package + self.version + KERNEL_BUILDER_VERSION + _guest_file("init").decode() + groups).encode()
         ).hexdigest()
         return f"{self.package}_{self.version}_{digest[:12]}".replace(":", "_")
 
