@@ -61,10 +61,26 @@ def load1() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def guest_marks(dmesg: str, backdoor_usec: str) -> dict[str, float]:
+# systemd's own milestones (CLOCK_MONOTONIC, the clock dmesg uses): `systemctl show` property -> name.
+SYSTEMD_MARKS = {
+    "GeneratorsStartTimestampMonotonic": "systemd runs its generators",
+    "GeneratorsFinishTimestampMonotonic": "generators done",
+    "UnitsLoadStartTimestampMonotonic": "systemd loads units",
+    "UnitsLoadFinishTimestampMonotonic": "units loaded (jobs start)",
+}
+SYSTEMD_SHOW = (
+    f"systemctl show -p {','.join(SYSTEMD_MARKS)}; "
+    "echo ExecMainStart=$(systemctl show -P ExecMainStartTimestampMonotonic vmtest-backdoor.service)"
+)
+
+
+def guest_marks(dmesg: str, show: str) -> dict[str, float]:
     marks = {name: float(m.group(1)) for name, pattern in MARKS.items() if (m := re.search(pattern, dmesg))}
-    if backdoor_usec.strip().isdigit() and int(backdoor_usec):
-        marks["vmtest-backdoor.service started"] = int(backdoor_usec) / 1e6
+    names = {**SYSTEMD_MARKS, "ExecMainStart": "vmtest-backdoor.service started"}
+    for line in show.splitlines():
+        key, _, value = line.partition("=")
+        if key in names and value.strip().isdigit() and int(value):
+            marks[names[key]] = int(value) / 1e6
     return marks
 
 
@@ -81,8 +97,7 @@ def one_boot(name: str, config: MachineConfig, store: ImageStore, profile: bool,
         result: dict[str, Any] = {"load": load, "ready": ready, "running": running}
         if profile:
             dmesg = vm.succeed("dmesg")
-            usec = vm.succeed("systemctl show -P ExecMainStartTimestampMonotonic vmtest-backdoor.service")
-            result["marks"] = guest_marks(dmesg, usec)
+            result["marks"] = guest_marks(dmesg, vm.succeed(SYSTEMD_SHOW))
             result["profile"] = [(cmd, vm.execute(cmd, check_return=False)[1]) for cmd in PROFILE_COMMANDS]
             result["failed"] = vm.execute("systemctl --failed --no-legend --no-pager", check_return=False)[1]
             if save is not None:
