@@ -16,7 +16,12 @@ def _valid_sh(text: str, shell: str = "sh") -> None:
 def test_the_least_a_script_does_is_naming_the_machine() -> None:
     text = script(MachineConfig(), "box-1")
     _valid_sh(text)
-    assert text.splitlines() == ["set -eu", "echo box-1 > /proc/sys/kernel/hostname", "echo box-1 > /etc/hostname"]
+    assert text.splitlines() == [
+        "set -eu",
+        "echo box-1 > /proc/sys/kernel/hostname",
+        "echo box-1 > /etc/hostname",
+        ": > /run/vmtest-setup.done",  # the last step: the host's cheap check that all went well
+    ]
 
 
 def test_mounts_resize_certs(tmp_path: Path) -> None:
@@ -59,7 +64,7 @@ def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> No
     hosts = "127.0.0.1 localhost\n192.168.1.2 server\n"
     full = script(cfg, "client", network="set -eu\nip link set dev vmtest1 name eth1\n", hosts=hosts)
     _valid_sh(full)
-    assert full.rstrip().endswith("192.168.1.2 server\nVMTEST_HOSTS")
+    assert full.rstrip().endswith("192.168.1.2 server\nVMTEST_HOSTS\n: > /run/vmtest-setup.done")
     assert "/etc/hosts" not in script(cfg, "client")  # the identity part alone
     late = after_restore(cfg, 1795790000.5, hosts)
     _valid_sh(late, "bash")  # run by the backdoor's bash

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from vmtest.config.machine import MachineConfig
-from vmtest.vm.argv import Boot, accel_args, kernel_params, machine_argv, probe_argv
+from vmtest.core.contract import STAGE1_BASE_GROUP, STAGE1_MODULE_GROUPS
+from vmtest.vm.argv import Boot, Launch, accel_args, kernel_params, machine_argv, probe_argv, stage1_groups
 from vmtest.vm.paths import MachinePaths, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
@@ -41,7 +42,7 @@ DEFAULT_KVM = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -105,7 +106,8 @@ DEFAULT_TCG = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
+    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -169,7 +171,8 @@ CUSTOM_TCG = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 module_blacklist=kvm_amd,kvm_intel foo=bar",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
+    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -232,7 +235,8 @@ CUSTOM_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 foo=bar",
+    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 "
+    "vmtest.modules=virtio foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -320,6 +324,7 @@ def test_kernel_params_graphics_serial_console_last() -> None:
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
         "net.ifnames=0",
+        "vmtest.modules=virtio,display",
         "quiet",
         "foo=bar",
     ]
@@ -339,6 +344,61 @@ def test_user_kernel_params_come_after_builtin_ones() -> None:
     params = kernel_params(MachineConfig(kernel_params=["console=ttyS1", "panic=0"]))
     assert params[-2:] == ["console=ttyS1", "panic=0"]
     assert params.index("panic=-1") < params.index("panic=0")
+
+
+# -- stage-1 module groups (vmtest.modules=) ----------------------------------------
+
+
+def _modules(params: list[str]) -> list[str]:
+    [param] = [p for p in params if p.startswith("vmtest.modules=")]
+    return param.removeprefix("vmtest.modules=").split(",")
+
+
+@pytest.mark.parametrize(
+    ("virtualisation", "groups"),
+    [
+        ({}, ["virtio", "display"]),
+        ({"graphics": False}, ["virtio"]),
+        ({"graphics": False, "qemu": {"disk_interface": "scsi"}}, ["scsi"]),
+        ({"qemu": {"disk_interface": "ide"}}, ["ide", "display"]),
+        ({"graphics": False, "disk_image": None}, ["virtio", "overlay"]),
+        ({"graphics": False, "forward_ports": [{"host_port": 2222, "guest_port": 22}]}, ["virtio", "net"]),
+        ({"graphics": False, "qemu": {"networking_options": ["-nic user,model=virtio-net-pci"]}}, ["virtio", "net"]),
+        (
+            {
+                "qemu": {"disk_interface": "scsi"},
+                "disk_image": None,
+                "forward_ports": [{"host_port": 1, "guest_port": 2}],
+            },
+            ["scsi", "overlay", "net", "display"],
+        ),
+    ],
+)
+def test_stage1_module_groups_follow_the_config(virtualisation: dict[str, object], groups: list[str]) -> None:
+    cfg = MachineConfig(virtualisation=virtualisation)
+    assert stage1_groups(cfg) == groups
+    assert _modules(kernel_params(cfg)) == groups
+    # every group the host asks for is one the initrd has; "base" is always loaded, never named
+    assert set(groups) <= set(STAGE1_MODULE_GROUPS) - {STAGE1_BASE_GROUP}
+
+
+def test_stage1_net_group_only_with_nics() -> None:
+    # the default vlans=[1] gives NICs only inside a test network: the launch says whether there are any
+    cfg = MachineConfig(virtualisation={"graphics": False})
+    assert "net" not in _modules(kernel_params(cfg))
+    assert "net" in _modules(kernel_params(cfg, nics=True))
+    alone = _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-append")[0]
+    assert "vmtest.modules=virtio " in alone + " "
+    in_network = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg", Launch(network=("-device", "virtio-net-pci")))
+    assert "vmtest.modules=virtio,net " in _after(in_network, "-append")[0] + " "
+    run_vm = machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg", Launch(user_net=True))
+    assert "vmtest.modules=virtio,net " in _after(run_vm, "-append")[0] + " "
+
+
+def test_user_kernel_params_can_override_the_module_groups() -> None:
+    # the stage-1 init takes the last vmtest.modules=, and the user's params come last
+    params = kernel_params(MachineConfig(kernel_params=["vmtest.modules=virtio,net,display"]))
+    assert [p for p in params if p.startswith("vmtest.modules=")][-1] == "vmtest.modules=virtio,net,display"
 
 
 # -- probe and accel -------------------------------------------------------------

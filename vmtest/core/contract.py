@@ -73,6 +73,14 @@ def ensure_xchg_mounted() -> str:
     return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)
 
 
+# The units between systemd's start and the backdoor (this mount, then vmtest-setup.service) run
+# niced: systemd dispatches queued jobs of one unit type by nice value, then by name, so they come
+# first among the mounts and services of the early boot (else "vmtest-setup" comes last, after every
+# "systemd-*" service: under TCG each job systemd starts is a fork of PID 1 costing ~0.1 s), and
+# get a bigger share of the one vCPU meanwhile. Both are short-lived (mount; a oneshot script).
+CRITICAL_NICE = -5
+
+
 def xchg_mount_unit() -> str:
     """The systemd mount unit that mounts the exchange directory early in every boot."""
     return (
@@ -86,7 +94,8 @@ def xchg_mount_unit() -> str:
         f"What={XCHG_TAG}\n"
         f"Where={XCHG_GUEST_PATH}\n"
         "Type=9p\n"
-        f"Options={mount_options_9p(XCHG_MSIZE)}\n\n"
+        f"Options={mount_options_9p(XCHG_MSIZE)}\n"
+        f"Nice={CRITICAL_NICE}\n\n"
         "[Install]\n"
         "WantedBy=local-fs.target\n"
     )
@@ -96,6 +105,9 @@ def xchg_mount_unit() -> str:
 SETUP_NAME = ".vmtest-setup.sh"  # run by vmtest-setup.service (ConditionPathExists on this name)
 CERTS_NAME = ".vmtest-ca-certificates.crt"
 SETUP_UNIT = "vmtest-setup.service"
+# Written by the set-up script as its last step: the host's check that it succeeded is a shell
+# builtin (`test -e`), not an exec of systemctl (~0.2 s under TCG, on the first command of every boot).
+SETUP_DONE = "/run/vmtest-setup.done"
 
 # -- kernel parameters read inside the guest ---------------------------------------------
 
@@ -103,6 +115,30 @@ TMPFS_ROOT_PARAM = "vmtest.root=tmpfs-overlay"  # stage 1: the image read-only u
 INTERACTIVE_PARAM = "vmtest.interactive"  # vmtest-interactive.service: root shell on ttyS0
 PROBE_PARAM = "vmtest.probe"  # stage 1: print PROBE_OK and power off (accelerator probe)
 PROBE_OK = "PROBE-OK"
+
+# Stage 1 loads the modules of the group "base" and of the groups this parameter names
+# (``vmtest.modules=virtio,net``; without it, every group): one initrd per kernel serves every
+# configuration, and a boot loads only what its configuration needs.
+MODULES_PARAM = "vmtest.modules"
+STAGE1_BASE_GROUP = "base"
+# group -> the modules stage 1 loads for it (each with its dependencies), in this order.
+STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
+    # Always: the PCI transport, the backdoor's console, the root's file system, the exchange directory.
+    STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p"),
+    # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).
+    "virtio": ("virtio_blk",),
+    # (sd_mod before ata_piix, as before the groups: loaded after it, sd_mod bound the two IDE disks
+    # in the wrong order and the root became sdb)
+    "scsi": ("virtio_scsi", "sd_mod"),
+    "ide": ("sd_mod", "ata_piix"),
+    # disk_image=None: the image read-only under a tmpfs overlay.
+    "overlay": ("overlay",),
+    # NICs (VLANs, user-mode networking): the per-run set-up names and addresses them before udev runs.
+    "net": ("virtio_net",),
+    # graphics: the std VGA's DRM driver, so that the framebuffer console has its final resolution
+    # before the first command (its take-over later stalls VT switches for many seconds under TCG).
+    "display": ("bochs",),
+}
 
 # -- networks -------------------------------------------------------------------------------
 

@@ -42,7 +42,37 @@ MASKED_UNITS = (
     "fstrim.timer",
     "man-db.timer",
     "systemd-timesyncd.service",
+    # Each of these pulls in modprobe@ units (an exec of modprobe each, during the early boot that
+    # the backdoor waits for) for nothing a test guest has:
+    "systemd-repart.service",  # no repart.d definitions in any image (pulled modprobe@loop, @dm_mod)
+    "systemd-pstore.service",  # no pstore back-end on QEMU's pc machine (pulled modprobe@efi_pstore)
+    "sys-fs-fuse-connections.mount",  # fusectl only aborts FUSE connections; /dev/fuse loads fuse itself
 )
+
+# Generators systemd runs (each an exec, 0.1-0.3 s under TCG) before it starts any unit, for
+# configurations a test guest does not have: dm-crypt/dm-integrity/dm-verity tables and kernel
+# parameters, GPT partition discovery (the root disk has no partition table), resuming from
+# hibernation, offline system updates, gettys on the kernel consoles (ttyS0 and hvc0 belong to
+# the driver; tty1-6 get theirs from getty.target as before) and the systemd.run= kernel parameter
+# (a test has the backdoor, `services` and `units`). Kept: fstab, rc.local, SysV scripts and
+# systemd.mask=/wants= on the kernel command line (debug). Masked like units: a link to
+# /dev/null in /etc/systemd/system-generators; an image that needs one removes the link in a
+# build command.
+MASKED_GENERATORS = (
+    "systemd-cryptsetup-generator",
+    "systemd-integritysetup-generator",
+    "systemd-veritysetup-generator",
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-system-update-generator",
+    "systemd-getty-generator",
+    "systemd-run-generator",
+)
+
+# Drivers udev would load for devices of QEMU's pc machine that no test uses: the floppy controller
+# (probing it takes long under TCG) and the PC speaker. Blacklisting stops only the automatic
+# loading: `modprobe floppy` still works.
+BLACKLISTED_MODULES = ("floppy", "pcspkr")
 
 MIN_DISK_MIB = 1024
 
@@ -76,6 +106,12 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     masks = overlay / "etc/systemd/system"
     for unit in MASKED_UNITS:
         (masks / unit).symlink_to("/dev/null")
+    generators = overlay / "etc/systemd/system-generators"
+    generators.mkdir(parents=True)
+    for generator in MASKED_GENERATORS:
+        (generators / generator).symlink_to("/dev/null")
+    blacklist = "".join(f"blacklist {m}\n" for m in BLACKLISTED_MODULES)
+    _write(overlay, "/etc/modprobe.d/vmtest.conf", f"# vmtest: devices no test uses\n{blacklist}".encode(), 0o644)
     for name, text in config.units.items():
         _write(overlay, f"/etc/systemd/system/{name}", text.encode(), 0o644)
     for path, file in config.files.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
     DEFAULT_QEMU_BINARY,
+    MODULES_PARAM,
     PROBE_PARAM,
     TMPFS_ROOT_PARAM,
     USER_NET,
@@ -70,14 +71,39 @@ def consoles(config: MachineConfig) -> list[str]:
 
 # Under TCG, ``-cpu max`` offers SVM/VMX, so udev would load KVM in the guest ~15 s into the boot
 # (nested virtualisation under emulation is useless): its messages land on the consoles mid-test.
-TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel",)
+# Emulated code makes two more boot steps slow (measured with initcall_debug, see README "Boot
+# profile"): routing PCI interrupts through ACPI (the AML interpreter evaluates the interrupt link
+# devices when virtio_pci enables its devices: ~1.5 s of stage 1 on a loaded host), where QEMU's
+# BIOS tables give the same routing (acpi=noirq: ACPI still does power-off, buttons and the
+# rest; virtio devices use MSI-X anyway); and the crypto self-tests, run for every algorithm the
+# kernel and each loaded module registers (cryptomgr.notests: the algorithms are the same, only
+# their boot-time self-check is skipped).
+TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel", "acpi=noirq", "cryptomgr.notests")
 
 
-def kernel_params(config: MachineConfig, accel: str | None = None) -> list[str]:
+def stage1_groups(config: MachineConfig, nics: bool = False) -> list[str]:
+    """The stage-1 module groups (besides "base") this configuration needs, in load order.
+
+    The disk driver of ``qemu.disk_interface``; ``overlay`` for a tmpfs-overlay root; ``net`` when the
+    machine has NICs (``nics``: VLANs, the user-mode NIC or ``networking_options``); ``display`` with
+    graphics. Everything else (the keyboard, the RNG, the IDE controller of a virtio machine...)
+    is left to udev.
+    """
+    virt = config.virtualisation
+    return [
+        virt.qemu.disk_interface,
+        *(["overlay"] if virt.disk_image is None and virt.use_default_filesystems else []),
+        *(["net"] if nics or virt.user_network or virt.qemu.networking_options else []),
+        *(["display"] if virt.graphics else []),
+    ]
+
+
+def kernel_params(config: MachineConfig, accel: str | None = None, nics: bool = False) -> list[str]:
     """The kernel command line; the primary console (the serial port by default) comes last.
 
     Nothing here names the machine (its host name comes with the per-run set-up), so machines of one
-    configuration boot the same kernel command line and can share a booted snapshot.
+    configuration boot the same kernel command line and can share a booted snapshot. ``nics``: the
+    machine has NICs besides the config's own (a test network's VLANs, run-vm's user-mode NIC).
     """
     virt = config.virtualisation
     return [
@@ -87,6 +113,7 @@ def kernel_params(config: MachineConfig, accel: str | None = None) -> list[str]:
         "systemd.show_status=auto",
         "rd.udev.log_level=3",
         "net.ifnames=0",
+        f"{MODULES_PARAM}={','.join(stage1_groups(config, nics))}",
         *([TMPFS_ROOT_PARAM] if virt.disk_image is None and virt.use_default_filesystems else []),
         *(TCG_GUEST_PARAMS if accel == "tcg" else ()),
         *config.kernel_params,
@@ -265,6 +292,7 @@ def machine_argv(
 ) -> list[str]:
     """The full QEMU command line of machine ``name`` for one ``launch``."""
     virt = config.virtualisation
+    nics = bool(launch.network) or launch.user_net
     return [
         virt.qemu.binary,
         "-name",
@@ -279,7 +307,7 @@ def machine_argv(
         str(virt.memory_size),
         "-smp",
         str(virt.cores),
-        *boot_args(boot, [*kernel_params(config, accel), *launch.extra_kernel_params], config),
+        *boot_args(boot, [*kernel_params(config, accel, nics), *launch.extra_kernel_params], config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),
         *share_args(paths, config, launch.extra_shares),

@@ -15,6 +15,7 @@ import shlex
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
     CERTS_NAME,
+    SETUP_DONE,
     USER_GUEST_IP,
     USER_NIC_MAC,
     USER_NIC_NAME,
@@ -81,6 +82,7 @@ def script(
         lines.append(extra.rstrip("\n"))
     if hosts:
         lines.append(write_hosts(hosts))
+    lines.append(f": > {SETUP_DONE}")  # the host's sign that every step above succeeded
     return "\n".join(lines) + "\n"
 
 
