@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vmtest.core.cache import Cache, Reservation
-from vmtest.core.errors import LaunchError, MachineError
+from vmtest.core.errors import MachineError
 from vmtest.core.log import log
 from vmtest.image import BootImage
 from vmtest.vm import guestsetup
@@ -44,7 +44,7 @@ from vmtest.vm.backdoor import BackdoorTimeout
 from vmtest.vm.channels import Channels
 from vmtest.vm.disks import HOST_CA_BUNDLE
 from vmtest.vm.paths import root_disk
-from vmtest.vm.start import ColdBoot, Starting, StartPath, prepare_host, setup_script, wait_for_boot
+from vmtest.vm.start import ColdBoot, Starting, StartPath, prepare_host, setup_failed, setup_script, wait_for_boot
 
 
 class RestoreFailed(MachineError):
@@ -65,12 +65,10 @@ def after_restore(vm: Starting, channels: Channels, timeout: float) -> None:
         raise RestoreFailed(vm.name, "restoring the snapshot", "its shell did not answer", time.monotonic() - start)
     vm.logger.debug("%s: per-run fix-ups done %.2fs after the restore", vm.name, time.monotonic() - start)
     if result.status != 0:
-        raise LaunchError(
-            vm.name,
+        raise setup_failed(
+            vm,
             "applying the per-run set-up after the restore (clock, shares, /etc/hosts)",
             f"exit status {result.status}:\n{result.output.decode(errors='replace')}",
-            time.monotonic() - vm.launched_at,
-            vm.console_tail(),
         )
 
 

@@ -124,14 +124,18 @@ def wait_for_boot(vm: Starting, channels: Channels, timeout: float, setup: bool 
     if setup:
         result = channels.shell.run(SETUP_CHECK, 60)
         if result.status != 0:
-            raise LaunchError(
-                vm.name,
+            raise setup_failed(
+                vm,
                 "running the per-run set-up in the guest (host name, network, mounts)",
                 f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
-                time.monotonic() - vm.launched_at,
-                vm.console_tail(),
             )
     return release
+
+
+def setup_failed(vm: Starting, action: str, reason: str) -> LaunchError:
+    """A start's set-up in the guest failed: the error names the machine, the time since the launch and
+    the last console lines."""
+    return LaunchError(vm.name, action, reason, time.monotonic() - vm.launched_at, vm.console_tail())
 
 
 class ColdBoot:
