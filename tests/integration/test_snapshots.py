@@ -106,6 +106,10 @@ def test_shares_and_copies_on_a_restored_guest(vm_image_store, nonce, tmp_path):
             assert out.read_text() == "shares\n"
             (vm.shared_dir / "xchg-file").write_text("via xchg\n")
             assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"
+            # the boot goes on after a restore: systemd-tmpfiles may delete the (then empty) mount point
+            vm.succeed("umount /tmp/xchg && rmdir /tmp/xchg")
+            vm.copy_from_host(tmp_path / "in", "/root/in-again")
+            assert vm.succeed("cat /root/in-again /tmp/xchg/xchg-file") == f"copied in {i}\nvia xchg\n"
         finally:
             vm.release()
 

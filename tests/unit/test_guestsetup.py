@@ -69,8 +69,10 @@ def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> No
     late = after_restore(cfg, 1795790000.5, hosts)
     _valid_sh(late, "bash")  # run by the backdoor's bash
     assert late.startswith("date -u -s @1795790000.500000")
-    assert '[[ $(< /proc/mounts) == *" /tmp/xchg "* ]] || mount -t 9p' in late
-    assert '/mnt/data "* ]] || mount -t 9p -o trans=virtio,version=9p2000.L,msize=16384,cache=none data' in late
+    assert (
+        '[[ $(< /proc/mounts) == *" /tmp/xchg "* ]] || { [[ -d /tmp/xchg ]] || mkdir -p /tmp/xchg; mount -t 9p' in late
+    )
+    assert "mkdir -p /mnt/data; mount -t 9p -o trans=virtio,version=9p2000.L,msize=16384,cache=none data" in late
     assert "192.168.1.2 server" in late
     save = before_save(cfg)
     _valid_sh(save)

@@ -64,8 +64,12 @@ def mounted(target: str) -> str:
 
 
 def ensure_mounted(tag: str, target: str, msize: int | None = None) -> str:
-    """Guest bash: mount the 9p share ``tag`` at ``target`` unless something is mounted there."""
-    return f"{mounted(target)} || {mount_9p(tag, target, msize)}"
+    """Guest bash: mount the 9p share ``tag`` at ``target`` unless something is mounted there, making
+    the mount point if it is gone (a booted snapshot is saved with its shares unmounted, early in the
+    boot: ``systemd-tmpfiles --remove`` may then delete an empty mount point under ``/tmp``). Builtins
+    unless there is something to do."""
+    q = shlex.quote(target)
+    return f"{mounted(target)} || {{ [[ -d {q} ]] || mkdir -p {q}; {mount_9p(tag, target, msize)}; }}"
 
 
 def ensure_xchg_mounted() -> str:
