@@ -142,11 +142,15 @@ def test_monitor_and_qmp(vm):
     assert "running" in vm.send_monitor_command("info status")
 
 
-def test_reboot_keeps_disk_state(vm):
-    vm.succeed("echo persisted > /root/state-file && sync")
+def test_reboot_keeps_disk_state_and_empties_tmp(vm):
+    vm.succeed("echo persisted > /root/state-file && touch /tmp/before-reboot && sync")
     vm.reboot()
+    vm.succeed("touch /tmp/first-command")  # the boot is still going on
     assert vm.succeed("cat /root/state-file") == "persisted\n"
     assert float(vm.succeed("cut -d' ' -f1 /proc/uptime")) < 120
+    vm.fail("test -e /tmp/before-reboot")  # /tmp starts empty, as on Debian
+    vm.execute("systemctl is-system-running --wait", timeout=300)  # systemd-tmpfiles-setup has run
+    vm.succeed("test -e /tmp/first-command")  # and did not delete what the test wrote meanwhile
 
 
 def test_crash_then_start_keeps_disk(vm):

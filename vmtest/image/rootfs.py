@@ -103,6 +103,12 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     _write(overlay, "/etc/hostname", b"vmtest\n", 0o644)
     _write(overlay, "/etc/fstab", b"# root is mounted by the vmtest stage-1 initrd\n", 0o644)
     _write(overlay, "/etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644)
+    # Debian's tmp.conf empties /tmp at boot (D), from systemd-tmpfiles-setup.service: that runs after
+    # the backdoor is up, and deleted what a test's first commands had put in /tmp. Stage 1 empties
+    # /tmp instead (vmtest/image/guest/init), before systemd starts; systemd only makes sure it exists.
+    _write(
+        overlay, "/etc/tmpfiles.d/tmp.conf", b"# vmtest: /tmp is emptied by stage 1\nd /tmp 1777 root root -\n", 0o644
+    )
     masks = overlay / "etc/systemd/system"
     for unit in MASKED_UNITS:
         (masks / unit).symlink_to("/dev/null")
