@@ -8,7 +8,9 @@ image) and returns what the guest's set-up script needs to know.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,27 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
         raise LaunchError(name, what, str(exc)) from exc
 
 
+def _overlay(backing: Path, size: int, disk: Path, name: str, logger: logging.Logger) -> None:
+    """An empty qcow2 overlay of ``size`` MiB on ``backing`` at ``disk``: a copy of a template kept next
+    to the backing file (one exec of qemu-img per backing file and size instead of one per start: it
+    took 0.1-0.5 s of every restore). Where the template cannot be written (a read-only cache), the
+    overlay is made directly."""
+    argv = ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing)]
+    tag = hashlib.sha256(str(backing).encode()).hexdigest()[:8]  # the template names its backing by path
+    template = backing.with_name(f"overlay-{size}M-{tag}.qcow2")
+    if not template.is_file():
+        tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+        try:
+            _qemu_img([*argv, str(tmp), f"{size}M"], "creating the root disk overlay", name, logger)
+            os.replace(tmp, template)
+        except (LaunchError, OSError) as exc:
+            logger.debug("%s: no overlay template next to %s (%s)", name, backing, exc)
+            tmp.unlink(missing_ok=True)
+            _qemu_img([*argv, str(disk), f"{size}M"], "creating the root disk overlay", name, logger)
+            return
+    shutil.copyfile(template, disk)
+
+
 def grows_root(config: MachineConfig, image: BootImage) -> bool:
     """Whether the root file system must grow to a root disk larger than the image's (pure)."""
     virt = config.virtualisation
@@ -107,13 +130,7 @@ def prepare(
             disk.unlink(missing_ok=True)
         if not disk.exists():
             disk.parent.mkdir(parents=True, exist_ok=True)
-            backing = str(base or image.disk)
-            _qemu_img(
-                ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(disk), f"{size}M"],
-                "creating the root disk overlay",
-                name,
-                logger,
-            )
+            _overlay(base or image.disk, size, disk, name, logger)
         grow = grows_root(config, image)
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
