@@ -20,6 +20,13 @@ def test_boot_uname_and_exit_status(vm_factory, store):
     assert (status, out) == (1, "")
     assert vm.execute("exit 7")[0] == 7
     assert vm.succeed("hostname").strip() == "vm1"
+    # The whole boot: no unit fails, and nothing from the image's blacklist got loaded on the way
+    # (udev loads CPU-feature modules for -cpu max), while an explicit modprobe still works.
+    vm.execute("systemctl is-system-running --wait", timeout=300)
+    assert vm.succeed("systemctl --failed --no-legend --plain") == ""
+    loaded = {line.split()[0] for line in vm.succeed("cat /proc/modules").splitlines()}
+    assert not loaded & {"floppy", "pcspkr", "aesni_intel", "crc32c_intel", "powernow_k8", "i2c_piix4"}
+    vm.succeed("modprobe aesni_intel && grep -q '^aesni_intel ' /proc/modules")
     vm.shutdown()
     assert not vm.is_running()
 

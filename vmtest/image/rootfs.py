@@ -70,9 +70,33 @@ MASKED_GENERATORS = (
 )
 
 # Drivers udev would load for devices of QEMU's pc machine that no test uses: the floppy controller
-# (probing it takes long under TCG) and the PC speaker. Blacklisting stops only the automatic
-# loading: `modprobe floppy` still works.
-BLACKLISTED_MODULES = ("floppy", "pcspkr")
+# (probing it takes long under TCG), the PC speaker and the SMBus controller; and the modules udev
+# loads for features of the CPU model (`-cpu max` matches their x86cpu aliases): accelerated kernel
+# crypto and checksums (the kernel uses its generic code instead: same results), frequency scaling
+# and power/thermal drivers a virtual CPU has no use for. Under TCG each load was an exec of kmod
+# plus a signature check in emulated code, while a test's first commands ran. Blacklisting stops
+# only the automatic loading: `modprobe floppy` still works.
+BLACKLISTED_MODULES = (
+    "floppy",
+    "pcspkr",
+    "i2c_piix4",
+    "aesni_intel",
+    "ghash_clmulni_intel",
+    "crc32_pclmul",
+    "crc32c_intel",
+    "crct10dif_pclmul",
+    "sha1_ssse3",
+    "sha256_ssse3",
+    "sha512_ssse3",
+    "powernow_k8",
+    "acpi_cpufreq",
+    "amd_freq_sensitivity",
+    "amd64_edac",
+    "rapl",
+    "intel_rapl_common",
+    "intel_cstate",
+    "intel_uncore",
+)
 
 MIN_DISK_MIB = 1024
 
