@@ -144,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
     c = sub.add_parser("cache", help="inspect or clean the image cache")
     csub = c.add_subparsers(dest="cache_command", required=True)
-    ls = csub.add_parser("ls", help="list cached images and kernels with size and age")
+    ls = csub.add_parser("ls", help="list cached images, kernels and booted snapshots with size and age")
     ls.set_defaults(func=cmd_cache_ls)
     gc = csub.add_parser("gc", help="remove unused entries and leftovers of interrupted builds")
     gc.add_argument(
@@ -152,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=14.0,
         metavar="DAYS",
-        help="remove images not used for DAYS days (default 14)",
+        help="remove images and snapshots not used for DAYS days (default 14)",
     )
     gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
     gc.set_defaults(func=cmd_cache_gc)
