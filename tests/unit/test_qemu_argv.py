@@ -8,7 +8,16 @@ import pytest
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import STAGE1_BASE_GROUP, STAGE1_MODULE_GROUPS
-from vmtest.vm.argv import Boot, Launch, accel_args, kernel_params, machine_argv, probe_argv, stage1_groups
+from vmtest.vm.argv import (
+    NO_IDE_PARAM,
+    Boot,
+    Launch,
+    accel_args,
+    kernel_params,
+    machine_argv,
+    probe_argv,
+    stage1_groups,
+)
 from vmtest.vm.paths import MachinePaths, root_disk
 
 BOOT = Boot(kernel=Path("/cache/kernels/k1/vmlinuz"), initrd=Path("/cache/kernels/k1/initrd.img"))
@@ -42,7 +51,8 @@ DEFAULT_KVM = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display",
+    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
+    "modprobe.blacklist=ata_piix,ata_generic",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -107,7 +117,7 @@ DEFAULT_TCG = [
     "-append",
     "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
-    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
+    "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -172,7 +182,7 @@ CUSTOM_TCG = [
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
-    "module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
+    "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -236,7 +246,7 @@ CUSTOM_KVM = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 "
-    "vmtest.modules=virtio foo=bar",
+    "vmtest.modules=virtio modprobe.blacklist=ata_piix,ata_generic foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -325,6 +335,7 @@ def test_kernel_params_graphics_serial_console_last() -> None:
         "rd.udev.log_level=3",
         "net.ifnames=0",
         "vmtest.modules=virtio,display",
+        "modprobe.blacklist=ata_piix,ata_generic",
         "quiet",
         "foo=bar",
     ]
@@ -606,3 +617,10 @@ def test_direct_boot_initrd(tmp_path: Path) -> None:
     initrd.write_bytes(b"")
     cfg = MachineConfig(virtualisation={"direct_boot_initrd": str(initrd)})
     assert _after(machine_argv("m1", cfg, BOOT_IMG, PATHS, "tcg"), "-initrd") == [str(initrd)]
+
+
+def test_the_ide_drivers_are_not_autoloaded_unless_a_disk_may_be_on_ide() -> None:
+    assert NO_IDE_PARAM in kernel_params(MachineConfig())
+    assert NO_IDE_PARAM in kernel_params(MachineConfig(virtualisation={"qemu": {"disk_interface": "scsi"}}))
+    assert NO_IDE_PARAM not in kernel_params(MachineConfig(virtualisation={"qemu": {"disk_interface": "ide"}}))
+    assert NO_IDE_PARAM not in kernel_params(MachineConfig(virtualisation={"qemu": {"options": ["-cdrom", "x.iso"]}}))

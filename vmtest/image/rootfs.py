@@ -80,6 +80,10 @@ BLACKLISTED_MODULES = (
     "floppy",
     "pcspkr",
     "i2c_piix4",
+    # (module_blacklist= on a TCG guest's command line stops these two, but only after modprobe has
+    # loaded kvm, irqbypass and ccp for them)
+    "kvm_amd",
+    "kvm_intel",
     "aesni_intel",
     "ghash_clmulni_intel",
     "crc32_pclmul",

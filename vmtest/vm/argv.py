@@ -79,6 +79,10 @@ def consoles(config: MachineConfig) -> list[str]:
 # kernel and each loaded module registers (cryptomgr.notests: the algorithms are the same, only
 # their boot-time self-check is skipped).
 TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel", "acpi=noirq", "cryptomgr.notests")
+# The pc machine always has an IDE controller: unless a disk may be on it, udev does not load its
+# drivers (libata, scsi_mod, ata_piix: module loads and an empty bus probe in emulated code). kmod
+# reads this parameter as a blacklist: an explicit `modprobe ata_piix` still works.
+NO_IDE_PARAM = "modprobe.blacklist=ata_piix,ata_generic"
 
 
 def stage1_groups(config: MachineConfig, nics: bool = False) -> list[str]:
@@ -98,6 +102,13 @@ def stage1_groups(config: MachineConfig, nics: bool = False) -> list[str]:
     ]
 
 
+def ide_unused(config: MachineConfig) -> bool:
+    """No disk of this machine can be on the IDE controller: none on the ``ide`` interface, no drives
+    and no raw QEMU options (which may add one, e.g. ``-cdrom``)."""
+    qemu = config.virtualisation.qemu
+    return qemu.disk_interface != "ide" and not qemu.drives and not qemu.options
+
+
 def kernel_params(config: MachineConfig, accel: str | None = None, nics: bool = False) -> list[str]:
     """The kernel command line; the primary console (the serial port by default) comes last.
 
@@ -114,6 +125,7 @@ def kernel_params(config: MachineConfig, accel: str | None = None, nics: bool = 
         "rd.udev.log_level=3",
         "net.ifnames=0",
         f"{MODULES_PARAM}={','.join(stage1_groups(config, nics))}",
+        *([NO_IDE_PARAM] if ide_unused(config) else []),
         *([TMPFS_ROOT_PARAM] if virt.disk_image is None and virt.use_default_filesystems else []),
         *(TCG_GUEST_PARAMS if accel == "tcg" else ()),
         *config.kernel_params,
