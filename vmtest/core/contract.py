@@ -53,9 +53,16 @@ def mount_options_9p(msize: int | None = None) -> str:
     return f"trans=virtio,version=9p2000.L{size},cache=none"
 
 
-def mount_9p(tag: str, target: str, msize: int | None = None) -> str:
-    """Guest shell: mount the 9p share ``tag`` at ``target``."""
-    return f"mount -t 9p -o {mount_options_9p(msize)} {shlex.quote(tag)} {shlex.quote(target)}"
+# busybox-static is in every image: after a restore, statically linked tools are several times
+# cheaper to exec than coreutils' and util-linux's (measured under TCG: mount ~1.4 s vs ~0.2 s, date
+# ~0.8 s vs ~0.3 s). Guest shell snippets take ``prefix="$bb "`` after BUSYBOX_VAR has set it.
+GUEST_BUSYBOX = "/bin/busybox"
+BUSYBOX_VAR = f"bb=; [[ -x {GUEST_BUSYBOX} ]] && bb={GUEST_BUSYBOX}"
+
+
+def mount_9p(tag: str, target: str, msize: int | None = None, prefix: str = "") -> str:
+    """Guest shell: mount the 9p share ``tag`` at ``target`` (``prefix``: e.g. ``"$bb "``)."""
+    return f"{prefix}mount -t 9p -o {mount_options_9p(msize)} {shlex.quote(tag)} {shlex.quote(target)}"
 
 
 def mounted(target: str) -> str:
@@ -63,18 +70,19 @@ def mounted(target: str) -> str:
     return f'[[ $(< /proc/mounts) == *" {target} "* ]]'
 
 
-def ensure_mounted(tag: str, target: str, msize: int | None = None) -> str:
+def ensure_mounted(tag: str, target: str, msize: int | None = None, prefix: str = "") -> str:
     """Guest bash: mount the 9p share ``tag`` at ``target`` unless something is mounted there, making
     the mount point if it is gone (a booted snapshot is saved with its shares unmounted, early in the
     boot: ``systemd-tmpfiles --remove`` may then delete an empty mount point under ``/tmp``). Builtins
     unless there is something to do."""
     q = shlex.quote(target)
-    return f"{mounted(target)} || {{ [[ -d {q} ]] || mkdir -p {q}; {mount_9p(tag, target, msize)}; }}"
+    mount = mount_9p(tag, target, msize, prefix)
+    return f"{mounted(target)} || {{ [[ -d {q} ]] || {prefix}mkdir -p {q}; {mount}; }}"
 
 
-def ensure_xchg_mounted() -> str:
+def ensure_xchg_mounted(prefix: str = "") -> str:
     """Guest bash: mount the exchange directory unless it is (exit status 0 when it is there)."""
-    return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE)
+    return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE, prefix)
 
 
 # The units between systemd's start and the backdoor (this mount, then vmtest-setup.service) run

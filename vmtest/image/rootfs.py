@@ -28,7 +28,7 @@ from vmtest.core.proc import ProcessError, run
 from vmtest.image.kernel import Kernel
 
 # What every guest has besides the requested packages.
-BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps")
+BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps", "busybox-static")
 
 # Units that only slow a test VM down or write on a timer.
 MASKED_UNITS = (

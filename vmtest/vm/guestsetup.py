@@ -10,10 +10,12 @@ its journal.
 
 from __future__ import annotations
 
+import math
 import shlex
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
+    BUSYBOX_VAR,
     CERTS_NAME,
     SETUP_DONE,
     USER_GUEST_IP,
@@ -96,7 +98,13 @@ def before_save(config: MachineConfig) -> str:
     migrate a machine with a mounted 9p export)."""
     targets = [shlex.quote(share.target) for share in config.virtualisation.shared_directories.values()]
     return "; ".join(
-        ["sync", *(f"umount {t}" for t in targets), f"umount {XCHG_GUEST_PATH} 2>/dev/null || true", "sync"]
+        [
+            BUSYBOX_VAR,
+            "sync",
+            *(f"$bb umount {t}" for t in targets),
+            f"$bb umount {XCHG_GUEST_PATH} 2>/dev/null || true",
+            "sync",
+        ]
     )
 
 
@@ -106,12 +114,14 @@ def after_restore(config: MachineConfig, clock: float, hosts: str) -> str:
     the 9p shares mounted again, and ``/etc/hosts`` (it names the other nodes of this run's network)."""
     virt = config.virtualisation
     q = shlex.quote
+    # busybox's date takes whole seconds: the next one, as the command reaches the guest a moment later
     lines = [
-        f"date -u -s @{clock:.6f} >/dev/null || {{ echo 'vmtest: setting the clock failed' >&2; exit 90; }}",
-        ensure_xchg_mounted(),
+        BUSYBOX_VAR,
+        f"$bb date -u -s @{math.ceil(clock)} >/dev/null || {{ echo 'vmtest: setting the clock failed' >&2; exit 90; }}",
+        ensure_xchg_mounted("$bb "),
     ]
     for tag, share in virt.shared_directories.items():
-        lines.append(ensure_mounted(tag, share.target, virt.msize))
+        lines.append(ensure_mounted(tag, share.target, virt.msize, "$bb "))
     if hosts:
         lines.append(f"printf %s {q(hosts)} > /etc/hosts")  # a builtin: no exec of cat
     return "\n".join(lines) + "\n"
