@@ -80,7 +80,7 @@ def main() -> int:
     t, path = first_command(store, config, "bench", True)
     rows.append((f"first start of a configuration ({path})", f"{t:.2f} s", ""))
     restored = []
-    for i in range(args.runs):
+    for _ in range(args.runs):
         t, path = first_command(store, config, "bench", True)
         assert "restore" in path, path
         restored.append(t)
