@@ -64,7 +64,9 @@ def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> No
     hosts = "127.0.0.1 localhost\n192.168.1.2 server\n"
     full = script(cfg, "client", network="set -eu\nip link set dev vmtest1 name eth1\n", hosts=hosts)
     _valid_sh(full)
-    assert full.rstrip().endswith("192.168.1.2 server\nVMTEST_HOSTS\n: > /run/vmtest-setup.done")
+    assert full.rstrip().endswith(
+        "printf %s '127.0.0.1 localhost\n192.168.1.2 server\n' > /etc/hosts\n: > /run/vmtest-setup.done"
+    )
     assert "/etc/hosts" not in script(cfg, "client")  # the identity part alone
     late = after_restore(cfg, 1795790000.5, hosts)
     _valid_sh(late, "bash")  # run by the backdoor's bash

@@ -26,7 +26,6 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 @dataclass(frozen=True)
 class Prepared:
-    grow_root: bool  # the root disk is larger than the image's file system
     certs: Path | None  # host CA bundle to copy into the guest
 
 
@@ -115,7 +114,6 @@ def prepare(
     if it exists) and the empty disks; check what only this host can tell."""
     virt = config.virtualisation
     check_host(config)
-    grow = False
     disk = root_disk(name, config, paths) if virt.use_default_filesystems else None
     if disk is not None:
         size = virt.root_disk_mib(image.disk_mib)
@@ -131,11 +129,10 @@ def prepare(
         if not disk.exists():
             disk.parent.mkdir(parents=True, exist_ok=True)
             _overlay(base or image.disk, size, disk, name, logger)
-        grow = grows_root(config, image)
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
         if fresh:
             path.unlink(missing_ok=True)
         if not path.exists():
             _qemu_img(["create", "-q", "-f", "qcow2", str(path), f"{size}M"], f"creating empty disk {i}", name, logger)
-    return Prepared(grow_root=grow, certs=HOST_CA_BUNDLE if virt.use_host_certs else None)
+    return Prepared(certs=HOST_CA_BUNDLE if virt.use_host_certs else None)

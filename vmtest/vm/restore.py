@@ -191,7 +191,6 @@ def identity(vm: Starting) -> str:
 def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartPath:
     """The start path of this launch (see the module docstring)."""
     config = vm.config
-    host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     if not choice.enabled:
         return ColdBoot()
     why = snap.ineligible(vm.name, config, vm.paths)
@@ -199,6 +198,7 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
         vm.logger.debug("%s: not from a snapshot: %s", vm.name, why)
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
+    host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     argv = snap.key_argv(config, image, accel, vm.network_key)
     key = snap.snapshot_key(argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm))
     if choice.rebuild(key):

@@ -117,18 +117,17 @@ def prepare_host(vm: Starting, script: str, base: Path | None = None, fresh: boo
     (paths.xchg / SETUP_NAME).write_text(script)
 
 
-def wait_for_boot(vm: Starting, channels: Channels, timeout: float, setup: bool = True) -> str:
-    """The backdoor's banner (the guest booted to it), then, with ``setup``, a check that the per-run
-    set-up succeeded. Used by a cold boot and after every reboot."""
+def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
+    """The backdoor's banner (the guest booted to it), then a check that the per-run set-up succeeded.
+    Used by a cold boot, the boot before a snapshot is saved and after every reboot."""
     release = channels.shell.wait_ready(timeout, vm.is_running)
-    if setup:
-        result = channels.shell.run(SETUP_CHECK, 60)
-        if result.status != 0:
-            raise setup_failed(
-                vm,
-                "running the per-run set-up in the guest (host name, network, mounts)",
-                f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
-            )
+    result = channels.shell.run(SETUP_CHECK, 60)
+    if result.status != 0:
+        raise setup_failed(
+            vm,
+            "running the per-run set-up in the guest (host name, network, mounts)",
+            f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
+        )
     return release
 
 
