@@ -39,7 +39,7 @@ def test_mounts_resize_certs(tmp_path: Path) -> None:
     _valid_sh(text)
     assert "mount -t 9p -o trans=virtio,version=9p2000.L,msize=65536,cache=none data '/mnt/my data'" in text
     assert "mount -t tmpfs -o size=16m,mode=0700 tmpfs /mnt/scratch" in text
-    assert "resize2fs /dev/vda" in text
+    assert 'resize2fs "$root_dev"' in text
     assert "/etc/ssl/certs/ca-certificates.crt" in text
 
 

@@ -50,7 +50,7 @@ DEFAULT_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
+    "root=LABEL=vmtest-root console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
     "modprobe.blacklist=ata_piix,ata_generic",
     "-drive",
@@ -115,7 +115,7 @@ DEFAULT_TCG = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=tty0 console=ttyS0,115200 panic=-1 "
+    "root=LABEL=vmtest-root console=tty0 console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
     "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
     "-drive",
@@ -180,7 +180,7 @@ CUSTOM_TCG = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=ttyS0,115200 panic=-1 "
+    "root=LABEL=vmtest-root console=ttyS0,115200 panic=-1 "
     "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
     "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
     "-drive",
@@ -245,7 +245,7 @@ CUSTOM_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=/dev/vda console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 "
+    "root=LABEL=vmtest-root console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 "
     "vmtest.modules=virtio modprobe.blacklist=ata_piix,ata_generic foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -327,7 +327,7 @@ def test_argv_is_only_strings() -> None:
 def test_kernel_params_graphics_serial_console_last() -> None:
     params = kernel_params(MachineConfig(kernel_params=["quiet", "foo=bar"]))
     assert params == [
-        "root=/dev/vda",
+        "root=LABEL=vmtest-root",
         "console=tty0",
         "console=ttyS0,115200",
         "panic=-1",
@@ -500,7 +500,7 @@ def test_disks_on_scsi_with_empty_disks_and_size() -> None:
         "scsi-hd,bus=scsi0.0,drive=empty0,serial=empty0",
         "scsi-hd,bus=scsi0.0,drive=empty1,serial=empty1",
     ]
-    assert kernel_params(cfg)[0] == "root=/dev/sda"
+    assert kernel_params(cfg)[0] == "root=LABEL=vmtest-root"  # sd names race; the label does not
 
 
 def test_disks_on_ide_take_bus_and_unit() -> None:

@@ -53,7 +53,7 @@ def test_script_is_valid_shell_with_the_seed_variables() -> None:
         '[ -z "$USE_TMPDIR" ]',
         "test -e empty0.qcow2 ||",
         '$QEMU_OPTS "$@"',
-        "resize2fs /dev/vda",
+        'resize2fs "$root_dev"',
         "2048M",
         "${SHARED_DIR:-$TMPDIR/xchg}",
     ):

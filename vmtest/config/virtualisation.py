@@ -47,7 +47,7 @@ from vmtest.config.validators import (
     tag,
     vlan_list,
 )
-from vmtest.core.contract import DEFAULT_QEMU_BINARY
+from vmtest.core.contract import DEFAULT_QEMU_BINARY, ROOT_LABEL
 from vmtest.core.errors import ConfigError
 
 DEFAULT_DISK_IMAGE = "{state_dir}/{name}.qcow2"
@@ -201,7 +201,8 @@ class Virtualisation:
     )
     root_device: str | None = option(
         None,
-        "Guest device holding the root file system. Default: /dev/vda (virtio) or /dev/sda (scsi, ide).",
+        "Guest device holding the root file system (a path, or LABEL=...). Default: the file system labelled "
+        "vmtest-root, as NixOS finds /dev/disk/by-label/nixos (device names race when disks probe in parallel).",
         optional_string,
         nixos="virtualisation.rootDevice",
         proof=f"{IT}::test_disk_interface",
@@ -370,7 +371,7 @@ class Virtualisation:
     def primary_root_device(self) -> str:
         if self.root_device is not None:
             return self.root_device
-        return "/dev/vda" if self.qemu.disk_interface == "virtio" else "/dev/sda"
+        return f"LABEL={ROOT_LABEL}"
 
     def image_packages(self) -> tuple[str, ...]:
         """Debian packages these options need inside the guest image."""

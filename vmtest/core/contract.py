@@ -123,6 +123,7 @@ SETUP_DONE = "/run/vmtest-setup.done"
 
 # -- kernel parameters read inside the guest ---------------------------------------------
 
+ROOT_LABEL = "vmtest-root"  # the ext4 label of every root file system vmtest builds; stage 1 finds the root by it
 TMPFS_ROOT_PARAM = "vmtest.root=tmpfs-overlay"  # stage 1: the image read-only under a tmpfs
 INTERACTIVE_PARAM = "vmtest.interactive"  # vmtest-interactive.service: root shell on ttyS0
 PROBE_PARAM = "vmtest.probe"  # stage 1: print PROBE_OK and power off (accelerator probe)

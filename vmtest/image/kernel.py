@@ -30,35 +30,28 @@ from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import nested
 from vmtest.core.proc import ProcessError, run
 
-KERNEL_BUILDER_VERSION = "4"
+KERNEL_BUILDER_VERSION = "5"
 META_PACKAGE = "linux-image-amd64"
 
-# Parts of the module tree no virtual machine of ours can use (real hardware
-# radios, GPUs, media, sound...). Dropping them makes images ~200 MiB smaller.
+# Parts of the module tree that drive only real hardware no QEMU machine has (GPUs, vendor NICs,
+# industrial I/O...). Everything a VM can use stays, virtual devices included: sound (intel-hda,
+# ac97 and snd-dummy give tests /dev/snd/*), media (vivid), wireless (mac80211_hwsim), bluetooth
+# (hci_vhci), infiniband (soft RoCE, siw), hwmon. Trimming must never remove a device a test expects.
 PRUNED_MODULE_DIRS = (
-    "kernel/sound",
-    "kernel/drivers/media",
-    "kernel/drivers/net/wireless",
     "kernel/drivers/gpu/drm/amd",
     "kernel/drivers/gpu/drm/i915",
     "kernel/drivers/gpu/drm/nouveau",
     "kernel/drivers/gpu/drm/radeon",
-    "kernel/drivers/infiniband",
     "kernel/drivers/staging",
     "kernel/drivers/iio",
     "kernel/drivers/comedi",
     "kernel/drivers/isdn",
-    "kernel/drivers/bluetooth",
-    "kernel/net/bluetooth",
-    "kernel/net/wireless",
-    "kernel/net/mac80211",
     "kernel/drivers/net/ethernet/mellanox",
     "kernel/drivers/net/ethernet/chelsio",
     "kernel/drivers/net/ethernet/broadcom",
     "kernel/drivers/net/ethernet/qlogic",
     "kernel/drivers/net/ethernet/marvell",
     "kernel/drivers/net/ethernet/sfc",
-    "kernel/drivers/hwmon",
     "kernel/drivers/input/touchscreen",
 )
 

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.cache import Cache, disk_usage
-from vmtest.core.contract import GUEST_FILES, XCHG_MOUNT_UNIT, xchg_mount_unit
+from vmtest.core.contract import GUEST_FILES, ROOT_LABEL, XCHG_MOUNT_UNIT, xchg_mount_unit
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
@@ -266,7 +266,7 @@ def build_rootfs(
                     "-q",
                     "-F",
                     "-L",
-                    "vmtest-root",
+                    ROOT_LABEL,
                     "-m",
                     "0",
                     "-E",

@@ -60,8 +60,8 @@ def script(
         lines += [f"mkdir -p {q(target)}", f"mount{fstype}{opts} {q(fs.device)} {q(target)}"]
     if grow_root:
         lines.append(
-            f"resize2fs {q(virt.primary_root_device)} >/dev/null 2>&1 || "
-            f"{{ echo 'vmtest-setup: resize2fs {virt.primary_root_device} failed' >&2; exit 1; }}"
+            'root_dev=$(findmnt -no SOURCE /) && resize2fs "$root_dev" >/dev/null 2>&1 || '
+            '{ echo "vmtest-setup: resize2fs of the root file system ($root_dev) failed" >&2; exit 1; }'
         )
     if certs:
         lines += ["mkdir -p /etc/ssl/certs", f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
