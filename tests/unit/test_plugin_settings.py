@@ -48,6 +48,10 @@ def test_defaults(tmp_path: Path) -> None:
         "rebuild": False,
         "snapshots": "on",
         "global_timeout": 3600.0,
+        "interactive": False,
+        "keep_on_failure": False,
+        "keep_for": 1800.0,
+        "debug_hook": False,
     }
 
 

@@ -52,7 +52,19 @@ class Recorder:
 
 def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
     names = [f.name for f in dataclasses.fields(Settings)]
-    assert names == ["accel", "cache_dir", "output_dir", "keep_state", "rebuild", "snapshots", "global_timeout"]
+    assert names == [
+        "accel",
+        "cache_dir",
+        "output_dir",
+        "keep_state",
+        "rebuild",
+        "snapshots",
+        "global_timeout",
+        "interactive",
+        "keep_on_failure",
+        "keep_for",
+        "debug_hook",
+    ]
     for f, decl in declared(Settings):
         assert decl.flag == "--vm-" + f.name.replace("_", "-")
         assert decl.env == "VMTEST_" + f.name.upper()
@@ -282,3 +294,12 @@ def test_doctor_reports_a_bad_environment_setting_and_goes_on() -> None:
     assert (got.cache_dir, got.accel, got.rebuild) == (Path("/c"), "auto", False)
     assert [c.name for c in checks] == ["$VMTEST_ACCEL", "$VMTEST_REBUILD"] and not any(c.ok for c in checks)
     assert "unset VMTEST_ACCEL" in checks[0].fix
+
+
+def test_keep_for_takes_seconds_or_a_unit() -> None:
+    assert Settings.check("keep_for", "30m") == 1800.0
+    assert Settings.check("keep_for", "90s") == 90.0
+    assert Settings.check("keep_for", "2h") == 7200.0
+    assert Settings.check("keep_for", 45) == 45.0
+    with pytest.raises(ConfigError, match="keep_for"):
+        Settings.check("keep_for", "soon")

@@ -22,8 +22,11 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures
+from vmtest.core.proc import supervise_children
+from vmtest.plugin import fixtures, interactive
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin.keep import keep_drivers
+from vmtest.plugin.keep import report as keep_report
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
@@ -44,7 +47,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    if run.keep_on_failure:
+        supervise_children(True)  # QEMU and switches may then outlive the run (see vmtest.plugin.keep)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    supervise_children(False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings(config).interactive:
+        interactive.check_selection(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """With --vm-interactive: a REPL over the test's machines instead of its body."""
+    return interactive.run(pyfuncitem) if settings(pyfuncitem.config).interactive else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -67,6 +87,10 @@ def pytest_runtest_makereport(
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
+    run = settings(item.config)
+    if run.keep_on_failure:
+        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
+        text = f"{text}\n\n{kept}" if kept else text
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))
