@@ -153,11 +153,15 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from vmtest.vm import keep
     from vmtest.vm.attach import attach_shell
 
-    kept = keep.find(keep.registry(_settings(args).cache_dir), args.name)
+    if "/" in args.name:  # a machine's attach socket (a paused test prints it: --vm-debug-hook)
+        socket, title = Path(args.name), Path(args.name).parent.name
+    else:
+        kept = keep.find(keep.registry(_settings(args).cache_dir), args.name)
+        socket, title = Path(kept.attach), f"{kept.id} (kept from {kept.test}, killed in {_human_age(kept.left())})"
     try:
-        attach_shell(Path(kept.attach), f"{kept.id} (kept from {kept.test}, killed in {_human_age(kept.left())})")
+        attach_shell(socket, title)
     except OSError as exc:
-        print(f"vmtest: error: attach {kept.id}: {exc}", file=sys.stderr)
+        print(f"vmtest: error: attach {args.name}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -237,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("ps", help="list the machines kept by --vm-keep-on-failure (and when each is killed)")
     ps.set_defaults(func=cmd_ps)
     at = sub.add_parser("attach", help="a root shell in a kept machine on this terminal (Ctrl-] detaches)")
-    at.add_argument("name", help="its id or node name (see vmtest ps)")
+    at.add_argument("name", help="its id or node name (see vmtest ps), or the attach socket a paused test printed")
     at.set_defaults(func=cmd_attach)
     k = sub.add_parser("kill", help="end kept machines now: vmtest kill NAME | --all")
     k.add_argument("name", nargs="?", help="its id or node name (see vmtest ps)")

@@ -17,6 +17,7 @@ failure reports in :mod:`vmtest.plugin.report`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 
 import pluggy
@@ -24,6 +25,7 @@ import pytest
 
 from vmtest.core.proc import supervise_children
 from vmtest.plugin import fixtures, interactive
+from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.keep import keep_drivers
 from vmtest.plugin.keep import report as keep_report
@@ -88,6 +90,9 @@ def pytest_runtest_makereport(
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
     run = settings(item.config)
+    if run.debug_hook:
+        watch.cancel()  # no global timeout while the user looks
+        pause(item.config, item.nodeid, watch.drivers, output_dir(item.config) / f"continue-{os.getpid()}")
     if run.keep_on_failure:
         kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
         text = f"{text}\n\n{kept}" if kept else text
