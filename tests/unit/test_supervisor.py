@@ -98,4 +98,5 @@ def test_registry_lists_finds_and_kills(tmp_path: Path) -> None:
 
 def test_ticket_is_json_with_deadline(tmp_path: Path) -> None:
     keep.write_ticket(tmp_path / "qemu.log", 123.0, ["/x"])
-    assert json.loads(keep_ticket(tmp_path / "qemu.log").read_text()) == {"deadline": 123.0, "remove": ["/x"]}
+    got = json.loads(keep_ticket(tmp_path / "qemu.log").read_text())
+    assert got == {"deadline": 123.0, "remove": ["/x"], "rmdir": []}

@@ -7,9 +7,10 @@ as its child (which dies with it: ``PR_SET_PDEATHSIG``) and, twice a second, loo
 
 - no ticket, and PARENT (the pytest process) is gone: the run ended without keeping this machine;
   the group is killed (as without the supervisor, only up to half a second later);
-- a ticket (JSON ``{"deadline": UNIX TIME, "remove": [PATHS]}``, written when a failed test's machines
-  are kept): the child lives on after PARENT, until the deadline; then the group is killed and the
-  listed paths (state directories, the registry entry) are removed.
+- a ticket (JSON ``{"deadline": UNIX TIME, "remove": [PATHS], "rmdir": [DIRS]}``, written when a failed
+  test's machines are kept): the child lives on after PARENT, until the deadline; then the group is
+  killed, the ``remove`` paths (its state directory, its registry entry) are removed and the
+  ``rmdir`` directories too if they are empty by then (the network's directory, shared by its machines).
 
 SIGTERM, SIGINT and SIGHUP kill the group at once (``vmtest kill`` sends SIGKILL to the group). The
 supervisor exits with its child's status when the child exits by itself (its paths are removed then
@@ -40,13 +41,23 @@ def read_ticket(path: Path) -> dict[str, object] | None:
 
 
 def remove(ticket: dict[str, object] | None) -> None:
-    paths = ticket.get("remove", []) if ticket else []
+    """Remove what a ticket lists (see the module docstring)."""
+    if ticket:
+        remove_paths(ticket.get("remove"), ticket.get("rmdir"))
+
+
+def remove_paths(paths: object, empty_dirs: object = None) -> None:
     for item in paths if isinstance(paths, list) else []:
         path = Path(str(item))
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    for item in empty_dirs if isinstance(empty_dirs, list) else []:
+        try:
+            Path(str(item)).rmdir()
+        except OSError:  # not empty yet (another kept machine), or gone
+            pass
 
 
 def end(ticket_path: Path) -> None:

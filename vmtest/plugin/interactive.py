@@ -4,7 +4,8 @@ instead of the test's body.
 The REPL (ptpython when it is installed, else the standard :mod:`code` console) binds each node by
 name, ``vms``, ``start_all``, ``join_all``, ``subtest``, ``retry`` and the test's other fixtures;
 each machine has ``shell_interact()`` and ``console_interact()``. Leaving it (Ctrl-D, ``exit()``)
-ends the test; its teardown releases every machine as after a test run.
+ends the test; its teardown releases every machine as after a test run. The global timeout does not
+apply while the REPL is open.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from vmtest.net.driver import Driver
+from vmtest.plugin.fixtures import DRIVERS_KEY
 
 BANNER = (
     "vmtest shell: {test}\n"
@@ -75,6 +77,9 @@ def run(item: pytest.Item) -> bool:
     driver = funcargs.get("_vmtest_network")
     if not isinstance(driver, Driver):
         raise pytest.UsageError(f"vmtest: --vm-interactive: {item.nodeid} has no @pytest.mark.vmtest(nodes=...)")
+    watch = item.stash.get(DRIVERS_KEY, None)
+    if watch is not None:
+        watch.cancel()  # the global timeout is for unattended runs, not for a person at a prompt
     names = sorted(driver.machines)
     banner = BANNER.format(test=item.nodeid, names=", ".join(names), first=names[0] if names else "machine")
     with terminal(item.config):

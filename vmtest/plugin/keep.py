@@ -35,18 +35,21 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str) -> list[keep.K
         running = {name: m.vm for name, m in driver.machines.items() if m.vm.is_running() and m.vm.pid is not None}
         if not running:
             continue
+        owned = driver._own_state_root  # a temporary network directory: it goes when its machines end
+        rmdir = [str(driver.state_root)] if owned else []
         switch_pids = []
         for switch in driver.switches.values():
             if switch.process is not None and switch.process.poll() is None:
-                owned = [str(driver.state_root)] if driver._own_state_root else []
-                keep.write_ticket(switch.directory / "switch.log", deadline, owned)
+                keep.write_ticket(switch.directory / "switch.log", deadline, [str(switch.directory)] * owned, rmdir)
                 switch_pids.append(switch.process.pid)
                 switch.process = None  # no longer this run's to stop
         driver._own_state_root = False
         for name, vm in running.items():
             assert vm.pid is not None and vm.state_dir is not None
+            own = owned or (vm._own_state_dir and not vm.keep_state)
+            entry_id = f"{name}-{vm.pid}"
             entry = keep.Kept(
-                id=f"{name}-{vm.pid}",
+                id=entry_id,
                 name=name,
                 test=test,
                 pid=vm.pid,
@@ -54,12 +57,11 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str) -> list[keep.K
                 state_dir=str(vm.state_dir),
                 deadline=deadline,
                 switches=switch_pids,
+                remove=[str(vm.state_dir)] * own + [str(root / f"{entry_id}.json")],
+                rmdir=rmdir,
             )
-            own = [str(vm.state_dir)] if vm._own_state_dir and not vm.keep_state else []
-            entry_path = root / f"{entry.id}.json"
-            entry = keep.Kept(**{**entry.__dict__, "remove": [*own, str(entry_path)]})
             keep.register(root, entry)
-            keep.write_ticket(vm.paths.qemu_log, deadline, entry.remove)
+            keep.write_ticket(vm.paths.qemu_log, deadline, entry.remove, entry.rmdir)
             _let_go(vm)
             kept.append(entry)
     return kept

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from vmtest.core.errors import ConfigError
 from vmtest.core.proc import keep_ticket
+from vmtest.core.supervisor import remove_paths
 
 
 def registry(cache_dir: Path) -> Path:
@@ -37,16 +37,18 @@ class Kept:
     deadline: float  # UNIX time
     switches: list[int] = field(default_factory=list)  # supervisors of its VLAN switches
     remove: list[str] = field(default_factory=list)  # removed when the machine ends
+    rmdir: list[str] = field(default_factory=list)  # removed then if empty (its network's directory)
 
     def left(self) -> float:
         return self.deadline - time.time()
 
 
-def write_ticket(stdout: Path, deadline: float, remove: list[str]) -> None:
-    """Keep the supervised child whose output is ``stdout`` until ``deadline``; then remove ``remove``."""
+def write_ticket(stdout: Path, deadline: float, remove: list[str], rmdir: list[str] | None = None) -> None:
+    """Keep the supervised child whose output is ``stdout`` until ``deadline``; then remove ``remove``
+    (and ``rmdir`` if empty)."""
     path = keep_ticket(stdout)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"deadline": deadline, "remove": remove}))
+    tmp.write_text(json.dumps({"deadline": deadline, "remove": remove, "rmdir": rmdir or []}))
     tmp.replace(path)  # the supervisor never reads half a ticket
 
 
@@ -101,13 +103,8 @@ def kill(root: Path, kept: Kept) -> None:
     for pid in kept.switches:
         if not any(pid in k.switches for k in others):
             _kill_group(pid)
-    for item in kept.remove:
-        path = Path(item)
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
     (root / f"{kept.id}.json").unlink(missing_ok=True)
+    remove_paths(kept.remove, kept.rmdir)
 
 
 def _kill_group(pid: int) -> None:
