@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -33,32 +34,74 @@ def spawn(*argv: str, timeout: float = 900, env: dict[str, str] | None = None) -
     return child
 
 
-def no_process_left(processes_mentioning, text: str, within: float = 15.0) -> dict[int, str]:
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, process group) of ``pid``, None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else (int(fields[1]), int(fields[2]))
+
+
+def _live() -> dict[int, tuple[int, int]]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            found[int(entry.name)] = st
+    return found
+
+
+def descendants(pid: int, mentioning: str = "") -> set[int]:
+    """The live descendants of ``pid`` whose command line contains ``mentioning`` (QEMUs of another
+    helper's runs, of the same node name, are not ours)."""
+    live = _live()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, (ppid, _) in live.items() if ppid in frontier} - found
+        found |= frontier
+    return {p for p in found if mentioning in _cmdline(p)}
+
+
+def group(pgid: int, mentioning: str = "") -> set[int]:
+    """The live members of process group ``pgid`` whose command line contains ``mentioning``."""
+    return {p for p, (_, g) in _live().items() if g == pgid and mentioning in _cmdline(p)}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def gone(pids: set[int], within: float = 15.0) -> set[int]:
+    """The pids of ``pids`` still alive after waiting up to ``within`` seconds for them to end."""
     deadline = time.monotonic() + within
-    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+    while (left := {p for p in pids if _stat(p) is not None}) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
 
-def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt(processes_mentioning):
+def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
     child = spawn(sys.executable, "-m", "vmtest.cli", "shell", "examples/test_webserver.py::test_webserver")
     try:
         child.expect_exact("vmtest shell: examples/test_webserver.py::test_webserver")
         child.expect_exact(">>> ")
-        assert processes_mentioning("process=vmtest-server") == {}  # nothing boots before it is used
+        assert descendants(child.pid, "qemu-system") == set()  # nothing boots before it is used
         child.sendline('server.succeed("hostname")')
         child.expect(r"'server\\n'\r\n>>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
         child.expect(r"'hello from server\\n'\r\n>>> ")
-        assert len(processes_mentioning("process=vmtest-server")) == 1
+        ours = descendants(child.pid)
+        assert len({p for p in ours if "process=vmtest-server" in _cmdline(p)}) == 1
+        assert len({p for p in ours if "process=vmtest-client" in _cmdline(p)}) == 1
+        assert {p for p in ours if "vde_switch" in _cmdline(p)}
         child.sendeof()
         child.expect(pexpect.EOF, timeout=120)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0, child.before
-    assert no_process_left(processes_mentioning, "process=vmtest-server") == {}
-    assert no_process_left(processes_mentioning, "process=vmtest-client") == {}
-    assert no_process_left(processes_mentioning, "vde_switch") == {}
+    assert gone(ours) == set()  # QEMUs, switches, everything the shell started
 
 
 def demo_failure(tmp_path, *tests: str, options: tuple[str, ...] = ()) -> pexpect.spawn:
@@ -78,7 +121,11 @@ def demo_failure(tmp_path, *tests: str, options: tuple[str, ...] = ()) -> pexpec
     )
 
 
-def test_keep_on_failure_attach_kill_and_time_limit(tmp_path, processes_mentioning):
+def _vmtest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vmtest.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_keep_on_failure_attach_kill_and_time_limit(tmp_path):
     run = demo_failure(
         tmp_path,
         "test_wrong_expectation",
@@ -90,16 +137,16 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path, processes_mentioni
     output = run.before
     assert run.exitstatus == 1, output
     kept_at = time.monotonic()
-    web = re.search(r"web: attach a root shell: vmtest attach (web-\d+)", output)
-    box = re.search(r"box: attach a root shell: vmtest attach (box-\d+)", output)
+    web = re.search(r"web: attach a root shell: vmtest attach (web-(\d+))", output)
+    box = re.search(r"box: attach a root shell: vmtest attach (box-(\d+))", output)
     assert web and box, output
     assert f"vmtest kill {web.group(1)}" in output
-    web_pid, box_pid = (int(m.group(1).rsplit("-", 1)[1]) for m in (web, box))
+    web_pid, box_pid = int(web.group(2)), int(box.group(2))
+    web_qemu, box_qemu = group(web_pid, "process=vmtest-web"), group(box_pid, "process=vmtest-box")
     try:
-        # pytest has exited; both machines run on.
-        assert len(processes_mentioning("process=vmtest-web")) == 1
-        assert len(processes_mentioning("process=vmtest-box")) == 1
-        ps = subprocess.run([sys.executable, "-m", "vmtest.cli", "ps"], capture_output=True, text=True, cwd=REPO)
+        # pytest has exited; both machines run on (each QEMU in its supervisor's process group).
+        assert len(web_qemu) == 1 and len(box_qemu) == 1
+        ps = _vmtest("ps")
         assert web.group(1) in ps.stdout and box.group(1) in ps.stdout, ps.stdout
         # The printed command gives a root shell in the kept machine.
         shell = spawn(sys.executable, "-m", "vmtest.cli", "attach", web.group(1), timeout=120)
@@ -113,17 +160,15 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path, processes_mentioni
         shell.close()
         assert shell.exitstatus == 0
         # vmtest kill ends it at once.
-        killed = subprocess.run(
-            [sys.executable, "-m", "vmtest.cli", "kill", web.group(1)], capture_output=True, text=True, cwd=REPO
-        )
+        killed = _vmtest("kill", web.group(1))
         assert f"killed {web.group(1)}" in killed.stdout, killed.stdout + killed.stderr
-        assert no_process_left(processes_mentioning, "process=vmtest-web", within=10) == {}
+        assert gone(web_qemu | {web_pid}, within=10) == set()
         # Nobody kills box: its time limit does (75 s after it was kept).
-        assert len(processes_mentioning("process=vmtest-box")) == 1
+        assert gone(box_qemu, within=1) == box_qemu
         left = 75 - (time.monotonic() - kept_at)
-        assert no_process_left(processes_mentioning, "process=vmtest-box", within=left + 20) == {}
+        assert gone(box_qemu | {box_pid}, within=left + 20) == set()
         assert time.monotonic() - kept_at > 60, "box ended well before its time limit"
-        ps = subprocess.run([sys.executable, "-m", "vmtest.cli", "ps"], capture_output=True, text=True, cwd=REPO)
+        ps = _vmtest("ps")
         assert web.group(1) not in ps.stdout and box.group(1) not in ps.stdout, ps.stdout
     finally:
         for pid in (web_pid, box_pid):
@@ -131,13 +176,14 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path, processes_mentioni
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-    assert no_process_left(processes_mentioning, "vmtest.core.supervisor") == {}
 
 
-def test_pdb_stops_with_the_machines_usable(tmp_path, processes_mentioning):
+def test_pdb_stops_with_the_machines_usable(tmp_path):
     run = demo_failure(tmp_path, "test_wrong_expectation", options=("--pdb",))
     try:
         run.expect_exact("(Pdb) ", timeout=900)
+        ours = descendants(run.pid, "process=vmtest-web")
+        assert len(ours) == 1  # the machine still runs at the prompt
         run.sendline('web.succeed("hostname")')
         run.expect(r"'web\\n'\r\n\(Pdb\) ")
         run.sendline('web.succeed("curl --version").split()[0]')
@@ -147,17 +193,18 @@ def test_pdb_stops_with_the_machines_usable(tmp_path, processes_mentioning):
     finally:
         run.close(force=True)
     assert run.exitstatus == 1
-    assert no_process_left(processes_mentioning, "process=vmtest-web") == {}
+    assert gone(ours) == set()
 
 
-def test_debug_hook_pauses_with_the_machines_running(tmp_path, processes_mentioning):
+def test_debug_hook_pauses_with_the_machines_running(tmp_path):
     run = demo_failure(tmp_path, "test_wrong_expectation", options=("--vm-debug-hook",))
     try:
         run.expect(r"web: vmtest attach (\S+attach\.sock)", timeout=900)
         socket = run.match.group(1)
         run.expect(r"continue with Enter here, `kill -USR1 (\d+)` or `touch (\S+)`")
         time.sleep(3)
-        assert len(processes_mentioning("process=vmtest-web")) == 1  # paused, not ended
+        ours = descendants(run.pid, "process=vmtest-web")
+        assert len(ours) == 1  # paused, not ended
         shell = spawn(sys.executable, "-m", "vmtest.cli", "attach", socket, timeout=120)
         shell.expect_exact("root shell")
         shell.sendline("echo I am $(id -un) on $(hostname)")
@@ -165,10 +212,11 @@ def test_debug_hook_pauses_with_the_machines_running(tmp_path, processes_mention
         shell.send("\x1d")
         shell.expect(pexpect.EOF, timeout=30)
         shell.close()
+        assert len(descendants(run.pid, "process=vmtest-web")) == 1  # still paused
         run.sendline("")  # Enter: the test goes on to its end (failed) and teardown
         run.expect(r"1 failed", timeout=120)
         run.expect(pexpect.EOF, timeout=60)
     finally:
         run.close(force=True)
     assert run.exitstatus == 1
-    assert no_process_left(processes_mentioning, "process=vmtest-web") == {}
+    assert gone(ours) == set()
