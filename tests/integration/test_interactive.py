@@ -92,6 +92,27 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         child.expect(r"'server\\n'\r\n>>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
         child.expect(r"'hello from server\\n'\r\n>>> ")
+        # shell_interact(): a root shell through the second virtio console; Ctrl-] returns to the REPL.
+        child.sendline("server.shell_interact()")
+        child.expect_exact("root shell")
+        child.sendline("echo I am $(id -un) on $(hostname) via $(tty)")
+        child.expect(r"I am root on server via /dev/hvc1\r\n")
+        child.send("\x1d")
+        child.expect_exact(">>> ")
+        # console_interact(): what the guest prints on ttyS0 shows here, and keys reach ttyS0.
+        child.sendline("server.succeed('(sleep 3; echo console-hello > /dev/ttyS0) >/dev/null 2>&1 &')")
+        child.expect_exact(">>> ")
+        child.sendline("server.succeed('(timeout 60 head -c 5 /dev/ttyS0 > /tmp/typed) >/dev/null 2>&1 &')")
+        child.expect_exact(">>> ")
+        child.sendline("server.console_interact()")
+        child.expect_exact("serial console")
+        child.expect_exact("console-hello")
+        child.send("abcde\r")
+        time.sleep(1)
+        child.send("\x1d")
+        child.expect_exact(">>> ")
+        child.sendline("server.wait_until_succeeds('test -s /tmp/typed && cat /tmp/typed', timeout=30)")
+        child.expect(r"'abcde'\r\n>>> ")
         ours = descendants(child.pid)
         assert len({p for p in ours if "process=vmtest-server" in _cmdline(p)}) == 1
         assert len({p for p in ours if "process=vmtest-client" in _cmdline(p)}) == 1
