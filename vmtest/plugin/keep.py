@@ -73,8 +73,8 @@ def report(kept: list[keep.Kept], run: Settings) -> str:
         return ""
     same = run.cache_dir == Settings.from_environment().cache_dir  # what the vmtest command finds by itself
     cache = "" if same else f" --cache-dir {shlex.quote(str(run.cache_dir))}"
-    minutes = run.keep_for / 60
-    lines = [f"kept running for {minutes:g} min (--vm-keep-for), then killed:"]
+    limit = f"{run.keep_for / 60:g}m" if run.keep_for % 60 == 0 else f"{run.keep_for:g}s"
+    lines = [f"kept running for {limit} (--vm-keep-for), then killed:"]
     for k in kept:
         lines.append(f"  {k.name}: attach a root shell: vmtest{cache} attach {k.id}   (Ctrl-] detaches)")
         lines.append(f"  {k.name}: end it now:          vmtest{cache} kill {k.id}")
