@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     return ImageStore(run.cache_dir, rebuild=run.rebuild)
 
 
+# Drivers shared by the tests of a module or class (--vm-keep-on-failure keeps only a test's own).
+SHARED: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
 class _Drivers:
     """Drivers shared by the tests of one scope (module or class), released at its end."""
 
@@ -97,6 +102,7 @@ class _Drivers:
             if known is nodes or known == nodes:
                 return driver
         driver = make()
+        SHARED.add(driver)
         self.by_nodes.append((nodes, driver))
         return driver
 
