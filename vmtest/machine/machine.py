@@ -159,8 +159,13 @@ class Machine:
         """True when QEMU runs and the backdoor shell has answered."""
         return self.vm.is_ready()
 
-    def start(self) -> None:
-        """Build the image if needed and launch QEMU; returns without waiting for the boot."""
+    def start(self, allow_reboot: bool = False) -> None:
+        """Build the image if needed and launch QEMU; returns without waiting for the boot.
+
+        As in NixOS, a reboot the guest starts itself (``reboot`` in a command, a panic) ends QEMU
+        like a power-off unless ``allow_reboot=True`` (then the guest restarts); :meth:`reboot` works
+        either way. A machine started by its first use does not allow reboots."""
+        self.vm.set_allow_reboot(allow_reboot)
         self.vm.launch()
 
     def connect(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
