@@ -12,7 +12,8 @@ creates stand-alone machines (no network) for a test.
 
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
-failure reports in :mod:`vmtest.plugin.report`.
+the NixOS script globals (``start_all``, ``subtest``, ...) in
+:mod:`vmtest.plugin.nixos_globals`, failure reports in :mod:`vmtest.plugin.report`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures
+from vmtest.plugin import fixtures, nixos_globals
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
+from vmtest.plugin.subtests import split_junit_subtests
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,6 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
     config.addinivalue_line(
         "markers",
@@ -45,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    split_junit_subtests(session.config)
 
 
 @pytest.hookimpl(tryfirst=True)
