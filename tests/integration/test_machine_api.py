@@ -122,7 +122,7 @@ def test_copy_round_trip_of_a_tree(vm, tmp_path, via_shell):
     vm.copy_from_host(src, "/root/copied", via_shell=via_shell)
     assert vm.succeed("/root/copied/sub/run.sh") == "run\n"
     assert vm.succeed("stat -c %a /root/copied/sub/run.sh").strip() == "750"
-    back = vm.copy_from_vm("/root/copied", tmp_path / "back", via_shell=via_shell)
+    back = vm.copy_from_machine("/root/copied", tmp_path / "back", via_shell=via_shell)
     assert (back / "a.txt").read_text() == "alpha\n"
     assert (back / "bin.dat").read_bytes() == bytes(range(256)) * 10
     assert stat.S_IMODE(os.stat(back / "sub" / "run.sh").st_mode) == 0o750

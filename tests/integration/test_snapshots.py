@@ -102,7 +102,7 @@ def test_shares_and_copies_on_a_restored_guest(vm_image_store, nonce, tmp_path):
             (tmp_path / "in").write_text(f"copied in {i}\n")
             vm.copy_from_host(tmp_path / "in", "/root/in")
             assert vm.succeed("cat /root/in") == f"copied in {i}\n"
-            out = vm.copy_from_vm("/etc/hostname", tmp_path / f"out{i}")
+            out = vm.copy_from_machine("/etc/hostname", tmp_path / f"out{i}")
             assert out.read_text() == "shares\n"
             (vm.shared_dir / "xchg-file").write_text("via xchg\n")
             assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"
