@@ -70,7 +70,7 @@ class FakeMonitor:
 class FakeConsole:
     echo = True
 
-    def tail(self, n: int = 20) -> list[str]:
+    def tail(self, n: int = 20, since: float | None = None) -> list[str]:
         return ["[    1.0] fake console line"]
 
     def write(self, data: bytes) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
 from vmtest.image import ImageStore
-from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
+from vmtest.machine.commands import DEFAULT_TIMEOUT, CommandResult, Commands
 from vmtest.machine.compat import NixosAliases
 from vmtest.machine.controls import Controls
 from vmtest.machine.files import Files
@@ -138,9 +138,10 @@ class Machine(NixosAliases):
         with self.vm.nested(msg):
             yield
 
-    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
-        """The last ``n`` lines the serial console printed."""
-        return self.vm.console_tail(n)
+    def console_tail(self, n: int = CONSOLE_TAIL, since: float | None = None) -> list[str]:
+        """The last ``n`` lines the serial console printed; with ``since`` (a :func:`time.monotonic`
+        time) those printed since then, or, when there are none, a note and the last lines before it."""
+        return self.vm.console_tail(n, since)
 
     def get_console_log(self) -> str:
         """Everything the serial console printed in this machine's runs so far."""
@@ -208,12 +209,14 @@ class Machine(NixosAliases):
 
     def execute(
         self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
-    ) -> tuple[int, str]:
+    ) -> CommandResult:
         """Run ``command`` (bash, ``set -euo pipefail``) in the guest; return (exit status, stdout).
 
-        stdin is /dev/null; stderr goes to the serial console (and so the log).
-        Output is byte-exact: undecodable bytes are kept as surrogates
-        (``out.encode(errors="surrogateescape")`` gives the raw bytes). A command
+        The pair is a :class:`~vmtest.machine.commands.CommandResult`, which also carries the command's
+        ``stderr`` and ``elapsed`` (its own time, without a boot it waited for). stdin is /dev/null;
+        stderr is captured apart from stdout (and shown by :class:`~vmtest.CommandFailed`). Output is
+        byte-exact: undecodable bytes are kept as surrogates (``out.encode(errors="surrogateescape")``
+        gives the raw bytes). A command
         still running after ``timeout`` seconds (default 900) is killed in the
         guest and raises :class:`~vmtest.Timeout`. ``check_return``/``check_output``
         exist for NixOS compatibility: the status and output are always

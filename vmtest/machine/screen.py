@@ -262,7 +262,7 @@ class Screen:
                 tesseract.read_variants(image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in readings])
             )
         raise TextNotFound(
-            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail()
+            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail(since=start)
         )
 
 

@@ -66,6 +66,6 @@ class Waits:
                 f"waiting for {regex!r} on the serial console",
                 "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
                 time.monotonic() - start,
-                self.vm.console_tail(),
+                self.vm.console_tail(since=start),
             )
         return str(match.string)

@@ -3,10 +3,11 @@
 The guest side is ``image/guest/backdoor``, a bash loop on ``/dev/hvc0``.
 A request is ``run <id> <command>\\n`` with the command escaped for
 ``printf %b`` (see :func:`escape_command`); the reply is a header
-``\\x02vmtest-out <id> <status> <nbytes> <raw|b64>\\n`` followed by exactly
-``nbytes`` of the command's stdout. Ids are random per request and the
-payload is length-prefixed, so binary output, output without a trailing
-newline and output that imitates a header cannot confuse the reader.
+``\\x02vmtest-out <id> <status> <nbytes> <raw|b64> <errbytes> <raw|b64>\\n``
+followed by exactly ``nbytes`` of the command's stdout and ``errbytes`` of its
+stderr. Ids are random per request and the payloads are length-prefixed, so
+binary output, output without a trailing newline and output that imitates a
+header cannot confuse the reader.
 
 Timeouts are enforced from here: when one expires we send ``kill <id>``, the
 guest kills the command's process group and answers with status 124.
@@ -62,8 +63,11 @@ def encode_kill(request_id: str) -> bytes:
 
 
 def reply_header(request_id: str) -> re.Pattern[bytes]:
-    """The regex of the reply header for ``request_id``: groups status, nbytes, encoding."""
-    return re.compile(rb"\x02vmtest-out " + re.escape(request_id.encode()) + rb" (\d+) (\d+) (raw|b64)\n")
+    """The regex of the reply header for ``request_id``: groups status, nbytes, encoding, errbytes,
+    its encoding."""
+    return re.compile(
+        rb"\x02vmtest-out " + re.escape(request_id.encode()) + rb" (\d+) (\d+) (raw|b64) (\d+) (raw|b64)\n"
+    )
 
 
 def decode_payload(payload: bytes, encoding: bytes) -> bytes:
@@ -78,8 +82,9 @@ def new_id() -> str:
 class Result:
     status: int
     output: bytes
-    elapsed: float
+    elapsed: float  # from sending the command to its reply (never a boot)
     killed: bool = False
+    stderr: bytes = b""
 
 
 class BackdoorClosed(Exception):
@@ -147,11 +152,12 @@ class Backdoor:
                     raise BackdoorClosed("the virtio console closed") from None
             except (pexpect.EOF, OSError):
                 raise BackdoorClosed("the virtio console closed") from None
-            status = int(self._spawn.match.group(1))
-            size = int(self._spawn.match.group(2))
-            encoding = self._spawn.match.group(3)
-            payload = self._read_exact(size)
-            return Result(status, decode_payload(payload, encoding), time.monotonic() - start, killed)
+            match = self._spawn.match
+            status, size, encoding = int(match.group(1)), int(match.group(2)), match.group(3)
+            err_size, err_encoding = int(match.group(4)), match.group(5)
+            output = decode_payload(self._read_exact(size), encoding)
+            stderr = decode_payload(self._read_exact(err_size), err_encoding)
+            return Result(status, output, time.monotonic() - start, killed, stderr)
 
     def _read_exact(self, size: int, stall: float = OUTPUT_STALL) -> bytes:
         """Exactly ``size`` bytes following the last match (pexpect's buffer first).

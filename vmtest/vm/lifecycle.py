@@ -156,8 +156,8 @@ class VM:
     def is_ready(self) -> bool:
         return self.state is State.READY and self.is_running()
 
-    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
-        return self._console.tail(n) if self._console is not None else []
+    def console_tail(self, n: int = CONSOLE_TAIL, since: float | None = None) -> list[str]:
+        return self._console.tail(n, since) if self._console is not None else []
 
     def qemu_output(self, limit: int = 3000) -> str:
         """The end of what QEMU itself printed (its stdout+stderr)."""
@@ -170,7 +170,7 @@ class VM:
 
     def error(self, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
         """A ``cls`` error naming this machine, ``action``, the time since ``start`` and the console tail."""
-        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(), qemu)
+        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(since=start), qemu)
 
     def facts(self, status: int | None) -> QemuFacts:
         """QEMU's command line, ``status`` and the end of its output, for an error."""
