@@ -251,7 +251,18 @@ def build_rootfs(
     ]
     with nested(logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s)"):
         try:
-            run(argv, what="mmdebstrap", logger=logger, timeout=1800, line_filter=_progress)
+            # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
+            # nothing in /tmp, and the next build of the key removes the whole directory
+            scratch = work / "tmp"
+            scratch.mkdir(parents=True, exist_ok=True)
+            run(
+                argv,
+                what="mmdebstrap",
+                logger=logger,
+                timeout=1800,
+                line_filter=_progress,
+                env={"TMPDIR": str(scratch)},
+            )
         except ProcessError as exc:
             raise _explain_mmdebstrap(exc, config) from exc
     _keep_debs(new_debs, debs)

@@ -38,6 +38,7 @@ class BootImage:
     initrd: Path
     kernel_release: str
     disk_mib: int
+    refs: Path | None = None  # where disks made on this image record it (the cache's refs/), None: nowhere
 
 
 class ImageStore:
@@ -116,4 +117,6 @@ class ImageStore:
 
     def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
         meta = json.loads((path / "meta.json").read_text())
-        return BootImage(key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"])
+        return BootImage(
+            key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"], self.cache.refs
+        )

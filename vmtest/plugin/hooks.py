@@ -22,6 +22,9 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
+from vmtest.core.cache import Cache
+from vmtest.core.log import get_logger
+from vmtest.core.statedirs import sweep_leftovers
 from vmtest.plugin import fixtures
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
@@ -44,7 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
 
 
 @pytest.hookimpl(tryfirst=True)

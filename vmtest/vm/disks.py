@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import keptdisks
 from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import BootImage
@@ -126,9 +127,13 @@ def prepare(
             )
         if fresh:
             disk.unlink(missing_ok=True)
-        if not disk.exists():
+        if disk.exists():  # kept across reboots or runs: still on the base it was made on?
+            keptdisks.check(image.refs, disk, name)
+        else:
             disk.parent.mkdir(parents=True, exist_ok=True)
             _overlay(base or image.disk, size, disk, name, logger)
+            if image.refs is not None:  # cache gc keeps its base while the disk exists
+                keptdisks.record(image.refs, disk)
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
         if fresh:
