@@ -22,6 +22,7 @@ from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
+from vmtest.image import packages as packages_mod
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
@@ -96,6 +97,7 @@ class ImageStore:
         if cached:
             self.logger.debug("image %s: cache hit", key)
             return self._boot_image(key, cached, kernel)
+        packages_mod.check(config.packages, config.suite, self.logger)  # a typo fails now, not after mmdebstrap
         label = ", ".join(config.packages) or "base system"
 
         def builder(tmp: Path) -> dict[str, object]:

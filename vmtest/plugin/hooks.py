@@ -27,6 +27,7 @@ from vmtest.core.log import get_logger
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.plugin import fixtures
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
@@ -62,6 +63,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    hide_vmtest_frames(call.excinfo)  # a vmtest error's report starts at the user's line
     outcome = yield
     report = outcome.get_result()
     watch = item.stash.get(DRIVERS_KEY, None)

@@ -58,6 +58,22 @@ def check_host(config: MachineConfig) -> None:
             f"more than the host's available memory ({free} MiB)",
             f"use at most {free} MiB, or free memory on the host",
         )
+    for i, drive in enumerate(virt.qemu.drives):
+        if "://" not in drive.file and not os.path.exists(drive.file):
+            raise ConfigError(
+                f"virtualisation.qemu.drives[{i}].file",
+                drive.file,
+                "no such file on the host",
+                "create the disk image before the machine starts (e.g. qemu-img create -f qcow2 FILE 64M)",
+            )
+    for tag, share in virt.shared_directories.items():
+        if not os.path.isdir(share.source):
+            raise ConfigError(
+                f"virtualisation.shared_directories[{tag!r}].source",
+                share.source,
+                "no such directory on the host (any more)",
+                "create it before the machine starts",
+            )
     if virt.use_host_certs and not HOST_CA_BUNDLE.is_file():
         raise ConfigError(
             "virtualisation.use_host_certs",
@@ -71,7 +87,7 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
     try:
         run(["qemu-img", *argv], what=what, logger=logger)
     except ProcessError as exc:
-        raise LaunchError(name, what, str(exc)) from exc
+        raise LaunchError(name, what, str(exc)) from None
 
 
 def _overlay(backing: Path, size: int, disk: Path, name: str, logger: logging.Logger) -> None:
