@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,15 @@ def test_sweep_leftovers_keeps_builds_in_progress(tmp_path: Path) -> None:
         count, freed = statedirs.sweep_leftovers(cache, LOG)
     assert not (cache.root / "tmp" / "images-aaa.x1").exists() and busy.exists()
     assert count >= 1 and freed >= 50_000
+
+
+def test_a_zombie_owner_is_gone() -> None:
+    """A killed run's process may stay a zombie for good (no init reaps it in a container)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while "Z" not in Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1][:3] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert statedirs.process_start(proc.pid) is None
+    finally:
+        proc.wait()

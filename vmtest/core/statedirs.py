@@ -31,13 +31,17 @@ PREFIX = "vmtest-"
 
 
 def process_start(pid: int) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot, or None if there is no such process."""
+    """The start time of process ``pid`` in clock ticks since boot, or None if there is no such process
+    (or only its zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     try:  # the command name (field 2) may hold spaces and parentheses: count fields after the last ')'
-        return int(stat[stat.rindex(")") + 2 :].split()[19])
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] in ("Z", "X"):  # a zombie is gone (no parent may ever reap it in a container)
+            return None
+        return int(fields[19])
     except (ValueError, IndexError):
         return None
 

@@ -26,6 +26,7 @@ from vmtest.core.contract import GUEST_FILES, ROOT_LABEL, XCHG_MOUNT_UNIT, xchg_
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
+from vmtest.image import space
 from vmtest.image.kernel import Kernel
 
 # What every guest has besides the requested packages.
@@ -290,8 +291,10 @@ def build_rootfs(
                 line_filter=_progress,
                 env={"TMPDIR": str(scratch)},
             )
-        except ProcessError as exc:
-            raise _explain_mmdebstrap(exc, config) from None  # its output is in the error, once
+        except ProcessError as exc:  # its output is in the error, once
+            raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or _explain_mmdebstrap(
+                exc, config
+            ) from None
     _keep_debs(new_debs, debs)
     content_mib = disk_usage(tree) // (1 << 20)
     disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
@@ -319,7 +322,9 @@ def build_rootfs(
                 timeout=600,
             )
         except ProcessError as exc:
-            raise ImageBuildError("creating the ext4 file system", str(exc)) from None
+            raise space.explain(str(exc), work, "creating the ext4 file system") or ImageBuildError(
+                "creating the ext4 file system", str(exc)
+            ) from None
     shutil.rmtree(tree)
     with nested(logger, "converting to qcow2"):
         try:
@@ -330,7 +335,9 @@ def build_rootfs(
                 timeout=600,
             )
         except ProcessError as exc:
-            raise ImageBuildError("converting to qcow2", str(exc)) from None
+            raise space.explain(str(exc), work, "converting to qcow2") or ImageBuildError(
+                "converting to qcow2", str(exc)
+            ) from None
     raw.unlink()
     log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
     return RootfsResult(out, disk_mib, content_mib)
