@@ -68,6 +68,7 @@ def test_a_kernel_panic_is_quoted_at_once(vm_factory) -> None:
         machine.execute("echo c > /proc/sysrq-trigger", timeout=120)
     took = time.monotonic() - start
     report("kernel panic (sysrq c)", took)
+    print(str(info.value)[:1500], flush=True)
     assert "Kernel panic - not syncing: sysrq triggered crash" in str(info.value), str(info.value)[-3000:]
     assert took < 15, took
 
