@@ -69,6 +69,9 @@ def test_wait_for_unit_inactive_without_jobs_fails(vm):
 def test_wait_for_open_port_opened_later(vm):
     vm.succeed("(sleep 3; exec nc -l -p 4321 >/dev/null) >/dev/null 2>&1 &")
     vm.wait_for_open_port(4321, timeout=60)
+    # the wait did not connect: the one-shot listener still takes the test's own first connection
+    vm.succeed("nc -z -w 5 localhost 4321")
+    vm.wait_for_closed_port(4321, timeout=30)
     vm.wait_for_closed_port(4322, timeout=10)
     with pytest.raises(Timeout) as info:
         vm.wait_for_open_port(4323, timeout=3)

@@ -82,7 +82,8 @@ def test_vlan_traffic_between_restored_nodes(vms, left, right, round):
     vms.join_all()
     check = saved if round == "saves" else restored
     assert check(left) and check(right)
-    right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &) ; sleep 0.5")
+    right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &)")
+    right.wait_for_open_port(7777, timeout=60)  # listening (a fixed sleep raced a slow guest); not consumed
     left.succeed("echo over-the-vlan | nc -N -w 5 right 7777")
     right.wait_until_succeeds("grep -q over-the-vlan /tmp/got", timeout=30)
     assert left.succeed("ip -4 -o addr show eth1").split()[3] == "192.168.1.1/24"

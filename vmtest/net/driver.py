@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import statedirs
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger, nested
 from vmtest.core.retry import retry as _retry
@@ -81,7 +81,7 @@ class Driver:
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
         self._own_state_root = state_root is None
-        self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
+        self.state_root = state_root or statedirs.make("vmtest-net-")
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},

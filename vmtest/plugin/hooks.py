@@ -23,8 +23,12 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
+from vmtest.core.cache import Cache
+from vmtest.core.log import get_logger
+from vmtest.core.statedirs import sweep_leftovers
 from vmtest.plugin import fixtures, nixos_globals
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
@@ -47,8 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
+    sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -62,6 +67,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    hide_vmtest_frames(call.excinfo)  # a vmtest error's report starts at the user's line
     outcome = yield
     report = outcome.get_result()
     watch = item.stash.get(DRIVERS_KEY, None)

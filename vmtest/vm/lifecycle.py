@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import statedirs
 from vmtest.core.errors import LaunchError, MachineError, QemuFacts, Timeout, VmtestError, describe_exit
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
@@ -264,7 +264,7 @@ class VM:
                 self.store.cache, lambda: Boot(image.kernel, image.initrd), self.logger, self._accel_request
             )
         if self._state_dir is None:
-            self._state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
+            self._state_dir = statedirs.make(f"vmtest-{self.name}-")
         paths = self.paths
         paths.state_dir.mkdir(parents=True, exist_ok=True)
         paths.xchg.mkdir(exist_ok=True)
