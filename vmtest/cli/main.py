@@ -91,6 +91,12 @@ def cmd_cache_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_key(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_key(args, _settings(args))
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vmtest.cli.doctor import run_doctor
 
@@ -133,6 +139,20 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vmtest cache key / export / import`` (vmtest.cli.cachecmd)."""
+    from vmtest.cli.cachecmd import add_selection_arguments
+
+    k = csub.add_parser(
+        "key",
+        help="print one hash of every image the tests in PATHS need (a CI cache key): it changes exactly "
+        "when one of them would be rebuilt",
+    )
+    add_selection_arguments(k)
+    k.add_argument("--list", action="store_true", help="also list the images (on stderr)")
+    k.set_defaults(func=cmd_cache_key)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmtest", description="Integration tests in real QEMU virtual machines.")
     add_arguments(p, ["cache_dir"], FLAGS)
@@ -156,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
     gc.set_defaults(func=cmd_cache_gc)
+    _add_transport_commands(csub)
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
     d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
     d.set_defaults(func=cmd_doctor)

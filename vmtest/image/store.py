@@ -28,6 +28,24 @@ from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest
 IMAGE_BUILDER_VERSION = "2"
 
 
+def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
+    """The cache key of ``config``'s image on ``kernel`` (pure: nothing is built; the kernel is only
+    resolved). ``vmtest cache key`` hashes these, so it changes exactly when an image would be rebuilt."""
+    inputs = {
+        "builder": IMAGE_BUILDER_VERSION,
+        # the builder's own code: any change to how images are made invalidates them
+        "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
+        "config": config.image_inputs(),
+        "kernel": kernel.key,
+        "base_packages": list(BASE_PACKAGES),
+        "masked": list(MASKED_UNITS),
+        "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
+        "xchg_mount": xchg_mount_unit(),
+    }
+    blob = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class BootImage:
     """Everything needed to boot a configured machine (all files read-only)."""
@@ -63,19 +81,7 @@ class ImageStore:
             return self._kernel
 
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
-        inputs = {
-            "builder": IMAGE_BUILDER_VERSION,
-            # the builder's own code: any change to how images are made invalidates them
-            "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
-            "config": config.image_inputs(),
-            "kernel": kernel.spec.key,
-            "base_packages": list(BASE_PACKAGES),
-            "masked": list(MASKED_UNITS),
-            "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
-            "xchg_mount": xchg_mount_unit(),
-        }
-        blob = json.dumps(inputs, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return image_key(config, kernel.spec)
 
     def rebuild_once(self, kind: str, key: str) -> bool:
         """With ``rebuild`` (--vm-rebuild): True the first time this session asks about ``kind``/``key``."""
