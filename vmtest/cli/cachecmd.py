@@ -9,13 +9,19 @@ entries into the local cache, verified, one complete entry at a time.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from vmtest.config.settings import Settings
+from vmtest.core.archive import Accept, Fixup
+from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError
+from vmtest.core.proc import run
 from vmtest.image import kernel as kernel_mod
 from vmtest.image.selection import ImageNeed, needed_images, selection_key
 
@@ -66,3 +72,109 @@ def cmd_cache_key(args: argparse.Namespace, settings: Settings) -> int:
 
 def output_path(value: str) -> Path:
     return Path(value).expanduser().absolute()
+
+
+def selected_entries(cache: Cache, needs: list[ImageNeed], snapshots: bool = True) -> list[tuple[str, str]]:
+    """(kind, key) of the kernel(s) the images use, the images, and (with ``snapshots``) the booted
+    snapshots made on them, in that order (an importer installs images before their snapshots)."""
+    image_keys = [n.key for n in needs]
+    kernels: list[str] = []
+    for key in image_keys:
+        path = cache.lookup("images", key)
+        assert path is not None
+        kernel_key = json.loads((path / "meta.json").read_text()).get("kernel_key")
+        if kernel_key and kernel_key not in kernels:
+            kernels.append(kernel_key)
+    out = [("kernels", k) for k in kernels] + [("images", k) for k in image_keys]
+    if snapshots:
+        wanted = set(image_keys)
+        out += [
+            ("snapshots", e.key) for e in cache.entries() if e.kind == "snapshots" and e.meta.get("image_key") in wanted
+        ]
+    return out
+
+
+def cmd_cache_export(args: argparse.Namespace, settings: Settings) -> int:
+    from vmtest.core.archive import write_archive
+    from vmtest.image import ImageStore
+
+    needs = selection(args)
+    store = ImageStore(settings.cache_dir)
+    missing = [n for n in needs if store.cache.lookup("images", n.key) is None]
+    if missing and not args.build:
+        listed = "; ".join(f"{n.key[:12]} ({', '.join(n.config.packages) or 'base system'})" for n in missing)
+        raise ConfigError(
+            "PATHS",
+            " ".join(args.paths) or "(pytest's testpaths)",
+            f"{len(missing)} image(s) the tests need are not in {store.cache.root}: {listed}",
+            "add --build to build them first, or run the tests once",
+        )
+    for need in missing:
+        store.get(need.config)
+    entries = selected_entries(store.cache, needs, snapshots=not args.no_snapshots)
+    start = time.monotonic()
+    out = output_path(args.output)
+    write_archive(store.cache, entries, out, LOG)
+    counts = {kind: sum(1 for k, _ in entries if k == kind) for kind in ("kernels", "images", "snapshots")}
+    print(
+        f"exported {counts['images']} image(s), {counts['kernels']} kernel(s), {counts['snapshots']} snapshot(s) "
+        f"to {out} ({out.stat().st_size >> 20} MiB) in {time.monotonic() - start:.1f}s"
+    )
+    return 0
+
+
+def local_qemu() -> str:
+    from vmtest.config.machine import MachineConfig
+    from vmtest.vm.snapshot import qemu_version
+
+    return qemu_version(MachineConfig().virtualisation.qemu.binary)
+
+
+def import_policy(cache: Cache, qemu: str) -> tuple[Accept, Fixup]:
+    """What ``vmtest cache import`` keeps: every image and kernel; a snapshot only when it was made by this
+    host's QEMU version (a migration stream is not portable across versions) and its image is here. A kept
+    snapshot's disk is re-pointed at this store's copy of its image (qcow2 names its backing file by path)."""
+
+    def accept(kind: str, key: str, meta: dict[str, Any]) -> str | None:
+        if kind != "snapshots":
+            return None
+        if meta.get("qemu") != qemu:
+            return f"made by {meta.get('qemu', 'an unknown QEMU')}, this host has {qemu}"
+        if cache.lookup("images", str(meta.get("image_key"))) is None:
+            return f"its image {meta.get('image_key')} is not in this cache"
+        return None
+
+    def fixup(kind: str, tmp: Path, meta: dict[str, Any]) -> None:
+        disk = tmp / "disk.qcow2"
+        if kind != "snapshots" or not disk.is_file():
+            return
+        image = cache.path("images", str(meta["image_key"])) / "root.qcow2"
+        run(
+            ["qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", image, disk],
+            what="re-pointing a snapshot's disk at this cache's image",
+            logger=LOG,
+        )
+
+    return accept, fixup
+
+
+def cmd_cache_import(args: argparse.Namespace, settings: Settings) -> int:
+    from vmtest.core.archive import read_archive
+
+    cache = Cache(settings.cache_dir)
+    path = Path(args.archive)
+    if not path.is_file():
+        raise ConfigError("ARCHIVE", args.archive, "no such file", "give the file 'vmtest cache export -o' wrote")
+    accept, fixup = import_policy(cache, local_qemu())
+    start = time.monotonic()
+    outcomes = read_archive(cache, path, LOG, accept, fixup)
+    for o in outcomes:
+        print(
+            f"{o.status:9} {o.kind}/{o.key}" if not o.status.startswith("skipped") else f"{o.status} ({o.kind}/{o.key})"
+        )
+    installed = sum(1 for o in outcomes if o.status == "installed")
+    print(
+        f"{installed} entr{'y' if installed == 1 else 'ies'} installed into {cache.root} "
+        f"in {time.monotonic() - start:.1f}s"
+    )
+    return 0

@@ -97,6 +97,18 @@ def cmd_cache_key(args: argparse.Namespace) -> int:
     return cachecmd.cmd_cache_key(args, _settings(args))
 
 
+def cmd_cache_export(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_export(args, _settings(args))
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_import(args, _settings(args))
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vmtest.cli.doctor import run_doctor
 
@@ -151,6 +163,23 @@ def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentPa
     add_selection_arguments(k)
     k.add_argument("--list", action="store_true", help="also list the images (on stderr)")
     k.set_defaults(func=cmd_cache_key)
+    e = csub.add_parser(
+        "export",
+        help="write the images the tests in PATHS need, their kernel and the booted snapshots made on them "
+        "into one archive (FILE.tar.zst: zstd, else xz)",
+    )
+    add_selection_arguments(e)
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the archive to write")
+    e.add_argument("--build", action="store_true", help="build the images that are not cached yet")
+    e.add_argument("--no-snapshots", action="store_true", help="leave the booted snapshots out")
+    e.set_defaults(func=cmd_cache_export)
+    i = csub.add_parser(
+        "import",
+        help="install an archive's entries into the cache, each verified against its checksums and complete "
+        "or absent; snapshots of another QEMU version are skipped",
+    )
+    i.add_argument("archive", metavar="FILE", help="an archive written by 'vmtest cache export'")
+    i.set_defaults(func=cmd_cache_import)
 
 
 def parser() -> argparse.ArgumentParser:
