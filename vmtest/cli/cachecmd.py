@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from vmtest.config.settings import Settings
 from vmtest.core.archive import Accept, Fixup
-from vmtest.core.cache import Cache
+from vmtest.core.cache import Cache, disk_usage
 from vmtest.core.errors import ConfigError
 from vmtest.core.proc import run
 from vmtest.image import kernel as kernel_mod
@@ -99,7 +100,7 @@ def cmd_cache_export(args: argparse.Namespace, settings: Settings) -> int:
     from vmtest.image import ImageStore
 
     needs = selection(args)
-    store = ImageStore(settings.cache_dir)
+    store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     missing = [n for n in needs if store.cache.lookup("images", n.key) is None]
     if missing and not args.build:
         listed = "; ".join(f"{n.key[:12]} ({', '.join(n.config.packages) or 'base system'})" for n in missing)
@@ -111,14 +112,21 @@ def cmd_cache_export(args: argparse.Namespace, settings: Settings) -> int:
         )
     for need in missing:
         store.get(need.config)
-    entries = selected_entries(store.cache, needs, snapshots=not args.no_snapshots)
+    per_entry = args.output.endswith("/") or Path(args.output).is_dir()
+    entries = selected_entries(store.cache, needs, snapshots=not args.no_snapshots and not per_entry)
     start = time.monotonic()
     out = output_path(args.output)
-    write_archive(store.cache, entries, out, LOG)
+    if per_entry:  # the remote-cache layout: DIR/KIND/KEY.tar.zst (xz without the zstd program)
+        suffix = ".tar.zst" if shutil.which("zstd") else ".tar.xz"
+        for kind, key in entries:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            write_archive(store.cache, [(kind, key)], out / kind / f"{key}{suffix}", LOG)
+    else:
+        write_archive(store.cache, entries, out, LOG)
     counts = {kind: sum(1 for k, _ in entries if k == kind) for kind in ("kernels", "images", "snapshots")}
     print(
         f"exported {counts['images']} image(s), {counts['kernels']} kernel(s), {counts['snapshots']} snapshot(s) "
-        f"to {out} ({out.stat().st_size >> 20} MiB) in {time.monotonic() - start:.1f}s"
+        f"to {out} ({disk_usage(out) >> 20} MiB) in {time.monotonic() - start:.1f}s"
     )
     return 0
 

@@ -14,7 +14,7 @@ from vmtest.core.errors import VmtestError
 
 # This command's spelling of the run settings it takes (choices, defaults and environment variables
 # come from their declarations in vmtest.config.settings).
-FLAGS = {"cache_dir": "--cache-dir", "accel": "--accel"}
+FLAGS = {"cache_dir": "--cache-dir", "cache_url": "--cache-url", "accel": "--accel"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,7 +41,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from vmtest.image import ImageStore
 
     name, config = load_config(args.target)
-    store = ImageStore(_settings(args).cache_dir)
+    settings = _settings(args)
+    store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     start = time.monotonic()
     image = store.get(config, rebuild=args.rebuild)
     print(
@@ -130,7 +131,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
     name, config = load_config(args.target)
     settings = _settings(args)
-    store = ImageStore(settings.cache_dir)
+    store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     image = store.get(config)
     log = logging.getLogger("vmtest.run-vm")
     accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, settings.accel)
@@ -169,7 +170,14 @@ def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentPa
         "into one archive (FILE.tar.zst: zstd, else xz)",
     )
     add_selection_arguments(e)
-    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the archive to write")
+    e.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the archive to write; a directory (DIR/) gets one archive per entry, DIR/KIND/KEY.tar.zst, "
+        "the layout a remote cache serves (--cache-url; snapshots are left out)",
+    )
     e.add_argument("--build", action="store_true", help="build the images that are not cached yet")
     e.add_argument("--no-snapshots", action="store_true", help="leave the booted snapshots out")
     e.set_defaults(func=cmd_cache_export)
@@ -184,7 +192,7 @@ def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentPa
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmtest", description="Integration tests in real QEMU virtual machines.")
-    add_arguments(p, ["cache_dir"], FLAGS)
+    add_arguments(p, ["cache_dir", "cache_url"], FLAGS)
     p.add_argument("-v", "--verbose", action="store_true", help="show every line external programs print")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME")

@@ -22,6 +22,7 @@ from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
+from vmtest.image import remote
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
@@ -62,13 +63,19 @@ class ImageStore:
     """Builds and caches guest images."""
 
     def __init__(
-        self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None, rebuild: bool = False
+        self,
+        cache_dir: str | Path | None = None,
+        logger: logging.Logger | None = None,
+        rebuild: bool = False,
+        cache_url: str | None = None,
     ) -> None:
         # ``cache_dir`` given: that directory; None: the run setting (VMTEST_CACHE_DIR, else the XDG cache)
         root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.from_environment().cache_dir
         self.cache = Cache(root)
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
+        # a read-only remote cache asked before building (the cache_url setting; None: VMTEST_CACHE_URL, if set)
+        self.cache_url = Settings.check("cache_url", cache_url) if cache_url else Settings.from_environment().cache_url
         self._rebuilt: set[str] = set()
         self._kernel: kernel_mod.Kernel | None = None
         self._kernel_lock = threading.Lock()
@@ -77,11 +84,19 @@ class ImageStore:
         """The guest kernel, resolved through apt and built once per store (not once per machine)."""
         with self._kernel_lock:
             if self._kernel is None or not self._kernel.initrd.exists():
-                self._kernel = kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
+                spec = kernel_mod.resolve(self.logger)
+                self.fetch("kernels", spec.key)
+                self._kernel = kernel_mod.build(self.cache, spec, self.logger)
             return self._kernel
 
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
         return image_key(config, kernel.spec)
+
+    def fetch(self, kind: str, key: str) -> bool:
+        """With a remote cache: install entry ``kind/key`` from it if it is missing here (True: it is here)."""
+        if self.cache_url is None or self.cache.lookup(kind, key) is not None:
+            return False
+        return remote.fetch(self.cache, self.cache_url, kind, key, self.logger)
 
     def rebuild_once(self, kind: str, key: str) -> bool:
         """With ``rebuild`` (--vm-rebuild): True the first time this session asks about ``kind``/``key``."""
@@ -98,6 +113,8 @@ class ImageStore:
         if rebuild or self.rebuild_once("images", key):
             self.cache.remove("images", key, self.logger)
         cached = self.cache.lookup("images", key)
+        if not cached and not rebuild and not self.rebuild and self.fetch("images", key):
+            cached = self.cache.lookup("images", key)
         if cached:
             self.logger.debug("image %s: cache hit", key)
             return self._boot_image(key, cached, kernel)

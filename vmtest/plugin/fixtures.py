@@ -81,9 +81,9 @@ def _vmtest_watch(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
-    """The image store of this session (honours ``--vm-cache-dir`` and ``--vm-rebuild``)."""
+    """The image store of this session (honours ``--vm-cache-dir``, ``--vm-cache-url`` and ``--vm-rebuild``)."""
     run = settings(pytestconfig)
-    return ImageStore(run.cache_dir, rebuild=run.rebuild)
+    return ImageStore(run.cache_dir, rebuild=run.rebuild, cache_url=run.cache_url)
 
 
 class _Drivers:
