@@ -22,7 +22,7 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures
+from vmtest.plugin import fixtures, split
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
@@ -35,6 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
     config.addinivalue_line(
         "markers",
