@@ -84,3 +84,13 @@ def test_a_collection_error_names_the_paths(tmp_path: Path) -> None:
     (tmp_path / "test_broken.py").write_text("import no_such_module_here\n")
     with pytest.raises(ConfigError, match="collection failed"):
         collect_configs([str(tmp_path)])
+
+
+def test_the_session_summary_says_where_images_came_from(tmp_path: Path) -> None:
+    from vmtest.image import ImageStore
+
+    store = ImageStore(tmp_path / "cache")
+    store.origins.update({"a" * 32: "cache", "b" * 32: "cache", "c" * 32: "built"})
+    assert store.summary() == (
+        "images: 2 from the cache, 0 fetched from the remote cache, 1 built (built: cccccccccccc)"
+    )

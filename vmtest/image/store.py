@@ -27,6 +27,7 @@ from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "2"
+ORIGINS = ("cache", "fetched", "built")
 
 
 def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
@@ -77,6 +78,8 @@ class ImageStore:
         # a read-only remote cache asked before building (the cache_url setting; None: VMTEST_CACHE_URL, if set)
         self.cache_url = Settings.check("cache_url", cache_url) if cache_url else Settings.from_environment().cache_url
         self._rebuilt: set[str] = set()
+        # image key -> how this store got it: "cache", "fetched" (remote cache) or "built" (summary())
+        self.origins: dict[str, str] = {}
         self._kernel: kernel_mod.Kernel | None = None
         self._kernel_lock = threading.Lock()
 
@@ -115,12 +118,15 @@ class ImageStore:
         cached = self.cache.lookup("images", key)
         if not cached and not rebuild and not self.rebuild and self.fetch("images", key):
             cached = self.cache.lookup("images", key)
+            self.origins[key] = "fetched"
         if cached:
             self.logger.debug("image %s: cache hit", key)
+            self.origins.setdefault(key, "cache")
             return self._boot_image(key, cached, kernel)
         label = ", ".join(config.packages) or "base system"
 
         def builder(tmp: Path) -> dict[str, object]:
+            self.origins[key] = "built"
             result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
             shutil.rmtree(tmp / "work", ignore_errors=True)
             return {
@@ -135,7 +141,20 @@ class ImageStore:
 
         with nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"):
             path = self.cache.build("images", key, builder, self.logger)
+        self.origins.setdefault(key, "cache")  # another process built it while we waited
         return self._boot_image(key, path, kernel)
+
+    def summary(self) -> str:
+        """How the images of this store's session were got: ``images: 2 from the cache, 0 fetched, 1 built
+        (built: 3f2a...)``."""
+        counts = {origin: sorted(k for k, o in self.origins.items() if o == origin) for origin in ORIGINS}
+        text = (
+            f"images: {len(counts['cache'])} from the cache, {len(counts['fetched'])} fetched from the remote "
+            f"cache, {len(counts['built'])} built"
+        )
+        if counts["built"]:
+            text += " (built: " + ", ".join(k[:12] for k in counts["built"]) + ")"
+        return text
 
     def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
         meta = json.loads((path / "meta.json").read_text())

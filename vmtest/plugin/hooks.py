@@ -23,7 +23,7 @@ import pluggy
 import pytest
 
 from vmtest.plugin import fixtures, split
-from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
@@ -46,6 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """One line saying where this session's images came from (cache, remote cache, built)."""
+    store = config.stash.get(STORE_KEY, None)
+    if store is not None and store.origins:
+        terminalreporter.write_line(f"vmtest: {store.summary()}")
 
 
 @pytest.hookimpl(tryfirst=True)
