@@ -26,7 +26,9 @@ from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
 from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
 from vmtest.net.switch import Switch
+from vmtest.vm import hostmem
 from vmtest.vm.channels import NetworkAttachment
+from vmtest.vm.disks import available_memory_mib
 
 T = TypeVar("T")
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -203,6 +205,8 @@ class Driver:
     def start_all(self) -> None:
         """Launch every machine at once: images are built (or found) in parallel, then every machine is
         booted or restored in parallel. Returns once all of them run (not waiting for their shells)."""
+        waiting = {n: m.config.virtualisation.memory_size for n, m in self.machines.items() if not m.is_running()}
+        hostmem.check_fits(waiting, available_memory_mib())
         with nested(self.logger, "starting all machines"):
             self._each(lambda m: self.store.get(m.config))
             self._each(lambda m: m.start())

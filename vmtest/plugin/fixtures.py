@@ -79,11 +79,16 @@ def _vmtest_watch(request: pytest.FixtureRequest) -> Iterator[None]:
         watch.cancel()
 
 
+STORE_KEY = pytest.StashKey[ImageStore]()
+
+
 @pytest.fixture(scope="session")
 def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
-    """The image store of this session (honours ``--vm-cache-dir`` and ``--vm-rebuild``)."""
+    """The image store of this session (honours ``--vm-cache-dir``, ``--vm-cache-url`` and ``--vm-rebuild``)."""
     run = settings(pytestconfig)
-    return ImageStore(run.cache_dir, rebuild=run.rebuild)
+    store = ImageStore(run.cache_dir, rebuild=run.rebuild, cache_url=run.cache_url)
+    pytestconfig.stash[STORE_KEY] = store  # the session's summary line (vmtest.plugin.hooks)
+    return store
 
 
 class _Drivers:

@@ -26,8 +26,8 @@ import pytest
 from vmtest.core.cache import Cache
 from vmtest.core.log import get_logger
 from vmtest.core.statedirs import sweep_leftovers
-from vmtest.plugin import fixtures, nixos_globals
-from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin import fixtures, nixos_globals, split
+from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
@@ -42,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
     config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
+    config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
     config.addinivalue_line(
         "markers",
@@ -54,6 +55,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
     sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """One line saying where this session's images came from (cache, remote cache, built)."""
+    store = config.stash.get(STORE_KEY, None)
+    if store is not None and store.origins:
+        terminalreporter.write_line(f"vmtest: {store.summary()}")
 
 
 @pytest.hookimpl(tryfirst=True)
