@@ -12,7 +12,8 @@ creates stand-alone machines (no network) for a test.
 
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
-failure reports in :mod:`vmtest.plugin.report`.
+failure reports in :mod:`vmtest.plugin.report` (and in pytest-html's report:
+:mod:`vmtest.plugin.htmlreport`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures
+from vmtest.plugin import fixtures, htmlreport
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import collect
+from vmtest.plugin.report import save_machines
+from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
 
 
@@ -63,10 +65,14 @@ def pytest_runtest_makereport(
     watch = item.stash.get(DRIVERS_KEY, None)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
         return
-    text = collect(watch.drivers, output_dir(item.config), item.nodeid)
+    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
+    text = report_text(machines)
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))
+    base = htmlreport.report_dir(item.config)
+    if base is not None:  # pytest --html=...: the screenshots inline, the console tails, links to the files
+        htmlreport.add_extras(report, htmlreport.section_html(machines, base))
