@@ -23,10 +23,10 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures, htmlreport
+from vmtest.plugin import fixtures, htmlreport, timelines
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import save_machines
+from vmtest.plugin.report import safe_name, save_machines
 from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
 
@@ -56,6 +56,17 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
         register_nodes(collector.config, collected_marks(collector, obj))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    timelines.begin(item)  # before the fixtures: a module-scoped boot is on the first test's timeline
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield
+    timelines.end(item)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -65,6 +76,7 @@ def pytest_runtest_makereport(
     watch = item.stash.get(DRIVERS_KEY, None)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
         return
+    drawn = timelines.close_for_failure(item, call, output_dir(item.config) / safe_name(item.nodeid))
     machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
     text = report_text(machines)
     aborted = [d.aborted for d in watch.drivers if d.aborted]
@@ -73,6 +85,9 @@ def pytest_runtest_makereport(
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))
+    if drawn is not None:
+        report.sections.append(("vmtest timeline", f"{drawn.text}\n(picture: {drawn.svg_path})"))
     base = htmlreport.report_dir(item.config)
     if base is not None:  # pytest --html=...: the screenshots inline, the console tails, links to the files
-        htmlreport.add_extras(report, htmlreport.section_html(machines, base))
+        svg = drawn.svg if drawn is not None else None
+        htmlreport.add_extras(report, htmlreport.section_html(machines, base, svg))
