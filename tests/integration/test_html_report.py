@@ -3,7 +3,7 @@
 The demo failure (``examples/test_failing.py``) runs with ``--html``; the report is then rendered by
 Chromium (its JavaScript builds the result rows) and a script added to a copy of the report writes what
 the browser laid out into data attributes, which ``--dump-dom`` prints: the screenshot's natural and
-rendered size, and the console tail's text.
+rendered size, the console tail's text and the timeline picture.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ window.addEventListener('load', () => setTimeout(() => {
   const pre = document.querySelector('.vmtest-machine[data-machine="web"] pre.vmtest-console');
   root.vmtestConsoleHeight = pre ? String(Math.round(pre.getBoundingClientRect().height)) : 'none';
   root.vmtestConsole = pre ? pre.textContent : 'none';
+  const svg = document.querySelector('.vmtest-timeline svg.vmtest-timeline-svg');
+  const count = (selector) => svg.querySelectorAll(selector).length;
+  root.vmtestTimeline = svg
+    ? `${Math.round(svg.getBoundingClientRect().width)} ${count('rect.vmtest-span')} ${count('line.vmtest-mark')}`
+    : 'none';
   root.vmtestDone = 'yes';
 }, 1000));
 </script>
@@ -128,6 +133,13 @@ def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_p
     console = html.unescape(attrs["console"])
     assert "demo: about to fail" in console, console
     assert int(attrs["console-height"]) > 100, attrs
+
+    # The timeline: a text section in the terminal report, a picture on the page (bars, the failure line).
+    timeline = text.split("vmtest timeline", 1)[1]
+    assert "web   must succeed: curl --version" in timeline, timeline[:3000]
+    assert "test  >>> FAILED: AssertionError" in timeline, timeline[:3000]
+    svg_width, bars, marks = (int(v) for v in attrs["timeline"].split())
+    assert svg_width >= 900 and bars >= 3 and marks == 1, attrs
 
     # The links lead to the full console log and the journal.
     links = dict(re.findall(r'class="(vmtest-console-log|vmtest-journal)" href="([^"]+)"', dom))

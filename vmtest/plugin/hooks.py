@@ -23,7 +23,10 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures, htmlreport, timelines
+from vmtest.core.errors import ConfigError
+from vmtest.machine.machine import Machine
+from vmtest.machine.video import find_ffmpeg
+from vmtest.plugin import fixtures, htmlreport, recording, timelines
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import safe_name, save_machines
@@ -46,7 +49,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    if run.record:
+        try:
+            find_ffmpeg()
+        except ConfigError as exc:
+            raise pytest.UsageError(f"vmtest: {exc}") from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -59,12 +67,21 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     timelines.begin(item)  # before the fixtures: a module-scoped boot is on the first test's timeline
+    run = settings(item.config)
+    if run.record:
+
+        def machines() -> list[Machine]:
+            watch = item.stash.get(DRIVERS_KEY, None)
+            return [m for d in (watch.drivers if watch else []) for m in list(d.machines.values())]
+
+        recording.begin(item, machines, run.output_dir / safe_name(item.nodeid), run.record_interval)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     yield
     timelines.end(item)
+    recording.finish(item)  # when the body never ran
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -73,12 +90,20 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
+    videos = recording.finish(item) if report.when == "call" or report.failed else {}
     watch = item.stash.get(DRIVERS_KEY, None)
+    base = htmlreport.report_dir(item.config)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
+        if videos:
+            report.sections.append(("vmtest screen videos", "\n".join(f"{n}: {p}" for n, p in videos.items())))
+            if base is not None:
+                htmlreport.add_extras(report, htmlreport.section_html([], base, None, videos))
         return
     drawn = timelines.close_for_failure(item, call, output_dir(item.config) / safe_name(item.nodeid))
     machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
     text = report_text(machines)
+    if videos:
+        text += "\n\n" + "\n".join(f"{name}: screen video {path}" for name, path in videos.items())
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
@@ -87,7 +112,6 @@ def pytest_runtest_makereport(
     item.user_properties.append(("vmtest_report", text))
     if drawn is not None:
         report.sections.append(("vmtest timeline", f"{drawn.text}\n(picture: {drawn.svg_path})"))
-    base = htmlreport.report_dir(item.config)
     if base is not None:  # pytest --html=...: the screenshots inline, the console tails, links to the files
         svg = drawn.svg if drawn is not None else None
-        htmlreport.add_extras(report, htmlreport.section_html(machines, base, svg))
+        htmlreport.add_extras(report, htmlreport.section_html(machines, base, svg, videos))
