@@ -13,7 +13,8 @@ creates stand-alone machines (no network) for a test.
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
 failure reports in :mod:`vmtest.plugin.report` (and in pytest-html's report:
-:mod:`vmtest.plugin.htmlreport`).
+:mod:`vmtest.plugin.htmlreport`), each test's timeline in
+:mod:`vmtest.plugin.timelines`, ``--vm-record`` in :mod:`vmtest.plugin.recording`.
 """
 
 from __future__ import annotations

@@ -40,7 +40,11 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            for machine in self.machines():
+            try:
+                machines = self.machines()
+            except RuntimeError:  # a machine was added while we looked (create_machine): next time
+                machines = []
+            for machine in machines:
                 if self._stop.is_set():
                     return
                 if not machine.config.virtualisation.graphics:
