@@ -133,6 +133,22 @@ class Settings:
         **conventional_names("global_timeout"),
     )
 
+    record: bool = option(
+        False,
+        "Record each machine's screen while a test runs (a QMP screendump every record_interval seconds, "
+        "encoded by ffmpeg) into <output dir>/<test>/<machine>-screen.mp4, linked from the report "
+        "(and from the pytest-html report). Needs ffmpeg.",
+        yes_no,
+        **conventional_names("record"),
+    )
+    record_interval: float = option(
+        0.5,
+        "Seconds between two frames of --vm-record (an unchanged screen costs no file; the video plays "
+        "at 1/record_interval frames per second, in real time).",
+        seconds,
+        **conventional_names("record_interval"),
+    )
+
     def __post_init__(self) -> None:
         validate_fields(self)
 
