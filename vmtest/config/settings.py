@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
-from vmtest.config.validators import choice, duration, host_path, seconds, yes_no
+from vmtest.config.validators import base_url, choice, duration, host_path, optional, seconds, yes_no
 from vmtest.core.errors import ConfigError
 
 # The accelerators vmtest knows: the one declaration every flag, check and document uses.
@@ -87,6 +87,15 @@ class Settings:
         env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
     )
+    cache_url: str | None = option(
+        None,
+        "A read-only remote cache: an HTTP(S) base URL serving entries as 'vmtest cache export -o DIR/' writes "
+        "them (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst). An image or kernel missing here is fetched from "
+        "it and verified before it is built locally; a missing or corrupt remote entry is built locally.",
+        optional(base_url),
+        **conventional_names("cache_url"),
+        default_text="none",
+    )
     output_dir: Path = option(
         Path("vmtest-output"),
         "Where failed tests leave console logs, screenshots and journals (a directory "
@@ -124,6 +133,21 @@ class Settings:
         **conventional_names("global_timeout"),
     )
 
+    record: bool = option(
+        False,
+        "Record each machine's screen while a test runs (a QMP screendump every record_interval seconds, "
+        "encoded by ffmpeg) into <output dir>/<test>/<machine>-screen.mp4, linked from the report "
+        "(and from the pytest-html report). Needs ffmpeg.",
+        yes_no,
+        **conventional_names("record"),
+    )
+    record_interval: float = option(
+        0.5,
+        "Seconds between two frames of --vm-record (an unchanged screen costs no file; the video plays "
+        "at 1/record_interval frames per second, in real time).",
+        seconds,
+        **conventional_names("record_interval"),
+    )
     interactive: bool = option(
         False,
         "Instead of running the one selected test's body, boot its machines and open a Python REPL "
@@ -239,7 +263,7 @@ def _lookup(
 
 # -- flags: shared by the pytest plugin and the ``vmtest`` command ----------------------------------
 
-_METAVARS = {"Path": "DIR", "float": "SECONDS"}
+_METAVARS = {"Path": "DIR", "float": "SECONDS", "str | None": "URL"}
 
 
 def is_yes_no(f: dataclasses.Field[Any]) -> bool:

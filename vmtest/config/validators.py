@@ -309,6 +309,19 @@ def seconds(name: str, value: Any) -> float:
     return number
 
 
+def base_url(name: str, value: Any) -> str:
+    """An http:// or https:// URL with a host (kept without its trailing slash)."""
+    from urllib.parse import urlsplit
+
+    text = value.strip() if isinstance(value, str) else value
+    parts = urlsplit(text) if isinstance(text, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            name, value, "expected an http:// or https:// base URL", "e.g. https://cache.example.org/vmtest"
+        )
+    return str(text).rstrip("/")
+
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
