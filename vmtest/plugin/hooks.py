@@ -89,14 +89,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 KEEP_KEY = pytest.StashKey[bool]()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """--vm-keep-on-failure: keep a failed test's machines before its fixtures release them."""
-    watch = item.stash.get(DRIVERS_KEY, None)
-    if item.stash.get(KEEP_KEY, False) and watch is not None:
-        keep_drivers(watch.drivers, settings(item.config), item.nodeid)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings(config).interactive:
         interactive.check_selection(items)
@@ -130,6 +122,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    watch = item.stash.get(DRIVERS_KEY, None)
+    if item.stash.get(KEEP_KEY, False) and watch is not None:
+        # --vm-keep-on-failure: keep a failed test's machines before its fixtures release them.
+        recording.finish(item)
+        keep_drivers(watch.drivers, settings(item.config), item.nodeid)
     yield
     timelines.end(item)
     recording.finish(item)  # when the body never ran
