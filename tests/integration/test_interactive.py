@@ -92,6 +92,8 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         assert descendants(child.pid, "qemu-system") == set()  # nothing boots before it is used
         child.sendline('server.succeed("hostname")')
         child.expect(r"'server\\n'\r\n>>> ")
+        child.sendline("server.wait_for_open_port(80)")  # as the test's body does: nginx may still start
+        child.expect_exact(">>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
         child.expect(r"'hello from server\\n'\r\n>>> ")
         # shell_interact(): a root shell through the second virtio console; Ctrl-] returns to the REPL.
