@@ -92,6 +92,7 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         assert descendants(child.pid, "qemu-system") == set()  # nothing boots before it is used
         child.sendline('server.succeed("hostname")')
         child.expect(r"'server\\n'\r\n>>> ")
+        child.timeout = 300  # the images are built by now: no step at the prompt takes minutes
         child.sendline("server.wait_for_open_port(80)")  # as the test's body does: nginx may still start
         child.expect_exact(">>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
