@@ -100,3 +100,13 @@ def test_ticket_is_json_with_deadline(tmp_path: Path) -> None:
     keep.write_ticket(tmp_path / "qemu.log", 123.0, ["/x"])
     got = json.loads(keep_ticket(tmp_path / "qemu.log").read_text())
     assert got == {"deadline": 123.0, "remove": ["/x"], "rmdir": []}
+
+
+def test_rmdir_removes_a_directory_holding_only_its_owner_file(tmp_path: Path) -> None:
+    from vmtest.core import statedirs
+    from vmtest.core.supervisor import remove_paths
+
+    shared, busy = statedirs.make("vmtest-net-", tmp_path), statedirs.make("vmtest-net-", tmp_path)
+    (busy / "box").mkdir()
+    remove_paths([], [str(shared), str(busy)])
+    assert not shared.exists() and (busy / "box").is_dir()

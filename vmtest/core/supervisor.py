@@ -30,6 +30,7 @@ from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 POLL = 0.5
+OWNER_FILE = ".vmtest-owner"  # vmtest.core.statedirs.OWNER_FILE (not imported: this starts as a small process)
 
 
 def read_ticket(path: Path) -> dict[str, object] | None:
@@ -54,10 +55,13 @@ def remove_paths(paths: object, empty_dirs: object = None) -> None:
         else:
             path.unlink(missing_ok=True)
     for item in empty_dirs if isinstance(empty_dirs, list) else []:
+        directory = Path(str(item))
         try:
-            Path(str(item)).rmdir()
-        except OSError:  # not empty yet (another kept machine), or gone
-            pass
+            left = {p.name for p in directory.iterdir()}
+        except OSError:  # gone
+            continue
+        if left <= {OWNER_FILE}:  # nothing but its owner's name (vmtest.core.statedirs): empty for us
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def end(ticket_path: Path) -> None:
