@@ -43,18 +43,38 @@ def test_defaults(tmp_path: Path) -> None:
     assert _settings(tmp_path) == {
         "accel": "auto",
         "cache_dir": str(tmp_path / "xdg" / "vmtest"),
+        "cache_url": None,
         "output_dir": str(tmp_path / "vmtest-output"),
         "keep_state": False,
         "rebuild": False,
         "snapshots": "on",
         "global_timeout": 3600.0,
+        "record": False,
+        "record_interval": 0.5,
+        "interactive": False,
+        "keep_on_failure": False,
+        "keep_for": 1800.0,
+        "debug_hook": False,
     }
+
+
+def test_record_from_each_source(tmp_path: Path) -> None:
+    assert _settings(tmp_path, args=("--vm-record", "--vm-record-interval=2"))["record"] is True
+    assert _settings(tmp_path, env={"VMTEST_RECORD": "1"})["record"] is True
+    assert _settings(tmp_path, "vm_record = true\nvm_record_interval = 0.25\n")["record_interval"] == 0.25
 
 
 def test_snapshots_off_from_each_source(tmp_path: Path) -> None:
     assert _settings(tmp_path, args=("--vm-snapshots=off",))["snapshots"] == "off"
     assert _settings(tmp_path, env={"VMTEST_SNAPSHOTS": "off"})["snapshots"] == "off"
     assert _settings(tmp_path, "vm_snapshots = off\n")["snapshots"] == "off"
+
+
+def test_cache_url_from_each_source(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:8000/store"
+    assert _settings(tmp_path, args=(f"--vm-cache-url={url}/",))["cache_url"] == url
+    assert _settings(tmp_path, env={"VMTEST_CACHE_URL": url})["cache_url"] == url
+    assert _settings(tmp_path, f"vm_cache_url = {url}\n")["cache_url"] == url
 
 
 def test_ini_file(tmp_path: Path) -> None:

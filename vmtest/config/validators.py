@@ -309,6 +309,34 @@ def seconds(name: str, value: Any) -> float:
     return number
 
 
+def base_url(name: str, value: Any) -> str:
+    """An http:// or https:// URL with a host (kept without its trailing slash)."""
+    from urllib.parse import urlsplit
+
+    text = value.strip() if isinstance(value, str) else value
+    parts = urlsplit(text) if isinstance(text, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            name, value, "expected an http:// or https:// base URL", "e.g. https://cache.example.org/vmtest"
+        )
+    return str(text).rstrip("/")
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(name: str, value: Any) -> float:
+    """A positive number of seconds, or a number with a unit: ``90``, ``90s``, ``30m``, ``2h``."""
+    text = str(value).strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text[-1:] in _UNITS:
+        try:
+            number = float(text[:-1]) * _UNITS[text[-1]]
+        except ValueError:
+            raise ConfigError(name, value, "not a duration", "e.g. 30m, 90s or 1800") from None
+        return seconds(name, number)
+    return seconds(name, text)
+
+
 def host_path(name: str, value: Any) -> Path:
     """A host path (``~`` expanded), made absolute against the current directory."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
