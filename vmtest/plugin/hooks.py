@@ -17,6 +17,7 @@ failure reports in :mod:`vmtest.plugin.report`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 
 import pluggy
@@ -25,7 +26,7 @@ import pytest
 from vmtest.plugin import fixtures
 from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import collect
+from vmtest.plugin.report import clear, collect
 from vmtest.plugin.settings import add_pytest_options, settings
 
 
@@ -54,6 +55,12 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
         register_nodes(collector.config, collected_marks(collector, obj))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test's output directory holds only what its latest run left (not a failure it no longer has)."""
+    clear(output_dir(item.config), item.nodeid)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -63,7 +70,9 @@ def pytest_runtest_makereport(
     watch = item.stash.get(DRIVERS_KEY, None)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
         return
-    text = collect(watch.drivers, output_dir(item.config), item.nodeid)
+    error = call.excinfo.value if call.excinfo is not None else None
+    began = time.monotonic() - call.duration
+    text = collect(watch.drivers, output_dir(item.config), item.nodeid, error, began)
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text

@@ -3,16 +3,20 @@
 For every machine of a failed test: its full serial-console log, a PNG
 screenshot when it has a display and runs, and (for machines still
 answering) the journal of the current boot. Files go under
-``<output dir>/<test name>/``; the report text lists them and quotes the
-last console lines of each node. Only the machines' public API is used.
+``<output dir>/<test name>/`` (emptied when the test runs again); the report
+text lists them and quotes the console lines each node printed since the
+test began — except for the node whose error already quotes them (printed
+once). Only the machines' public API is used.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from vmtest.core.errors import MachineError
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 from vmtest.vm.state import State
@@ -22,6 +26,20 @@ CONSOLE_LINES = 20
 
 def safe_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+def clear(output_dir: Path, nodeid: str) -> None:
+    """Remove what an earlier run of test ``nodeid`` left in its directory (it runs again now)."""
+    out = output_dir / safe_name(nodeid)
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _quoted_by(error: BaseException | None) -> str | None:
+    """The machine whose console lines ``error`` already quotes, if any."""
+    if isinstance(error, MachineError) and error.console_tail:
+        return error.machine
+    return None
 
 
 def _save_machine(machine: Machine, out: Path) -> list[str]:
@@ -49,19 +67,35 @@ def _save_machine(machine: Machine, out: Path) -> list[str]:
     return saved
 
 
-def collect(drivers: Sequence[Driver], output_dir: Path, nodeid: str) -> str:
-    """Save the artifacts of every machine of ``drivers``; return the report section text."""
+def collect(
+    drivers: Sequence[Driver],
+    output_dir: Path,
+    nodeid: str,
+    error: BaseException | None = None,
+    began: float | None = None,
+) -> str:
+    """Save the artifacts of every machine of ``drivers``; return the report section text.
+
+    ``error`` is what failed the test: a machine whose console lines it quotes is not quoted again.
+    The others' lines are those since ``began`` (a :func:`time.monotonic` time: the test's start).
+    """
     out = output_dir / safe_name(nodeid)
     out.mkdir(parents=True, exist_ok=True)
+    quoted = _quoted_by(error)
     parts = []
     for driver in drivers:
         for name, machine in driver.machines.items():
             if machine.state is State.CREATED:
                 continue
             files = _save_machine(machine, out)
-            tail = "\n".join(f"  {line}" for line in machine.console_tail(CONSOLE_LINES)) or "  (no output)"
-            parts.append(
-                f"{name}: last {CONSOLE_LINES} console lines (the machine is {machine.state.value}):\n{tail}\n"
-                f"{name}: saved " + (", ".join(files) if files else "nothing")
-            )
+            if name == quoted:
+                lines = f"{name}: console lines: in the error above (the machine is {machine.state.value})"
+            else:
+                tail = machine.console_tail(CONSOLE_LINES, since=began)
+                shown = "\n".join(f"  {line}" for line in tail) or "  (no output)"
+                lines = (
+                    f"{name}: last {CONSOLE_LINES} console lines since the test began "
+                    f"(the machine is {machine.state.value}):\n{shown}"
+                )
+            parts.append(f"{lines}\n{name}: saved " + (", ".join(files) if files else "nothing"))
     return "\n\n".join(parts)
