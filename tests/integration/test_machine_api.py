@@ -69,6 +69,9 @@ def test_wait_for_unit_inactive_without_jobs_fails(vm):
 def test_wait_for_open_port_opened_later(vm):
     vm.succeed("(sleep 3; exec nc -l -p 4321 >/dev/null) >/dev/null 2>&1 &")
     vm.wait_for_open_port(4321, timeout=60)
+    # the wait did not connect: the one-shot listener still takes the test's own first connection
+    vm.succeed("nc -z -w 5 localhost 4321")
+    vm.wait_for_closed_port(4321, timeout=30)
     vm.wait_for_closed_port(4322, timeout=10)
     with pytest.raises(Timeout) as info:
         vm.wait_for_open_port(4323, timeout=3)
@@ -123,7 +126,7 @@ def test_copy_round_trip_of_a_tree(vm, tmp_path, via_shell):
     vm.copy_from_host(src, "/root/copied", via_shell=via_shell)
     assert vm.succeed("/root/copied/sub/run.sh") == "run\n"
     assert vm.succeed("stat -c %a /root/copied/sub/run.sh").strip() == "750"
-    back = vm.copy_from_vm("/root/copied", tmp_path / "back", via_shell=via_shell)
+    back = vm.copy_from_machine("/root/copied", tmp_path / "back", via_shell=via_shell)
     assert (back / "a.txt").read_text() == "alpha\n"
     assert (back / "bin.dat").read_bytes() == bytes(range(256)) * 10
     assert stat.S_IMODE(os.stat(back / "sub" / "run.sh").st_mode) == 0o750

@@ -67,7 +67,7 @@ def test_disk_interface(vm_factory, interface: str, driver: str) -> None:
     # SCSI disks probe in parallel: the root is whichever sd* carries the label, the empty disk the other.
     root = vm.succeed("findmnt -no SOURCE /").strip()
     assert root in ("/dev/sda", "/dev/sdb"), root
-    assert vm.succeed(f"lsblk -no LABEL {root}").strip() == "vmtest-root"
+    assert vm.succeed(f"blkid -o value -s LABEL {root}").strip() == "vmtest-root"
     empty = "/dev/sdb" if root == "/dev/sda" else "/dev/sda"
     assert _block_size(vm, empty) == 16 * MIB
     assert not vm.succeed("ls /sys/block").count("vd")

@@ -52,7 +52,16 @@ class Recorder:
 
 def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
     names = [f.name for f in dataclasses.fields(Settings)]
-    assert names == ["accel", "cache_dir", "output_dir", "keep_state", "rebuild", "snapshots", "global_timeout"]
+    assert names == [
+        "accel",
+        "cache_dir",
+        "cache_url",
+        "output_dir",
+        "keep_state",
+        "rebuild",
+        "snapshots",
+        "global_timeout",
+    ]
     for f, decl in declared(Settings):
         assert decl.flag == "--vm-" + f.name.replace("_", "-")
         assert decl.env == "VMTEST_" + f.name.upper()

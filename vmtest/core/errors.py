@@ -51,6 +51,22 @@ class ImageBuildError(VmtestError):
         super().__init__(text)
 
 
+class CacheError(VmtestError):
+    """A cache entry could not be exported, imported or fetched (a bad archive, a corrupt download).
+
+    The message names the entry (``kind/key``), where it came from, why, and what to do.
+    """
+
+    def __init__(self, entry: str, source: str, why: str, fix: str = "") -> None:
+        self.entry = entry
+        self.source = source
+        self.why = why
+        text = f"cache entry {entry} from {source}: {why}"
+        if fix:
+            text += f" ({fix})"
+        super().__init__(text)
+
+
 def _with_console(text: str, console_tail: Sequence[str]) -> str:
     if console_tail:
         text += "\n--- last console lines ---\n" + "\n".join(console_tail)

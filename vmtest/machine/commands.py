@@ -18,6 +18,13 @@ from vmtest.machine import polling
 from vmtest.machine.part import Lifecycle
 
 DEFAULT_TIMEOUT = 900.0
+LOG_TTY = "/dev/ttyS0"  # the serial console: every line of it is logged (name # line)
+
+
+def streamed(command: str) -> str:
+    """``command`` with its stdout also copied to the serial console as it comes (its status kept:
+    the backdoor runs commands with ``pipefail``)."""
+    return f"(\n{command}\n) | tee {LOG_TTY}"
 
 
 class CommandResult(tuple[int, str]):
@@ -47,13 +54,14 @@ class Commands:
     def __init__(self, vm: Lifecycle, conditions: list[polling.PollingCondition]) -> None:
         self.vm = vm
         self.conditions = conditions
+        self.stream = False  # Machine.streaming(): stdout also to the serial console, as it comes
 
     def execute(
         self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
     ) -> CommandResult:
         if self.conditions:
             polling.check_all(self.conditions, f"{self.vm.name}: {command!r}")
-        result = self.vm.run(command, timeout)
+        result = self.vm.run(streamed(command) if self.stream else command, timeout)
         since = time.monotonic() - result.elapsed  # when the command was sent (after any boot)
         if result.killed:
             raise Timeout(

@@ -95,6 +95,10 @@ class BackdoorTimeout(Exception):
     """The guest did not answer at all (not even to ``kill``)."""
 
 
+class GuestCrashed(BackdoorTimeout):
+    """The guest's kernel crashed while a command waited (the message quotes the console)."""
+
+
 class Backdoor:
     """Client of the guest's backdoor loop over one connected socket (pexpect).
 
@@ -102,8 +106,15 @@ class Backdoor:
     on different machines run concurrently.
     """
 
-    def __init__(self, name: str, sock: socket.socket, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        logger: logging.Logger,
+        crash_watch: Callable[[], Callable[[], str | None]] | None = None,
+    ) -> None:
         self.name = name
+        self._crash_watch = crash_watch  # a new crash check per command (vmtest.vm.crash.watcher)
         self.logger = logger
         self._sock = sock
         self._spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, maxread=65536)
@@ -130,15 +141,17 @@ class Backdoor:
             return self.kernel_release
 
     def run(self, command: str, timeout: float) -> Result:
-        """Run ``command`` in the guest; after ``timeout`` seconds it is killed (status 124)."""
+        """Run ``command`` in the guest; after ``timeout`` seconds it is killed (status 124). A crash of
+        the guest kernel meanwhile (``crash_watch``) ends the wait at once with :class:`GuestCrashed`."""
         with self._lock:
+            crashed = self._crash_watch() if self._crash_watch is not None else None
             rid = new_id()
             header = reply_header(rid)
             start = time.monotonic()
             self._send(encode_run(rid, command))
             killed = False
             try:
-                self._spawn.expect(header, timeout=timeout)
+                self._expect(header, timeout, crashed)
             except pexpect.TIMEOUT:
                 killed = True
                 self._send(encode_kill(rid))
@@ -158,6 +171,26 @@ class Backdoor:
             output = decode_payload(self._read_exact(size), encoding)
             stderr = decode_payload(self._read_exact(err_size), err_encoding)
             return Result(status, output, time.monotonic() - start, killed, stderr)
+
+    def _expect(
+        self, header: bytes | re.Pattern[bytes], timeout: float, crashed: Callable[[], str | None] | None
+    ) -> None:
+        """``expect(header)`` for up to ``timeout`` seconds, asking ``crashed`` twice a second."""
+        if crashed is None:
+            self._spawn.expect(header, timeout=timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self._spawn.expect(header, timeout=max(0.0, min(left, 0.5)))
+                return
+            except pexpect.TIMEOUT:
+                why = crashed()
+                if why is not None:
+                    raise GuestCrashed(why) from None
+                if left <= 0.5:
+                    raise
 
     def _read_exact(self, size: int, stall: float = OUTPUT_STALL) -> bytes:
         """Exactly ``size`` bytes following the last match (pexpect's buffer first).
