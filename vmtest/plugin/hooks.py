@@ -27,7 +27,7 @@ import pytest
 from vmtest.core.cache import Cache
 from vmtest.core.log import get_logger
 from vmtest.core.statedirs import sweep_leftovers
-from vmtest.plugin import fixtures, nixos_globals, split
+from vmtest.plugin import fixtures, nixos_globals, progress, split
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
@@ -42,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    progress.install(config)
     config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
     config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
