@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vmtest.core.errors import CommandFailed, MachineError
-from vmtest.plugin.report import _quoted_by, clear, safe_name
+from vmtest.plugin.report import clear, quoted_by, safe_name
 
 TESTS = """
 def test_passes_now():
@@ -55,7 +55,7 @@ def test_clear_removes_only_that_test(tmp_path: Path) -> None:
 
 
 def test_the_failing_machine_is_quoted_once() -> None:
-    assert _quoted_by(CommandFailed("web", "false", 1, "", 0.1, console_tail=["line"])) == "web"
-    assert _quoted_by(MachineError("web", "x", "y")) is None  # no lines in the error: the report shows them
-    assert _quoted_by(AssertionError("web")) is None
-    assert _quoted_by(None) is None
+    assert quoted_by(CommandFailed("web", "false", 1, "", 0.1, console_tail=["line"])) == "web"
+    assert quoted_by(MachineError("web", "x", "y")) is None  # no lines in the error: the report shows them
+    assert quoted_by(AssertionError("web")) is None
+    assert quoted_by(None) is None
