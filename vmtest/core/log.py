@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vmtest.core import timeline
+from vmtest.core import progress, timeline
 
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("vmtest_log_depth", default=0)
 
@@ -42,6 +42,7 @@ def log(logger: logging.Logger, msg: str, *args: object, level: int = logging.IN
 def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Iterator[None]:
     """A timed log section: logs ``msg``, indents what happens inside, then the time taken."""
     log(logger, msg, level=level)
+    progress.step(msg)  # a step of the progress activity this runs in, if any
     spans = timeline.begin(logger.name, msg, _depth.get())
     token = _depth.set(_depth.get() + 1)
     start = time.monotonic()
