@@ -43,6 +43,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert _settings(tmp_path) == {
         "accel": "auto",
         "cache_dir": str(tmp_path / "xdg" / "vmtest"),
+        "cache_url": None,
         "output_dir": str(tmp_path / "vmtest-output"),
         "keep_state": False,
         "rebuild": False,
@@ -63,6 +64,13 @@ def test_snapshots_off_from_each_source(tmp_path: Path) -> None:
     assert _settings(tmp_path, args=("--vm-snapshots=off",))["snapshots"] == "off"
     assert _settings(tmp_path, env={"VMTEST_SNAPSHOTS": "off"})["snapshots"] == "off"
     assert _settings(tmp_path, "vm_snapshots = off\n")["snapshots"] == "off"
+
+
+def test_cache_url_from_each_source(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:8000/store"
+    assert _settings(tmp_path, args=(f"--vm-cache-url={url}/",))["cache_url"] == url
+    assert _settings(tmp_path, env={"VMTEST_CACHE_URL": url})["cache_url"] == url
+    assert _settings(tmp_path, f"vm_cache_url = {url}\n")["cache_url"] == url
 
 
 def test_ini_file(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
     assert names == [
         "accel",
         "cache_dir",
+        "cache_url",
         "output_dir",
         "keep_state",
         "rebuild",

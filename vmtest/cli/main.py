@@ -7,14 +7,16 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from vmtest.config.settings import Settings, add_arguments, from_arguments
+from vmtest.core import keptdisks, statedirs
 from vmtest.core.cache import Cache
 from vmtest.core.errors import VmtestError
 
 # This command's spelling of the run settings it takes (choices, defaults and environment variables
 # come from their declarations in vmtest.config.settings).
-FLAGS = {"cache_dir": "--cache-dir", "accel": "--accel"}
+FLAGS = {"cache_dir": "--cache-dir", "cache_url": "--cache-url", "accel": "--accel"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,7 +43,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from vmtest.image import ImageStore
 
     name, config = load_config(args.target)
-    store = ImageStore(_settings(args).cache_dir)
+    settings = _settings(args)
+    store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     start = time.monotonic()
     image = store.get(config, rebuild=args.rebuild)
     print(
@@ -84,11 +87,32 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 
 def cmd_cache_gc(args: argparse.Namespace) -> int:
     cache = Cache(_settings(args).cache_dir)
+    count, freed = statedirs.sweep(logging.getLogger("vmtest.leftovers"))
+    if count:
+        print(f"removed {count} state director{'y' if count == 1 else 'ies'} of killed runs ({_human_size(freed)})")
     removed = cache.gc(args.older_than, everything=args.all)
     for item in removed:
         print(f"removed {item}")
     print(f"{len(removed)} item(s) removed")
     return 0
+
+
+def cmd_cache_key(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_key(args, _settings(args))
+
+
+def cmd_cache_export(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_export(args, _settings(args))
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    from vmtest.cli import cachecmd
+
+    return cachecmd.cmd_cache_import(args, _settings(args))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -112,7 +136,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
 
     name, config = load_config(args.target)
     settings = _settings(args)
-    store = ImageStore(settings.cache_dir)
+    store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     image = store.get(config)
     log = logging.getLogger("vmtest.run-vm")
     accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, settings.accel)
@@ -120,6 +144,14 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     if args.print_script:
         sys.stdout.write(text)
         return 0
+    virt = config.virtualisation
+    if virt.disk_image is not None:  # the script makes the disk if missing: `cache gc` must keep its base
+        default = virt.disk_image.format(state_dir=".", name=name)
+        disk = Path(os.environ.get("VMTEST_DISK_IMAGE") or default).absolute()
+        if disk.exists():
+            keptdisks.check(store.cache.refs, disk, name)
+        else:
+            keptdisks.record(store.cache.refs, disk, chain=[image.disk])
     qemu_args = args.qemu_args[1:] if args.qemu_args[:1] == ["--"] else args.qemu_args
     print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)", file=sys.stderr)
     sys.stderr.flush()
@@ -133,9 +165,47 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vmtest cache key / export / import`` (vmtest.cli.cachecmd)."""
+    from vmtest.cli.cachecmd import add_selection_arguments
+
+    k = csub.add_parser(
+        "key",
+        help="print one hash of every image the tests in PATHS need (a CI cache key): it changes exactly "
+        "when one of them would be rebuilt",
+    )
+    add_selection_arguments(k)
+    k.add_argument("--list", action="store_true", help="also list the images (on stderr)")
+    k.set_defaults(func=cmd_cache_key)
+    e = csub.add_parser(
+        "export",
+        help="write the images the tests in PATHS need, their kernel and the booted snapshots made on them "
+        "into one archive (FILE.tar.zst: zstd, else xz)",
+    )
+    add_selection_arguments(e)
+    e.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the archive to write; a directory (DIR/) gets one archive per entry, DIR/KIND/KEY.tar.zst, "
+        "the layout a remote cache serves (--cache-url; snapshots are left out)",
+    )
+    e.add_argument("--build", action="store_true", help="build the images that are not cached yet")
+    e.add_argument("--no-snapshots", action="store_true", help="leave the booted snapshots out")
+    e.set_defaults(func=cmd_cache_export)
+    i = csub.add_parser(
+        "import",
+        help="install an archive's entries into the cache, each verified against its checksums and complete "
+        "or absent; snapshots of another QEMU version are skipped",
+    )
+    i.add_argument("archive", metavar="FILE", help="an archive written by 'vmtest cache export'")
+    i.set_defaults(func=cmd_cache_import)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmtest", description="Integration tests in real QEMU virtual machines.")
-    add_arguments(p, ["cache_dir"], FLAGS)
+    add_arguments(p, ["cache_dir", "cache_url"], FLAGS)
     p.add_argument("-v", "--verbose", action="store_true", help="show every line external programs print")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME")
@@ -156,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
     gc.set_defaults(func=cmd_cache_gc)
+    _add_transport_commands(csub)
     d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
     d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
     d.set_defaults(func=cmd_doctor)

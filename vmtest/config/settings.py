@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
-from vmtest.config.validators import choice, host_path, seconds, yes_no
+from vmtest.config.validators import base_url, choice, host_path, optional, seconds, yes_no
 from vmtest.core.errors import ConfigError
 
 # The accelerators vmtest knows: the one declaration every flag, check and document uses.
@@ -86,6 +86,15 @@ class Settings:
         **conventional_names("cache_dir"),
         env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
+    )
+    cache_url: str | None = option(
+        None,
+        "A read-only remote cache: an HTTP(S) base URL serving entries as 'vmtest cache export -o DIR/' writes "
+        "them (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst). An image or kernel missing here is fetched from "
+        "it and verified before it is built locally; a missing or corrupt remote entry is built locally.",
+        optional(base_url),
+        **conventional_names("cache_url"),
+        default_text="none",
     )
     output_dir: Path = option(
         Path("vmtest-output"),
@@ -221,7 +230,7 @@ def _lookup(
 
 # -- flags: shared by the pytest plugin and the ``vmtest`` command ----------------------------------
 
-_METAVARS = {"Path": "DIR", "float": "SECONDS"}
+_METAVARS = {"Path": "DIR", "float": "SECONDS", "str | None": "URL"}
 
 
 def is_yes_no(f: dataclasses.Field[Any]) -> bool:

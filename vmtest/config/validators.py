@@ -309,6 +309,19 @@ def seconds(name: str, value: Any) -> float:
     return number
 
 
+def base_url(name: str, value: Any) -> str:
+    """An http:// or https:// URL with a host (kept without its trailing slash)."""
+    from urllib.parse import urlsplit
+
+    text = value.strip() if isinstance(value, str) else value
+    parts = urlsplit(text) if isinstance(text, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            name, value, "expected an http:// or https:// base URL", "e.g. https://cache.example.org/vmtest"
+        )
+    return str(text).rstrip("/")
+
+
 def host_path(name: str, value: Any) -> Path:
     """A host path (``~`` expanded), made absolute against the current directory."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):

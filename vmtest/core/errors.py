@@ -51,6 +51,22 @@ class ImageBuildError(VmtestError):
         super().__init__(text)
 
 
+class CacheError(VmtestError):
+    """A cache entry could not be exported, imported or fetched (a bad archive, a corrupt download).
+
+    The message names the entry (``kind/key``), where it came from, why, and what to do.
+    """
+
+    def __init__(self, entry: str, source: str, why: str, fix: str = "") -> None:
+        self.entry = entry
+        self.source = source
+        self.why = why
+        text = f"cache entry {entry} from {source}: {why}"
+        if fix:
+            text += f" ({fix})"
+        super().__init__(text)
+
+
 def _with_console(text: str, console_tail: Sequence[str]) -> str:
     if console_tail:
         text += "\n--- last console lines ---\n" + "\n".join(console_tail)
@@ -130,8 +146,16 @@ class LaunchError(MachineError):
         return self.qemu.output if self.qemu else ""
 
 
+def _shorten(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n[...]\n" + text[-limit // 2 :]
+
+
 class CommandFailed(MachineError):
-    """A guest command returned an unexpected exit status."""
+    """A guest command returned an unexpected exit status.
+
+    ``output`` is its stdout, ``stderr`` its stderr; ``elapsed`` is the command's own time (a boot the
+    command waited for does not count).
+    """
 
     def __init__(
         self,
@@ -142,12 +166,15 @@ class CommandFailed(MachineError):
         elapsed: float,
         expected: str = "exit status 0",
         console_tail: Sequence[str] = (),
+        stderr: str = "",
     ) -> None:
         self.command = command
         self.status = status
         self.output = output
-        shown = output if len(output) <= 2000 else output[:1000] + "\n[...]\n" + output[-1000:]
-        message = f"expected {expected}, got exit status {status}\n--- output ---\n{shown}"
+        self.stderr = stderr
+        message = f"expected {expected}, got exit status {status}"
+        message += f"\n--- stderr ---\n{_shorten(stderr).rstrip(chr(10))}" if stderr else "\n--- stderr: (empty) ---"
+        message += f"\n--- output ---\n{_shorten(output).rstrip(chr(10))}" if output else "\n--- output: (empty) ---"
         super().__init__(machine, f"command {command!r}", message, elapsed, console_tail)
 
 

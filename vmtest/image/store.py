@@ -8,6 +8,7 @@ entry (the others stay cached).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -22,10 +23,31 @@ from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
+from vmtest.image import packages as packages_mod
+from vmtest.image import remote, space
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "2"
+ORIGINS = ("cache", "fetched", "built")
+
+
+def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
+    """The cache key of ``config``'s image on ``kernel`` (pure: nothing is built; the kernel is only
+    resolved). ``vmtest cache key`` hashes these, so it changes exactly when an image would be rebuilt."""
+    inputs = {
+        "builder": IMAGE_BUILDER_VERSION,
+        # the builder's own code: any change to how images are made invalidates them
+        "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
+        "config": config.image_inputs(),
+        "kernel": kernel.key,
+        "base_packages": list(BASE_PACKAGES),
+        "masked": list(MASKED_UNITS),
+        "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
+        "xchg_mount": xchg_mount_unit(),
+    }
+    blob = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -38,20 +60,29 @@ class BootImage:
     initrd: Path
     kernel_release: str
     disk_mib: int
+    refs: Path | None = None  # where disks made on this image record it (the cache's refs/), None: nowhere
 
 
 class ImageStore:
     """Builds and caches guest images."""
 
     def __init__(
-        self, cache_dir: str | Path | None = None, logger: logging.Logger | None = None, rebuild: bool = False
+        self,
+        cache_dir: str | Path | None = None,
+        logger: logging.Logger | None = None,
+        rebuild: bool = False,
+        cache_url: str | None = None,
     ) -> None:
         # ``cache_dir`` given: that directory; None: the run setting (VMTEST_CACHE_DIR, else the XDG cache)
         root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.from_environment().cache_dir
         self.cache = Cache(root)
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
+        # a read-only remote cache asked before building (the cache_url setting; None: VMTEST_CACHE_URL, if set)
+        self.cache_url = Settings.check("cache_url", cache_url) if cache_url else Settings.from_environment().cache_url
         self._rebuilt: set[str] = set()
+        # image key -> how this store got it: "cache", "fetched" (remote cache) or "built" (summary())
+        self.origins: dict[str, str] = {}
         self._kernel: kernel_mod.Kernel | None = None
         self._kernel_lock = threading.Lock()
 
@@ -59,23 +90,19 @@ class ImageStore:
         """The guest kernel, resolved through apt and built once per store (not once per machine)."""
         with self._kernel_lock:
             if self._kernel is None or not self._kernel.initrd.exists():
-                self._kernel = kernel_mod.build(self.cache, kernel_mod.resolve(self.logger), self.logger)
+                spec = kernel_mod.resolve(self.logger)
+                self.fetch("kernels", spec.key)
+                self._kernel = kernel_mod.build(self.cache, spec, self.logger)
             return self._kernel
 
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
-        inputs = {
-            "builder": IMAGE_BUILDER_VERSION,
-            # the builder's own code: any change to how images are made invalidates them
-            "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
-            "config": config.image_inputs(),
-            "kernel": kernel.spec.key,
-            "base_packages": list(BASE_PACKAGES),
-            "masked": list(MASKED_UNITS),
-            "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
-            "xchg_mount": xchg_mount_unit(),
-        }
-        blob = json.dumps(inputs, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return image_key(config, kernel.spec)
+
+    def fetch(self, kind: str, key: str) -> bool:
+        """With a remote cache: install entry ``kind/key`` from it if it is missing here (True: it is here)."""
+        if self.cache_url is None or self.cache.lookup(kind, key) is not None:
+            return False
+        return remote.fetch(self.cache, self.cache_url, kind, key, self.logger)
 
     def rebuild_once(self, kind: str, key: str) -> bool:
         """With ``rebuild`` (--vm-rebuild): True the first time this session asks about ``kind``/``key``."""
@@ -92,13 +119,27 @@ class ImageStore:
         if rebuild or self.rebuild_once("images", key):
             self.cache.remove("images", key, self.logger)
         cached = self.cache.lookup("images", key)
+        if not cached and not rebuild and not self.rebuild and self.fetch("images", key):
+            cached = self.cache.lookup("images", key)
+            self.origins[key] = "fetched"
         if cached:
             self.logger.debug("image %s: cache hit", key)
+            self.origins.setdefault(key, "cache")
             return self._boot_image(key, cached, kernel)
+        packages_mod.check(
+            config.packages, config.suite, self.logger, self.cache.root / "apt-names.txt"
+        )  # a typo fails now, not after mmdebstrap
+        space.check(self.cache.root)  # a full disk too
         label = ", ".join(config.packages) or "base system"
 
         def builder(tmp: Path) -> dict[str, object]:
-            result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
+            self.origins[key] = "built"
+            try:
+                result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
+            except OSError as exc:  # vmtest's own writes (staging files, moving .debs) hit a full disk
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise space.explain(space.ENOSPC_TEXT, tmp, "building the image") or exc from None
             shutil.rmtree(tmp / "work", ignore_errors=True)
             return {
                 "kernel_key": kernel.spec.key,
@@ -112,8 +153,23 @@ class ImageStore:
 
         with nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"):
             path = self.cache.build("images", key, builder, self.logger)
+        self.origins.setdefault(key, "cache")  # another process built it while we waited
         return self._boot_image(key, path, kernel)
+
+    def summary(self) -> str:
+        """How the images of this store's session were got: ``images: 2 from the cache, 0 fetched, 1 built
+        (built: 3f2a...)``."""
+        counts = {origin: sorted(k for k, o in self.origins.items() if o == origin) for origin in ORIGINS}
+        text = (
+            f"images: {len(counts['cache'])} from the cache, {len(counts['fetched'])} fetched from the remote "
+            f"cache, {len(counts['built'])} built"
+        )
+        if counts["built"]:
+            text += " (built: " + ", ".join(k[:12] for k in counts["built"]) + ")"
+        return text
 
     def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
         meta = json.loads((path / "meta.json").read_text())
-        return BootImage(key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"])
+        return BootImage(
+            key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"], self.cache.refs
+        )

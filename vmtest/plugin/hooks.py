@@ -12,7 +12,8 @@ creates stand-alone machines (no network) for a test.
 
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
-failure reports in :mod:`vmtest.plugin.report` (and in pytest-html's report:
+the NixOS script globals (``start_all``, ``subtest``, ...) in
+:mod:`vmtest.plugin.nixos_globals`, failure reports in :mod:`vmtest.plugin.report` (and in pytest-html's report:
 :mod:`vmtest.plugin.htmlreport`), each test's timeline in
 :mod:`vmtest.plugin.timelines`, ``--vm-record`` in :mod:`vmtest.plugin.recording`.
 """
@@ -24,15 +25,20 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
+from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError
+from vmtest.core.log import get_logger
+from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import find_ffmpeg
-from vmtest.plugin import fixtures, htmlreport, recording, timelines
-from vmtest.plugin.fixtures import DRIVERS_KEY, output_dir
+from vmtest.plugin import fixtures, htmlreport, nixos_globals, recording, split, timelines
+from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
+from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import safe_name, save_machines
 from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
+from vmtest.plugin.subtests import split_junit_subtests
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
+    config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
     config.addinivalue_line(
         "markers",
@@ -51,11 +59,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    split_junit_subtests(session.config)
+    sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
     if run.record:
         try:
             find_ffmpeg()
         except ConfigError as exc:
             raise pytest.UsageError(f"vmtest: {exc}") from None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """One line saying where this session's images came from (cache, remote cache, built)."""
+    store = config.stash.get(STORE_KEY, None)
+    if store is not None and store.origins:
+        terminalreporter.write_line(f"vmtest: {store.summary()}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -89,6 +106,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    hide_vmtest_frames(call.excinfo)  # a vmtest error's report starts at the user's line
     outcome = yield
     report = outcome.get_result()
     videos = recording.finish(item) if report.when == "call" or report.failed else {}

@@ -1,0 +1,111 @@
+"""``vmtest cache export/import``: archives of cache entries, verified and installed one complete entry at a time."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtest.cli.cachecmd import import_policy
+from vmtest.core.archive import MANIFEST, describe_entry, read_archive, write_archive
+from vmtest.core.cache import Cache
+from vmtest.core.errors import CacheError
+
+LOG = logging.getLogger("vmtest.test.archive")
+
+
+def fill(cache: Cache, kind: str, key: str, files: dict[str, bytes], meta: dict[str, Any]) -> None:
+    def builder(tmp: Path) -> dict[str, Any]:
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        return meta
+
+    cache.build(kind, key, builder, LOG)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Cache:
+    cache = Cache(tmp_path / "source")
+    fill(cache, "kernels", "k1", {"vmlinuz": b"kernel", "modules/a/b.ko": b"module" * 1000}, {"release": "6.1"})
+    os.symlink("b.ko", cache.path("kernels", "k1") / "modules/a/link.ko")
+    fill(cache, "images", "i1", {"root.qcow2": os.urandom(300_000)}, {"kernel_key": "k1", "disk_mib": 1024})
+    # an overlay template names its backing file by path: it never travels
+    (cache.path("images", "i1") / "overlay-2048M-abcd1234.qcow2").write_bytes(b"template")
+    fill(cache, "snapshots", "s1", {"state": b"migration", "console.log": b"boot\n"}, {"image_key": "i1", "qemu": "A"})
+    return cache
+
+
+@pytest.mark.parametrize("name", ["cache.tar.xz", "cache.tar.zst"])
+def test_round_trip_installs_every_entry_with_its_files_and_meta(source: Cache, tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    entries = [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")]
+    write_archive(source, entries, out, LOG)
+    target = Cache(tmp_path / "target")
+    outcomes = read_archive(target, out, LOG)
+    assert [(o.kind, o.key, o.status) for o in outcomes] == [(k, key, "installed") for k, key in entries]
+    for kind, key in entries:
+        for rel in ("vmlinuz", "modules/a/b.ko", "root.qcow2", "state", "console.log"):
+            if (source.path(kind, key) / rel).exists():
+                assert (target.path(kind, key) / rel).read_bytes() == (source.path(kind, key) / rel).read_bytes()
+    assert os.readlink(target.path("kernels", "k1") / "modules/a/link.ko") == "b.ko"
+    assert not list(target.path("images", "i1").glob("overlay-*"))
+    assert json.loads((target.path("images", "i1") / "meta.json").read_text())["kernel_key"] == "k1"
+    assert not list((target.root / "tmp").iterdir())
+    # a second import finds every entry present and changes nothing
+    again = read_archive(target, out, LOG)
+    assert {o.status for o in again} == {"present"}
+
+
+def tampered_archive(source: Cache, out: Path, kind: str, key: str, bad_file: str) -> None:
+    """An archive whose manifest is right but one file's bytes are not (a corrupt transfer)."""
+    record = describe_entry(source, kind, key)
+    with tarfile.open(out, "w:xz") as tar:
+        blob = json.dumps({"format": 1, "entries": [record]}).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+        for f in record["files"]:
+            data = (source.path(kind, key) / f["path"]).read_bytes()
+            if f["path"] == bad_file:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            info = tarfile.TarInfo(f"{kind}/{key}/{f['path']}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_corrupt_file_installs_nothing_of_its_entry(source: Cache, tmp_path: Path) -> None:
+    out = tmp_path / "bad.tar.xz"
+    tampered_archive(source, out, "kernels", "k1", "modules/a/b.ko")
+    target = Cache(tmp_path / "target")
+    with pytest.raises(CacheError, match=r"kernels/k1 .*modules/a/b.ko does not match the manifest"):
+        read_archive(target, out, LOG)
+    assert target.lookup("kernels", "k1") is None
+    assert not target.path("kernels", "k1").exists()
+    assert not list((target.root / "tmp").iterdir())
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.tar.xz"
+    bogus.write_bytes(b"hello")
+    with pytest.raises(CacheError, match="not a vmtest cache archive"):
+        read_archive(Cache(tmp_path / "c"), bogus, LOG)
+
+
+def test_another_qemu_keeps_images_and_skips_snapshots(source: Cache, tmp_path: Path) -> None:
+    out = tmp_path / "cache.tar.xz"
+    write_archive(source, [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")], out, LOG)
+    target = Cache(tmp_path / "target")
+    accept, fixup = import_policy(target, "B")  # the snapshot was made by QEMU "A"
+    outcomes = read_archive(target, out, LOG, accept, fixup)
+    status = {o.kind: o.status for o in outcomes}
+    assert status["kernels"] == status["images"] == "installed"
+    assert status["snapshots"] == "skipped: made by A, this host has B"
+    assert target.lookup("snapshots", "s1") is None
+    assert target.lookup("images", "i1") is not None
