@@ -51,6 +51,10 @@ def test_defaults(tmp_path: Path) -> None:
         "global_timeout": 3600.0,
         "record": False,
         "record_interval": 0.5,
+        "interactive": False,
+        "keep_on_failure": False,
+        "keep_for": 1800.0,
+        "debug_hook": False,
     }
 
 

@@ -63,6 +63,10 @@ def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
         "global_timeout",
         "record",
         "record_interval",
+        "interactive",
+        "keep_on_failure",
+        "keep_for",
+        "debug_hook",
     ]
     for f, decl in declared(Settings):
         assert decl.flag == "--vm-" + f.name.replace("_", "-")
@@ -312,3 +316,12 @@ def test_doctor_reports_optional_pieces_without_failing() -> None:
     assert "everything vmtest needs is here" in text and "optional (absent):\n  apt-get install -y ffmpeg" in text
     text, ok = report([Check("tesseract", False, "not found", "tesseract-ocr"), *[]])
     assert not ok and "apt-get install -y tesseract-ocr" in text
+
+
+def test_keep_for_takes_seconds_or_a_unit() -> None:
+    assert Settings.check("keep_for", "30m") == 1800.0
+    assert Settings.check("keep_for", "90s") == 90.0
+    assert Settings.check("keep_for", "2h") == 7200.0
+    assert Settings.check("keep_for", 45) == 45.0
+    with pytest.raises(ConfigError, match="keep_for"):
+        Settings.check("keep_for", "soon")

@@ -20,6 +20,7 @@ the NixOS script globals (``start_all``, ``subtest``, ...) in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 
 import pluggy
@@ -28,12 +29,16 @@ import pytest
 from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger
+from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import find_ffmpeg
-from vmtest.plugin import fixtures, htmlreport, nixos_globals, recording, split, timelines
+from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, recording, split, timelines
+from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
+from vmtest.plugin.keep import keep_drivers
+from vmtest.plugin.keep import report as keep_report
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import safe_name, save_machines
 from vmtest.plugin.report import text as report_text
@@ -66,6 +71,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             find_ffmpeg()
         except ConfigError as exc:
             raise pytest.UsageError(f"vmtest: {exc}") from None
+    if run.keep_on_failure:
+        supervise_children(True)  # QEMU and switches may then outlive the run (see vmtest.plugin.keep)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -73,6 +80,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     store = config.stash.get(STORE_KEY, None)
     if store is not None and store.origins:
         terminalreporter.write_line(f"vmtest: {store.summary()}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    supervise_children(False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings(config).interactive:
+        interactive.check_selection(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """With --vm-interactive: a REPL over the test's machines instead of its body."""
+    return interactive.run(pyfuncitem) if settings(pyfuncitem.config).interactive else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -126,6 +148,13 @@ def pytest_runtest_makereport(
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
+    run = settings(item.config)
+    if run.debug_hook:
+        watch.cancel()  # no global timeout while the user looks
+        pause(item.config, item.nodeid, watch.drivers, output_dir(item.config) / f"continue-{os.getpid()}")
+    if run.keep_on_failure:
+        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
+        text = f"{text}\n\n{kept}" if kept else text
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))
