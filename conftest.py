@@ -9,15 +9,24 @@ def pytest_addoption(parser):
         action="store_true",
         help="also run examples/test_failing.py, whose tests fail on purpose to show the reports",
     )
+    parser.addoption(
+        "--run-torture",
+        action="store_true",
+        help="run the torture suite (tests/torture: repeated kills and faults, VMTEST_TORTURE_TRIALS trials each)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-demo-failures"):
-        return
-    skip = pytest.mark.skip(reason="fails on purpose; run with --run-demo-failures")
+    skips = {
+        "demo_failure": None
+        if config.getoption("--run-demo-failures")
+        else "fails on purpose; run with --run-demo-failures",
+        "torture": None if config.getoption("--run-torture") else "torture suite; run with --run-torture",
+    }
     for item in items:
-        if item.get_closest_marker("demo_failure"):
-            item.add_marker(skip)
+        for marker, reason in skips.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_configure(config):

@@ -30,7 +30,8 @@ def test_named_interfaces(vms, server, client) -> None:
     assert server.succeed("cat /sys/class/net/side0/operstate").strip() == "up"
     assert client.succeed("getent ahostsv4 server").split()[0] == "192.168.1.2"
     server.wait_for_open_port(7000, timeout=120)
-    # (the echo loop restarts its nc after every connection, the port probe's included: retry)
+    # (the port probe reads the listening sockets and does not connect; the retry covers the restart
+    # gap of the echo loop, should anything else have connected)
     assert client.wait_until_succeeds("nc -w 10 server 7000 </dev/null | grep -x server", timeout=60) == "server\n"
     # side0 is on VLAN 2 without an address: the same service is not reachable at 192.168.2.2
     client.wait_until_succeeds("nc -z -w 5 192.168.1.2 7000", timeout=60)

@@ -19,3 +19,23 @@ def test_states_through_boot_shutdown_and_lazy_restart(vm_factory):
     assert vm.succeed("echo again") == "again\n"  # a command boots a stopped machine again
     assert vm.state is State.READY and vm.pid != first
     assert "Linux version" in vm.get_console_log()
+
+
+def test_guest_reboot_ends_qemu_unless_allow_reboot(vm_factory):
+    """As NixOS's ``-no-reboot``: a reboot the guest starts itself powers the machine off; with
+    ``start(allow_reboot=True)`` the guest restarts and the next command waits for its new shell."""
+    vm = vm_factory("rebooter", MachineConfig())
+    vm.start()
+    vm.succeed("systemd-run --on-active=1 systemctl reboot")
+    vm.wait_for_shutdown(timeout=180)
+    assert vm.state is State.STOPPED and not vm.is_running()
+
+    vm.start(allow_reboot=True)
+    boot_id = vm.succeed("cat /proc/sys/kernel/random/boot_id")
+    pid = vm.pid
+    vm.succeed("systemd-run --on-active=1 systemctl reboot")
+    vm.wait_for_qmp_event(lambda e: e["event"] == "RESET", timeout=180)
+    assert vm.succeed("cat /proc/sys/kernel/random/boot_id") != boot_id  # a new boot of the same QEMU
+    assert vm.pid == pid and vm.is_running()
+    vm.reboot()  # the verb still works with reboots allowed
+    assert vm.succeed("echo up") == "up\n" and vm.pid == pid

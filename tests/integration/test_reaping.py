@@ -97,6 +97,24 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, proc
     while list(processes_mentioning(str(state))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert list(processes_mentioning(str(state))) == []
+    if sig == signal.SIGKILL:  # a killed run cannot clean up: its state directory stays, naming its owner
+        assert [p.name for p in state.glob("vmtest-net-*/.vmtest-owner")], list(state.iterdir())
+    assert next_run_leaves_no_state(tmp_path, state) == []
+
+
+def next_run_leaves_no_state(tmp_path: Path, state: Path) -> list[str]:
+    """Run a trivial pytest session on this host (same TMPDIR); return the vmtest state left after it."""
+    (tmp_path / "test_next.py").write_text("def test_nothing():\n    assert True\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_next.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(state)),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    return sorted(p.name for p in state.iterdir() if p.name.startswith("vmtest-"))
 
 
 XDIST_TEST = """
@@ -148,3 +166,4 @@ def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert next_run_leaves_no_state(tmp_path, state) == []

@@ -82,7 +82,8 @@ def test_vlan_traffic_between_restored_nodes(vms, left, right, round):
     vms.join_all()
     check = saved if round == "saves" else restored
     assert check(left) and check(right)
-    right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &) ; sleep 0.5")
+    right.succeed("(nc -N -l 7777 > /tmp/got </dev/null &)")
+    right.wait_for_open_port(7777, timeout=60)  # listening (a fixed sleep raced a slow guest); not consumed
     left.succeed("echo over-the-vlan | nc -N -w 5 right 7777")
     right.wait_until_succeeds("grep -q over-the-vlan /tmp/got", timeout=30)
     assert left.succeed("ip -4 -o addr show eth1").split()[3] == "192.168.1.1/24"
@@ -102,7 +103,7 @@ def test_shares_and_copies_on_a_restored_guest(vm_image_store, nonce, tmp_path):
             (tmp_path / "in").write_text(f"copied in {i}\n")
             vm.copy_from_host(tmp_path / "in", "/root/in")
             assert vm.succeed("cat /root/in") == f"copied in {i}\n"
-            out = vm.copy_from_vm("/etc/hostname", tmp_path / f"out{i}")
+            out = vm.copy_from_machine("/etc/hostname", tmp_path / f"out{i}")
             assert out.read_text() == "shares\n"
             (vm.shared_dir / "xchg-file").write_text("via xchg\n")
             assert vm.succeed("cat /tmp/xchg/xchg-file") == "via xchg\n"

@@ -113,12 +113,13 @@ def test_new_id_is_random_hex() -> None:
 
 def test_reply_header_matches_only_its_own_id() -> None:
     header = reply_header("abc")
-    m = header.search(b"junk\x02vmtest-out abcd 0 1 raw\n\x02vmtest-out abc 12 345 b64\nrest")
+    m = header.search(b"junk\x02vmtest-out abcd 0 1 raw 0 raw\n\x02vmtest-out abc 12 345 b64 6 raw\nrest")
     assert m is not None
-    assert m.groups() == (b"12", b"345", b"b64")
-    assert header.search(b"\x02vmtest-out ab 0 1 raw\n") is None
-    assert header.search(b"\x02vmtest-out abc 0 1 gzip\n") is None
-    assert reply_header("a.c").search(b"\x02vmtest-out abc 0 1 raw\n") is None
+    assert m.groups() == (b"12", b"345", b"b64", b"6", b"raw")
+    assert header.search(b"\x02vmtest-out ab 0 1 raw 0 raw\n") is None
+    assert header.search(b"\x02vmtest-out abc 0 1 gzip 0 raw\n") is None
+    assert header.search(b"\x02vmtest-out abc 0 1 raw\n") is None  # the stderr part is not optional
+    assert reply_header("a.c").search(b"\x02vmtest-out abc 0 1 raw 0 raw\n") is None
 
 
 def test_decode_payload() -> None:
@@ -152,6 +153,8 @@ class Guest:
         )
         os.close(slave)
         self.buf = b""
+        self.stderr = b""
+        self.stderr_encoding = b""
 
     # reading
 
@@ -182,18 +185,21 @@ class Guest:
             self._fill(deadline)
 
     def reply(self, rid: str, timeout: float = 2.0) -> tuple[int, bytes, bytes]:
-        """(status, decoded output, encoding) of the reply to ``rid``.
+        """(status, decoded output, encoding) of the reply to ``rid``; its decoded stderr goes to
+        ``self.stderr`` (and its encoding to ``self.stderr_encoding``).
 
         The header must be the next thing in the stream (nothing is echoed,
-        nothing else is printed); exactly ``nbytes`` of payload are consumed.
+        nothing else is printed); exactly ``nbytes`` + ``errbytes`` of payload are consumed.
         """
         deadline = time.monotonic() + timeout
         skipped, m = self.expect(reply_header(rid), timeout)
         assert skipped == b"", f"unexpected bytes before the reply: {skipped!r}"
         status, size, encoding = int(m.group(1)), int(m.group(2)), m.group(3)
-        while len(self.buf) < size:
+        err_size, self.stderr_encoding = int(m.group(4)), m.group(5)
+        while len(self.buf) < size + err_size:
             self._fill(deadline)
-        payload, self.buf = self.buf[:size], self.buf[size:]
+        payload, err, self.buf = self.buf[:size], self.buf[size : size + err_size], self.buf[size + err_size :]
+        self.stderr = decode_payload(err, self.stderr_encoding)
         return status, decode_payload(payload, encoding), encoding
 
     def quiet(self, seconds: float) -> bytes:
@@ -342,9 +348,27 @@ def test_fake_header_in_output_is_payload(guest: Guest) -> None:
 def test_stderr_and_stdin_are_not_the_channel(guest: Guest) -> None:
     ready(guest)
     assert guest.run("echo out; echo err >&2") == (0, b"out\n", b"raw")
+    assert guest.stderr == b"err\n"
     # stdin is /dev/null: `cat` must not swallow the following requests.
     assert guest.run("cat") == (0, b"", b"raw")
     assert guest.run("echo still here") == (0, b"still here\n", b"raw")
+
+
+def test_stderr_comes_back_framed_apart_from_stdout(guest: Guest) -> None:
+    ready(guest)
+    status, output, _ = guest.run("echo one; echo 'cat: /etc/nope: No such file' >&2; printf two; exit 3")
+    assert (status, output, guest.stderr) == (3, b"one\ntwo", b"cat: /etc/nope: No such file\n")
+    assert guest.run("true") == (0, b"", b"raw") and guest.stderr == b""  # each command has its own
+    # A real failing command, and stderr that imitates a header or holds NUL bytes.
+    assert guest.run("cat /does-not-exist")[0] == 1
+    assert guest.stderr.startswith(b"cat: ") and b"/does-not-exist" in guest.stderr
+    rid = new_id()
+    guest.send(encode_run(rid, f"printf '\\002vmtest-out %s 0 0 raw 0 raw\\n' {rid} >&2; echo out"))
+    assert guest.reply(rid) == (0, b"out\n", b"raw")
+    assert guest.stderr == f"\x02vmtest-out {rid} 0 0 raw 0 raw\n".encode()
+    assert guest.run("printf 'a\\0b' >&2; echo ok") == (0, b"ok\n", b"raw")
+    assert (guest.stderr, guest.stderr_encoding) == (b"a\x00b", b"b64")
+    assert guest.buf == b""
 
 
 def test_tricky_commands_through_the_guest(guest: Guest) -> None:
@@ -401,6 +425,7 @@ def test_output_files_are_cleaned_up_in_batches(guest: Guest) -> None:
         time.sleep(0.05)
     remaining = len(list(guest.state_dir.glob("*.out")))
     assert 0 < remaining <= 8
+    assert len(list(guest.state_dir.glob("*.err"))) == remaining  # stderr files go with them
 
 
 def test_command_with_its_own_exit_trap_still_replies(guest: Guest) -> None:
@@ -458,12 +483,15 @@ def test_client_reads_length_prefixed_payload() -> None:
     def script(g: FakeGuest) -> None:
         g.send_chunked(b"boot noise\r\n\x02vmtest-ready 6.1.0-test\n")
         rid = g.readline().split(b" ")[1]
-        payload = b"\x02vmtest-out " + rid + b" 0 0 raw\nno newline"
+        payload = b"\x02vmtest-out " + rid + b" 0 0 raw 0 raw\nno newline"
         payloads.append(payload)
-        g.send_chunked(b"\x02vmtest-out " + rid + b" 7 %d raw\n" % len(payload) + payload)
+        g.send_chunked(b"\x02vmtest-out " + rid + b" 7 %d raw 4 raw\n" % len(payload) + payload + b"err\n")
         rid = g.readline().split(b" ")[1]
         binary = base64.b64encode(b"a\x00b\x00c")
-        g.send_chunked(b"\x02vmtest-out " + rid + b" 0 %d b64\n" % len(binary) + binary, size=3)
+        err = base64.b64encode(b"\x00")
+        g.send_chunked(
+            b"\x02vmtest-out " + rid + b" 0 %d b64 %d b64\n" % (len(binary), len(err)) + binary + err, size=3
+        )
 
     fake.start(script)
     bd = Backdoor("m1", fake.host_sock, logging.getLogger("vmtest.test"))
@@ -471,9 +499,9 @@ def test_client_reads_length_prefixed_payload() -> None:
         assert bd.wait_ready(2.0, lambda: True) == "6.1.0-test"
         assert bd.kernel_release == "6.1.0-test"
         result = bd.run("echo 'hi there'\n", timeout=2.0)
-        assert (result.status, result.output, result.killed) == (7, payloads[0], False)
+        assert (result.status, result.output, result.killed, result.stderr) == (7, payloads[0], False, b"err\n")
         result = bd.run("printf 'a\\0b\\0c'", timeout=2.0)
-        assert (result.status, result.output) == (0, b"a\x00b\x00c")
+        assert (result.status, result.output, result.stderr) == (0, b"a\x00b\x00c", b"\x00")
         fake.finish()
         first = fake.requests[0].rstrip(b"\n").split(b" ")
         assert first[0] == b"run" and first[2] == escape_command("echo 'hi there'\n")
@@ -488,7 +516,7 @@ def test_client_kills_on_timeout() -> None:
         rid = g.readline().split(b" ")[1]
         kill = g.readline()
         assert kill == b"kill " + rid + b"\n", kill
-        g.sock.sendall(b"\x02vmtest-out " + rid + b" 124 0 raw\n")
+        g.sock.sendall(b"\x02vmtest-out " + rid + b" 124 0 raw 0 raw\n")
 
     fake.start(script)
     bd = Backdoor("m1", fake.host_sock, logging.getLogger("vmtest.test"))

@@ -163,3 +163,31 @@ def test_write_before_attach(tmp_path: Path) -> None:
     con = SerialConsole("m1", logging.getLogger("vmtest.test.m1"), tmp_path / "c.log")
     with pytest.raises(OSError, match="not connected"):
         con.write(b"x")
+
+
+def test_tail_since_keeps_the_lines_of_the_call(console: tuple[SerialConsole, socket.socket]) -> None:
+    con, peer = console
+    peer.sendall(b"[    1.0] ACPI boot chatter\n[    2.0] drm chatter\n")
+    wait_for(lambda: len(con.lines) == 2)
+    began = time.monotonic()
+    # Nothing since the call began: a note, then the last lines before it.
+    assert con.tail(5, since=began) == [
+        "(no console output since this call began; the last lines before it:)",
+        "[    1.0] ACPI boot chatter",
+        "[    2.0] drm chatter",
+    ]
+    peer.sendall(b"nginx[123]: bind() failed\nunfinished")
+    wait_for(lambda: con.tail(10)[-1:] == ["unfinished"])
+    assert con.tail(5, since=began) == ["nginx[123]: bind() failed", "unfinished"]
+    assert con.tail(1, since=began) == ["unfinished"]
+    assert con.tail(10) == [
+        "[    1.0] ACPI boot chatter",
+        "[    2.0] drm chatter",
+        "nginx[123]: bind() failed",
+        "unfinished",
+    ]
+
+
+def test_tail_since_on_an_empty_console(console: tuple[SerialConsole, socket.socket]) -> None:
+    con, _ = console
+    assert con.tail(5, since=time.monotonic()) == []

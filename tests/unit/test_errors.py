@@ -62,6 +62,17 @@ def test_command_failed_message() -> None:
     assert err.console_tail == ["[  OK  ] Started nginx.", "nginx[123]: bind() failed"]
 
 
+def test_command_failed_shows_stderr_before_the_output() -> None:
+    err = CommandFailed("server", "cat /etc/nope", 1, "", 0.25, stderr="cat: /etc/nope: No such file or directory\n")
+    text = str(err)
+    assert "failed after 0.2s" in text or "failed after 0.3s" in text
+    assert "--- stderr ---\ncat: /etc/nope: No such file or directory\n--- output: (empty) ---" in text
+    assert err.stderr == "cat: /etc/nope: No such file or directory\n"
+    long = CommandFailed("server", "x", 1, "", 1.0, stderr="e" * 5000)
+    assert "[...]" in str(long) and len(str(long)) < 2500
+    assert "--- stderr: (empty) ---" in str(CommandFailed("server", "false", 1, "out", 1.0))
+
+
 def test_command_failed_custom_expectation() -> None:
     err = CommandFailed("client", "curl -f http://server", 0, "", 0.5, expected="a failure")
     assert "expected a failure, got exit status 0" in str(err)

@@ -43,10 +43,14 @@ class FakeProcess:
 class FakeMonitor:
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.actions: list[object] = []
+        self.resets = 0
         self.closed = False
 
     def command(self, name: str, /, **args: object) -> object:
         self.commands.append(name)
+        if name == "set-action":
+            self.actions.append(args.get("reboot"))
         return {}
 
     def human(self, command_line: str) -> str:
@@ -55,6 +59,10 @@ class FakeMonitor:
     def wait_event(self, accept, timeout):  # noqa: ANN001
         return None
 
+    def take_resets(self) -> int:
+        resets, self.resets = self.resets, 0
+        return resets
+
     def close(self) -> None:
         self.closed = True
 
@@ -62,7 +70,7 @@ class FakeMonitor:
 class FakeConsole:
     echo = True
 
-    def tail(self, n: int = 20) -> list[str]:
+    def tail(self, n: int = 20, since: float | None = None) -> list[str]:
         return ["[    1.0] fake console line"]
 
     def write(self, data: bytes) -> None:
@@ -81,8 +89,10 @@ class FakeShell:
         self.sent: list[str] = []
         self.ready_error: Exception | None = None
         self.closed = False
+        self.readies = 0
 
     def wait_ready(self, timeout: float, alive) -> str:  # noqa: ANN001
+        self.readies += 1
         if self.ready_error is not None:
             raise self.ready_error
         return "6.1.0-fake"
@@ -246,6 +256,30 @@ def test_ready_to_running_to_ready_on_reboot(tmp_path: Path, backend: FakeBacken
     vm.reboot()
     assert backend.shell is not None and backend.shell.sent == ["systemctl reboot"]
     assert vm.state is State.READY
+    vm.release()
+
+
+def test_guest_reboot_ends_qemu_unless_allowed_and_reboot_verb_restarts(tmp_path: Path, backend: FakeBackend) -> None:
+    vm = make_vm(tmp_path, backend)
+    vm.wait_ready()
+    monitor = vm.channels.monitor  # type: ignore[union-attr]
+    assert monitor.actions == ["shutdown"]  # type: ignore[attr-defined]  # set before the guest runs
+    assert monitor.commands.index("set-action") < monitor.commands.index("cont")  # type: ignore[attr-defined]
+    vm.reboot()  # the verb's own reboot restarts the guest, then guest reboots end QEMU again
+    assert monitor.actions == ["shutdown", "reset", "shutdown"]  # type: ignore[attr-defined]
+    vm.set_allow_reboot(True)  # applied at once to the running QEMU
+    vm.reboot()
+    assert monitor.actions == ["shutdown", "reset", "shutdown", "reset"]  # type: ignore[attr-defined]
+    shell = backend.shell
+    assert shell is not None
+    readies = shell.readies
+    assert vm.run("true", 5).output == b"ran true" and shell.readies == readies  # no reset: no wait
+    monitor.resets = 1  # type: ignore[attr-defined]  # the guest rebooted by itself (a RESET event)
+    assert vm.run("true", 5).output == b"ran true"
+    assert shell.readies == readies + 1 and vm.state is State.READY  # waited for the new shell first
+    vm.release()
+    vm.launch()  # kept for the next launch
+    assert vm.channels is not None and vm.channels.monitor.actions == ["reset"]  # type: ignore[attr-defined]
     vm.release()
 
 

@@ -7,8 +7,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from vmtest.config.settings import Settings, add_arguments, from_arguments
+from vmtest.core import keptdisks, statedirs
 from vmtest.core.cache import Cache
 from vmtest.core.errors import VmtestError
 
@@ -85,6 +87,9 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 
 def cmd_cache_gc(args: argparse.Namespace) -> int:
     cache = Cache(_settings(args).cache_dir)
+    count, freed = statedirs.sweep(logging.getLogger("vmtest.leftovers"))
+    if count:
+        print(f"removed {count} state director{'y' if count == 1 else 'ies'} of killed runs ({_human_size(freed)})")
     removed = cache.gc(args.older_than, everything=args.all)
     for item in removed:
         print(f"removed {item}")
@@ -139,6 +144,14 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     if args.print_script:
         sys.stdout.write(text)
         return 0
+    virt = config.virtualisation
+    if virt.disk_image is not None:  # the script makes the disk if missing: `cache gc` must keep its base
+        default = virt.disk_image.format(state_dir=".", name=name)
+        disk = Path(os.environ.get("VMTEST_DISK_IMAGE") or default).absolute()
+        if disk.exists():
+            keptdisks.check(store.cache.refs, disk, name)
+        else:
+            keptdisks.record(store.cache.refs, disk, chain=[image.disk])
     qemu_args = args.qemu_args[1:] if args.qemu_args[:1] == ["--"] else args.qemu_args
     print(f"vmtest: starting {name} (state: ./{name}.qcow2; Ctrl-A X quits, Ctrl-A C = QEMU monitor)", file=sys.stderr)
     sys.stderr.flush()

@@ -9,6 +9,7 @@ Layout under the cache directory (its owner passes it in: the run setting
     debs/             downloaded .deb files, reused across builds
     glyphs/<key>.json the grid reader's glyph tables (per kernel, parameters, resolution)
     accel.json        the accelerator probe's verdict for this host
+    refs/<hash>.json  a kept disk outside the cache and the entries it is an overlay on (kept by gc)
     tmp/<kind>-<key>.<random>/   builds in progress
     locks/<kind>-<key>.lock      one flock per key
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from vmtest.core import keptdisks
 from vmtest.core.log import log
 
 META = "meta.json"
@@ -106,6 +108,11 @@ class Cache:
     def glyph_table(self, key: str) -> Path:
         """Where the grid reader's glyph table for ``key`` (kernel, parameters, resolution) is kept."""
         return self.root / "glyphs" / f"{key}.json"
+
+    @property
+    def refs(self) -> Path:
+        """Where kept disks record the entries they are overlays on (:mod:`vmtest.core.keptdisks`)."""
+        return self.root / "refs"
 
     @property
     def accel_verdict(self) -> Path:
@@ -245,15 +252,34 @@ class Cache:
             result.append((path, active))
         return result
 
+    def sweep_partial(self) -> list[tuple[Path, int]]:
+        """Remove the build directories left by killed builds (never one being built: each goes while we
+        hold its key's lock). Returns (directory, bytes freed) for each one removed."""
+        tmp_root = self.root / "tmp"
+        if not tmp_root.is_dir():
+            return []
+        removed = []
+        for path in sorted(tmp_root.iterdir()):
+            name = path.name.rsplit(".", 1)[0]
+            locks = self.root / "locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            with open(locks / f"{name}.lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being built (or removed) right now
+                if path.exists():
+                    size = disk_usage(path)
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append((path, size))
+        return removed
+
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
-        """Remove stale partial builds; snapshots unused for ``max_age_days`` or whose image goes; images
+        """Keep every entry a kept disk needs (:mod:`vmtest.core.keptdisks`); remove stale partial builds;
+        snapshots unused for ``max_age_days`` or whose image goes; images
         unused for ``max_age_days``; kernels that no remaining image uses and that were not used themselves
         for ``max_age_days`` (a build in progress may be about to use one). Returns what was removed."""
-        removed = []
-        for path, active in self.partial_builds():
-            if not active:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(f"partial build {path.name}")
+        removed = [f"partial build {path.name}" for path, _ in self.sweep_partial()]
         now = time.time()
         logger = logging.getLogger("vmtest.cache")
         entries = self.entries()
@@ -261,13 +287,21 @@ class Cache:
         def stale(entry: Entry) -> bool:
             return everything or now - entry.last_used > max_age_days * 86400
 
+        # kept disks (--vm-keep-state, run-vm) need their bases: those entries stay, whatever their age
+        needed = keptdisks.needed(self.refs)
+        kept = {(e.kind, e.key) for e in entries if any(f.is_relative_to(e.path) for f in needed)}
+        kept |= {("images", str(e.meta.get("image_key"))) for e in entries if (e.kind, e.key) in kept}
         images = {e.key for e in entries if e.kind == "images"}
-        doomed_images = {e.key for e in entries if e.kind == "images" and stale(e)}
+        doomed_images = {e.key for e in entries if e.kind == "images" and stale(e) and ("images", e.key) not in kept}
         for entry in entries:  # a snapshot's disk is an overlay on its image: it goes with it
-            if entry.kind == "snapshots" and (
-                stale(entry)
-                or entry.meta.get("image_key") in doomed_images
-                or entry.meta.get("image_key") not in images
+            if (
+                entry.kind == "snapshots"
+                and (entry.kind, entry.key) not in kept
+                and (
+                    stale(entry)
+                    or entry.meta.get("image_key") in doomed_images
+                    or entry.meta.get("image_key") not in images
+                )
             ):
                 self.remove(entry.kind, entry.key, logger)
                 removed.append(f"snapshots/{entry.key}")

@@ -146,8 +146,16 @@ class LaunchError(MachineError):
         return self.qemu.output if self.qemu else ""
 
 
+def _shorten(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n[...]\n" + text[-limit // 2 :]
+
+
 class CommandFailed(MachineError):
-    """A guest command returned an unexpected exit status."""
+    """A guest command returned an unexpected exit status.
+
+    ``output`` is its stdout, ``stderr`` its stderr; ``elapsed`` is the command's own time (a boot the
+    command waited for does not count).
+    """
 
     def __init__(
         self,
@@ -158,12 +166,15 @@ class CommandFailed(MachineError):
         elapsed: float,
         expected: str = "exit status 0",
         console_tail: Sequence[str] = (),
+        stderr: str = "",
     ) -> None:
         self.command = command
         self.status = status
         self.output = output
-        shown = output if len(output) <= 2000 else output[:1000] + "\n[...]\n" + output[-1000:]
-        message = f"expected {expected}, got exit status {status}\n--- output ---\n{shown}"
+        self.stderr = stderr
+        message = f"expected {expected}, got exit status {status}"
+        message += f"\n--- stderr ---\n{_shorten(stderr).rstrip(chr(10))}" if stderr else "\n--- stderr: (empty) ---"
+        message += f"\n--- output ---\n{_shorten(output).rstrip(chr(10))}" if output else "\n--- output: (empty) ---"
         super().__init__(machine, f"command {command!r}", message, elapsed, console_tail)
 
 

@@ -151,7 +151,7 @@ def download_deb(cache: Cache, package: str, version: str, logger: logging.Logge
             raise ImageBuildError(f"downloading {package}", f"expected one .deb, found {got}")
         os.rename(got[0], path)
     except ProcessError as exc:
-        raise ImageBuildError(f"downloading {package}", str(exc)) from exc
+        raise ImageBuildError(f"downloading {package}", str(exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

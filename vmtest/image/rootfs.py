@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -25,12 +26,15 @@ from vmtest.core.contract import GUEST_FILES, ROOT_LABEL, XCHG_MOUNT_UNIT, xchg_
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
+from vmtest.image import space
 from vmtest.image.kernel import Kernel
 
 # What every guest has besides the requested packages.
 BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps", "busybox-static")
 
 # Units that only slow a test VM down or write on a timer.
+# where a unit listed in `services` may live in the image
+UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 MASKED_UNITS = (
     "serial-getty@hvc0.service",  # would hang up the backdoor's tty
     "serial-getty@ttyS0.service",  # the serial console belongs to the driver
@@ -152,6 +156,20 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
         _write(overlay, path, file.data(), file.mode)
 
 
+def _service_checks(services: Iterable[str]) -> list[str]:
+    """Shell lines failing the build, naming the unit, when a unit in ``services`` is not in the image
+    (a unit file in one of systemd's directories; a template instance needs its template)."""
+    lines = []
+    for unit in services:
+        file = re.sub(r"@[^.]*\.", "@.", unit)
+        found = " || ".join(f'[ -e "$root{d}/{file}" ]' for d in UNIT_DIRS)
+        lines.append(
+            f"{{ {found}; }} || {{ echo {shlex.quote(f'vmtest-customize: services: the image has no unit {unit}')}; "
+            "exit 1; }"
+        )
+    return lines
+
+
 def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
     enable = [
         *(PurePosixPath(f.path).name for f in GUEST_FILES if f.enable),
@@ -168,6 +186,7 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
         'mkdir -p "$root/lib/modules" && '
         f'cp -a {shlex.quote(str(kernel.modules))} "$root/lib/modules/{kernel.release}"',
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
+        *_service_checks(config.services),
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
         'chroot "$root" systemctl enable ' + " ".join(shlex.quote(u) for u in enable),
     ]
@@ -209,6 +228,14 @@ def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildE
             f"(check the spelling with 'apt-cache search {missing[0]}' and that it exists in {config.suite})",
             exc.tail,
         )
+    no_unit = re.search(r"vmtest-customize: services: the image has no unit (\S+)", text)
+    if no_unit:
+        return ImageBuildError(
+            "checking services",
+            f"services={list(config.services)!r}: the image has no unit {no_unit.group(1)} (install the package "
+            "that ships it, define it in units, or check the spelling)",
+            exc.tail[-5:],
+        )
     failed_cmd = re.search(r"vmtest-customize: build command (\d+) failed", text)
     if failed_cmd:
         return ImageBuildError(
@@ -216,7 +243,8 @@ def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildE
             "the command failed inside the image",
             exc.tail,
         )
-    return ImageBuildError("running mmdebstrap", str(exc).split("\n", 1)[0], exc.tail)
+    # the command line (2 KB) is in the debug log; the error quotes the output, once
+    return ImageBuildError("running mmdebstrap", str(exc).split(": ", 1)[0], exc.tail)
 
 
 def build_rootfs(
@@ -251,9 +279,22 @@ def build_rootfs(
     ]
     with nested(logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s)"):
         try:
-            run(argv, what="mmdebstrap", logger=logger, timeout=1800, line_filter=_progress)
-        except ProcessError as exc:
-            raise _explain_mmdebstrap(exc, config) from exc
+            # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
+            # nothing in /tmp, and the next build of the key removes the whole directory
+            scratch = work / "tmp"
+            scratch.mkdir(parents=True, exist_ok=True)
+            run(
+                argv,
+                what="mmdebstrap",
+                logger=logger,
+                timeout=1800,
+                line_filter=_progress,
+                env={"TMPDIR": str(scratch)},
+            )
+        except ProcessError as exc:  # its output is in the error, once
+            raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or _explain_mmdebstrap(
+                exc, config
+            ) from None
     _keep_debs(new_debs, debs)
     content_mib = disk_usage(tree) // (1 << 20)
     disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
@@ -281,7 +322,9 @@ def build_rootfs(
                 timeout=600,
             )
         except ProcessError as exc:
-            raise ImageBuildError("creating the ext4 file system", str(exc)) from exc
+            raise space.explain(str(exc), work, "creating the ext4 file system") or ImageBuildError(
+                "creating the ext4 file system", str(exc)
+            ) from None
     shutil.rmtree(tree)
     with nested(logger, "converting to qcow2"):
         try:
@@ -292,7 +335,9 @@ def build_rootfs(
                 timeout=600,
             )
         except ProcessError as exc:
-            raise ImageBuildError("converting to qcow2", str(exc)) from exc
+            raise space.explain(str(exc), work, "converting to qcow2") or ImageBuildError(
+                "converting to qcow2", str(exc)
+            ) from None
     raw.unlink()
     log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
     return RootfsResult(out, disk_mib, content_mib)

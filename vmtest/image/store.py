@@ -8,6 +8,7 @@ entry (the others stay cached).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -22,7 +23,8 @@ from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import kernel as kernel_mod
-from vmtest.image import remote
+from vmtest.image import packages as packages_mod
+from vmtest.image import remote, space
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
@@ -58,6 +60,7 @@ class BootImage:
     initrd: Path
     kernel_release: str
     disk_mib: int
+    refs: Path | None = None  # where disks made on this image record it (the cache's refs/), None: nowhere
 
 
 class ImageStore:
@@ -123,11 +126,20 @@ class ImageStore:
             self.logger.debug("image %s: cache hit", key)
             self.origins.setdefault(key, "cache")
             return self._boot_image(key, cached, kernel)
+        packages_mod.check(
+            config.packages, config.suite, self.logger, self.cache.root / "apt-names.txt"
+        )  # a typo fails now, not after mmdebstrap
+        space.check(self.cache.root)  # a full disk too
         label = ", ".join(config.packages) or "base system"
 
         def builder(tmp: Path) -> dict[str, object]:
             self.origins[key] = "built"
-            result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
+            try:
+                result = build_rootfs(self.cache, config, kernel, tmp / "work", tmp / "root.qcow2", self.logger)
+            except OSError as exc:  # vmtest's own writes (staging files, moving .debs) hit a full disk
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise space.explain(space.ENOSPC_TEXT, tmp, "building the image") or exc from None
             shutil.rmtree(tmp / "work", ignore_errors=True)
             return {
                 "kernel_key": kernel.spec.key,
@@ -158,4 +170,6 @@ class ImageStore:
 
     def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
         meta = json.loads((path / "meta.json").read_text())
-        return BootImage(key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"])
+        return BootImage(
+            key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"], self.cache.refs
+        )

@@ -18,19 +18,51 @@ from vmtest.machine import polling
 from vmtest.machine.part import Lifecycle
 
 DEFAULT_TIMEOUT = 900.0
+LOG_TTY = "/dev/ttyS0"  # the serial console: every line of it is logged (name # line)
+
+
+def streamed(command: str) -> str:
+    """``command`` with its stdout also copied to the serial console as it comes (its status kept:
+    the backdoor runs commands with ``pipefail``)."""
+    return f"(\n{command}\n) | tee {LOG_TTY}"
+
+
+class CommandResult(tuple[int, str]):
+    """What :meth:`~vmtest.Machine.execute` returns: the ``(status, stdout)`` pair NixOS's ``execute``
+    returns, which also carries the command's ``stderr`` and ``elapsed`` (its own run time in seconds,
+    without a boot it waited for)."""
+
+    stderr: str
+    elapsed: float
+
+    def __new__(cls, status: int, stdout: str, stderr: str = "", elapsed: float = 0.0) -> CommandResult:
+        result = super().__new__(cls, (status, stdout))
+        result.stderr = stderr
+        result.elapsed = elapsed
+        return result
+
+    @property
+    def status(self) -> int:
+        return self[0]
+
+    @property
+    def stdout(self) -> str:
+        return self[1]
 
 
 class Commands:
     def __init__(self, vm: Lifecycle, conditions: list[polling.PollingCondition]) -> None:
         self.vm = vm
         self.conditions = conditions
+        self.stream = False  # Machine.streaming(): stdout also to the serial console, as it comes
 
     def execute(
         self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
-    ) -> tuple[int, str]:
+    ) -> CommandResult:
         if self.conditions:
             polling.check_all(self.conditions, f"{self.vm.name}: {command!r}")
-        result = self.vm.run(command, timeout)
+        result = self.vm.run(streamed(command) if self.stream else command, timeout)
+        since = time.monotonic() - result.elapsed  # when the command was sent (after any boot)
         if result.killed:
             raise Timeout(
                 self.vm.name,
@@ -38,25 +70,34 @@ class Commands:
                 f"still running after {timeout:g}s; it was killed in the guest. Output so far is lost; "
                 "raise timeout= if it needs longer",
                 result.elapsed,
-                self.vm.console_tail(),
+                self.vm.console_tail(since=since),
             )
+        stderr = result.stderr.decode(errors="surrogateescape")
         self.vm.logger.debug("%s: %r -> %d in %.3fs", self.vm.name, command, result.status, result.elapsed)
-        return result.status, result.output.decode(errors="surrogateescape") if check_output else ""
+        if stderr:
+            self.vm.logger.debug("%s: stderr of %r:\n%s", self.vm.name, command, stderr.rstrip("\n"))
+        out = result.output.decode(errors="surrogateescape") if check_output else ""
+        return CommandResult(result.status, out, stderr, result.elapsed)
+
+    def failed(self, command: str, result: CommandResult, expected: str = "exit status 0") -> CommandFailed:
+        """The :class:`CommandFailed` for ``result``, quoting the console lines since the command began."""
+        return CommandFailed(
+            self.vm.name,
+            command,
+            result.status,
+            result.stdout,
+            result.elapsed,
+            expected=expected,
+            console_tail=self.vm.console_tail(since=time.monotonic() - result.elapsed),
+            stderr=result.stderr,
+        )
 
     def must(self, command: str, what: str = "", timeout: float = DEFAULT_TIMEOUT) -> str:
         """Run ``command``; its output, or :class:`CommandFailed` (named ``what``) unless it exits 0."""
-        start = time.monotonic()
-        status, out = self.execute(command, timeout=timeout)
-        if status != 0:
-            raise CommandFailed(
-                self.vm.name,
-                what or command,
-                status,
-                out,
-                time.monotonic() - start,
-                console_tail=self.vm.console_tail(),
-            )
-        return out
+        result = self.execute(command, timeout=timeout)
+        if result.status != 0:
+            raise self.failed(what or command, result)
+        return result.stdout
 
     def succeed(self, commands: tuple[str, ...], timeout: float | None) -> str:
         output = ""
@@ -68,20 +109,11 @@ class Commands:
     def fail(self, commands: tuple[str, ...], timeout: float | None) -> str:
         output = ""
         for command in commands:
-            start = time.monotonic()
             with self.vm.nested(f"must fail: {command}"):
-                status, out = self.execute(command, timeout=timeout or DEFAULT_TIMEOUT)
-                if status == 0:
-                    raise CommandFailed(
-                        self.vm.name,
-                        command,
-                        status,
-                        out,
-                        time.monotonic() - start,
-                        expected="a non-zero exit status",
-                        console_tail=self.vm.console_tail(),
-                    )
-            output += out
+                result = self.execute(command, timeout=timeout or DEFAULT_TIMEOUT)
+                if result.status == 0:
+                    raise self.failed(command, result, expected="a non-zero exit status")
+            output += result.stdout
         return output
 
     def wait_until(self, what: str, check: Callable[[bool], bool], timeout: float, describe: Callable[[], str]) -> None:
@@ -90,7 +122,7 @@ class Commands:
         if not retry(check, timeout):
             last = describe()
             detail = f"gave up after {timeout:g}s" + (f"; last seen: {last}" if last else "")
-            raise Timeout(self.vm.name, what, detail, time.monotonic() - start, self.vm.console_tail())
+            raise Timeout(self.vm.name, what, detail, time.monotonic() - start, self.vm.console_tail(since=start))
 
     def wait_for_status(self, command: str, succeed: bool, timeout: float) -> str:
         wanted = "succeed" if succeed else "fail"

@@ -29,7 +29,7 @@ class Controls:
                 "waiting for a QMP event",
                 f"none matched within {timeout:g}s",
                 time.monotonic() - start,
-                self.vm.console_tail(),
+                self.vm.console_tail(since=start),
             )
         return event
 
@@ -63,5 +63,9 @@ class Controls:
             return GuestAgent(self.vm.paths.agent).call(command, timeout, **arguments)
         except AgentError as exc:
             raise MachineError(
-                self.vm.name, f"guest agent {command}", str(exc), time.monotonic() - start, self.vm.console_tail()
+                self.vm.name,
+                f"guest agent {command}",
+                str(exc),
+                time.monotonic() - start,
+                self.vm.console_tail(since=start),
             ) from None

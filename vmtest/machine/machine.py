@@ -11,7 +11,6 @@ boots on first use, or on ``start()``.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
 from vmtest.image import ImageStore
-from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
+from vmtest.machine.commands import DEFAULT_TIMEOUT, CommandResult, Commands
+from vmtest.machine.compat import NixosAliases
 from vmtest.machine.controls import Controls
 from vmtest.machine.files import Files
 from vmtest.machine.keyboard import Keyboard
@@ -36,7 +36,7 @@ from vmtest.vm.snapshot import KIND as SNAPSHOTS
 from vmtest.vm.state import State
 
 
-class Machine:
+class Machine(NixosAliases):
     """A QEMU virtual machine built from a :class:`~vmtest.MachineConfig`.
 
     Tests get machines from the plugin (node fixtures, ``vm_factory``); nothing
@@ -138,9 +138,10 @@ class Machine:
         with self.vm.nested(msg):
             yield
 
-    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
-        """The last ``n`` lines the serial console printed."""
-        return self.vm.console_tail(n)
+    def console_tail(self, n: int = CONSOLE_TAIL, since: float | None = None) -> list[str]:
+        """The last ``n`` lines the serial console printed; with ``since`` (a :func:`time.monotonic`
+        time) those printed since then, or, when there are none, a note and the last lines before it."""
+        return self.vm.console_tail(n, since)
 
     def get_console_log(self) -> str:
         """Everything the serial console printed in this machine's runs so far."""
@@ -159,8 +160,13 @@ class Machine:
         """True when QEMU runs and the backdoor shell has answered."""
         return self.vm.is_ready()
 
-    def start(self) -> None:
-        """Build the image if needed and launch QEMU; returns without waiting for the boot."""
+    def start(self, allow_reboot: bool = False) -> None:
+        """Build the image if needed and launch QEMU; returns without waiting for the boot.
+
+        As in NixOS, a reboot the guest starts itself (``reboot`` in a command, a panic) ends QEMU
+        like a power-off unless ``allow_reboot=True`` (then the guest restarts); :meth:`reboot` works
+        either way. A machine started by its first use does not allow reboots."""
+        self.vm.set_allow_reboot(allow_reboot)
         self.vm.launch()
 
     def connect(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
@@ -203,12 +209,14 @@ class Machine:
 
     def execute(
         self, command: str, check_return: bool = True, check_output: bool = True, timeout: float = DEFAULT_TIMEOUT
-    ) -> tuple[int, str]:
+    ) -> CommandResult:
         """Run ``command`` (bash, ``set -euo pipefail``) in the guest; return (exit status, stdout).
 
-        stdin is /dev/null; stderr goes to the serial console (and so the log).
-        Output is byte-exact: undecodable bytes are kept as surrogates
-        (``out.encode(errors="surrogateescape")`` gives the raw bytes). A command
+        The pair is a :class:`~vmtest.machine.commands.CommandResult`, which also carries the command's
+        ``stderr`` and ``elapsed`` (its own time, without a boot it waited for). stdin is /dev/null;
+        stderr is captured apart from stdout (and shown by :class:`~vmtest.CommandFailed`). Output is
+        byte-exact: undecodable bytes are kept as surrogates (``out.encode(errors="surrogateescape")``
+        gives the raw bytes). A command
         still running after ``timeout`` seconds (default 900) is killed in the
         guest and raises :class:`~vmtest.Timeout`. ``check_return``/``check_output``
         exist for NixOS compatibility: the status and output are always
@@ -234,10 +242,6 @@ class Machine:
         """Repeat ``command`` until it exits non-zero; return its output (default timeout 900 s)."""
         return self.commands.wait_for_status(command, False, timeout)
 
-    def sleep(self, secs: float) -> None:
-        """Wait ``secs`` seconds of host time (the guest keeps running)."""
-        time.sleep(secs)
-
     # -- systemd -------------------------------------------------------------------------------
 
     def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
@@ -261,14 +265,6 @@ class Machine:
     def require_unit_state(self, unit: str, require_state: str = "active", user: str | None = None) -> None:
         """Raise :class:`~vmtest.UnitFailed` unless ``unit``'s ActiveState is ``require_state``."""
         self.systemd.require_unit_state(unit, require_state, user)
-
-    def start_job(self, unit: str, user: str | None = None) -> tuple[int, str]:
-        """``systemctl start unit``; return (status, output)."""
-        return self.systemctl(f"start {unit}", user)
-
-    def stop_job(self, unit: str, user: str | None = None) -> tuple[int, str]:
-        """``systemctl stop unit``; return (status, output)."""
-        return self.systemctl(f"stop {unit}", user)
 
     # -- waiting ---------------------------------------------------------------------------------
 
@@ -318,10 +314,12 @@ class Machine:
         with self.nested(f"copying {source} from the host to {target}"):
             self.files.copy_from_host(source, target, via_shell)
 
-    def copy_from_vm(self, source: str, target_dir: str | os.PathLike[str] = "", via_shell: bool = False) -> Path:
-        """Copy a guest file or directory tree (modes kept) into ``target_dir`` on the host
-        (default: ``from-vm`` in the machine's state directory); return the host path."""
-        dest = Path(target_dir) if target_dir else (self.state_dir or Path.cwd()) / "from-vm"
+    def copy_from_machine(self, source: str, target_dir: str | os.PathLike[str] = "", via_shell: bool = False) -> Path:
+        """Copy a guest file or directory tree (modes kept) into ``target_dir`` on the host and return
+        the host path of the copy, ``<target_dir>/<name of source>``. As in NixOS, a relative (or no)
+        ``target_dir`` is taken in the test's output directory (``<output dir>/<test id>/``, where it
+        stays after the test); an absolute one is used as it is. (``copy_from_vm``: deprecated alias.)"""
+        dest = self.output_dir / target_dir
         with self.nested(f"copying {source} from the guest to {dest}"):
             return self.files.copy_from_vm(source, dest, via_shell)
 
@@ -370,12 +368,6 @@ class Machine:
         """Wait until ``regex`` matches the text of virtual terminal ``tty``; return that text (default 900 s)."""
         with self.nested(f"waiting for {regex!r} on tty{tty}"):
             return self.terminals.wait_until_tty_matches(tty, regex, timeout)
-
-    def dump_tty_contents(self, tty: int) -> str:
-        """Log the text of virtual terminal ``tty`` and return it."""
-        text = self.get_tty_text(tty)
-        self.log(f"tty{tty} shows:\n{text}")
-        return text
 
     def wait_for_x(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until an X server answers on display ``:0`` (default 900 s)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
+from vmtest.core import statedirs
 from vmtest.core.errors import MachineError, NoDisplay, TextNotFound
 from vmtest.core.retry import retry
 from vmtest.machine import ocr, tesseract
@@ -69,6 +70,7 @@ class Screen:
     def grab(self) -> Image.Image:
         """A screenshot as an in-memory image."""
         with tempfile.TemporaryDirectory(prefix="vmtest-screen-") as tmp:
+            statedirs.mark(Path(tmp))
             path = self.dump(Path(tmp) / "screen.png")
             with Image.open(path) as im:
                 return im.convert("RGB")
@@ -262,7 +264,7 @@ class Screen:
                 tesseract.read_variants(image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in readings])
             )
         raise TextNotFound(
-            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail()
+            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail(since=start)
         )
 
 

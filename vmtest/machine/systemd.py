@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 import time
 
-from vmtest.core.errors import CommandFailed, UnitFailed
-from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
+from vmtest.core.errors import UnitFailed
+from vmtest.machine.commands import DEFAULT_TIMEOUT, CommandResult, Commands
 
 
 class Systemd:
@@ -14,7 +14,7 @@ class Systemd:
         self.commands = commands
         self.vm = commands.vm
 
-    def systemctl(self, query: str, user: str | None = None) -> tuple[int, str]:
+    def systemctl(self, query: str, user: str | None = None) -> CommandResult:
         if user is not None:
             query = query.replace("'", "\\'")
             return self.commands.execute(
@@ -24,13 +24,10 @@ class Systemd:
         return self.commands.execute(f"systemctl {query}")
 
     def _show(self, args: str, what: str, user: str | None) -> str:
-        start = time.monotonic()
-        status, out = self.systemctl(f"--no-pager show {args}", user)
-        if status != 0:
-            raise CommandFailed(
-                self.vm.name, what, status, out, time.monotonic() - start, console_tail=self.vm.console_tail()
-            )
-        return out
+        result = self.systemctl(f"--no-pager show {args}", user)
+        if result.status != 0:
+            raise self.commands.failed(what, result)
+        return result.stdout
 
     def unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
         out = self._show(shlex.quote(unit), f"systemctl show {unit}", user)
@@ -57,7 +54,7 @@ class Systemd:
         what = f"waiting for unit {unit}"
 
         def failed(why: str) -> UnitFailed:
-            return UnitFailed(self.vm.name, what, why, time.monotonic() - start, self.vm.console_tail())
+            return UnitFailed(self.vm.name, what, why, time.monotonic() - start, self.vm.console_tail(since=start))
 
         def check(_last_try: bool) -> bool:
             info = self.unit_info(unit, user)

@@ -17,7 +17,8 @@ _WINDOW_RE = re.compile(r'^\s*0x[0-9a-f]+ "(.*)": \(', re.MULTILINE)
 def parse_vcs(data: bytes) -> str:
     """The text of a virtual terminal from ``vcsa`` header (4 bytes) + ``vcsu`` cells.
 
-    One line per screen row, trailing spaces removed, trailing empty rows dropped.
+    One line per screen row, as wide as the screen: trailing spaces are kept, as NixOS's driver keeps
+    them (``"login: "`` matches a prompt), but trailing blank rows are dropped.
     """
     if len(data) < 4:
         raise ValueError(f"short read from the virtual terminal ({len(data)} bytes)")
@@ -29,8 +30,8 @@ def parse_vcs(data: bytes) -> str:
     for r in range(rows):
         row = cells[r * cols * 4 : (r + 1) * cols * 4]
         chars = (int.from_bytes(row[i : i + 4], "little") for i in range(0, len(row), 4))
-        lines.append("".join(chr(c) if c else " " for c in chars).rstrip())
-    while lines and not lines[-1]:
+        lines.append("".join(chr(c) if c else " " for c in chars))
+    while lines and not lines[-1].strip():
         lines.pop()
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from vmtest.core import statedirs
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError
 from vmtest.machine.grid import background, ink
@@ -110,6 +111,7 @@ def tesseract(image: Image.Image, logger: logging.Logger, timeout: float = 60) -
     if os.environ.get(_PARENT_ENV) != str(os.getpid()):
         os.environ[_PARENT_ENV] = str(os.getpid())
     with tempfile.TemporaryDirectory(prefix="vmtest-ocr-") as tmp:
+        statedirs.mark(Path(tmp))
         # A file rather than the image: pytesseract would save the PNG at the default
         # compression, about twice as slow (+20-40 ms for a 2x-upscaled 1024x768 screen).
         src = str(Path(tmp) / "in.png")

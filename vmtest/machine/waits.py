@@ -10,6 +10,10 @@ from collections.abc import Callable
 from vmtest.core.errors import Timeout
 from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
 
+LOCAL_ADDRS = ("localhost", "127.0.0.1", "::1")
+# local addresses of a listener that accepts connections to localhost: wildcard or loopback
+LISTEN_LOCAL = r"\*|0\.0\.0\.0|127\.[0-9.]+|\[::\]|\[::1\]|\[::ffff:127\.[0-9.]+\]"
+
 
 class Waits:
     def __init__(self, commands: Commands) -> None:
@@ -29,6 +33,15 @@ class Waits:
 
     @staticmethod
     def _port_check(port: int, addr: str) -> str:
+        """Whether something accepts TCP connections on ``addr:port`` (a guest command). On the guest itself
+        (localhost) the kernel's table of listening sockets is read instead of connecting: a probe's
+        connection would be accepted by a one-shot listener (``nc -l``) and close it before the test's
+        own client comes (seen: a refused client 0.1 s after the wait passed)."""
+        if addr in LOCAL_ADDRS:
+            return (
+                f"ss -Htln 'sport = :{int(port)}' | awk '{{print $4}}' | "
+                f"grep -Eq '^({LISTEN_LOCAL})(%[^:]*)?:{int(port)}$'"
+            )
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -66,6 +79,6 @@ class Waits:
                 f"waiting for {regex!r} on the serial console",
                 "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
                 time.monotonic() - start,
-                self.vm.console_tail(),
+                self.vm.console_tail(since=start),
             )
         return str(match.string)

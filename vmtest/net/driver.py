@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import statedirs
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger, nested
 from vmtest.core.retry import retry as _retry
@@ -32,6 +32,34 @@ from vmtest.vm.disks import available_memory_mib
 
 T = TypeVar("T")
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+NAME_RULE = (
+    "a machine name is 1..63 letters, digits, '-' or '_' starting with a letter or digit "
+    "(it becomes the guest's host name)"
+)
+
+
+def python_name(name: str) -> str:
+    """The Python name of a node, as NixOS makes it: every character that cannot be in an identifier
+    becomes ``_`` (``server-lazy`` -> ``server_lazy``), and so does a leading digit."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return "_" + out[1:] if out[:1].isdigit() else out
+
+
+def check_names(names: list[str], where: str) -> None:
+    """ConfigError unless every name is a valid machine name and no two share a Python name."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not MACHINE_NAME.fullmatch(name):
+            raise ConfigError(where, name, NAME_RULE)
+        other = seen.setdefault(python_name(name), name)
+        if other != name:
+            raise ConfigError(
+                where,
+                name,
+                f"{other!r} and {name!r} both become the Python name {python_name(name)!r} "
+                "(its fixture and vms attribute)",
+                "rename one of them",
+            )
 
 
 class Driver:
@@ -49,14 +77,13 @@ class Driver:
         state_root: Path | None = None,
         snapshots: bool | None = None,
     ) -> None:
+        check_names(list(nodes), "nodes")
         for name, config in nodes.items():
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ConfigError("nodes", name, "node names must be Python identifiers (they become fixtures)")
             if not isinstance(config, MachineConfig):
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
         self._own_state_root = state_root is None
-        self.state_root = state_root or Path(tempfile.mkdtemp(prefix="vmtest-net-"))
+        self.state_root = state_root or statedirs.make("vmtest-net-")
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
@@ -74,19 +101,44 @@ class Driver:
         self.accel = accel
         self.snapshots = snapshots  # None: as the environment's run settings say
         self.output_dir: Path | None = None  # where machines put screenshots (set by the plugin)
-        sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
-        hosts = hosts_file(self.plans)
+        # pytest's subtests fixture of the running test (set by the plugin): each subtest its own result
+        self.subtests: Callable[[], Any] | None = None
         for name in sorted(nodes):
-            node = self.plans[name]
-            network = NetworkAttachment(
-                qemu_args=tuple(nic_args(node.nics, sockets)),
-                nic_ids=tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
-                setup_script=setup_script(node),
-                hosts=hosts,
-                ensure_up=self._ensure_switches,
-                key_args=tuple(nic_args(node.nics, {vlan: Path(f"/@vlan{vlan}@") for vlan in sockets})),
-            )
-            self.machines[name] = self._machine(name, nodes[name], network)
+            self.machines[name] = self._machine(name, nodes[name], self._attachment(name))
+
+    def _attachment(self, name: str) -> NetworkAttachment:
+        node = self.plans[name]
+        sockets = {vlan: sw.socket for vlan, sw in self.switches.items()}
+        return NetworkAttachment(
+            qemu_args=tuple(nic_args(node.nics, sockets)),
+            nic_ids=tuple(f"nic-vlan{nic.vlan}" for nic in node.nics),
+            setup_script=setup_script(node),
+            hosts=hosts_file(self.plans),
+            ensure_up=self._ensure_switches,
+            key_args=tuple(nic_args(node.nics, {vlan: Path(f"/@vlan{vlan}@") for vlan in sockets})),
+        )
+
+    def _join(self, name: str, config: MachineConfig) -> NetworkAttachment:
+        """Plan a machine added at run time into the network: the next free number, switches for new VLANs."""
+        number = max((p.number for p in self.plans.values()), default=0) + 1
+        virt = config.virtualisation
+        self.plans[name] = plan({name: virt.vlans}, {name: virt.interfaces}, first=number)[name]
+        with self._switch_lock:
+            for nic in self.plans[name].nics:
+                if nic.vlan not in self.switches:
+                    self.switches[nic.vlan] = Switch(nic.vlan, self.state_root / f"vlan{nic.vlan}", self.logger)
+                    if self._switches_up:
+                        self.switches[nic.vlan].start()
+            self.vlans = sorted(self.switches)
+        return self._attachment(name)
+
+    def __getattr__(self, name: str) -> Machine:
+        """A machine by its Python name (``vms.server_lazy`` for the node ``server-lazy``)."""
+        machines = self.__dict__.get("machines", {})
+        for real, machine in machines.items():
+            if python_name(real) == name:
+                return machine  # type: ignore[no-any-return]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute or machine {name!r}")
 
     def _machine(
         self, name: str, config: MachineConfig, network: NetworkAttachment | None, snapshots: bool | None = None
@@ -103,23 +155,24 @@ class Driver:
             snapshots=self.snapshots if snapshots is None else snapshots,
         )
 
-    def create_machine(self, name: str, config: MachineConfig | None = None, snapshots: bool | None = None) -> Machine:
-        """Add a machine outside the test's VLANs (no network) at run time; released with the others.
-        ``snapshots=False``: it always boots (never from a booted snapshot)."""
-        if not isinstance(name, str) or not MACHINE_NAME.fullmatch(name):
-            raise ConfigError(
-                "create_machine(name)",
-                name,
-                "a machine name is 1..63 letters, digits, '-' or '_' "
-                "starting with a letter or digit (it becomes the guest's host name)",
-            )
+    def create_machine(
+        self, name: str, config: MachineConfig | None = None, snapshots: bool | None = None, network: bool = False
+    ) -> Machine:
+        """Add a machine at run time (it starts on first use); released with the others.
+
+        ``network=True``: it joins the VLANs its config declares (``vlans``/``interfaces``), numbered
+        after the machines already there (their addresses do not change; its ``/etc/hosts`` lists them,
+        theirs do not list it). Else it has no network. ``snapshots=False``: it always boots for real.
+        """
         if name in self.machines:
             raise ConfigError(
                 "create_machine(name)", name, "a machine of this network already has that name", "choose another name"
             )
+        check_names([*self.machines, name], "create_machine(name)")
         if config is not None and not isinstance(config, MachineConfig):
             raise ConfigError(f"create_machine({name!r}, config)", config, "expected a vmtest.MachineConfig")
-        machine = self._machine(name, config or MachineConfig(), None, snapshots)
+        config = config or MachineConfig()
+        machine = self._machine(name, config, self._join(name, config) if network else None, snapshots)
         self.machines[name] = machine
         return machine
 
@@ -166,8 +219,18 @@ class Driver:
 
     @contextmanager
     def subtest(self, name: str) -> Iterator[None]:
-        """A named, timed section of a test."""
-        with nested(self.logger, f"subtest: {name}"):
+        """A named, timed section of a test; under pytest, a result of its own.
+
+        Through pytest's ``subtests`` support (built into pytest 9), a failing subtest is reported
+        (terminal, ``--junitxml``) and the test goes on with the next statement after the ``with``
+        block; the test fails at its end if any subtest failed. Without it: a plain log section.
+        """
+        subtests = self.subtests() if self.subtests is not None else None
+        if subtests is None:
+            with nested(self.logger, f"subtest: {name}"):
+                yield
+            return
+        with subtests.test(msg=name), nested(self.logger, f"subtest: {name}"):
             yield
 
     def polling_condition(

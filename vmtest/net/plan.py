@@ -59,17 +59,19 @@ class NodePlan:
 def plan(
     nodes: Mapping[str, Sequence[int]],
     interfaces: Mapping[str, Mapping[str, Interface]] | None = None,
+    first: int = 1,
 ) -> dict[str, NodePlan]:
     """The address plan for ``{node name: its vlans}`` plus each node's named ``interfaces``.
 
     NICs of ``vlans`` come first (eth1, eth2, ...), then the named interfaces in name order;
-    named interfaces get addresses only with ``assign_ip``.
+    named interfaces get addresses only with ``assign_ip``. Nodes are numbered from ``first``
+    (a machine added at run time gets the next free number).
     """
     names = sorted(nodes)
-    if len(names) > 254:
-        raise ConfigError("nodes", len(names), "at most 254 nodes fit one test network")
+    if len(names) + first - 1 > 254:
+        raise ConfigError("nodes", len(names) + first - 1, "at most 254 nodes fit one test network")
     result = {}
-    for number, name in enumerate(names, start=1):
+    for number, name in enumerate(names, start=first):
         nics = []
         for index, vlan in enumerate(nodes[name], start=1):
             if not isinstance(vlan, int) or isinstance(vlan, bool) or not 1 <= vlan <= 254:

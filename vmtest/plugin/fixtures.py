@@ -136,6 +136,19 @@ def _state_root(request: pytest.FixtureRequest, owner: pytest.Item | pytest.Coll
     return root
 
 
+def _subtests(request: pytest.FixtureRequest) -> Callable[[], object]:
+    """The test's ``subtests`` fixture (pytest 9), asked for when the first subtest begins; None
+    (subtests are plain log sections) on an older pytest."""
+
+    def get() -> object:
+        try:
+            return request.getfixturevalue("subtests")
+        except pytest.FixtureLookupError:
+            return None
+
+    return get
+
+
 @pytest.fixture(autouse=True)
 def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) -> Iterator[Driver | None]:
     marker = request.node.get_closest_marker("vmtest")
@@ -163,10 +176,12 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
     else:
         driver = request.getfixturevalue(f"_vmtest_{scope}_drivers").get(nodes, make)
     driver.set_output_dir(test_output_dir(request))
+    driver.subtests = _subtests(request)
     _watch(request).add(driver)
     try:
         yield driver
     finally:
+        driver.subtests = None
         if scope == "function":
             driver.release()
 
@@ -220,7 +235,9 @@ def vm_factory(
             driver.set_output_dir(test_output_dir(request))
             _watch(request).add(driver)
             drivers.append(driver)
-        return drivers[0].create_machine(name, config, snapshots=enabled and snapshots)
+        machine = drivers[0].create_machine(name, config, snapshots=enabled and snapshots)
+        drivers[0].subtests = _subtests(request)
+        return machine
 
     yield make
     for driver in drivers:

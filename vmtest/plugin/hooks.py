@@ -12,7 +12,8 @@ creates stand-alone machines (no network) for a test.
 
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
-failure reports in :mod:`vmtest.plugin.report`.
+the NixOS script globals (``start_all``, ``subtest``, ...) in
+:mod:`vmtest.plugin.nixos_globals`, failure reports in :mod:`vmtest.plugin.report`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.plugin import fixtures, split
+from vmtest.core.cache import Cache
+from vmtest.core.log import get_logger
+from vmtest.core.statedirs import sweep_leftovers
+from vmtest.plugin import fixtures, nixos_globals, split
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
+from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.nodes import collected_marks, register_nodes
 from vmtest.plugin.report import collect
 from vmtest.plugin.settings import add_pytest_options, settings
+from vmtest.plugin.subtests import split_junit_subtests
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
     config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
     config.addinivalue_line(
@@ -45,7 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    split_junit_subtests(session.config)
+    sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -66,6 +75,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    hide_vmtest_frames(call.excinfo)  # a vmtest error's report starts at the user's line
     outcome = yield
     report = outcome.get_result()
     watch = item.stash.get(DRIVERS_KEY, None)

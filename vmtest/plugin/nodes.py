@@ -21,14 +21,20 @@ import pytest
 
 from vmtest.core.errors import ConfigError
 from vmtest.machine.machine import Machine
+from vmtest.net.driver import MACHINE_NAME, python_name
 from vmtest.plugin.marker import node_names
+from vmtest.plugin.nixos_globals import NAMES as NIXOS_GLOBALS
 
 # Fixture names of the plugin itself, never shadowed by a node fixture.
-RESERVED = frozenset({"vms", "machine", "vm_factory", "vm_image_store", "request"})
+RESERVED = frozenset({"vms", "machine", "vm_factory", "vm_image_store", "request"}) | NIXOS_GLOBALS
 REGISTERED = pytest.StashKey[set[str]]()
 
 
 def _make_fixture(name: str) -> Callable[..., Machine]:
+    """The fixture of node ``name``; its fixture name is the node's Python name (``server-lazy`` ->
+    ``server_lazy``, as NixOS names it in a test script), the machine keeps the real name."""
+    fixture_name = python_name(name)
+
     def node(request: pytest.FixtureRequest) -> Machine:
         driver = request.getfixturevalue("_vmtest_network")
         if driver is None or name not in driver.machines:
@@ -41,15 +47,15 @@ def _make_fixture(name: str) -> Callable[..., Machine]:
         machine: Machine = driver.machines[name]
         return machine
 
-    node.__name__ = f"vmtest_node_{name}"
+    node.__name__ = f"vmtest_node_{fixture_name}"
     node.__doc__ = f"The Machine of the vmtest node {name!r} (declared in a @pytest.mark.vmtest(nodes=...) marker)."
-    return pytest.fixture(name=name)(node)
+    return pytest.fixture(name=fixture_name)(node)
 
 
 def _holder(name: str) -> types.ModuleType:
     """A plugin module carrying one node fixture (pytest parses fixtures from registered plugins)."""
     module = types.ModuleType(f"vmtest_node_{name}", f"vmtest node fixture {name!r}")
-    setattr(module, f"vmtest_node_{name}", _make_fixture(name))
+    setattr(module, f"vmtest_node_{python_name(name)}", _make_fixture(name))
     return module
 
 
@@ -57,7 +63,8 @@ def register_nodes(config: pytest.Config, marks: list[pytest.Mark]) -> None:
     """Register a fixture for every node name of the closest vmtest mark that has none yet."""
     registered = config.stash.setdefault(REGISTERED, set())
     for name in node_names(marks):
-        if name in registered or name in RESERVED or not name.isidentifier():
+        # A bad name is skipped here; the Driver reports it when the test runs.
+        if name in registered or python_name(name) in RESERVED or not MACHINE_NAME.fullmatch(name):
             continue
         registered.add(name)
         config.pluginmanager.register(_holder(name), name=f"vmtest-node-{name}")

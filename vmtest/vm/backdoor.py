@@ -3,10 +3,11 @@
 The guest side is ``image/guest/backdoor``, a bash loop on ``/dev/hvc0``.
 A request is ``run <id> <command>\\n`` with the command escaped for
 ``printf %b`` (see :func:`escape_command`); the reply is a header
-``\\x02vmtest-out <id> <status> <nbytes> <raw|b64>\\n`` followed by exactly
-``nbytes`` of the command's stdout. Ids are random per request and the
-payload is length-prefixed, so binary output, output without a trailing
-newline and output that imitates a header cannot confuse the reader.
+``\\x02vmtest-out <id> <status> <nbytes> <raw|b64> <errbytes> <raw|b64>\\n``
+followed by exactly ``nbytes`` of the command's stdout and ``errbytes`` of its
+stderr. Ids are random per request and the payloads are length-prefixed, so
+binary output, output without a trailing newline and output that imitates a
+header cannot confuse the reader.
 
 Timeouts are enforced from here: when one expires we send ``kill <id>``, the
 guest kills the command's process group and answers with status 124.
@@ -62,8 +63,11 @@ def encode_kill(request_id: str) -> bytes:
 
 
 def reply_header(request_id: str) -> re.Pattern[bytes]:
-    """The regex of the reply header for ``request_id``: groups status, nbytes, encoding."""
-    return re.compile(rb"\x02vmtest-out " + re.escape(request_id.encode()) + rb" (\d+) (\d+) (raw|b64)\n")
+    """The regex of the reply header for ``request_id``: groups status, nbytes, encoding, errbytes,
+    its encoding."""
+    return re.compile(
+        rb"\x02vmtest-out " + re.escape(request_id.encode()) + rb" (\d+) (\d+) (raw|b64) (\d+) (raw|b64)\n"
+    )
 
 
 def decode_payload(payload: bytes, encoding: bytes) -> bytes:
@@ -78,8 +82,9 @@ def new_id() -> str:
 class Result:
     status: int
     output: bytes
-    elapsed: float
+    elapsed: float  # from sending the command to its reply (never a boot)
     killed: bool = False
+    stderr: bytes = b""
 
 
 class BackdoorClosed(Exception):
@@ -90,6 +95,10 @@ class BackdoorTimeout(Exception):
     """The guest did not answer at all (not even to ``kill``)."""
 
 
+class GuestCrashed(BackdoorTimeout):
+    """The guest's kernel crashed while a command waited (the message quotes the console)."""
+
+
 class Backdoor:
     """Client of the guest's backdoor loop over one connected socket (pexpect).
 
@@ -97,8 +106,15 @@ class Backdoor:
     on different machines run concurrently.
     """
 
-    def __init__(self, name: str, sock: socket.socket, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        logger: logging.Logger,
+        crash_watch: Callable[[], Callable[[], str | None]] | None = None,
+    ) -> None:
         self.name = name
+        self._crash_watch = crash_watch  # a new crash check per command (vmtest.vm.crash.watcher)
         self.logger = logger
         self._sock = sock
         self._spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, maxread=65536)
@@ -125,15 +141,17 @@ class Backdoor:
             return self.kernel_release
 
     def run(self, command: str, timeout: float) -> Result:
-        """Run ``command`` in the guest; after ``timeout`` seconds it is killed (status 124)."""
+        """Run ``command`` in the guest; after ``timeout`` seconds it is killed (status 124). A crash of
+        the guest kernel meanwhile (``crash_watch``) ends the wait at once with :class:`GuestCrashed`."""
         with self._lock:
+            crashed = self._crash_watch() if self._crash_watch is not None else None
             rid = new_id()
             header = reply_header(rid)
             start = time.monotonic()
             self._send(encode_run(rid, command))
             killed = False
             try:
-                self._spawn.expect(header, timeout=timeout)
+                self._expect(header, timeout, crashed)
             except pexpect.TIMEOUT:
                 killed = True
                 self._send(encode_kill(rid))
@@ -147,11 +165,32 @@ class Backdoor:
                     raise BackdoorClosed("the virtio console closed") from None
             except (pexpect.EOF, OSError):
                 raise BackdoorClosed("the virtio console closed") from None
-            status = int(self._spawn.match.group(1))
-            size = int(self._spawn.match.group(2))
-            encoding = self._spawn.match.group(3)
-            payload = self._read_exact(size)
-            return Result(status, decode_payload(payload, encoding), time.monotonic() - start, killed)
+            match = self._spawn.match
+            status, size, encoding = int(match.group(1)), int(match.group(2)), match.group(3)
+            err_size, err_encoding = int(match.group(4)), match.group(5)
+            output = decode_payload(self._read_exact(size), encoding)
+            stderr = decode_payload(self._read_exact(err_size), err_encoding)
+            return Result(status, output, time.monotonic() - start, killed, stderr)
+
+    def _expect(
+        self, header: bytes | re.Pattern[bytes], timeout: float, crashed: Callable[[], str | None] | None
+    ) -> None:
+        """``expect(header)`` for up to ``timeout`` seconds, asking ``crashed`` twice a second."""
+        if crashed is None:
+            self._spawn.expect(header, timeout=timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self._spawn.expect(header, timeout=max(0.0, min(left, 0.5)))
+                return
+            except pexpect.TIMEOUT:
+                why = crashed()
+                if why is not None:
+                    raise GuestCrashed(why) from None
+                if left <= 0.5:
+                    raise
 
     def _read_exact(self, size: int, stall: float = OUTPUT_STALL) -> bytes:
         """Exactly ``size`` bytes following the last match (pexpect's buffer first).

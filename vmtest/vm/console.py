@@ -3,7 +3,8 @@
 A daemon thread reads the serial socket, splits it into lines (stripping
 carriage returns and terminal escape sequences), logs each line as
 ``name # line``, appends it to ``console.log`` in the state directory and
-keeps the full history in memory for failure reports and text waits.
+keeps the full history in memory (with each line's arrival time) for failure
+reports and text waits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import re
 import socket
 import threading
+import time
+from bisect import bisect_left
 from pathlib import Path
 
 _ANSI = re.compile(
@@ -34,8 +37,10 @@ class SerialConsole:
         self.logger = logger
         self.log_path = log_path
         self.lines: list[str] = []
+        self.times: list[float] = []  # time.monotonic() at which each line of ``lines`` was complete
         self.echo = True
         self._partial = b""
+        self._partial_at = 0.0  # when the unfinished line began
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -69,11 +74,16 @@ class SerialConsole:
             self._cond.notify_all()
 
     def _feed(self, data: bytes) -> None:
+        now = time.monotonic()
         buf = self._partial + data
-        *complete, self._partial = buf.split(b"\n")
+        *complete, partial = buf.split(b"\n")
+        if not self._partial or complete:
+            self._partial_at = now
+        self._partial = partial
         new = [clean_line(raw) for raw in complete]
         with self._cond:
             self.lines.extend(new)
+            self.times.extend([now] * len(new))
             self._cond.notify_all()
         if self.echo:
             for line in new:
@@ -87,15 +97,27 @@ class SerialConsole:
             lines.pop()
         with self._cond:
             self.lines[:0] = lines
+            self.times[:0] = [0.0] * len(lines)
             self._match_from += len(lines) if self._match_from else 0
             self._cond.notify_all()
 
-    def tail(self, n: int = 20) -> list[str]:
-        """The last ``n`` complete lines (plus the unfinished one, if any)."""
+    def tail(self, n: int = 20, since: float | None = None) -> list[str]:
+        """The last ``n`` complete lines (plus the unfinished one, if any).
+
+        With ``since`` (a :func:`time.monotonic` time): only the lines printed since then — what matters
+        for a call that began at ``since`` — or, when there are none, a note saying so and the last lines
+        before it.
+        """
         with self._cond:
-            lines = self.lines[-n:]
-        if self._partial:
-            lines = (lines + [clean_line(self._partial)])[-n:]
+            first = 0 if since is None else bisect_left(self.times, since)
+            lines = self.lines[max(first, len(self.lines) - n) :]
+            fresh = since is None or self._partial_at >= since
+            partial = clean_line(self._partial) if self._partial and fresh else None
+        if partial is not None:
+            lines = (lines + [partial])[-n:]
+        if since is not None and not lines:
+            before = self.tail(max(n - 1, 1))
+            return ["(no console output since this call began; the last lines before it:)", *before] if before else []
         return lines
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float | None) -> re.Match[str] | None:

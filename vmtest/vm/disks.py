@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import keptdisks
 from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import BootImage
@@ -57,6 +58,22 @@ def check_host(config: MachineConfig) -> None:
             f"more than the host's available memory ({free} MiB)",
             f"use at most {free} MiB, or free memory on the host",
         )
+    for i, drive in enumerate(virt.qemu.drives):
+        if "://" not in drive.file and not os.path.exists(drive.file):
+            raise ConfigError(
+                f"virtualisation.qemu.drives[{i}].file",
+                drive.file,
+                "no such file on the host",
+                "create the disk image before the machine starts (e.g. qemu-img create -f qcow2 FILE 64M)",
+            )
+    for tag, share in virt.shared_directories.items():
+        if not os.path.isdir(share.source):
+            raise ConfigError(
+                f"virtualisation.shared_directories[{tag!r}].source",
+                share.source,
+                "no such directory on the host (any more)",
+                "create it before the machine starts",
+            )
     if virt.use_host_certs and not HOST_CA_BUNDLE.is_file():
         raise ConfigError(
             "virtualisation.use_host_certs",
@@ -70,7 +87,7 @@ def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> 
     try:
         run(["qemu-img", *argv], what=what, logger=logger)
     except ProcessError as exc:
-        raise LaunchError(name, what, str(exc)) from exc
+        raise LaunchError(name, what, str(exc)) from None
 
 
 def _overlay(backing: Path, size: int, disk: Path, name: str, logger: logging.Logger) -> None:
@@ -126,9 +143,13 @@ def prepare(
             )
         if fresh:
             disk.unlink(missing_ok=True)
-        if not disk.exists():
+        if disk.exists():  # kept across reboots or runs: still on the base it was made on?
+            keptdisks.check(image.refs, disk, name)
+        else:
             disk.parent.mkdir(parents=True, exist_ok=True)
             _overlay(base or image.disk, size, disk, name, logger)
+            if image.refs is not None:  # cache gc keeps its base while the disk exists
+                keptdisks.record(image.refs, disk)
     for i, size in enumerate(virt.empty_disk_images):
         path = paths.empty_disk(i)
         if fresh:

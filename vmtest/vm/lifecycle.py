@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import statedirs
 from vmtest.core.errors import LaunchError, MachineError, QemuFacts, Timeout, VmtestError, describe_exit
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
@@ -80,6 +80,9 @@ class VM:
         self._next_path: StartPath | None = None  # the path of the next launch, when it is already decided
         self.snapshots = snapshots  # None: never from a snapshot
         self._rebooting = False
+        # As NixOS: a reboot the guest starts itself ends QEMU (a power-off) unless reboots are allowed;
+        # reboot() always works (it allows the one reboot it asks for).
+        self.allow_reboot = False
         self.keep_state = keep_state
         self._accel_request = accel
         self._own_state_dir = state_dir is None
@@ -153,8 +156,8 @@ class VM:
     def is_ready(self) -> bool:
         return self.state is State.READY and self.is_running()
 
-    def console_tail(self, n: int = CONSOLE_TAIL) -> list[str]:
-        return self._console.tail(n) if self._console is not None else []
+    def console_tail(self, n: int = CONSOLE_TAIL, since: float | None = None) -> list[str]:
+        return self._console.tail(n, since) if self._console is not None else []
 
     def qemu_output(self, limit: int = 3000) -> str:
         """The end of what QEMU itself printed (its stdout+stderr)."""
@@ -167,7 +170,7 @@ class VM:
 
     def error(self, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
         """A ``cls`` error naming this machine, ``action``, the time since ``start`` and the console tail."""
-        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(), qemu)
+        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(since=start), qemu)
 
     def facts(self, status: int | None) -> QemuFacts:
         """QEMU's command line, ``status`` and the end of its output, for an error."""
@@ -261,7 +264,7 @@ class VM:
                 self.store.cache, lambda: Boot(image.kernel, image.initrd), self.logger, self._accel_request
             )
         if self._state_dir is None:
-            self._state_dir = Path(tempfile.mkdtemp(prefix=f"vmtest-{self.name}-"))
+            self._state_dir = statedirs.make(f"vmtest-{self.name}-")
         paths = self.paths
         paths.state_dir.mkdir(parents=True, exist_ok=True)
         paths.xchg.mkdir(exist_ok=True)
@@ -282,8 +285,31 @@ class VM:
             why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
             raise self.error(LaunchError, "starting QEMU", why, start, self.facts(status)) from None
         self._console = self.channels.console
+        self._reboot_action(self.allow_reboot)
         self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
+
+    def _reboot_action(self, restart: bool) -> None:
+        """What QEMU does when the guest reboots: restart it, or end as on a power-off (``-no-reboot``)."""
+        if self.channels is not None:
+            self.channels.monitor.command("set-action", reboot="reset" if restart else "shutdown")
+
+    def _follow_guest_reboot(self) -> None:
+        """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
+        with self._lock:
+            if not (self.allow_reboot and self.state is State.READY and self.channels is not None):
+                return
+            if self.is_running() and self.channels.monitor.take_resets():
+                self.log("the guest rebooted by itself: waiting for its shell again")
+                self._rebooting = True
+                self._to(State.RUNNING)
+
+    def set_allow_reboot(self, allow: bool) -> None:
+        """Allow (or not) reboots the guest starts itself, now if QEMU runs, and for every later launch."""
+        with self._lock:
+            self.allow_reboot = allow
+            if self.is_running():
+                self._reboot_action(allow)
 
     def _choose(self, image: BootImage, accel: str) -> StartPath:
         return ColdBoot() if self.snapshots is None else choose(self.snapshots, self, image, accel)
@@ -387,6 +413,7 @@ class VM:
 
     def run(self, command: str, timeout: float) -> Result:
         """Run ``command`` through the backdoor shell (waiting for the boot if needed)."""
+        self._follow_guest_reboot()
         self.wait_ready()
         channels = self.channels
         assert channels is not None
@@ -405,10 +432,17 @@ class VM:
         self.wait_ready()
         assert self.channels is not None
         with self._lock:
+            if not self.allow_reboot:
+                self._reboot_action(True)  # this reboot restarts the guest, whatever start() said
             self.channels.shell.send_only("systemctl reboot")
             self._rebooting = True
             self._to(State.RUNNING)
         self.wait_ready(timeout)
+        with self._lock:
+            if self.channels is not None:
+                self.channels.monitor.take_resets()  # this reboot's RESET is no news
+            if not self.allow_reboot:
+                self._reboot_action(False)
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off cleanly and wait for QEMU to exit; a no-op when it is not running."""

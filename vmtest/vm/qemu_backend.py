@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vmtest.core.proc import kill_group, spawn
+from vmtest.vm import crash
 from vmtest.vm.backdoor import Backdoor
 from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
@@ -79,7 +80,7 @@ class QemuBackend:
         console.echo = echo
         try:
             console.attach(connect_unix(paths.serial, alive))
-            shell = Backdoor(name, connect_unix(paths.shell, alive), logger)
+            shell = Backdoor(name, connect_unix(paths.shell, alive), logger, crash_watch=lambda: crash.watcher(console))
         except ChannelError:
             monitor.close()
             console.detach()

@@ -20,6 +20,8 @@ class Monitor:
         self._qmp = QEMUMonitorProtocol(str(path))
         self._lock = threading.Lock()
         self.greeting: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []  # events drained by take_resets(), for wait_event
+        self._resets = 0  # RESET events seen (by either) since the last take_resets()
 
     def connect(self) -> None:
         """Connect and negotiate capabilities (the greeting proves QEMU is up)."""
@@ -46,6 +48,11 @@ class Monitor:
         import time
 
         deadline = time.monotonic() + timeout
+        with self._lock:
+            for i, queued in enumerate(self._pending):
+                if accept(queued):
+                    return self._pending.pop(i)
+            self._pending.clear()
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -55,8 +62,25 @@ class Monitor:
                     event = self._qmp.pull_event(wait=min(left, 0.5))
                 except Exception:  # asyncio.TimeoutError: nothing arrived in this slice
                     event = None
+                if event is not None and event.get("event") == "RESET":
+                    self._resets += 1
             if event is not None and accept(event):
                 return event
+
+    def take_resets(self) -> int:
+        """How many guest resets (``RESET`` events) arrived since the last call, whether or not
+        :meth:`wait_event` returned them; the events stay queued for :meth:`wait_event`."""
+        with self._lock:
+            try:
+                self._run("query-status", {})  # a round trip: events QEMU sent before it are queued now
+                events = self._qmp.get_events(wait=False)
+            except Exception:  # a dead QEMU: no events
+                events = []
+            resets = self._resets + sum(1 for e in events if e.get("event") == "RESET")
+            self._resets = 0
+            self._pending.extend(events)
+            del self._pending[:-1000]
+            return resets
 
     def close(self) -> None:
         with self._lock:

@@ -30,9 +30,14 @@ from vmtest.vm.argv import Launch
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths
 
+# Once booted, the kernel prints only errors and worse on the console (its boot chatter - drm, ACPI,
+# floppy - would interleave with what a test prints there and fill the console tails of errors);
+# everything stays in the journal and `dmesg`. A test that wants it all back: `dmesg -n 8`.
+CONSOLE_LOGLEVEL = 4
 # The set-up script's last step writes SETUP_DONE: checking it costs no exec (the first command of every
 # boot); only when it is missing does the check ask systemd and the journal why.
 SETUP_CHECK = (
+    f"echo {CONSOLE_LOGLEVEL} > /proc/sys/kernel/printk; "
     f"[ -e {SETUP_DONE} ] && exit 0; "
     f'echo "{SETUP_UNIT} did not complete ($(systemctl is-active {SETUP_UNIT} || true))"; '
     f"journalctl -b -o cat -u {SETUP_UNIT} | tail -n 20; exit 1"
@@ -62,7 +67,7 @@ class Starting(Protocol):
 
     def is_running(self) -> bool: ...
 
-    def console_tail(self, n: int = 20) -> list[str]: ...
+    def console_tail(self, n: int = 20, since: float | None = None) -> list[str]: ...
 
 
 class StartPath(Protocol):
@@ -134,7 +139,9 @@ def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
 def setup_failed(vm: Starting, action: str, reason: str) -> LaunchError:
     """A start's set-up in the guest failed: the error names the machine, the time since the launch and
     the last console lines."""
-    return LaunchError(vm.name, action, reason, time.monotonic() - vm.launched_at, vm.console_tail())
+    return LaunchError(
+        vm.name, action, reason, time.monotonic() - vm.launched_at, vm.console_tail(since=vm.launched_at)
+    )
 
 
 class ColdBoot:

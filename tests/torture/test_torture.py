@@ -1,0 +1,252 @@
+"""The torture suite: repeated kills and faults, with figures (trials, failures, worst time to error).
+
+Run (see README "Torture suite"): ``VMTEST_TORTURE_TRIALS=4 vmslot .venv/bin/python -m pytest tests/torture
+--run-torture -s -p no:randomly -o log_cli=false``. Each test appends its row to
+``vmtest-output/torture.md`` (or ``$VMTEST_TORTURE_RESULTS``) and prints it; a test fails when any trial
+failed its target.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtest.core.cache import Cache
+from vmtest.image import ImageStore
+
+pytestmark = pytest.mark.torture
+
+TRIALS = int(os.environ.get("VMTEST_TORTURE_TRIALS", "4"))
+RESULTS = Path(os.environ.get("VMTEST_TORTURE_RESULTS", "vmtest-output/torture.md"))
+REPO = Path(__file__).resolve().parents[2]
+KINDS = ("qemu-system-x86_64", "vde_switch", "swtpm", "tesseract")
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "log_cli=false"]
+
+
+@dataclass
+class Figures:
+    case: str
+    trials: int = 0
+    failures: int = 0
+    worst: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def trial(self, ok: bool, seconds: float = 0.0, note: str = "") -> None:
+        self.trials += 1
+        self.failures += not ok
+        self.worst = max(self.worst, seconds)
+        if not ok and note:
+            self.notes.append(note)
+
+    def write(self) -> None:
+        row = f"| {self.case} | {self.trials} | {self.failures} | {self.worst:.1f} s |"
+        print("\nTORTURE " + row, flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        if not RESULTS.exists():
+            RESULTS.write_text("| case | trials | failures | worst time |\n|---|---|---|---|\n")
+        with RESULTS.open("a") as fh:
+            fh.write(row + "\n")
+        assert self.failures == 0, self.notes
+
+
+def leftovers(state: Path) -> list[str]:
+    """QEMU, vde_switch, swtpm and tesseract processes whose command line mentions ``state``, and the
+    vmtest state directories in it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            exe = (proc / "exe").resolve().name
+        except OSError:
+            continue
+        if str(state) in cmdline and exe in KINDS:
+            found.append(f"{exe} ({proc.name})")
+    found += [p.name for p in state.iterdir() if p.name.startswith("vmtest-")]
+    return found
+
+
+def next_session(cwd: Path, state: Path) -> None:
+    (cwd / "test_next.py").write_text("def test_nothing():\n    assert True\n")
+    subprocess.run([*PYTEST, "test_next.py"], cwd=cwd, env=dict(os.environ, TMPDIR=str(state)), timeout=300)
+
+
+TWO_NODES = """
+import os, time
+from pathlib import Path
+from typing import Any
+import pytest
+from vmtest import MachineConfig
+
+@pytest.mark.vmtest(nodes={"a": MachineConfig(), "b": MachineConfig()})
+def test_two(vms, a, b):
+    vms.start_all()
+    a.succeed("true")
+    b.succeed("true")
+    Path(os.environ["UP_MARKER"]).write_text(str(os.getpid()))
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("target", ["pytest", "xdist-worker"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_runs_leave_nothing_after_the_next_run(tmp_path: Path, sig: signal.Signals, target: str) -> None:
+    figures = Figures(f"{sig.name} of {target} mid-test: leftovers after the next run")
+    (tmp_path / "test_two.py").write_text(TWO_NODES)
+    for trial in range(TRIALS):
+        state = tmp_path / f"state{trial}"
+        state.mkdir()
+        marker = tmp_path / f"up{trial}"
+        xdist = ["-n", "1"] if target == "xdist-worker" else []
+        proc = subprocess.Popen(
+            [*PYTEST, *xdist, "test_two.py"],
+            cwd=tmp_path,
+            env=dict(os.environ, TMPDIR=str(state), UP_MARKER=str(marker)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not marker.exists():
+                figures.trial(False, note=f"trial {trial}: the machines never came up")
+                continue
+            time.sleep(random.uniform(0, 2))  # somewhere mid-test
+            victim = int(marker.read_text()) if target == "xdist-worker" else proc.pid
+            os.kill(victim, sig)
+            if target == "xdist-worker":
+                time.sleep(5)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        next_session(tmp_path, state)
+        deadline = time.monotonic() + 15
+        while leftovers(state) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = leftovers(state)
+        figures.trial(not left, note=f"trial {trial}: {left}")
+    figures.write()
+
+
+BUILD_TARGET = """
+from vmtest import MachineConfig
+cfg = MachineConfig(packages=["hello"], files={"/etc/torture": "NONCE"})
+"""
+
+
+def seeded_cache(store: ImageStore, root: Path) -> Path:
+    """A private cache holding (hard links to) the shared kernel entry: builds here build only images."""
+    kernel = store.kernel()
+    entry = kernel.initrd.parent
+    while entry.parent.name != "kernels":
+        entry = entry.parent
+    (root / "kernels").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(entry), str(root / "kernels" / entry.name)], check=True)
+    if (store.cache.root / "accel.json").exists():
+        subprocess.run(["cp", str(store.cache.root / "accel.json"), str(root)], check=True)
+    return root
+
+
+def broken_entries(cache: Cache) -> list[str]:
+    """Entries that look complete (meta.json) but are not: an image whose qcow2 fails ``qemu-img check``."""
+    broken = []
+    for entry in cache.entries():
+        if entry.kind != "images":
+            continue
+        disk = entry.path / "root.qcow2"
+        ok = disk.is_file() and subprocess.run(["qemu-img", "check", "-q", str(disk)], check=False).returncode == 0
+        if not ok:
+            broken.append(entry.key)
+    return broken
+
+
+def build(target: Path, cache: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vmtest.cli", "build", f"{target}::cfg"],
+        cwd=REPO,
+        env=dict(os.environ, VMTEST_CACHE_DIR=str(cache)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def test_killed_image_builds_leave_no_broken_entry(tmp_path: Path, vm_image_store: ImageStore) -> None:
+    figures = Figures("SIGKILL of an image build at a random moment: broken entries; next build")
+    cache = seeded_cache(vm_image_store, tmp_path / "cache")
+    target = tmp_path / "cfg.py"
+    target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
+    for trial in range(TRIALS):
+        proc = build(target, cache)
+        time.sleep(random.uniform(1, 45))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        broken = broken_entries(Cache(cache))
+        figures.trial(not broken, note=f"trial {trial}: broken {broken}")
+    start = time.monotonic()
+    proc = build(target, cache)
+    out, _ = proc.communicate(timeout=1800)
+    figures.trial(proc.returncode == 0 and not broken_entries(Cache(cache)), time.monotonic() - start, out[-2000:])
+    figures.case += f" (the next build: {'ok' if proc.returncode == 0 else 'FAILED'})"
+    figures.worst = 0.0
+    figures.write()
+
+
+def test_two_sessions_building_one_key_build_once(tmp_path: Path, vm_image_store: ImageStore) -> None:
+    figures = Figures("2 concurrent sessions building one key: builds (target 1 per key)")
+    for trial in range(max(1, TRIALS // 2)):
+        cache = seeded_cache(vm_image_store, tmp_path / f"cache{trial}")
+        target = tmp_path / f"cfg{trial}.py"
+        target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
+        procs = [build(target, cache) for _ in range(2)]
+        outs = [p.communicate(timeout=1800)[0] for p in procs]
+        built = sum(len(re.findall(r"mmdebstrap \S+ with", out)) for out in outs)
+        ok = all(p.returncode == 0 for p in procs) and built == 1
+        figures.trial(ok, note=f"trial {trial}: {built} builds; " + " | ".join(o[-500:] for o in outs))
+    figures.write()
+
+
+def test_faults_have_fast_named_errors(tmp_path: Path) -> None:
+    """tests/integration/test_faults.py, TRIALS times: every case must pass; its worst time to error."""
+    worst: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    runs = 0
+    for _ in range(TRIALS):
+        done = subprocess.run(
+            [*PYTEST, "-s", "-rA", str(REPO / "tests/integration/test_faults.py")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        runs += 1
+        for what, seconds in re.findall(r"FAULT (.+): error after ([\d.]+)s", done.stdout):
+            worst[what] = max(worst.get(what, 0.0), float(seconds))
+        for name in re.findall(r"FAILED \S+::(\S+)", done.stdout):
+            failures[name] = failures.get(name, 0) + 1
+    for what, seconds in sorted(worst.items()):
+        Figures(f"fault: {what}", trials=runs, worst=seconds).write()
+    for name, count in sorted(failures.items()):
+        print(f"\nTORTURE | fault test {name} | {runs} | {count} | - |", flush=True)
+    assert not failures, failures

@@ -1,0 +1,47 @@
+"""A guest kernel panic ends a waiting command at once, quoting the panic line."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from vmtest.vm import crash
+from vmtest.vm.backdoor import Backdoor, GuestCrashed
+
+LOG = logging.getLogger("test")
+
+
+class Console:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+
+def test_watcher_sees_only_panics_printed_after_it_started() -> None:
+    console = Console(["[    1.0] Kernel panic - not syncing: an old one", "boot"])
+    check = crash.watcher(console)
+    assert check() is None
+    console.lines += ["[   20.1] sysrq: Trigger a crash", "[   20.2] Kernel panic - not syncing: sysrq triggered crash"]
+    why = check()
+    assert why is not None
+    assert "the guest kernel panicked: 'Kernel panic - not syncing: sysrq triggered crash'" in why
+    assert "sysrq: Trigger a crash" in why and "an old one" not in why
+    assert crash.watcher(object())() is None  # a console without history is not watched
+
+
+def test_a_panic_ends_the_wait_of_a_command_within_a_second() -> None:
+    host, guest = socket.socketpair()
+    console = Console([])
+    shell = Backdoor("m", host, LOG, crash_watch=lambda: crash.watcher(console))
+    try:
+        start = time.monotonic()
+        threading.Timer(0.3, console.lines.append, ["Kernel panic - not syncing: Attempted to kill init!"]).start()
+        with pytest.raises(GuestCrashed, match="Attempted to kill init"):
+            shell.run("sleep 100", 10)  # the guest never answers
+        assert time.monotonic() - start < 2
+    finally:
+        host.close()
+        guest.close()

@@ -1,0 +1,132 @@
+"""State directories that name their owner, and the sweep that removes those whose owner is gone.
+
+Every temporary directory vmtest makes for a run (``/tmp/vmtest-net-*``, a
+machine's ``/tmp/vmtest-<name>-*``, screenshots, OCR scratch) holds a small
+file :data:`OWNER_FILE`: the pid of the process that made it and that
+process's start time (``/proc/<pid>/stat`` field 22, so a reused pid is not
+mistaken for the owner). A run killed with SIGKILL cannot remove its
+directories; the next vmtest run on the host (:func:`sweep`, at session start
+and in ``vmtest cache gc``) removes every one whose owner is gone, never one
+whose owner still runs, and logs how much it freed at debug level.
+
+A directory without an owner file is never touched: it may belong to an
+older vmtest, to ``vmtest run-vm`` (its ``vmtest-<name>.XXXX`` directories),
+or to someone else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmtest.core.cache import Cache, disk_usage
+
+OWNER_FILE = ".vmtest-owner"
+PREFIX = "vmtest-"
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None if there is no such process
+    (or only its zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: count fields after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] in ("Z", "X"):  # a zombie is gone (no parent may ever reap it in a container)
+            return None
+        return int(fields[19])
+    except (ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    pid: int
+    start: int | None
+
+    @classmethod
+    def me(cls) -> Owner:
+        return cls(os.getpid(), process_start(os.getpid()))
+
+    def alive(self) -> bool:
+        """Whether the owning process still runs (same pid and same start time)."""
+        start = process_start(self.pid)
+        return start is not None and (self.start is None or start == self.start)
+
+
+def mark(directory: Path) -> Path:
+    """Name this process as the owner of ``directory`` (returns ``directory``)."""
+    me = Owner.me()
+    (directory / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "start": me.start}) + "\n")
+    return directory
+
+
+def make(prefix: str, parent: Path | None = None) -> Path:
+    """A fresh directory ``<parent>/<prefix>XXXXXXXX`` (default parent: the system temporary directory)
+    owned by this process."""
+    return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+
+
+def owner_of(directory: Path) -> Owner | None:
+    """The recorded owner of ``directory``; None when it has no (readable) owner file."""
+    try:
+        data = json.loads((directory / OWNER_FILE).read_text())
+        return Owner(int(data["pid"]), None if data.get("start") is None else int(data["start"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def orphans(parent: Path | None = None, prefix: str = PREFIX) -> list[Path]:
+    """The directories ``<parent>/<prefix>*`` whose recorded owner is gone."""
+    root = parent or Path(tempfile.gettempdir())
+    try:
+        candidates = sorted(p for p in root.iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []
+    found = []
+    for path in candidates:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        owner = owner_of(path)
+        if owner is not None and not owner.alive():
+            found.append(path)
+    return found
+
+
+def sweep(logger: logging.Logger, parent: Path | None = None, prefix: str = PREFIX) -> tuple[int, int]:
+    """Remove the orphaned state directories (:func:`orphans`); returns (how many, bytes freed)."""
+    count = freed = 0
+    for path in orphans(parent, prefix):
+        size = disk_usage(path)
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            count += 1
+            freed += size
+    if count:
+        logger.debug(
+            "removed %d state director%s left by killed runs (%.1f MiB)",
+            count,
+            "y" if count == 1 else "ies",
+            freed / (1 << 20),
+        )
+    return count, freed
+
+
+def sweep_leftovers(cache: Cache, logger: logging.Logger) -> tuple[int, int]:
+    """Everything killed runs left on this host: orphaned state directories (:func:`sweep`) and the
+    cache's partial builds (:meth:`Cache.sweep_partial`). Returns (how many, bytes freed)."""
+    count, freed = sweep(logger)
+    removed = cache.sweep_partial()
+    if removed:
+        size = sum(s for _, s in removed)
+        logger.debug("removed %d partial build(s) left by killed builds (%.1f MiB)", len(removed), size / (1 << 20))
+        count += len(removed)
+        freed += size
+    return count, freed
