@@ -133,3 +133,27 @@ def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path
         check=True,
     )
     assert json.loads(info.stdout)["backing-filename"] == str(target.path("images", "i1") / "root.qcow2")
+
+
+def test_export_to_a_directory_writes_one_archive_per_entry(
+    source: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vmtest cache export -o DIR/``: the remote-cache layout DIR/KIND/KEY.tar.zst, kernel included,
+    snapshots left out; a file name gets one archive with the snapshot."""
+    from vmtest import MachineConfig
+    from vmtest.cli import cachecmd
+    from vmtest.cli.main import main
+    from vmtest.image.selection import ImageNeed
+
+    monkeypatch.setattr(cachecmd, "selection", lambda args: [ImageNeed("i1", MachineConfig(), ["t::m"])])
+    out = tmp_path / "served"
+    assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", f"{out}/"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tar.*")) == [
+        "images/i1.tar.zst",
+        "kernels/k1.tar.zst",
+    ]
+    single = tmp_path / "all.tar.xz"
+    assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", str(single)]) == 0
+    target = Cache(tmp_path / "target")
+    installed = read_archive(target, single, LOG)
+    assert [(o.kind, o.key) for o in installed] == [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")]
