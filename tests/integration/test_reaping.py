@@ -63,13 +63,17 @@ def test_two(vms, a, b):
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, processes_mentioning):
+@pytest.mark.parametrize(
+    ("sig", "extra"),
+    [(signal.SIGINT, []), (signal.SIGKILL, []), (signal.SIGINT, ["--vm-record"])],
+    ids=["sigint", "sigkill", "sigint-while-recording"],  # the recording thread must not delay Ctrl-C
+)
+def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, extra, processes_mentioning):
     (tmp_path / "test_two.py").write_text(TWO_NODE_TEST)
     state = tmp_path / "state"
     state.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_two.py"],
+        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_two.py", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -88,11 +92,14 @@ def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, proc
     kinds = {Path(f"/proc/{pid}/exe").resolve().name for pid in mine if Path(f"/proc/{pid}").exists()}
     assert {"qemu-system-x86_64", "vde_switch"} <= kinds, kinds
     os.kill(proc.pid, sig)
+    interrupted = time.monotonic()
     try:
         proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+    if extra:
+        assert time.monotonic() - interrupted < 30, "Ctrl-C took too long while recording"
     deadline = time.monotonic() + 15
     while list(processes_mentioning(str(state))) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -49,7 +49,19 @@ def test_defaults(tmp_path: Path) -> None:
         "rebuild": False,
         "snapshots": "on",
         "global_timeout": 3600.0,
+        "record": False,
+        "record_interval": 0.5,
+        "interactive": False,
+        "keep_on_failure": False,
+        "keep_for": 1800.0,
+        "debug_hook": False,
     }
+
+
+def test_record_from_each_source(tmp_path: Path) -> None:
+    assert _settings(tmp_path, args=("--vm-record", "--vm-record-interval=2"))["record"] is True
+    assert _settings(tmp_path, env={"VMTEST_RECORD": "1"})["record"] is True
+    assert _settings(tmp_path, "vm_record = true\nvm_record_interval = 0.25\n")["record_interval"] == 0.25
 
 
 def test_snapshots_off_from_each_source(tmp_path: Path) -> None:

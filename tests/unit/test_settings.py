@@ -61,6 +61,12 @@ def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
         "rebuild",
         "snapshots",
         "global_timeout",
+        "record",
+        "record_interval",
+        "interactive",
+        "keep_on_failure",
+        "keep_for",
+        "debug_hook",
     ]
     for f, decl in declared(Settings):
         assert decl.flag == "--vm-" + f.name.replace("_", "-")
@@ -291,3 +297,31 @@ def test_doctor_reports_a_bad_environment_setting_and_goes_on() -> None:
     assert (got.cache_dir, got.accel, got.rebuild) == (Path("/c"), "auto", False)
     assert [c.name for c in checks] == ["$VMTEST_ACCEL", "$VMTEST_REBUILD"] and not any(c.ok for c in checks)
     assert "unset VMTEST_ACCEL" in checks[0].fix
+
+
+def test_doctor_reports_optional_pieces_without_failing() -> None:
+    from vmtest.cli.doctor import Check, report
+
+    text, ok = report(
+        [
+            Check("qemu-img", True, "/usr/bin/qemu-img"),
+            Check("ffmpeg", False, "not found (encodes the screen videos of --vm-record)", "ffmpeg", optional=True),
+        ]
+    )
+    assert ok, text
+    assert (
+        "[absent ] ffmpeg: not found (encodes the screen videos of --vm-record)  -> fix: apt-get install -y ffmpeg"
+        in (text)
+    )
+    assert "everything vmtest needs is here" in text and "optional (absent):\n  apt-get install -y ffmpeg" in text
+    text, ok = report([Check("tesseract", False, "not found", "tesseract-ocr"), *[]])
+    assert not ok and "apt-get install -y tesseract-ocr" in text
+
+
+def test_keep_for_takes_seconds_or_a_unit() -> None:
+    assert Settings.check("keep_for", "30m") == 1800.0
+    assert Settings.check("keep_for", "90s") == 90.0
+    assert Settings.check("keep_for", "2h") == 7200.0
+    assert Settings.check("keep_for", 45) == 45.0
+    with pytest.raises(ConfigError, match="keep_for"):
+        Settings.check("keep_for", "soon")

@@ -40,6 +40,12 @@ FILES = (
     ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
 )
 PYTHON_MODULES = (("pexpect", "pexpect"), ("qemu.qmp", "qemu.qmp"), ("PIL", "pillow"), ("pytesseract", "pytesseract"))
+# Needed only by one feature (or by vmtest's own test suite): reported with their fix, never a failure.
+OPTIONAL_PROGRAMS = (
+    ("ffmpeg", "ffmpeg", "encodes the screen videos of --vm-record"),
+    ("chromium", "chromium", "vmtest's test suite opens pytest-html reports in it"),
+)
+OPTIONAL_MODULES = (("pytest_html", "pytest-html", "pytest --html=report.html: screenshots and timelines inline"),)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Check:
     detail: str
     package: str | None = None  # Debian package that fixes it
     fix: str | None = None  # any other command that fixes it
+    optional: bool = False  # missing, it costs one feature, and the host is still ready
 
 
 def host_checks() -> list[Check]:
@@ -69,6 +76,22 @@ def host_checks() -> list[Check]:
                 ok,
                 "importable" if ok else "not importable",
                 fix=None if ok else f"pip install {dist}",
+            )
+        )
+    for program, package, why in OPTIONAL_PROGRAMS:
+        found = shutil.which(program)
+        checks.append(
+            Check(program, bool(found), found or f"not found ({why})", None if found else package, optional=True)
+        )
+    for module, dist, why in OPTIONAL_MODULES:
+        ok = importlib.util.find_spec(module) is not None
+        checks.append(
+            Check(
+                f"python: {module}",
+                ok,
+                "importable" if ok else f"not importable ({why})",
+                fix=None if ok else f"pip install {dist}",
+                optional=True,
             )
         )
     apt = (
@@ -127,14 +150,15 @@ def accel_check(cache: Cache, boot_fn: Callable[[], Boot], logger: logging.Logge
 def report(checks: list[Check]) -> tuple[str, bool]:
     lines = []
     for check in checks:
-        mark = "ok     " if check.ok else "MISSING"
+        mark = "ok     " if check.ok else "absent " if check.optional else "MISSING"
         fix = ""
         if not check.ok:
             fix = f"  -> fix: apt-get install -y {check.package}" if check.package else f"  -> fix: {check.fix}"
         lines.append(f"  [{mark}] {check.name}: {check.detail}{fix}")
-    packages = sorted({c.package for c in checks if not c.ok and c.package})
-    others = [c.fix for c in checks if not c.ok and c.fix]
-    ok = all(c.ok for c in checks)
+    required = [c for c in checks if not c.ok and not c.optional]
+    packages = sorted({c.package for c in required if c.package})
+    others = [c.fix for c in required if c.fix]
+    ok = not required
     if ok:
         lines.append("everything vmtest needs is here")
     else:
@@ -142,6 +166,13 @@ def report(checks: list[Check]) -> tuple[str, bool]:
         if packages:
             lines.append("  apt-get install -y " + " ".join(packages))
         lines.extend(f"  {fix}" for fix in dict.fromkeys(others))
+    optional = [c for c in checks if not c.ok and c.optional]
+    if optional:
+        lines.append("optional (absent):")
+        optional_packages = sorted({c.package for c in optional if c.package})
+        if optional_packages:
+            lines.append("  apt-get install -y " + " ".join(optional_packages))
+        lines.extend(f"  {c.fix}" for c in optional if c.fix)
     return "\n".join(lines), ok
 
 
@@ -159,7 +190,7 @@ def run_doctor(cli: Mapping[str, object], logger: logging.Logger, check_accel: b
     root = settings.cache_dir
     checks += host_checks()
     if check_accel:
-        if all(c.ok for c in checks):
+        if all(c.ok or c.optional for c in checks):
             checks.append(accel_check(Cache(root), default_boot_fn(root, logger), logger, settings.accel))
         else:
             checks.append(

@@ -158,6 +158,61 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     os.execvp("sh", ["sh", "-c", text, f"run-{name}-vm", *qemu_args])  # does not return
 
 
+def cmd_shell(args: argparse.Namespace) -> int:
+    import os
+
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    argv = [sys.executable, "-m", "pytest", args.target, "--vm-interactive", "-p", "no:cacheprovider", *extra]
+    if args.cache_dir is not None:
+        argv += ["--vm-cache-dir", str(args.cache_dir)]
+    os.execv(sys.executable, argv)  # does not return
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from vmtest.vm import keep
+
+    kept = keep.listing(keep.registry(_settings(args).cache_dir))
+    if not kept:
+        print("no kept machines")
+    for k in kept:
+        left = max(k.left(), 0)
+        print(f"{k.id:24} {k.name:12} killed in {_human_age(left):>4}  pid {k.pid:<8} {k.test}")
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from vmtest.vm import keep
+    from vmtest.vm.attach import attach_shell
+
+    if "/" in args.name:  # a machine's attach socket (a paused test prints it: --vm-debug-hook)
+        socket, title = Path(args.name), Path(args.name).parent.name
+    else:
+        kept = keep.find(keep.registry(_settings(args).cache_dir), args.name)
+        socket, title = Path(kept.attach), f"{kept.id} (kept from {kept.test}, killed in {_human_age(kept.left())})"
+    try:
+        attach_shell(socket, title)
+    except OSError as exc:
+        print(f"vmtest: error: attach {args.name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from vmtest.vm import keep
+
+    root = keep.registry(_settings(args).cache_dir)
+    if args.all == (args.name is not None):
+        print("vmtest: error: kill: give the NAME of a kept machine (see vmtest ps) or --all", file=sys.stderr)
+        return 2
+    targets = keep.listing(root) if args.all else [keep.find(root, args.name)]
+    for kept in targets:
+        keep.kill(root, kept)
+        print(f"killed {kept.id}")
+    if not targets:
+        print("no kept machines")
+    return 0
+
+
 def cmd_options(args: argparse.Namespace) -> int:
     from vmtest.config.docs import markdown, text
 
@@ -245,6 +300,23 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(r, ["accel"], FLAGS)
     r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
     r.set_defaults(func=cmd_run_vm)
+    sh = sub.add_parser(
+        "shell",
+        help="boot a test's machines from its marker without running its body and open a Python REPL "
+        "(each node, vms, start_all bound; leaving it releases them): vmtest shell PATH::TEST [-- PYTEST ARGS]",
+    )
+    sh.add_argument("target", help="PATH::TEST of one test (pytest's node id)")
+    sh.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments (after --)")
+    sh.set_defaults(func=cmd_shell)
+    ps = sub.add_parser("ps", help="list the machines kept by --vm-keep-on-failure (and when each is killed)")
+    ps.set_defaults(func=cmd_ps)
+    at = sub.add_parser("attach", help="a root shell in a kept machine on this terminal (Ctrl-] detaches)")
+    at.add_argument("name", help="its id or node name (see vmtest ps), or the attach socket a paused test printed")
+    at.set_defaults(func=cmd_attach)
+    k = sub.add_parser("kill", help="end kept machines now: vmtest kill NAME | --all")
+    k.add_argument("name", nargs="?", help="its id or node name (see vmtest ps)")
+    k.add_argument("--all", action="store_true", help="every kept machine")
+    k.set_defaults(func=cmd_kill)
     o = sub.add_parser("options", help="list the MachineConfig fields, the virtualisation options and the run settings")
     o.add_argument(
         "--markdown", action="store_true", help="print docs/options.md (with the parity table with qemu-vm.nix)"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
-from vmtest.config.validators import base_url, choice, host_path, optional, seconds, yes_no
+from vmtest.config.validators import base_url, choice, duration, host_path, optional, seconds, yes_no
 from vmtest.core.errors import ConfigError
 
 # The accelerators vmtest knows: the one declaration every flag, check and document uses.
@@ -131,6 +131,55 @@ class Settings:
         "once and the report says why.",
         seconds,
         **conventional_names("global_timeout"),
+    )
+
+    record: bool = option(
+        False,
+        "Record each machine's screen while a test runs (a QMP screendump every record_interval seconds, "
+        "encoded by ffmpeg) into <output dir>/<test>/<machine>-screen.mp4, linked from the report "
+        "(and from the pytest-html report). Needs ffmpeg.",
+        yes_no,
+        **conventional_names("record"),
+    )
+    record_interval: float = option(
+        0.5,
+        "Seconds between two frames of --vm-record (an unchanged screen costs no file; the video plays "
+        "at 1/record_interval frames per second, in real time).",
+        seconds,
+        **conventional_names("record_interval"),
+    )
+    interactive: bool = option(
+        False,
+        "Instead of running the one selected test's body, boot its machines and open a Python REPL "
+        "(ptpython when installed) with each node, vms and start_all bound; leaving it ends the test "
+        "and releases the machines (what `vmtest shell PATH::TEST` runs).",
+        yes_no,
+        **conventional_names("interactive"),
+    )
+    keep_on_failure: bool = option(
+        False,
+        "Keep the running machines of a failed test up after it (and after pytest exits), for at most "
+        "--vm-keep-for; the report prints for each a `vmtest attach` command (a root shell) and a "
+        "`vmtest kill` command. `vmtest ps` lists kept machines.",
+        yes_no,
+        **conventional_names("keep_on_failure"),
+    )
+    keep_for: float = option(
+        1800.0,
+        "How long machines kept by --vm-keep-on-failure live before they are killed (seconds, or "
+        "with a unit: 90s, 30m, 2h); enforced by each machine's supervisor process even if nobody runs "
+        "`vmtest kill`.",
+        duration,
+        **conventional_names("keep_for"),
+        default_text="30m",
+    )
+    debug_hook: bool = option(
+        False,
+        "Pause a failing test at its failure with its machines running (prints how to attach a root "
+        "shell to each) until Enter is pressed on the terminal, SIGUSR1 reaches pytest or the file it "
+        "names is created.",
+        yes_no,
+        **conventional_names("debug_hook"),
     )
 
     def __post_init__(self) -> None:

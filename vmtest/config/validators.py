@@ -322,6 +322,21 @@ def base_url(name: str, value: Any) -> str:
     return str(text).rstrip("/")
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(name: str, value: Any) -> float:
+    """A positive number of seconds, or a number with a unit: ``90``, ``90s``, ``30m``, ``2h``."""
+    text = str(value).strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text[-1:] in _UNITS:
+        try:
+            number = float(text[:-1]) * _UNITS[text[-1]]
+        except ValueError:
+            raise ConfigError(name, value, "not a duration", "e.g. 30m, 90s or 1800") from None
+        return seconds(name, number)
+    return seconds(name, text)
+
+
 def host_path(name: str, value: Any) -> Path:
     """A host path (``~`` expanded), made absolute against the current directory."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):

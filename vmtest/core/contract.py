@@ -33,6 +33,7 @@ GUEST_FILES = (
     GuestFile("vmtest-backdoor.service", "/etc/systemd/system/vmtest-backdoor.service", enable=True),
     GuestFile("vmtest-setup.service", "/etc/systemd/system/vmtest-setup.service", enable=True),
     GuestFile("vmtest-interactive.service", "/etc/systemd/system/vmtest-interactive.service", enable=True),
+    GuestFile("vmtest-attach.service", "/etc/systemd/system/vmtest-attach.service", enable=True),
 )
 # Generated at build time from the constants below (see xchg_mount_unit()).
 XCHG_MOUNT_UNIT = "tmp-xchg.mount"

@@ -2,7 +2,8 @@
 
 Loggers are ordinary stdlib loggers named ``vmtest.<part>`` (``vmtest.<machine>``
 for a machine), so pytest's live log shows them. ``nested`` indents what is
-logged inside it and reports how long the section took, also when it fails.
+logged inside it and reports how long the section took, also when it fails;
+each section is also a span of the test's timeline (:mod:`vmtest.core.timeline`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from vmtest.core import timeline
 
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("vmtest_log_depth", default=0)
 
@@ -25,6 +28,11 @@ def indent() -> str:
     return "  " * _depth.get()
 
 
+def depth() -> int:
+    """How deep the current section is nested (0: called straight from a test)."""
+    return _depth.get()
+
+
 def log(logger: logging.Logger, msg: str, *args: object, level: int = logging.INFO) -> None:
     """Log ``msg`` at the current nesting depth."""
     logger.log(level, indent() + msg, *args)
@@ -34,6 +42,7 @@ def log(logger: logging.Logger, msg: str, *args: object, level: int = logging.IN
 def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Iterator[None]:
     """A timed log section: logs ``msg``, indents what happens inside, then the time taken."""
     log(logger, msg, level=level)
+    spans = timeline.begin(logger.name, msg, _depth.get())
     token = _depth.set(_depth.get() + 1)
     start = time.monotonic()
     ok = False
@@ -42,6 +51,19 @@ def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Itera
         ok = True
     finally:
         _depth.reset(token)
+        timeline.finish(spans, ok)
         took = time.monotonic() - start
         outcome = "done" if ok else "FAILED"
         log(logger, f"({outcome}: {msg}, in {took:.2f} seconds)", level=level)
+
+
+@contextmanager
+def span(logger: logging.Logger, msg: str) -> Iterator[None]:
+    """A span of the test's timeline only (nothing is logged): for steps that log on their own."""
+    spans = timeline.begin(logger.name, msg, _depth.get())
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        timeline.finish(spans, ok)

@@ -198,6 +198,21 @@ class _Spawner:
         return future.result()
 
 
+_supervised = False
+
+
+def supervise_children(on: bool) -> None:
+    """From now on, start long-running children through :mod:`vmtest.core.supervisor` (``on``) so that
+    they can be kept after this process ends (``--vm-keep-on-failure``), or directly (the default)."""
+    global _supervised
+    _supervised = on
+
+
+def keep_ticket(stdout: Path) -> Path:
+    """The ticket file of the supervised child whose output goes to ``stdout`` (see :mod:`vmtest.core.supervisor`)."""
+    return stdout.with_name(stdout.name + ".keep")
+
+
 def spawn(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -216,6 +231,13 @@ def spawn(
     log(logger, "$ " + shlex.join(args), level=logging.DEBUG)
     full_env = None if env is None else {**os.environ, **env}
 
+    if _supervised:  # see supervise_children(): the supervisor leads the group and bounds its life
+        keep_ticket(stdout).unlink(missing_ok=True)
+        pipe = ["--stdin-pipe"] if stdin_pipe else []
+        supervisor = [sys.executable, "-m", "vmtest.core.supervisor", str(os.getpid()), str(keep_ticket(stdout))]
+        args = [*supervisor, *pipe, "--", *args]
+        stdin_pipe = False
+
     def start() -> subprocess.Popen[bytes]:
         with open(stdout, "ab") as out:
             return subprocess.Popen(
@@ -225,7 +247,7 @@ def spawn(
                 stderr=subprocess.STDOUT,
                 env=full_env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=None if _supervised else _die_with_parent(os.getpid()),
             )
 
     return _Spawner.get().run(start)

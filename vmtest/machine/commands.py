@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from vmtest.core.errors import CommandFailed, Timeout
+from vmtest.core.log import depth, span
 from vmtest.core.retry import retry
 from vmtest.machine import polling
 from vmtest.machine.part import Lifecycle
@@ -61,7 +62,12 @@ class Commands:
     ) -> CommandResult:
         if self.conditions:
             polling.check_all(self.conditions, f"{self.vm.name}: {command!r}")
-        result = self.vm.run(streamed(command) if self.stream else command, timeout)
+        command_sent = streamed(command) if self.stream else command
+        if depth() == 0:  # straight from a test: a span of its timeline (inside a verb the verb's is enough)
+            with span(self.vm.logger, f"execute: {command}"):
+                result = self.vm.run(command_sent, timeout)
+        else:
+            result = self.vm.run(command_sent, timeout)
         since = time.monotonic() - result.elapsed  # when the command was sent (after any boot)
         if result.killed:
             raise Timeout(

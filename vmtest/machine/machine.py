@@ -298,6 +298,19 @@ class Machine(NixosAliases):
         """Write ``text`` to the serial console (ttyS0), as if typed there."""
         self.vm.console().write(text.encode())
 
+    def shell_interact(self) -> None:
+        """A root shell in the guest on this terminal until Ctrl-] (through its second virtio console,
+        not the test's command channel); for ``vmtest shell``, a debugger or a paused test."""
+        from vmtest.machine.interact import shell_interact
+
+        shell_interact(self.vm)
+
+    def console_interact(self) -> None:
+        """The serial console on this terminal (keys go to ttyS0) until Ctrl-]."""
+        from vmtest.machine.interact import console_interact
+
+        console_interact(self.vm)
+
     # -- files --------------------------------------------------------------------------------------
 
     @property

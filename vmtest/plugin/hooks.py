@@ -13,24 +13,35 @@ creates stand-alone machines (no network) for a test.
 This module holds the hooks and the settings; the fixtures live in
 :mod:`vmtest.plugin.fixtures`, node fixtures in :mod:`vmtest.plugin.nodes`,
 the NixOS script globals (``start_all``, ``subtest``, ...) in
-:mod:`vmtest.plugin.nixos_globals`, failure reports in :mod:`vmtest.plugin.report`.
+:mod:`vmtest.plugin.nixos_globals`, failure reports in :mod:`vmtest.plugin.report` (and in pytest-html's report:
+:mod:`vmtest.plugin.htmlreport`), each test's timeline in
+:mod:`vmtest.plugin.timelines`, ``--vm-record`` in :mod:`vmtest.plugin.recording`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 
 import pluggy
 import pytest
 
 from vmtest.core.cache import Cache
+from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger
+from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
-from vmtest.plugin import fixtures, nixos_globals, split
+from vmtest.machine.machine import Machine
+from vmtest.machine.video import find_ffmpeg
+from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, recording, split, timelines
+from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
+from vmtest.plugin.keep import keep_drivers
+from vmtest.plugin.keep import report as keep_report
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import collect
+from vmtest.plugin.report import safe_name, save_machines
+from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
 from vmtest.plugin.subtests import split_junit_subtests
 
@@ -55,6 +66,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
     sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
+    if run.record:
+        try:
+            find_ffmpeg()
+        except ConfigError as exc:
+            raise pytest.UsageError(f"vmtest: {exc}") from None
+    if run.keep_on_failure:
+        supervise_children(True)  # QEMU and switches may then outlive the run (see vmtest.plugin.keep)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -64,11 +82,46 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(f"vmtest: {store.summary()}")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    supervise_children(False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings(config).interactive:
+        interactive.check_selection(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """With --vm-interactive: a REPL over the test's machines instead of its body."""
+    return interactive.run(pyfuncitem) if settings(pyfuncitem.config).interactive else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str, obj: object) -> None:
     """Before a test function is collected, make its vmtest node names fixtures (see vmtest.plugin.nodes)."""
     if callable(obj) and name.startswith("test"):
         register_nodes(collector.config, collected_marks(collector, obj))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    timelines.begin(item)  # before the fixtures: a module-scoped boot is on the first test's timeline
+    run = settings(item.config)
+    if run.record:
+
+        def machines() -> list[Machine]:
+            watch = item.stash.get(DRIVERS_KEY, None)
+            return [m for d in (watch.drivers if watch else []) for m in list(d.machines.values())]
+
+        recording.begin(item, machines, run.output_dir / safe_name(item.nodeid), run.record_interval)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield
+    timelines.end(item)
+    recording.finish(item)  # when the body never ran
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -78,13 +131,35 @@ def pytest_runtest_makereport(
     hide_vmtest_frames(call.excinfo)  # a vmtest error's report starts at the user's line
     outcome = yield
     report = outcome.get_result()
+    videos = recording.finish(item) if report.when == "call" or report.failed else {}
     watch = item.stash.get(DRIVERS_KEY, None)
+    base = htmlreport.report_dir(item.config)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
+        if videos:
+            report.sections.append(("vmtest screen videos", "\n".join(f"{n}: {p}" for n, p in videos.items())))
+            if base is not None:
+                htmlreport.add_extras(report, htmlreport.section_html([], base, None, videos))
         return
-    text = collect(watch.drivers, output_dir(item.config), item.nodeid)
+    drawn = timelines.close_for_failure(item, call, output_dir(item.config) / safe_name(item.nodeid))
+    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
+    text = report_text(machines)
+    if videos:
+        text += "\n\n" + "\n".join(f"{name}: screen video {path}" for name, path in videos.items())
     aborted = [d.aborted for d in watch.drivers if d.aborted]
     if aborted:
         text = f"vmtest: {aborted[0]}; its machines were killed\n\n" + text
+    run = settings(item.config)
+    if run.debug_hook:
+        watch.cancel()  # no global timeout while the user looks
+        pause(item.config, item.nodeid, watch.drivers, output_dir(item.config) / f"continue-{os.getpid()}")
+    if run.keep_on_failure:
+        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
+        text = f"{text}\n\n{kept}" if kept else text
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))
+    if drawn is not None:
+        report.sections.append(("vmtest timeline", f"{drawn.text}\n(picture: {drawn.svg_path})"))
+    if base is not None:  # pytest --html=...: the screenshots inline, the console tails, links to the files
+        svg = drawn.svg if drawn is not None else None
+        htmlreport.add_extras(report, htmlreport.section_html(machines, base, svg, videos))

@@ -205,7 +205,8 @@ def disk_args(name: str, config: MachineConfig, paths: MachinePaths, boot: Boot)
 
 
 def channel_args(paths: MachinePaths, config: MachineConfig | None = None, serial_stdio: bool = False) -> list[str]:
-    """QMP, the serial console, the backdoor's virtio console and the guest agent, each a unix socket
+    """QMP, the serial console, the backdoor's virtio console (hvc0), a second one with a root shell for
+    people (hvc1: ``vmtest attach``, ``shell_interact``) and the guest agent, each a unix socket
     (the serial console on stdio, multiplexed with the monitor, when ``serial_stdio``)."""
     serial = (
         ["-serial", "mon:stdio"]
@@ -229,6 +230,10 @@ def channel_args(paths: MachinePaths, config: MachineConfig | None = None, seria
         f"socket,id=shell,path={paths.shell},server=on,wait=off",
         "-device",
         "virtconsole,chardev=shell,id=backdoor",
+        "-chardev",
+        f"socket,id=attach,path={paths.attach},server=on,wait=off",
+        "-device",
+        "virtconsole,chardev=attach,id=attach",
     ]
     if config is not None and config.virtualisation.qemu.guest_agent:
         args += [

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from pathlib import Path
 
 _ANSI = re.compile(
@@ -46,6 +47,7 @@ class SerialConsole:
         self._cond = threading.Condition()
         self.closed = False
         self._match_from = 0  # index of the first line wait_for has not consumed
+        self._tap: Callable[[bytes], None] | None = None  # console_interact(): raw output as it arrives
 
     def attach(self, sock: socket.socket) -> None:
         """Start reading ``sock`` in a background thread."""
@@ -66,6 +68,9 @@ class SerialConsole:
                     break
                 log_file.write(data)
                 log_file.flush()
+                tap = self._tap
+                if tap is not None:
+                    tap(data)
                 self._feed(data)
         if self._partial:
             self._feed(b"\n")
@@ -144,6 +149,10 @@ class SerialConsole:
                 if left is not None and left <= 0:
                     return None
                 self._cond.wait(left if left is None else min(left, 1.0))
+
+    def tap(self, receiver: Callable[[bytes], None] | None) -> None:
+        """Hand every byte the console prints from now on to ``receiver`` too (None: stop)."""
+        self._tap = receiver
 
     def write(self, data: bytes) -> None:
         if self._sock is None:

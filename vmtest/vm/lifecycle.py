@@ -268,7 +268,7 @@ class VM:
         paths = self.paths
         paths.state_dir.mkdir(parents=True, exist_ok=True)
         paths.xchg.mkdir(exist_ok=True)
-        for sock in (paths.qmp, paths.shell, paths.serial, paths.agent):
+        for sock in (paths.qmp, paths.shell, paths.serial, paths.attach, paths.agent):
             sock.unlink(missing_ok=True)
         paths.qemu_log.write_bytes(b"")
         self.start_path = self._next_path or self._fixed_path or self._choose(self.image, self.accel)

@@ -12,6 +12,7 @@ FILES = {
     "qmp": "qmp.sock",  # QMP
     "shell": "shell.sock",  # the backdoor's virtio console
     "serial": "serial.sock",  # the serial console
+    "attach": "attach.sock",  # the second virtio console: a root shell for people (vmtest attach)
     "agent": "qga.sock",  # qemu-guest-agent's virtio-serial port
     "xchg": "xchg",  # host side of the 9p exchange directory (/tmp/xchg in the guest)
     "qemu_log": "qemu.log",  # QEMU's own stdout and stderr
@@ -27,6 +28,7 @@ class MachinePaths:
     qmp: Path = field(init=False)
     shell: Path = field(init=False)
     serial: Path = field(init=False)
+    attach: Path = field(init=False)
     agent: Path = field(init=False)
     xchg: Path = field(init=False)
     qemu_log: Path = field(init=False)

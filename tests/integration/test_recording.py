@@ -1,0 +1,67 @@
+"""``--vm-record``: the X11 example's screen is recorded into a video that plays (ffprobe reads it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_x11_example_recorded_into_a_video(tmp_path):
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg; ./run installs it)")
+    pytest.importorskip("pytest_html", reason="pytest-html is not installed (it is in vmtest's dev extras)")
+    out = tmp_path / "out"
+    report = tmp_path / "report.html"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "log_cli=false",
+            "examples/test_x11.py",
+            "--vm-record",
+            f"--vm-output-dir={out}",
+            f"--html={report}",
+            "-rA",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    videos = list(out.glob("*/desktop-screen.mp4"))
+    assert len(videos) == 1, (sorted(p.relative_to(out) for p in out.rglob("*")), text[-3000:])
+    video = videos[0]
+    assert not list(video.parent.glob(".frames-*")), "the frames are removed once encoded"
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(video)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    info = json.loads(probe.stdout)
+    stream = info["streams"][0]
+    duration = float(info["format"]["duration"])
+    frames = int(stream["nb_read_frames"])
+    print(f"video {video.name}: {duration:.1f}s, {frames} frames, {stream['width']}x{stream['height']}")
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 1024, 768)
+    assert duration > 5, info
+    assert frames == pytest.approx(duration * 2, abs=1)  # 2 frames per second (--vm-record-interval 0.5)
+    # The report names the video, and the HTML report links it (relative to the report).
+    assert f"desktop: {video}" in text, text[-3000:]
+    assert f"{video.relative_to(tmp_path)}" in report.read_text()

@@ -1,0 +1,102 @@
+"""vmtest.core.supervisor with real processes (``sleep`` stands in for QEMU): a child dies with the run
+unless it has a ticket, and never outlives its ticket's deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vmtest.core.proc import keep_ticket
+from vmtest.vm import keep
+
+# A short-lived "pytest run": spawns `sleep` supervised, prints the supervisor's pid, optionally writes a
+# ticket, and exits.
+RUN = """
+import logging, sys, time
+from pathlib import Path
+from vmtest.core import proc
+from vmtest.vm import keep
+proc.supervise_children(True)
+out = Path(sys.argv[1])
+p = proc.spawn(["sleep", "600"], logger=logging.getLogger("t"), stdout=out)
+print(p.pid, flush=True)
+time.sleep(0.5)
+if sys.argv[2] != "-":
+    keep.write_ticket(out, time.time() + float(sys.argv[2]), [sys.argv[3]])
+"""
+
+
+def _run(tmp_path: Path, keep_for: str, remove: Path | None = None) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path / "child.log"), keep_for, str(remove or "")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(out.stdout.split()[0])
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while keep.is_supervisor(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_without_a_ticket_the_child_dies_with_the_run(tmp_path: Path) -> None:
+    pid = _run(tmp_path, "-")
+    assert _gone(pid, 5)
+
+
+def test_a_ticket_keeps_the_child_until_its_deadline_then_removes_its_paths(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    pid = _run(tmp_path, "3", state)
+    try:
+        time.sleep(1.0)
+        assert keep.is_supervisor(pid), "the kept child died with the run"
+        assert _children_of(pid), "the supervisor has no child"
+        assert _gone(pid, 10), "the kept child outlived its deadline"
+        assert not state.exists()
+    finally:
+        if keep.is_supervisor(pid):
+            os.killpg(pid, 9)
+
+
+def test_registry_lists_finds_and_kills(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    pid = _run(tmp_path, "120", state)
+    root = tmp_path / "kept"
+    try:
+        entry = keep.Kept("web-1", "web", "t.py::x", pid, "/none", str(state), time.time() + 120, remove=[str(state)])
+        keep.register(root, entry)
+        keep.register(root, keep.Kept("old-2", "old", "t.py::y", 2**22 + 7, "/none", "/none", 0.0))  # ended
+        assert [k.id for k in keep.listing(root)] == ["web-1"]
+        assert keep.find(root, "web") == entry
+        keep.kill(root, entry)
+        assert not keep.is_supervisor(pid)
+        assert keep.listing(root) == [] and not state.exists()
+    finally:
+        if keep.is_supervisor(pid):
+            os.killpg(pid, 9)
+
+
+def test_ticket_is_json_with_deadline(tmp_path: Path) -> None:
+    keep.write_ticket(tmp_path / "qemu.log", 123.0, ["/x"])
+    got = json.loads(keep_ticket(tmp_path / "qemu.log").read_text())
+    assert got == {"deadline": 123.0, "remove": ["/x"], "rmdir": []}

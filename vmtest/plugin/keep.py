@@ -1,0 +1,82 @@
+"""``--vm-keep-on-failure``: a failed test's running machines stay up after it, for ``--vm-keep-for``.
+
+At the failure (before the test's teardown), each running machine's supervisor gets a ticket with the
+deadline (:mod:`vmtest.core.supervisor`), the machine is entered in the registry
+(:mod:`vmtest.vm.keep`) and let go by this run: its channels are closed, its QEMU is no longer this
+run's to kill and its state directory is no longer this run's to remove. Its VLAN switches are kept
+the same way (a kept machine keeps its network). The report says how to attach and how to end them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from vmtest.config.settings import Settings
+from vmtest.net.driver import Driver
+from vmtest.vm import keep
+from vmtest.vm.lifecycle import VM
+
+
+def _let_go(vm: VM) -> None:
+    """This run no longer owns ``vm``'s QEMU and state directory (release() leaves them alone)."""
+    with vm._lock:
+        vm._close_channels()
+        vm.process = None
+        vm._own_state_dir = False
+
+
+def keep_drivers(drivers: list[Driver], run: Settings, test: str) -> list[keep.Kept]:
+    """Keep the running machines of ``drivers`` (and their switches) for ``run.keep_for`` seconds."""
+    deadline = time.time() + run.keep_for
+    root = keep.registry(run.cache_dir)
+    kept: list[keep.Kept] = []
+    for driver in drivers:
+        running = {name: m.vm for name, m in driver.machines.items() if m.vm.is_running() and m.vm.pid is not None}
+        if not running:
+            continue
+        owned = driver._own_state_root  # a temporary network directory: it goes when its machines end
+        rmdir = [str(driver.state_root)] if owned else []
+        switch_pids = []
+        for switch in driver.switches.values():
+            if switch.process is not None and switch.process.poll() is None:
+                keep.write_ticket(switch.directory / "switch.log", deadline, [str(switch.directory)] * owned, rmdir)
+                switch_pids.append(switch.process.pid)
+                switch.process = None  # no longer this run's to stop
+        driver._own_state_root = False
+        for name, vm in running.items():
+            assert vm.pid is not None and vm.state_dir is not None
+            own = owned or (vm._own_state_dir and not vm.keep_state)
+            entry_id = f"{name}-{vm.pid}"
+            entry = keep.Kept(
+                id=entry_id,
+                name=name,
+                test=test,
+                pid=vm.pid,
+                attach=str(vm.paths.attach),
+                state_dir=str(vm.state_dir),
+                deadline=deadline,
+                switches=switch_pids,
+                remove=[str(vm.state_dir)] * own + [str(root / f"{entry_id}.json")],
+                rmdir=rmdir,
+            )
+            keep.register(root, entry)
+            keep.write_ticket(vm.paths.qemu_log, deadline, entry.remove, entry.rmdir)
+            _let_go(vm)
+            kept.append(entry)
+    return kept
+
+
+def report(kept: list[keep.Kept], run: Settings) -> str:
+    """What the failure report says about the kept machines: per node, how to attach and how to end it."""
+    if not kept:
+        return ""
+    same = run.cache_dir == Settings.from_environment().cache_dir  # what the vmtest command finds by itself
+    cache = "" if same else f" --cache-dir {shlex.quote(str(run.cache_dir))}"
+    minutes = run.keep_for / 60
+    lines = [f"kept running for {minutes:g} min (--vm-keep-for), then killed:"]
+    for k in kept:
+        lines.append(f"  {k.name}: attach a root shell: vmtest{cache} attach {k.id}   (Ctrl-] detaches)")
+        lines.append(f"  {k.name}: end it now:          vmtest{cache} kill {k.id}")
+    lines.append(f"  all kept machines: vmtest{cache} ps; vmtest{cache} kill --all")
+    return "\n".join(lines)
