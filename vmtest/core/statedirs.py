@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.core import keptdisks
 from vmtest.core.cache import Cache, disk_usage
 
 OWNER_FILE = ".vmtest-owner"
@@ -144,9 +145,11 @@ def sweep(logger: logging.Logger, parent: Path | None = None, prefix: str = PREF
 
 
 def sweep_leftovers(cache: Cache, logger: logging.Logger) -> tuple[int, int]:
-    """Everything killed runs left on this host: orphaned state directories (:func:`sweep`) and the
-    cache's partial builds (:meth:`Cache.sweep_partial`). Returns (how many, bytes freed)."""
+    """Everything killed runs left on this host: orphaned state directories (:func:`sweep`), references
+    of disks that are gone (:mod:`vmtest.core.keptdisks`) and the cache's partial builds
+    (:meth:`Cache.sweep_partial`). Returns (how many, bytes freed)."""
     count, freed = sweep(logger)
+    keptdisks.needed(cache.refs)  # drops the references of disks that are gone (a run's temporary overlays)
     removed = cache.sweep_partial()
     if removed:
         size = sum(s for _, s in removed)
