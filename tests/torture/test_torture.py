@@ -228,7 +228,8 @@ def test_two_sessions_building_one_key_build_once(tmp_path: Path, vm_image_store
         target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
         procs = [build(target, cache) for _ in range(2)]
         outs = [p.communicate(timeout=1800)[0] for p in procs]
-        built = sum(len(re.findall(r"mmdebstrap \S+ with", out)) for out in outs)
+        # the section's opening line (its closing one reads "(done: mmdebstrap ...)")
+        built = sum(len(re.findall(r"(?<!done: )mmdebstrap \S+ with \d+ extra", out)) for out in outs)
         ok = all(p.returncode == 0 for p in procs) and built == 1
         figures.trial(ok, note=f"trial {trial}: {built} builds; " + " | ".join(o[-500:] for o in outs))
     figures.write()
@@ -248,6 +249,7 @@ def test_faults_have_fast_named_errors(tmp_path: Path) -> None:
             timeout=1800,
         )
         runs += 1
+        (RESULTS.parent / f"torture-faults-{runs}.log").write_text(done.stdout + done.stderr)
         for what, seconds in re.findall(r"FAULT (.+): error after ([\d.]+)s", done.stdout):
             worst[what] = max(worst.get(what, 0.0), float(seconds))
         for name in re.findall(r"FAILED \S+::(\S+)", done.stdout):
