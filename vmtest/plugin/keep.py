@@ -16,6 +16,7 @@ import shlex
 import time
 
 from vmtest.config.settings import Settings
+from vmtest.core import statedirs
 from vmtest.net.driver import Driver
 from vmtest.plugin.fixtures import SHARED
 from vmtest.vm import keep
@@ -51,6 +52,12 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 switch_pids.append(switch.process.pid)
                 switch.process = None  # no longer this run's to stop
         driver._own_state_root = owned and dry_run
+        if not dry_run:
+            # the leftover sweep of later runs must leave these directories alone while a kept process lives
+            statedirs.hand_over(driver.state_root, [*switch_pids, *(vm.pid for vm in running.values() if vm.pid)])
+            for vm in running.values():
+                if vm.state_dir is not None and vm.pid is not None:
+                    statedirs.hand_over(vm.state_dir, [vm.pid])
         for name, vm in running.items():
             assert vm.pid is not None and vm.state_dir is not None
             own = owned or (vm._own_state_dir and not vm.keep_state)
