@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -248,3 +249,30 @@ def test_debug_hook_pauses_with_the_machines_running(tmp_path):
         run.close(force=True)
     assert run.exitstatus == 1
     assert gone(ours) == set()
+
+
+def test_keep_on_failure_a_killed_run_leaves_nothing(tmp_path):
+    """With --vm-keep-on-failure children are supervised instead of dying by PR_SET_PDEATHSIG: a run
+    killed with SIGKILL (so nothing was kept) still takes its QEMU and its supervisor with it."""
+    test_file = tmp_path / "test_victim.py"
+    test_file.write_text(
+        "import time\nfrom vmtest import MachineConfig\n\n"
+        "def test_victim(vm_factory):\n"
+        "    vm = vm_factory('victim', MachineConfig())\n"
+        "    vm.succeed('true')\n"
+        "    print('VM-UP', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    run = spawn(
+        sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "--vm-keep-on-failure", str(test_file)
+    )
+    try:
+        run.expect_exact("VM-UP", timeout=900)
+        ours = descendants(run.pid)
+        assert len({p for p in ours if "vmtest.core.supervisor" in _cmdline(p)}) == 1
+        assert len({p for p in ours if _cmdline(p).startswith("qemu-system")}) == 1
+        os.kill(run.pid, signal.SIGKILL)
+        run.expect(pexpect.EOF, timeout=30)
+    finally:
+        run.close(force=True)
+    assert gone(ours, within=10) == set()

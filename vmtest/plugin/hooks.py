@@ -21,6 +21,7 @@ the NixOS script globals (``start_all``, ``subtest``, ...) in
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 
 import pluggy
@@ -33,14 +34,14 @@ from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import find_ffmpeg
-from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, recording, split, timelines
+from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, progress, recording, split, timelines
 from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.keep import keep_drivers
 from vmtest.plugin.keep import report as keep_report
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import safe_name, save_machines
+from vmtest.plugin.report import clear, safe_name, save_machines
 from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
 from vmtest.plugin.subtests import split_junit_subtests
@@ -52,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
+    progress.install(config)
     config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
     config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
@@ -109,6 +111,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    clear(output_dir(item.config), item.nodeid)  # its directory holds only what this run leaves
     timelines.begin(item)  # before the fixtures: a module-scoped boot is on the first test's timeline
     run = settings(item.config)
     if run.record:
@@ -149,7 +152,9 @@ def pytest_runtest_makereport(
                 htmlreport.add_extras(report, htmlreport.section_html([], base, None, videos))
         return
     drawn = timelines.close_for_failure(item, call, output_dir(item.config) / safe_name(item.nodeid))
-    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
+    error = call.excinfo.value if call.excinfo is not None else None
+    began = time.monotonic() - call.duration
+    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid, error, began)
     text = report_text(machines)
     if videos:
         text += "\n\n" + "\n".join(f"{name}: screen video {path}" for name, path in videos.items())

@@ -12,10 +12,8 @@ next tests of that scope still use them.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
-from pathlib import Path
 
 from vmtest.config.settings import Settings
 from vmtest.core import statedirs
@@ -31,14 +29,6 @@ def _let_go(vm: VM) -> None:
         vm._close_channels()
         vm.process = None
         vm._own_state_dir = False
-
-
-def _hand_over(directory: Path, pid: int | None) -> None:
-    """Name supervisor ``pid`` the owner of ``directory`` (:mod:`vmtest.core.statedirs`): this run ends
-    before it, and another run's sweep of leftovers must not remove a kept machine's files."""
-    if pid is not None and (directory / statedirs.OWNER_FILE).exists():
-        owner = {"pid": pid, "start": statedirs.process_start(pid)}
-        (directory / statedirs.OWNER_FILE).write_text(json.dumps(owner) + "\n")
 
 
 def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool = False) -> list[keep.Kept]:
@@ -62,8 +52,12 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 switch_pids.append(switch.process.pid)
                 switch.process = None  # no longer this run's to stop
         driver._own_state_root = owned and dry_run
-        if owned and not dry_run:  # the sweep of leftovers must see a live owner while any of it is kept
-            _hand_over(driver.state_root, switch_pids[0] if switch_pids else next(iter(running.values())).pid)
+        if not dry_run:
+            # the leftover sweep of later runs must leave these directories alone while a kept process lives
+            statedirs.hand_over(driver.state_root, [*switch_pids, *(vm.pid for vm in running.values() if vm.pid)])
+            for vm in running.values():
+                if vm.state_dir is not None and vm.pid is not None:
+                    statedirs.hand_over(vm.state_dir, [vm.pid])
         for name, vm in running.items():
             assert vm.pid is not None and vm.state_dir is not None
             own = owned or (vm._own_state_dir and not vm.keep_state)
@@ -81,8 +75,6 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 rmdir=rmdir,
             )
             if not dry_run:
-                if vm._own_state_dir and not vm.keep_state:
-                    _hand_over(vm.state_dir, vm.pid)
                 keep.register(root, entry)
                 keep.write_ticket(vm.paths.qemu_log, deadline, entry.remove, entry.rmdir)
                 _let_go(vm)
