@@ -64,8 +64,8 @@ def remove_paths(paths: object, empty_dirs: object = None) -> None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def end(ticket_path: Path) -> None:
-    remove(read_ticket(ticket_path))
+def end(ticket: dict[str, object] | None) -> None:
+    remove(ticket)
     os.killpg(0, signal.SIGKILL)
 
 
@@ -78,11 +78,11 @@ def main(argv: list[str]) -> int:
     stdin_pipe = "--stdin-pipe" in argv[2:split]
     command = argv[split + 1 :]
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: end(ticket))
+        signal.signal(sig, lambda *_: end(read_ticket(ticket)))
     signal.signal(signal.SIGUSR1, lambda *_: None)  # the parent died: the loop looks at once
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
     if os.getppid() != parent:
-        end(ticket)
+        end(None)
     read_end, write_end = os.pipe() if stdin_pipe else (-1, -1)  # a stdin that never ends (vde_switch)
     me = os.getpid()
     pid = os.fork()
@@ -101,16 +101,19 @@ def main(argv: list[str]) -> int:
         except OSError as exc:
             print(f"vmtest: cannot run {command[0]}: {exc}", file=sys.stderr)
             os._exit(127)
+    kept: dict[str, object] | None = None
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            remove(read_ticket(ticket))
+            remove(kept)
             return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-        kept = read_ticket(ticket)
+        # Once kept, kept until the deadline: a ticket removed meanwhile (its directory swept by an older
+        # vmtest that does not know kept machines) does not end the machine early.
+        kept = read_ticket(ticket) or kept
         if kept is not None and time.time() >= float(kept["deadline"]):  # type: ignore[arg-type]
-            end(ticket)
+            end(kept)
         if kept is None and os.getppid() != parent:
-            end(ticket)
+            end(None)
         time.sleep(POLL)
 
 
