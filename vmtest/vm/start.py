@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import progress
 from vmtest.core.contract import CERTS_NAME, SETUP_DONE, SETUP_NAME, SETUP_UNIT
 from vmtest.core.errors import LaunchError
 from vmtest.image import BootImage
@@ -126,8 +127,9 @@ def prepare_host(vm: Starting, script: str, base: Path | None = None, fresh: boo
 def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
     """The backdoor's banner (the guest booted to it), then a check that the per-run set-up succeeded.
     Used by a cold boot, the boot before a snapshot is saved and after every reboot."""
-    release = channels.shell.wait_ready(timeout, vm.is_running)
-    result = channels.shell.run(SETUP_CHECK, 60)
+    with progress.activity(vm.name, "booting"):
+        release = channels.shell.wait_ready(timeout, vm.is_running)
+        result = channels.shell.run(SETUP_CHECK, 60)
     if result.status != 0:
         raise setup_failed(
             vm,
