@@ -43,7 +43,8 @@ def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Itera
     """A timed log section: logs ``msg``, indents what happens inside, then the time taken."""
     log(logger, msg, level=level)
     progress.step(msg)  # a step of the progress activity this runs in, if any
-    spans = timeline.begin(logger.name, msg, _depth.get())
+    # DEBUG sections (a cached kernel looked up) are details, not steps of the test's timeline
+    spans = timeline.begin(logger.name, msg, _depth.get()) if level > logging.DEBUG else []
     token = _depth.set(_depth.get() + 1)
     start = time.monotonic()
     ok = False

@@ -88,6 +88,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     supervise_children(False)
 
 
+KEEP_KEY = pytest.StashKey[bool]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings(config).interactive:
         interactive.check_selection(items)
@@ -122,6 +125,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    watch = item.stash.get(DRIVERS_KEY, None)
+    if item.stash.get(KEEP_KEY, False) and watch is not None:
+        # --vm-keep-on-failure: keep a failed test's machines before its fixtures release them.
+        recording.finish(item)
+        keep_drivers(watch.drivers, settings(item.config), item.nodeid)
     yield
     timelines.end(item)
     recording.finish(item)  # when the body never ran
@@ -158,8 +166,9 @@ def pytest_runtest_makereport(
         watch.cancel()  # no global timeout while the user looks
         pause(item.config, item.nodeid, watch.drivers, output_dir(item.config) / f"continue-{os.getpid()}")
     if run.keep_on_failure:
-        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
+        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid, dry_run=True), run)
         text = f"{text}\n\n{kept}" if kept else text
+        item.stash[KEEP_KEY] = True  # kept at the start of the teardown (after --pdb, say)
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))

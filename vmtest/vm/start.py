@@ -30,6 +30,7 @@ from vmtest.vm import disks, guestsetup
 from vmtest.vm.argv import Launch
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths
+from vmtest.vm.tpm import Swtpm
 
 # Once booted, the kernel prints only errors and worse on the console (its boot chatter - drm, ACPI,
 # floppy - would interleave with what a test prints there and fill the console tails of errors);
@@ -153,9 +154,14 @@ class ColdBoot:
 
     def __init__(self, fresh: bool = False) -> None:
         self.fresh = fresh
+        self.tpm: Swtpm | None = None  # tpm.enable: this launch's swtpm
 
     def prepare(self, vm: Starting) -> Launch:
         prepare_host(vm, setup_script(vm), fresh=self.fresh)
+        tpm = vm.config.virtualisation.tpm
+        if tpm.enable:
+            self.tpm = Swtpm(vm.name, tpm, vm.paths, vm.logger)
+            self.tpm.start()
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
@@ -165,4 +171,6 @@ class ColdBoot:
         return wait_for_boot(vm, channels, timeout)
 
     def close(self) -> None:
-        pass
+        if self.tpm is not None:
+            self.tpm.stop()
+            self.tpm = None
