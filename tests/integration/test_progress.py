@@ -60,7 +60,7 @@ def test_plain_progress_lines_in_a_pipe_and_none_with_q(tmp_path, nonce):
     assert any(line.startswith("test_user.py::test_boots PASSED") for line in lines[done:])
     # -q: nothing extra (the image is cached now; the machine still boots).
     quiet = _pytest(tmp_path, env, "-q")
-    assert "vmtest:" not in quiet and "1 passed" in quiet
+    assert "vmtest: server" not in quiet and "vmtest: image " not in quiet and "1 passed" in quiet
 
 
 def test_progress_lines_redrawn_on_a_terminal(tmp_path, nonce):
