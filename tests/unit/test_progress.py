@@ -151,3 +151,42 @@ def test_the_plugin_shows_progress_in_a_users_project(tmp_path) -> None:
     assert lines[start + 3].startswith("test_emitter.py::test_emits PASSED")
     assert "vmtest: server" not in _run_pytest(tmp_path, "-q")
     assert "vmtest: server" not in _run_pytest(tmp_path, "-v", "-o", "log_cli=true")
+
+
+SLOW = """
+import time
+from vmtest.core import progress
+
+def test_slow():
+    with progress.activity("server", "booting"):
+        time.sleep(60)
+"""
+
+
+def test_ctrl_c_ends_a_run_at_once_while_the_terminal_line_ticks(tmp_path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    import pexpect
+
+    (tmp_path / "test_slow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_") and k != "CI"}
+    env["TERM"] = "xterm"
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "pytest", "-p", "no:cacheprovider", "-v", "test_slow.py"],
+        cwd=str(tmp_path),
+        env=env,
+        dimensions=(30, 120),
+        timeout=30,
+    )
+    child.expect(r"vmtest: server: booting \(2s\)")  # the ticker thread redraws the line
+    sent = time.monotonic()
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    took = time.monotonic() - sent
+    child.close()
+    assert took < 5, took
+    assert "KeyboardInterrupt" in child.before.decode(errors="replace")
