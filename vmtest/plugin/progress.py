@@ -20,6 +20,7 @@ import pytest
 
 from vmtest.core import progress
 from vmtest.core.progress import Event
+from vmtest.core.threads import signals_to_main
 
 TICK = 1.0  # seconds between redraws of a running line on a terminal
 PREFIX = "vmtest: "
@@ -108,7 +109,8 @@ class Display:
             # A daemon that only redraws: it never holds up the end of a run, and Ctrl-C reaches the
             # main thread as ever.
             self._ticker = threading.Thread(target=self._tick, name="vmtest-progress", daemon=True)
-            self._ticker.start()
+            with signals_to_main():
+                self._ticker.start()
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK):
