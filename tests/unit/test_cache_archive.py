@@ -109,3 +109,51 @@ def test_another_qemu_keeps_images_and_skips_snapshots(source: Cache, tmp_path: 
     assert status["snapshots"] == "skipped: made by A, this host has B"
     assert target.lookup("snapshots", "s1") is None
     assert target.lookup("images", "i1") is not None
+
+
+def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path) -> None:
+    import subprocess
+
+    source = Cache(tmp_path / "source")
+    fill(source, "images", "i1", {}, {"kernel_key": "k1"})
+    base = source.path("images", "i1") / "root.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
+    fill(source, "snapshots", "s1", {"state": b"m"}, {"image_key": "i1", "qemu": "A"})
+    disk = source.path("snapshots", "s1") / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
+    out = tmp_path / "a.tar.xz"
+    write_archive(source, [("images", "i1"), ("snapshots", "s1")], out, LOG)
+    target = Cache(tmp_path / "target")
+    accept, fixup = import_policy(target, "A")
+    assert {o.status for o in read_archive(target, out, LOG, accept, fixup)} == {"installed"}
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(target.path("snapshots", "s1") / "disk.qcow2")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["backing-filename"] == str(target.path("images", "i1") / "root.qcow2")
+
+
+def test_export_to_a_directory_writes_one_archive_per_entry(
+    source: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vmtest cache export -o DIR/``: the remote-cache layout DIR/KIND/KEY.tar.zst, kernel included,
+    snapshots left out; a file name gets one archive with the snapshot."""
+    from vmtest import MachineConfig
+    from vmtest.cli import cachecmd
+    from vmtest.cli.main import main
+    from vmtest.image.selection import ImageNeed
+
+    monkeypatch.setattr(cachecmd, "selection", lambda args: [ImageNeed("i1", MachineConfig(), ["t::m"])])
+    out = tmp_path / "served"
+    assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", f"{out}/"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tar.*")) == [
+        "images/i1.tar.zst",
+        "kernels/k1.tar.zst",
+    ]
+    single = tmp_path / "all.tar.xz"
+    assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", str(single)]) == 0
+    target = Cache(tmp_path / "target")
+    installed = read_archive(target, single, LOG)
+    assert [(o.kind, o.key) for o in installed] == [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")]

@@ -79,8 +79,8 @@ def test_a_corrupt_entry_on_the_server_is_rejected_with_the_reason(
     with caplog.at_level(logging.INFO):
         assert not remote.fetch(target, url, "kernels", "k1", LOG)
     assert re.search(
-        r"rejected kernels/k1 from http://127\.0\.0\.1:\d+/store/kernels/k1\.tar\.xz: .*modules/x\.ko "
-        r"does not match the manifest.*building it locally",
+        r"remote cache: rejected cache entry kernels/k1 from http://127\.0\.0\.1:\d+/store/kernels/k1\.tar\.xz: "
+        r"modules/x\.ko does not match the manifest.*building it locally",
         caplog.text,
     )
     assert target.lookup("kernels", "k1") is None

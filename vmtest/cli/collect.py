@@ -12,6 +12,7 @@ not seen.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 from collections.abc import Sequence
 
@@ -46,6 +47,8 @@ def collect_configs(paths: Sequence[str], pytest_args: Sequence[str] = ()) -> li
     collector = _Collector()
     out = io.StringIO()
     argv = [*paths, *pytest_args, "--collect-only", "-q", "-p", "no:cacheprovider"]
+    if importlib.util.find_spec("xdist") is not None:
+        argv += ["-n", "0"]  # collect here, not in xdist workers (an ini's addopts may say -n)
     with contextlib.redirect_stdout(out):
         status = pytest.main(argv, plugins=[collector])
     if status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):

@@ -70,11 +70,8 @@ def fetch(cache: Cache, base: str, kind: str, key: str, logger: logging.Logger) 
                     source=url,
                 )
             except (CacheError, HostError, tarfile.TarError, lzma.LZMAError, EOFError, OSError) as exc:
-                log(
-                    logger,
-                    f"remote cache: rejected {kind}/{key} from {url}: {exc}; building it locally",
-                    level=logging.WARNING,
-                )
+                what = str(exc) if isinstance(exc, CacheError) else f"cache entry {kind}/{key} from {url}: {exc}"
+                log(logger, f"remote cache: rejected {what}; building it locally", level=logging.WARNING)
                 return False
             if cache.lookup(kind, key) is None:
                 log(logger, f"remote cache: {url} does not hold {kind}/{key}; building it locally")

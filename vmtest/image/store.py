@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
+from vmtest.core import progress
 from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
@@ -79,7 +81,8 @@ class ImageStore:
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
         # a read-only remote cache asked before building (the cache_url setting; None: VMTEST_CACHE_URL, if set)
-        self.cache_url = Settings.check("cache_url", cache_url) if cache_url else Settings.from_environment().cache_url
+        url = cache_url or os.environ.get(Settings.names("cache_url").env) or None
+        self.cache_url: str | None = Settings.check("cache_url", url) if url else None
         self._rebuilt: set[str] = set()
         # image key -> how this store got it: "cache", "fetched" (remote cache) or "built" (summary())
         self.origins: dict[str, str] = {}
@@ -151,7 +154,10 @@ class ImageStore:
                 "inputs": config.image_inputs(),
             }
 
-        with nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"):
+        with (
+            progress.activity(f"image {config.suite}: {label}", f"building image {key[:12]}"),
+            nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"),
+        ):
             path = self.cache.build("images", key, builder, self.logger)
         self.origins.setdefault(key, "cache")  # another process built it while we waited
         return self._boot_image(key, path, kernel)

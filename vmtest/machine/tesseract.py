@@ -80,7 +80,7 @@ def tesseract_wrapper() -> str:
         if os.access(path, os.X_OK):
             return str(path)
         script = path.read_bytes()
-    tmp = tempfile.mkdtemp(prefix="vmtest-tesseract-")  # mode 0700, a fresh name
+    tmp = str(statedirs.make("vmtest-tesseract-"))  # mode 0700, a fresh name, swept if we are killed
     creator = os.getpid()
 
     def remove() -> None:

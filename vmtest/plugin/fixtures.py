@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     return store
 
 
+# Drivers shared by the tests of a module or class (--vm-keep-on-failure keeps only a test's own).
+SHARED: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
 class _Drivers:
     """Drivers shared by the tests of one scope (module or class), released at its end."""
 
@@ -102,6 +107,7 @@ class _Drivers:
             if known is nodes or known == nodes:
                 return driver
         driver = make()
+        SHARED.add(driver)
         self.by_nodes.append((nodes, driver))
         return driver
 

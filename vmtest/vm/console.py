@@ -24,6 +24,9 @@ _ANSI = re.compile(
 )
 
 
+BEFORE_LINES = 5  # lines quoted from before a call that printed none (context, not the boot's chatter)
+
+
 def clean_line(raw: bytes) -> str:
     """One console line as text: decoded, without CR and escape sequences."""
     text = raw.decode(errors="replace").replace("\r", "")
@@ -121,7 +124,7 @@ class SerialConsole:
         if partial is not None:
             lines = (lines + [partial])[-n:]
         if since is not None and not lines:
-            before = self.tail(max(n - 1, 1))
+            before = self.tail(min(n, BEFORE_LINES))
             return ["(no console output since this call began; the last lines before it:)", *before] if before else []
         return lines
 

@@ -1,0 +1,105 @@
+"""The read-only remote cache against a local ``python -m http.server`` on 127.0.0.1 serving an exported store:
+a missing image is fetched and verified instead of built; a corrupt one is rejected, with the reason, and built."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmtest import MachineConfig
+from vmtest.core.archive import MANIFEST, describe_entry, write_archive
+from vmtest.image import ImageStore
+
+pytestmark = pytest.mark.integration
+
+CONFIG = MachineConfig(packages=["curl"], files={"/etc/motd": "hello from vmtest\n"})  # examples/test_smoke.py's
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    root = tmp_path / "served"
+    (root / "store").mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"port (\d+)", proc.stdout.readline())
+        assert match, "http.server did not say its port"
+        yield root / "store", f"http://127.0.0.1:{match.group(1)}/store"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def corrupt_copy(store: ImageStore, kind: str, key: str, out: Path) -> None:
+    """The entry as an archive whose manifest is right but whose root.qcow2 has one flipped byte."""
+    record = describe_entry(store.cache, kind, key)
+    zstd = subprocess.Popen(["zstd", "-q", "-T0", "-1", "-c"], stdin=subprocess.PIPE, stdout=out.open("wb"))
+    assert zstd.stdin is not None
+    with tarfile.open(fileobj=zstd.stdin, mode="w|") as tar:
+        blob = json.dumps({"format": 1, "entries": [record]}).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+        for f in record["files"]:
+            data = bytearray((store.cache.path(kind, key) / f["path"]).read_bytes())
+            data[len(data) // 2] ^= 0x40
+            info = tarfile.TarInfo(f"{kind}/{key}/{f['path']}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(bytes(data)))
+    zstd.stdin.close()
+    assert zstd.wait() == 0
+
+
+def test_fetched_when_good_built_when_corrupt(
+    store: ImageStore, server: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    served, url = server
+    image = store.get(CONFIG)  # in the shared cache (built there once if missing)
+    kernel_key = json.loads((store.cache.path("images", image.key) / "meta.json").read_text())["kernel_key"]
+    (served / "kernels").mkdir()
+    (served / "images").mkdir()
+    log = logging.getLogger("vmtest.test.remote")
+    write_archive(store.cache, [("kernels", kernel_key)], served / "kernels" / f"{kernel_key}.tar.zst", log)
+    write_archive(store.cache, [("images", image.key)], served / "images" / f"{image.key}.tar.zst", log)
+
+    # an empty cache: kernel and image come from the server, nothing is built
+    fetched = ImageStore(tmp_path / "cache-a", cache_url=url)
+    with caplog.at_level(logging.INFO):
+        got = fetched.get(CONFIG)
+    assert got.key == image.key and fetched.origins == {image.key: "fetched"}
+    assert f"fetched kernels/{kernel_key}" in caplog.text and f"fetched images/{image.key}" in caplog.text
+    assert "mmdebstrap" not in caplog.text
+    with open(got.disk, "rb") as disk:
+        assert disk.read(4) == b"QFI\xfb"
+
+    # the server's image is corrupt: rejected with the file and the reason, then built locally
+    corrupt_copy(store, "images", image.key, served / "images" / f"{image.key}.tar.zst")
+    local = tmp_path / "cache-b"
+    local.mkdir()
+    (local / "debs").symlink_to(store.cache.debs)  # the packages are on this host already: no download
+    caplog.clear()
+    built = ImageStore(local, cache_url=url)
+    with caplog.at_level(logging.INFO):
+        again = built.get(CONFIG)
+    assert re.search(
+        rf"remote cache: rejected cache entry images/{image.key} from {re.escape(url)}/images/{image.key}\.tar\.zst: "
+        r"root\.qcow2 does not match the manifest.*building it locally",
+        caplog.text,
+    ), caplog.text[-3000:]
+    assert built.origins == {image.key: "built"} and again.key == image.key
+    assert "mmdebstrap" in caplog.text
+    assert not [p for p in (local / "tmp").iterdir() if p.name.startswith(("download-", "images-"))]
