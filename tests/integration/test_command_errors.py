@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vmtest import CommandFailed, MachineConfig
+from vmtest import CommandFailed, MachineConfig, Timeout
 
 NOTE = "(no console output since this call began; the last lines before it:)"
 
@@ -64,3 +64,7 @@ def test_execute_result_carries_stderr_and_elapsed(vm_factory):
     with pytest.raises(CommandFailed) as info:
         vm.fail("echo warning-text >&2; true")
     assert "--- stderr ---\nwarning-text" in str(info.value)
+    # A wait that runs out of time quotes the last try's stderr.
+    with pytest.raises(Timeout) as waited:
+        vm.wait_until_succeeds("cat /etc/never-there", timeout=3)
+    assert "stderr 'cat: /etc/never-there: No such file or directory\\n'" in str(waited.value)
