@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from vmtest.config.machine import MachineConfig
-from vmtest.core.errors import ConfigError
+from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.snapshot import ineligible
-from vmtest.vm.tpm import swtpm_argv
+from vmtest.vm.tpm import Swtpm, swtpm_argv
 
 PVH = Boot(kernel=Path("/cache/kernels/k1/vmlinux"), initrd=Path("/cache/kernels/k1/initrd"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))
@@ -96,3 +97,18 @@ def test_firmware_and_tpm_machines_are_never_snapshotted(tmp_path: Path) -> None
     rom = tmp_path / "fw.rom"
     rom.write_bytes(b"x")
     assert "bios" in (ineligible("m1", MachineConfig(virtualisation={"bios": str(rom)}), paths) or "")
+
+
+def test_provisioning_runs_once_on_a_new_state_and_its_failure_names_the_option(tmp_path: Path) -> None:
+    logger = logging.getLogger("test")
+    paths = MachinePaths(tmp_path)
+    cmd = 'echo x >> "$TPM_STATE_DIR/ran"'
+    tpm = MachineConfig(virtualisation={"tpm": {"enable": True, "provisioning": cmd}}).virtualisation.tpm
+    Swtpm("m1", tpm, paths, logger).provision()
+    Swtpm("m1", tpm, paths, logger).provision()  # the state exists: not again
+    assert (paths.tpm_state / "ran").read_text() == "x\n"
+    bad = MachineConfig(virtualisation={"tpm": {"enable": True, "provisioning": "exit 3"}}).virtualisation.tpm
+    with pytest.raises(LaunchError) as info:
+        Swtpm("m2", bad, MachinePaths(tmp_path / "other"), logger).provision()
+    assert "virtualisation.tpm.provisioning" in str(info.value) and "exit status 3" in str(info.value)
+    assert not (tmp_path / "other" / "tpm" / ".vmtest-provisioned").exists()  # tried again next start

@@ -155,8 +155,8 @@ class ImageStore:
             }
 
         with (
-            progress.activity(f"image {config.suite}: {label}", f"building image {key[:12]}"),
             nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"),
+            progress.activity(f"image {config.suite}: {label}", f"building image {key[:12]}"),
         ):
             path = self.cache.build("images", key, builder, self.logger)
         self.origins.setdefault(key, "cache")  # another process built it while we waited

@@ -17,6 +17,7 @@ import pytest
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError
+from vmtest.core.threads import signals_to_main
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
@@ -51,7 +52,8 @@ class Watch:
         if self._timer is None:
             self._timer = threading.Timer(self.limit, self._expire)
             self._timer.daemon = True
-            self._timer.start()
+            with signals_to_main():
+                self._timer.start()
 
     def _expire(self) -> None:
         for driver in self.drivers:

@@ -53,7 +53,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "vmtest-fixtures")
-    progress.install(config)
     config.pluginmanager.register(nixos_globals, "vmtest-nixos-globals")
     config.pluginmanager.register(split, "vmtest-split")
     config.addinivalue_line("markers", "integration: boots real QEMU guests (slow)")
@@ -67,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
+    progress.install(session.config)  # (here: pytest's terminal reporter exists by now)
     sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
     if run.record:
         try:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
 from vmtest.core import progress
 from vmtest.core.progress import Event
+from vmtest.core.threads import signals_to_main
 
 TICK = 1.0  # seconds between redraws of a running line on a terminal
 PREFIX = "vmtest: "
@@ -40,19 +43,27 @@ def live_logging(config: pytest.Config) -> bool:
 class Display:
     """The progress lines of the running test on ``reporter``'s terminal (thread-safe)."""
 
-    def __init__(self, reporter: pytest.TerminalReporter, tty: bool) -> None:
+    def __init__(
+        self,
+        reporter: pytest.TerminalReporter,
+        tty: bool,
+        uncaptured: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
         self.reporter = reporter
         self.tty = tty
+        self.uncaptured = uncaptured  # pytest's output capture is off inside (a test's output is captured)
         self._lock = threading.Lock()
         self._lines: dict[str, Event] = {}  # subject -> its latest event, in order of appearance
         self._drawn = 0  # lines of the block on the screen (tty)
+        self.wrote = False  # anything since the last finish()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
     # -- events ------------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
-        with self._lock:
+        with self._lock, self.uncaptured():
+            self.wrote = True
             self._lines[event.subject] = event
             if self.tty:
                 self._draw()
@@ -67,7 +78,10 @@ class Display:
             text = f"{event.subject}: {event.what} - {event.step}"
         else:
             text = f"{event.subject}: {event.what}"
-        self.reporter.write_line(PREFIX + text)
+        tw = self.reporter._tw
+        # Each on a line of its own, ended by whatever comes next (so that pytest leaves no blank line).
+        tw.write(("\n" if tw.width_of_current_line else "") + PREFIX + text, flush=True)
+        self.reporter.currentfspath = None
 
     # -- the block on a terminal -------------------------------------------------------------------
 
@@ -95,21 +109,30 @@ class Display:
             # A daemon that only redraws: it never holds up the end of a run, and Ctrl-C reaches the
             # main thread as ever.
             self._ticker = threading.Thread(target=self._tick, name="vmtest-progress", daemon=True)
-            self._ticker.start()
+            with signals_to_main():
+                self._ticker.start()
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK):
             with self._lock:
                 if self._stop.is_set() or not self._drawn or not self._running():
                     return
-                self._draw()
+                with self.uncaptured():
+                    self._draw()
 
-    def finish(self) -> None:
-        """The test's progress is over (pytest reports next): the lines stay as they are, a new block begins."""
+    def finish(self, nodeid: str = "") -> None:
+        """The test's progress is over (pytest reports next): the lines stay as they are, a new block begins.
+
+        Without ``-v`` pytest appends its result letter to the current line: the test's file name is
+        written again first (``nodeid``'s, as pytest does at a new file)."""
         with self._lock:
             self._stop.set()
             self._lines.clear()
             self._drawn = 0
+            if self.wrote and nodeid and self.reporter.verbosity <= 0:
+                with self.uncaptured():
+                    self.reporter.write_fspath_result(nodeid, "")
+            self.wrote = False
 
 
 class ProgressPlugin:
@@ -121,7 +144,7 @@ class ProgressPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.display.finish()
+        self.display.finish(report.nodeid)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -138,4 +161,6 @@ def install(config: pytest.Config) -> None:
     if reporter is None or config.get_verbosity() < 0 or live_logging(config):
         return
     tty = bool(reporter.isatty) and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
-    config.pluginmanager.register(ProgressPlugin(Display(reporter, tty)), "vmtest-progress")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    uncaptured = capture.global_and_fixture_disabled if capture is not None else nullcontext
+    config.pluginmanager.register(ProgressPlugin(Display(reporter, tty, uncaptured)), "vmtest-progress")

@@ -18,6 +18,8 @@ from bisect import bisect_left
 from collections.abc import Callable
 from pathlib import Path
 
+from vmtest.core.threads import signals_to_main
+
 _ANSI = re.compile(
     r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC ... BEL/ST (titles, systemd's OSC 3008)
     r"|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]"
@@ -57,7 +59,8 @@ class SerialConsole:
         self._sock = sock
         self.closed = False
         self._thread = threading.Thread(target=self._read, name=f"vmtest-serial-{self.name}", daemon=True)
-        self._thread.start()
+        with signals_to_main():
+            self._thread.start()
 
     def _read(self) -> None:
         assert self._sock is not None

@@ -89,8 +89,9 @@ def test_plain_display_writes_one_line_per_event() -> None:
         "test_x.py::test_a \n"
         "vmtest: server: booting\n"
         "vmtest: server: booting - waiting\n"
-        "vmtest: server: booting: done in 23.4s\n"
+        "vmtest: server: booting: done in 23.4s"
     )
+    assert reporter.currentfspath is None  # pytest's next output starts on a new line
 
 
 def test_terminal_display_redraws_one_line_per_subject() -> None:
@@ -111,3 +112,81 @@ def test_terminal_display_redraws_one_line_per_subject() -> None:
     # A new test's block starts below the old one, on a line of its own.
     display.on_event(progress.Event("client", "booting", 0.0, outcome="done", ended=5.0))
     assert reporter.file.getvalue() == out + "\n\x1b[2Kvmtest: client: booting: done in 5.0s"
+
+
+EMITTER = """
+from vmtest.core import progress
+
+def test_emits():
+    with progress.activity("server", "booting"):
+        progress.step("waiting for the shell")
+"""
+
+
+def _run_pytest(tmp_path, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_emitter.py").write_text(EMITTER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_") and k != "CI"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, "test_emitter.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_the_plugin_shows_progress_in_a_users_project(tmp_path) -> None:
+    out = _run_pytest(tmp_path, "-v")
+    lines = out.splitlines()
+    start = lines.index("vmtest: server: booting")
+    assert lines[start + 1] == "vmtest: server: booting - waiting for the shell"
+    assert lines[start + 2].startswith("vmtest: server: booting: done in ")
+    assert lines[start + 3].startswith("test_emitter.py::test_emits PASSED")
+    assert "vmtest: server" not in _run_pytest(tmp_path, "-q")
+    assert "vmtest: server" not in _run_pytest(tmp_path, "-v", "-o", "log_cli=true")
+
+
+SLOW = """
+import time
+from vmtest.core import progress
+
+def test_slow():
+    with progress.activity("server", "booting"):
+        time.sleep(60)
+"""
+
+
+def test_ctrl_c_ends_a_run_at_once_while_the_terminal_line_ticks(tmp_path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    import pexpect
+
+    (tmp_path / "test_slow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_") and k != "CI"}
+    env["TERM"] = "xterm"
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "pytest", "-p", "no:cacheprovider", "-v", "test_slow.py"],
+        cwd=str(tmp_path),
+        env=env,
+        dimensions=(30, 120),
+        timeout=30,
+    )
+    child.expect(r"vmtest: server: booting \(2s\)")  # the ticker thread redraws the line
+    sent = time.monotonic()
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    took = time.monotonic() - sent
+    child.close()
+    assert took < 5, took
+    assert "KeyboardInterrupt" in child.before.decode(errors="replace")
