@@ -67,3 +67,46 @@ def _processes_mentioning(text: str) -> dict[int, str]:
 def processes_mentioning():
     """``processes_mentioning(text)`` -> {pid: command line} of live processes mentioning ``text``."""
     return _processes_mentioning
+
+
+@pytest.fixture
+def chromium_dom(tmp_path):
+    """``chromium_dom(page)`` -> the DOM of the HTML file ``page`` after headless Chromium ran its scripts
+    (``--dump-dom``); skips the test when Debian's chromium is not installed."""
+    import shutil
+    import signal
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; `./run tests` installs it)")
+
+    def dump(page: Path) -> str:
+        proc = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",  # we run as root
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                "--window-size=1400,3000",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=180)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # chromium's helper processes too
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        return out
+
+    return dump

@@ -9,10 +9,7 @@ rendered size, the console tail's text and the timeline picture.
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,46 +45,8 @@ window.addEventListener('load', () => setTimeout(() => {
 """
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; `./run tests` installs it)")
-    return found
-
-
-def _dump_dom(chromium: str, page: Path, profile: Path) -> str:
-    proc = subprocess.Popen(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",  # we run as root
-            "--disable-gpu",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,3000",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=180)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # chromium's helper processes too
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    return out
-
-
-def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_path):
+def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_path, chromium_dom):
     pytest.importorskip("pytest_html", reason="pytest-html is not installed (it is in vmtest's dev extras)")
-    chromium = _chromium()
     out = tmp_path / "out"
     report = tmp_path / "report" / "report.html"
     proc = subprocess.run(
@@ -116,7 +75,7 @@ def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_p
 
     probe = report.with_name("probe.html")  # beside the report: its assets/ resolve the same way
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    dom = _dump_dom(chromium, probe, tmp_path / "chromium-profile")
+    dom = chromium_dom(probe)
     attrs = dict(re.findall(r' data-vmtest-([a-z-]+)="([^"]*)"', dom))
     assert attrs.get("done") == "yes", dom[:2000]
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -63,8 +63,10 @@ def descendants(pid: int, mentioning: str = "") -> set[int]:
 
 
 def group(pgid: int, mentioning: str = "") -> set[int]:
-    """The live members of process group ``pgid`` whose command line contains ``mentioning``."""
-    return {p for p, (_, g) in _live().items() if g == pgid and mentioning in _cmdline(p)}
+    """The live members of process group ``pgid`` whose command line contains ``mentioning`` (not the
+    supervisor leading it, whose command line holds its child's)."""
+    members = {p for p, (_, g) in _live().items() if g == pgid}
+    return {p for p in members if mentioning in _cmdline(p) and "vmtest.core.supervisor" not in _cmdline(p)}
 
 
 def _cmdline(pid: int) -> str:
@@ -90,6 +92,8 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         assert descendants(child.pid, "qemu-system") == set()  # nothing boots before it is used
         child.sendline('server.succeed("hostname")')
         child.expect(r"'server\\n'\r\n>>> ")
+        child.sendline("server.wait_for_open_port(80)")  # as the test's body does: nginx may still start
+        child.expect_exact(">>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
         child.expect(r"'hello from server\\n'\r\n>>> ")
         # shell_interact(): a root shell through the second virtio console; Ctrl-] returns to the REPL.
@@ -169,6 +173,10 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path):
         assert len(web_qemu) == 1 and len(box_qemu) == 1
         ps = _vmtest("ps")
         assert web.group(1) in ps.stdout and box.group(1) in ps.stdout, ps.stdout
+        registry = Path(os.environ.get("VMTEST_CACHE_DIR") or Path.home() / ".cache/vmtest") / "kept"
+        entries = [json.loads((registry / f"{m.group(1)}.json").read_text()) for m in (web, box)]
+        directories = [Path(d) for e in entries for d in (e["state_dir"], *e["rmdir"])]
+        assert all(d.is_dir() for d in directories)
         # The printed command gives a root shell in the kept machine.
         shell = spawn(sys.executable, "-m", "vmtest.cli", "attach", web.group(1), timeout=120)
         shell.expect_exact("root shell")
@@ -191,12 +199,10 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path):
         assert time.monotonic() - kept_at > 60, "box ended well before its time limit"
         ps = _vmtest("ps")
         assert web.group(1) not in ps.stdout and box.group(1) not in ps.stdout, ps.stdout
+        assert [d for d in directories if d.exists()] == []  # state and network directories removed
     finally:
-        for pid in (web_pid, box_pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        for kept in (web.group(1), box.group(1)):
+            _vmtest("kill", kept)  # a no-op for one already ended
 
 
 def test_pdb_stops_with_the_machines_usable(tmp_path):

@@ -12,12 +12,13 @@ from pathlib import Path
 
 
 def test_sigkill_of_pytest_leaves_no_qemu(tmp_path, processes_mentioning):
+    """The victim has a TPM: its swtpm must go too."""
     name = f"victim{uuid.uuid4().hex[:8]}"
     test_file = tmp_path / "test_victim.py"
     test_file.write_text(
         "import time\nfrom vmtest import MachineConfig\n\n"
         "def test_victim(vm_factory):\n"
-        f"    vm = vm_factory({name!r}, MachineConfig())\n"
+        f"    vm = vm_factory({name!r}, MachineConfig(virtualisation={{'tpm': {{'enable': True}}}}))\n"
         "    vm.succeed('true')\n"
         "    print('VM-UP', flush=True)\n"
         "    time.sleep(600)\n"
@@ -32,19 +33,23 @@ def test_sigkill_of_pytest_leaves_no_qemu(tmp_path, processes_mentioning):
     )
     lines = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "VM-UP" in line:
-            break
-    assert any("VM-UP" in line for line in lines), "".join(lines[-30:])
-    qemus = list(processes_mentioning(f"process=vmtest-{name}"))
-    assert len(qemus) == 1
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "VM-UP" in line:
+                break
+        assert any("VM-UP" in line for line in lines), "".join(lines[-30:])
+        qemus = list(processes_mentioning(f"process=vmtest-{name}"))
+        assert len(qemus) == 1
+        swtpms = [cmd for cmd in processes_mentioning(f"/{name}/").values() if cmd.startswith("swtpm ")]
+        assert len(swtpms) == 1, swtpms
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # also when an assertion failed: the victim must not linger
+        proc.wait()
     deadline = time.monotonic() + 10
-    while list(processes_mentioning(f"process=vmtest-{name}")) and time.monotonic() < deadline:
+    while list(processes_mentioning(name)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert list(processes_mentioning(f"process=vmtest-{name}")) == []
+    assert list(processes_mentioning(name)) == []  # neither QEMU nor swtpm
 
 
 import pytest  # noqa: E402

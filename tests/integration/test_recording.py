@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,23 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def test_x11_example_recorded_into_a_video(tmp_path):
+PROBE = """
+<script>
+window.addEventListener('load', () => {
+  const root = document.documentElement.dataset;
+  const video = document.querySelector('.vmtest-machine[data-machine="desktop"] video.vmtest-video');
+  if (!video) { root.vmtestVideo = 'none'; return; }
+  video.addEventListener('loadedmetadata', () => {
+    root.vmtestVideo = `${video.duration.toFixed(1)} ${video.videoWidth}x${video.videoHeight}`;
+  });
+  video.addEventListener('error', () => { root.vmtestVideo = `error ${video.error && video.error.code}`; });
+  video.load();
+});
+</script>
+"""
+
+
+def test_x11_example_recorded_into_a_video(tmp_path, chromium_dom):
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         pytest.skip("ffmpeg is not installed (apt-get install ffmpeg; ./run installs it)")
     pytest.importorskip("pytest_html", reason="pytest-html is not installed (it is in vmtest's dev extras)")
@@ -65,3 +82,10 @@ def test_x11_example_recorded_into_a_video(tmp_path):
     # The report names the video, and the HTML report links it (relative to the report).
     assert f"desktop: {video}" in text, text[-3000:]
     assert f"{video.relative_to(tmp_path)}" in report.read_text()
+    # ... and Chromium plays it from the report (its metadata loads: duration and size).
+    probe = report.with_name("probe.html")
+    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    played = re.search(r' data-vmtest-video="([^"]*)"', chromium_dom(probe))
+    assert played is not None
+    seconds, size = played.group(1).split(" ")
+    assert size == "1024x768" and float(seconds) == pytest.approx(duration, abs=0.6), played.group(1)

@@ -12,6 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     out = tmp_path / "out"
     junit = tmp_path / "junit.xml"
+    stale = out / "examples_test_failing.py_test_wrong_expectation" / "web-old-screen.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an earlier run")
     proc = subprocess.run(
         [
             sys.executable,
@@ -40,6 +43,9 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     wrong = next(p for p in out.iterdir() if "wrong_expectation" in p.name)
     console = (wrong / "web-console.log").read_bytes()
     assert b"demo: about to fail" in console
+    assert not stale.exists()  # the test ran again: its directory holds only this run's files
+    section = text[text.index("web: last 20 console lines since the test began") :]
+    assert "demo: about to fail" in section[: section.index("web: saved")]
     png = (wrong / "web-screen.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert "vmtest-backdoor.service" in (wrong / "web-journal.txt").read_text()
@@ -47,8 +53,18 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path):
     assert "the global timeout of 60s expired" in text
     hung = next(p for p in out.iterdir() if "global_timeout" in p.name)
     assert (hung / "sleeper-console.log").exists()
-    # vm_factory machines get the report too.
-    assert "box: last 20 console lines" in text
+    # vm_factory machines get the report too; a machine whose error quotes its console lines is not
+    # quoted again, and the error quotes the lines that matter: none came during the failing call, so it
+    # says so and shows the few lines before it, the last of them the test's own marker.
+    assert "box: console lines: in the error above" in text and "box: last 20 console lines" not in text
+    error = text[text.index("CommandFailed: box: command 'test -e /no/such/file'") :]
+    error = error[: error.index("vmtest machines")]
+    assert "(no console output since this call began; the last lines before it:)" in error
+    quoted = [line for line in error.splitlines() if line.startswith("E ")]  # the error's own lines
+    assert [line.split(maxsplit=1)[1] for line in quoted if "factory machine is about" in line] == [
+        "demo: the factory machine is about to fail"
+    ]
+    assert "--- stderr: (empty) ---" in error
     factory = next(p for p in out.iterdir() if "factory_machine" in p.name)
     assert b"demo: the factory machine is about to fail" in (factory / "box-console.log").read_bytes()
     # JUnit XML carries the section too.

@@ -45,3 +45,24 @@ def test_a_panic_ends_the_wait_of_a_command_within_a_second() -> None:
     finally:
         host.close()
         guest.close()
+
+
+def test_a_panic_whose_reboot_ends_qemu_is_named_not_a_closed_channel() -> None:
+    """QEMU may exit at the panic's reboot: the backdoor sees EOF before the console's reader has the panic."""
+    host, guest = socket.socketpair()
+    console = Console([])
+    console.closed = False  # type: ignore[attr-defined]
+    shell = Backdoor("m", host, LOG, crash_watch=lambda: crash.watcher(console))
+
+    def qemu_exits() -> None:
+        guest.close()  # the backdoor's channel closes first
+        time.sleep(0.3)  # then the console's reader reaches the end
+        console.lines.append("Kernel panic - not syncing: sysrq triggered crash")
+        console.closed = True  # type: ignore[attr-defined]
+
+    threading.Timer(0.2, qemu_exits).start()
+    try:
+        with pytest.raises(GuestCrashed, match="sysrq triggered crash"):
+            shell.run("echo c > /proc/sysrq-trigger", 10)
+    finally:
+        host.close()

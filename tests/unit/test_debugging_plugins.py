@@ -70,5 +70,5 @@ def test_keep_report_names_attach_and_kill_per_node() -> None:
     run = Settings.resolve({}, os.environ, lambda key: None)
     kept = [Kept("web-12", "web", "t.py::x", 12, "/s/attach.sock", "/s", time.time() + 60)]
     text = report(kept, run)
-    assert "vmtest attach web-12" in text and "vmtest kill web-12" in text and "30 min" in text
+    assert "vmtest attach web-12" in text and "vmtest kill web-12" in text and "kept running for 30m" in text
     assert report([], run) == ""

@@ -66,6 +66,7 @@ def test_command_failed_shows_stderr_before_the_output() -> None:
     err = CommandFailed("server", "cat /etc/nope", 1, "", 0.25, stderr="cat: /etc/nope: No such file or directory\n")
     text = str(err)
     assert "failed after 0.2s" in text or "failed after 0.3s" in text
+    assert "failed after 12ms" in str(CommandFailed("server", "true", 1, "", 0.012))
     assert "--- stderr ---\ncat: /etc/nope: No such file or directory\n--- output: (empty) ---" in text
     assert err.stderr == "cat: /etc/nope: No such file or directory\n"
     long = CommandFailed("server", "x", 1, "", 1.0, stderr="e" * 5000)

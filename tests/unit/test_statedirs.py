@@ -86,3 +86,15 @@ def test_a_zombie_owner_is_gone() -> None:
         assert statedirs.process_start(proc.pid) is None
     finally:
         proc.wait()
+
+
+def test_a_directory_handed_over_to_a_kept_process_stays_while_it_lives(tmp_path: Path) -> None:
+    kept = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        d = write_owner(tmp_path / "vmtest-net-kept", dead_pid(), 1)  # the run that made it is gone
+        statedirs.hand_over(d, [kept.pid])  # --vm-keep-on-failure: its machine's supervisor lives on
+        assert statedirs.sweep(LOG, tmp_path) == (0, 0) and d.exists()
+    finally:
+        kept.kill()
+        kept.wait()
+    assert statedirs.sweep(LOG, tmp_path)[0] == 1 and not d.exists()

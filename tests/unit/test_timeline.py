@@ -21,6 +21,8 @@ def test_nested_sections_become_spans_of_the_recorded_timeline() -> None:
                 pass
         with pytest.raises(RuntimeError), nested(logging.getLogger("vmtest.driver"), "subtest: x"):
             raise RuntimeError("boom")
+        with nested(logging.getLogger("vmtest.image"), "kernel x", level=logging.DEBUG):
+            pass  # a detail: not on the timeline
         with span(web, "execute: true"):
             pass
 

@@ -34,10 +34,13 @@ PROGRAMS = (
     ("nc", "netcat-openbsd"),
     ("dpkg-deb", "dpkg"),
     ("apt-get", "apt"),
+    ("swtpm", "swtpm"),  # virtualisation.tpm
+    ("swtpm_setup", "swtpm-tools"),  # virtualisation.tpm.provisioning (the usual command)
 )
 FILES = (
     ("/bin/busybox", "busybox-static", "a statically linked busybox for the stage-1 initrd"),
     ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
+    ("/usr/share/qemu/qboot.rom", "qemu-system-data", "qboot, an alternate firmware for virtualisation.bios"),
 )
 PYTHON_MODULES = (("pexpect", "pexpect"), ("qemu.qmp", "qemu.qmp"), ("PIL", "pillow"), ("pytesseract", "pytesseract"))
 # Needed only by one feature (or by vmtest's own test suite): reported with their fix, never a failure.

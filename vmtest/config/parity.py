@@ -43,9 +43,4 @@ NOT_DECLARED: dict[str, tuple[str, str]] = {
     "virtualisation.efi.firmware": ("planned", "boot-path issue (EFI)."),
     "virtualisation.efi.variables": ("planned", "boot-path issue (EFI)."),
     "virtualisation.efi.keepVariables": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.bios": ("planned", "boot-path issue (alternate BIOS)."),
-    "virtualisation.tpm.enable": ("planned", "boot-path issue (TPM goes with secure boot)."),
-    "virtualisation.tpm.package": ("planned", "boot-path issue."),
-    "virtualisation.tpm.deviceModel": ("planned", "boot-path issue."),
-    "virtualisation.tpm.provisioning": ("planned", "boot-path issue."),
 }

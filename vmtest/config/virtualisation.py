@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
+from vmtest.config.firmware import TpmOptions, tpm_record
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
     Drive,
     FileSystem,
@@ -293,6 +294,23 @@ class Virtualisation:
         nixos="virtualisation.useBootLoader",
         proof="tests/unit/test_option_validation.py::test_seed_warning_direct_boot_with_boot_loader",
     )
+    bios: str | None = option(
+        None,
+        "Firmware image for direct boot instead of QEMU's SeaBIOS (QEMU -bios), e.g. QEMU's "
+        "/usr/share/qemu/qboot.rom (a minimal firmware that only boots the kernel: faster to start). Such a "
+        "machine never starts from a snapshot (the firmware is what it tests).",
+        optional_string,
+        nixos="virtualisation.bios",
+        proof="tests/integration/test_bootpaths.py::test_qboot",
+    )
+    tpm: TpmOptions = option(
+        TpmOptions,
+        "A software TPM (see the tpm.* rows).",
+        tpm_record,
+        nixos="virtualisation.tpm",
+        proof="",
+        factory=True,
+    )
     qemu: QemuOptions = option(
         QemuOptions,
         "How QEMU is run (see the qemu.* rows).",
@@ -357,6 +375,10 @@ class Virtualisation:
             )
         if self.direct_boot_initrd is not None and not os.path.isfile(self.direct_boot_initrd):
             raise ConfigError("virtualisation.direct_boot_initrd", self.direct_boot_initrd, "no such file on the host")
+        if self.bios is not None and not os.path.isfile(self.bios):
+            raise ConfigError(
+                "virtualisation.bios", self.bios, "no such file on the host", "give a firmware image's path"
+            )
 
     @property
     def user_network(self) -> bool:
@@ -380,6 +402,7 @@ class Virtualisation:
             pkgs.append("qemu-guest-agent")
         if self.disk_size is not None and self.disk_size > 1024:
             pkgs.append("e2fsprogs")
+
         return tuple(pkgs)
 
     @classmethod

@@ -121,7 +121,9 @@ class MachineError(VmtestError):
         self.elapsed = elapsed
         self.console_tail = list(console_tail)
         self.qemu = qemu
-        took = f" after {elapsed:.1f}s" if elapsed is not None else ""
+        took = (
+            "" if elapsed is None else f" after {elapsed:.1f}s" if elapsed >= 0.1 else f" after {elapsed * 1000:.0f}ms"
+        )
         text = f"{machine}: {action} failed{took}: {message}" + (qemu.describe() if qemu else "")
         super().__init__(_with_console(text, console_tail))
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vmtest.core import timeline
+from vmtest.core import progress, timeline
 
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("vmtest_log_depth", default=0)
 
@@ -42,7 +42,9 @@ def log(logger: logging.Logger, msg: str, *args: object, level: int = logging.IN
 def nested(logger: logging.Logger, msg: str, level: int = logging.INFO) -> Iterator[None]:
     """A timed log section: logs ``msg``, indents what happens inside, then the time taken."""
     log(logger, msg, level=level)
-    spans = timeline.begin(logger.name, msg, _depth.get())
+    progress.step(msg)  # a step of the progress activity this runs in, if any
+    # DEBUG sections (a cached kernel looked up) are details, not steps of the test's timeline
+    spans = timeline.begin(logger.name, msg, _depth.get()) if level > logging.DEBUG else []
     token = _depth.set(_depth.get() + 1)
     start = time.monotonic()
     ok = False

@@ -34,12 +34,14 @@ from pathlib import Path
 
 from vmtest.core.errors import VmtestError
 from vmtest.core.log import log
+from vmtest.core.threads import signals_to_main, unblock_in_child
 
 _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     def preexec() -> None:
+        unblock_in_child()  # forked by a vmtest thread that leaves SIGINT/SIGTERM to the main thread
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # parent died before prctl took effect
@@ -128,7 +130,8 @@ def run(
     timer = threading.Timer(timeout, on_timeout) if timeout else None
     if timer:
         timer.daemon = True
-        timer.start()
+        with signals_to_main():
+            timer.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -173,7 +176,8 @@ class _Spawner:
         self._requests: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]]
         self._requests = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="vmtest-spawner", daemon=True)
-        self._thread.start()
+        with signals_to_main():
+            self._thread.start()
 
     @classmethod
     def get(cls) -> _Spawner:
@@ -247,7 +251,7 @@ def spawn(
                 stderr=subprocess.STDOUT,
                 env=full_env,
                 start_new_session=True,
-                preexec_fn=None if _supervised else _die_with_parent(os.getpid()),
+                preexec_fn=unblock_in_child if _supervised else _die_with_parent(os.getpid()),
             )
 
     return _Spawner.get().run(start)

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.core import keptdisks
 from vmtest.core.cache import Cache, disk_usage
 
 OWNER_FILE = ".vmtest-owner"
@@ -68,6 +69,23 @@ def mark(directory: Path) -> Path:
     return directory
 
 
+def hand_over(directory: Path, pids: list[int]) -> None:
+    """Name the processes ``pids`` as owners of ``directory`` as well (a machine kept after the run,
+    ``--vm-keep-on-failure``: its supervisor outlives this process; the directory stays while any lives).
+    A directory without an owner file is left as it is."""
+    path = directory / OWNER_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    also = list(data.get("also", []))
+    also += [[pid, process_start(pid)] for pid in pids]
+    data["also"] = also
+    tmp = path.with_name(f"{OWNER_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)
+
+
 def make(prefix: str, parent: Path | None = None) -> Path:
     """A fresh directory ``<parent>/<prefix>XXXXXXXX`` (default parent: the system temporary directory)
     owned by this process."""
@@ -76,11 +94,18 @@ def make(prefix: str, parent: Path | None = None) -> Path:
 
 def owner_of(directory: Path) -> Owner | None:
     """The recorded owner of ``directory``; None when it has no (readable) owner file."""
+    owners = owners_of(directory)
+    return owners[0] if owners else None
+
+
+def owners_of(directory: Path) -> list[Owner]:
+    """Every recorded owner of ``directory`` (the maker first, then those it was handed over to)."""
     try:
         data = json.loads((directory / OWNER_FILE).read_text())
-        return Owner(int(data["pid"]), None if data.get("start") is None else int(data["start"]))
+        pairs = [[data["pid"], data.get("start")], *data.get("also", [])]
+        return [Owner(int(pid), None if start is None else int(start)) for pid, start in pairs]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return []
 
 
 def orphans(parent: Path | None = None, prefix: str = PREFIX) -> list[Path]:
@@ -94,8 +119,8 @@ def orphans(parent: Path | None = None, prefix: str = PREFIX) -> list[Path]:
     for path in candidates:
         if path.is_symlink() or not path.is_dir():
             continue
-        owner = owner_of(path)
-        if owner is not None and not owner.alive():
+        owners = owners_of(path)
+        if owners and not any(owner.alive() for owner in owners):
             found.append(path)
     return found
 
@@ -120,9 +145,11 @@ def sweep(logger: logging.Logger, parent: Path | None = None, prefix: str = PREF
 
 
 def sweep_leftovers(cache: Cache, logger: logging.Logger) -> tuple[int, int]:
-    """Everything killed runs left on this host: orphaned state directories (:func:`sweep`) and the
-    cache's partial builds (:meth:`Cache.sweep_partial`). Returns (how many, bytes freed)."""
+    """Everything killed runs left on this host: orphaned state directories (:func:`sweep`), references
+    of disks that are gone (:mod:`vmtest.core.keptdisks`) and the cache's partial builds
+    (:meth:`Cache.sweep_partial`). Returns (how many, bytes freed)."""
     count, freed = sweep(logger)
+    keptdisks.needed(cache.refs)  # drops the references of disks that are gone (a run's temporary overlays)
     removed = cache.sweep_partial()
     if removed:
         size = sum(s for _, s in removed)

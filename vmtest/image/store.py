@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
+from vmtest.core import progress
 from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
@@ -153,7 +154,10 @@ class ImageStore:
                 "inputs": config.image_inputs(),
             }
 
-        with nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"):
+        with (
+            nested(self.logger, f"building image {key[:12]} ({config.suite}: {label})"),
+            progress.activity(f"image {config.suite}: {label}", f"building image {key[:12]}"),
+        ):
             path = self.cache.build("images", key, builder, self.logger)
         self.origins.setdefault(key, "cache")  # another process built it while we waited
         return self._boot_image(key, path, kernel)

@@ -136,14 +136,17 @@ class Commands:
             last: dict[str, object] = {}
 
             def check(_: bool) -> bool:
-                status, out = self.execute(command, timeout=timeout)
-                last.update(status=status, output=out)
-                return (status == 0) == succeed
+                result = self.execute(command, timeout=timeout)
+                last.update(status=result.status, output=result.stdout, stderr=result.stderr)
+                return (result.status == 0) == succeed
 
             self.wait_until(
                 f"waiting for {command!r} to {wanted}",
                 check,
                 timeout,
-                lambda: f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}",
+                lambda: (
+                    f"exit status {last.get('status')}, output {str(last.get('output'))[-500:]!r}"
+                    + (f", stderr {str(last['stderr'])[-500:]!r}" if last.get("stderr") else "")
+                ),
             )
             return str(last["output"])

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from vmtest.core import statedirs
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError
+from vmtest.core.threads import signals_to_main
 from vmtest.machine.grid import background, ink
 
 
@@ -80,7 +81,7 @@ def tesseract_wrapper() -> str:
         if os.access(path, os.X_OK):
             return str(path)
         script = path.read_bytes()
-    tmp = tempfile.mkdtemp(prefix="vmtest-tesseract-")  # mode 0700, a fresh name
+    tmp = str(statedirs.make("vmtest-tesseract-"))  # mode 0700, a fresh name, swept if we are killed
     creator = os.getpid()
 
     def remove() -> None:
@@ -147,5 +148,6 @@ def read_variants(image: Image.Image, logger: logging.Logger, names: list[str] |
     """Tesseract's reading of each variant, computed in parallel (one process per core)."""
     names = names or list(VARIANTS)
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
-        results = pool.map(lambda n: read_variant(image, n, logger), names)
+        with signals_to_main():  # the pool's threads start here
+            results = pool.map(lambda n: read_variant(image, n, logger), names)
         return dict(zip(names, results, strict=True))

@@ -21,6 +21,7 @@ from vmtest.core import statedirs
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger, nested
 from vmtest.core.retry import retry as _retry
+from vmtest.core.threads import signals_to_main
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
@@ -196,7 +197,8 @@ class Driver:
             action(machines[0])
             return
         with ThreadPoolExecutor(max_workers=len(machines), thread_name_prefix="vmtest-start") as pool:
-            futures = [pool.submit(action, m) for m in machines]
+            with signals_to_main():  # the pool's threads start here
+                futures = [pool.submit(action, m) for m in machines]
             errors = [f.exception() for f in futures]
         first = next((e for e in errors if e is not None), None)
         if first is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError
+from vmtest.core.threads import signals_to_main
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
@@ -50,7 +52,8 @@ class Watch:
         if self._timer is None:
             self._timer = threading.Timer(self.limit, self._expire)
             self._timer.daemon = True
-            self._timer.start()
+            with signals_to_main():
+                self._timer.start()
 
     def _expire(self) -> None:
         for driver in self.drivers:
@@ -91,6 +94,10 @@ def vm_image_store(pytestconfig: pytest.Config) -> ImageStore:
     return store
 
 
+# Drivers shared by the tests of a module or class (--vm-keep-on-failure keeps only a test's own).
+SHARED: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
 class _Drivers:
     """Drivers shared by the tests of one scope (module or class), released at its end."""
 
@@ -102,6 +109,7 @@ class _Drivers:
             if known is nodes or known == nodes:
                 return driver
         driver = make()
+        SHARED.add(driver)
         self.by_nodes.append((nodes, driver))
         return driver
 

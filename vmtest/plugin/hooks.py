@@ -21,6 +21,7 @@ the NixOS script globals (``start_all``, ``subtest``, ...) in
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 
 import pluggy
@@ -33,14 +34,14 @@ from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import find_ffmpeg
-from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, recording, split, timelines
+from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, progress, recording, split, timelines
 from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
 from vmtest.plugin.keep import keep_drivers
 from vmtest.plugin.keep import report as keep_report
 from vmtest.plugin.nodes import collected_marks, register_nodes
-from vmtest.plugin.report import safe_name, save_machines
+from vmtest.plugin.report import clear, safe_name, save_machines
 from vmtest.plugin.report import text as report_text
 from vmtest.plugin.settings import add_pytest_options, settings
 from vmtest.plugin.subtests import split_junit_subtests
@@ -65,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
+    progress.install(session.config)  # (here: pytest's terminal reporter exists by now)
     sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
     if run.record:
         try:
@@ -84,6 +86,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     supervise_children(False)
+
+
+KEEP_KEY = pytest.StashKey[bool]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -106,6 +111,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    clear(output_dir(item.config), item.nodeid)  # its directory holds only what this run leaves
     timelines.begin(item)  # before the fixtures: a module-scoped boot is on the first test's timeline
     run = settings(item.config)
     if run.record:
@@ -119,6 +125,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    watch = item.stash.get(DRIVERS_KEY, None)
+    if item.stash.get(KEEP_KEY, False) and watch is not None:
+        # --vm-keep-on-failure: keep a failed test's machines before its fixtures release them.
+        recording.finish(item)
+        keep_drivers(watch.drivers, settings(item.config), item.nodeid)
     yield
     timelines.end(item)
     recording.finish(item)  # when the body never ran
@@ -141,7 +152,9 @@ def pytest_runtest_makereport(
                 htmlreport.add_extras(report, htmlreport.section_html([], base, None, videos))
         return
     drawn = timelines.close_for_failure(item, call, output_dir(item.config) / safe_name(item.nodeid))
-    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid)
+    error = call.excinfo.value if call.excinfo is not None else None
+    began = time.monotonic() - call.duration
+    machines = save_machines(watch.drivers, output_dir(item.config), item.nodeid, error, began)
     text = report_text(machines)
     if videos:
         text += "\n\n" + "\n".join(f"{name}: screen video {path}" for name, path in videos.items())
@@ -153,8 +166,9 @@ def pytest_runtest_makereport(
         watch.cancel()  # no global timeout while the user looks
         pause(item.config, item.nodeid, watch.drivers, output_dir(item.config) / f"continue-{os.getpid()}")
     if run.keep_on_failure:
-        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid), run)
+        kept = keep_report(keep_drivers(watch.drivers, run, item.nodeid, dry_run=True), run)
         text = f"{text}\n\n{kept}" if kept else text
+        item.stash[KEEP_KEY] = True  # kept at the start of the teardown (after --pdb, say)
     report.sections.append(("vmtest machines", text))
     # JUnit XML (pytest --junitxml) writes the item's user properties (from its teardown report).
     item.user_properties.append(("vmtest_report", text))

@@ -47,6 +47,22 @@ def _anchor(path: Path, base: Path | None, label: str, cls: str) -> str:
     return f'<a class="{cls}" href="{html.escape(link(path, base))}">{html.escape(label)}</a>'
 
 
+def _video(video: Path, base: Path | None) -> str:
+    return (
+        f'<video class="vmtest-video" controls preload="metadata" style="max-width:100%" '
+        f'src="{html.escape(link(video, base))}"></video>'
+    )
+
+
+def video_html(name: str, video: Path, base: Path | None) -> str:
+    """The screen video of a machine that has no failure block (a test that passed)."""
+    escaped = html.escape(name)
+    return (
+        f'<div class="vmtest-machine" data-machine="{escaped}"><h4 style="margin:0.3em 0">{escaped}</h4>'
+        f"<p>{_anchor(video, base, 'screen video', 'vmtest-video-link')}</p>{_video(video, base)}</div>"
+    )
+
+
 def machine_html(m: MachineReport, base: Path | None, video: Path | None = None) -> str:
     """One machine's block: name and state, the screenshot, the console tail and the links."""
     name = html.escape(m.name)
@@ -72,10 +88,7 @@ def machine_html(m: MachineReport, base: Path | None, video: Path | None = None)
     for problem in m.problems:
         parts.append(f"<p><em>{html.escape(problem)}</em></p>")
     if video is not None:
-        parts.append(
-            f'<video class="vmtest-video" controls preload="metadata" style="max-width:100%" '
-            f'src="{html.escape(link(video, base))}"></video>'
-        )
+        parts.append(_video(video, base))
     tail = "\n".join(m.tail) or "(no output)"
     parts.append(f"<p>last {CONSOLE_LINES} console lines:</p>")
     parts.append(
@@ -94,14 +107,13 @@ def section_html(
 ) -> str:
     """The whole vmtest block of a failed test's row."""
     videos = videos or {}
-    parts = ['<div class="vmtest-report"><h3 style="margin:0.3em 0">vmtest machines</h3>']
+    title = "vmtest machines" if machines else "vmtest screen videos"
+    parts = [f'<div class="vmtest-report"><h3 style="margin:0.3em 0">{title}</h3>']
     if timeline_svg:
         parts.append(f'<div class="vmtest-timeline">{timeline_svg}</div>')
     parts.extend(machine_html(m, base, videos.get(m.name)) for m in machines)
     shown = {m.name for m in machines}
-    for name, video in sorted(videos.items()):
-        if name not in shown:
-            parts.append(f"<p>{html.escape(name)}: {_anchor(video, base, 'screen video', 'vmtest-video-link')}</p>")
+    parts.extend(video_html(name, video, base) for name, video in sorted(videos.items()) if name not in shown)
     parts.append("</div>")
     return "\n".join(parts)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.core.log import get_logger
+from vmtest.core.threads import signals_to_main
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import ScreenFrames, encode
 
@@ -35,7 +36,8 @@ class Recorder:
         self.videos: dict[str, Path] | None = None  # once finished
 
     def start(self) -> None:
-        self._thread.start()
+        with signals_to_main():
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -3,8 +3,10 @@
 For every machine of a failed test: its full serial-console log, a PNG
 screenshot when it has a display and runs, and (for machines still
 answering) the journal of the current boot. Files go under
-``<output dir>/<test name>/``; the report text lists them and quotes the
-last console lines of each node (:func:`collect`). :func:`save_machines`
+``<output dir>/<test name>/`` (emptied when the test runs again:
+:func:`clear`); the report text lists them and quotes the console lines each
+node printed since the test began, except for the node whose error already
+quotes them (printed once; :func:`collect`). :func:`save_machines`
 returns the same facts as data, for the HTML report
 (:mod:`vmtest.plugin.htmlreport`). Only the machines' public API is used.
 """
@@ -12,10 +14,12 @@ returns the same facts as data, for the HTML report
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmtest.core.errors import MachineError
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 from vmtest.vm.state import State
@@ -25,6 +29,20 @@ CONSOLE_LINES = 20
 
 def safe_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+def clear(output_dir: Path, nodeid: str) -> None:
+    """Remove what an earlier run of test ``nodeid`` left in its directory (it runs again now)."""
+    out = output_dir / safe_name(nodeid)
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def quoted_by(error: BaseException | None) -> str | None:
+    """The machine whose console lines ``error`` already quotes, if any."""
+    if isinstance(error, MachineError) and error.console_tail:
+        return error.machine
+    return None
 
 
 @dataclass
@@ -38,6 +56,7 @@ class MachineReport:
     screen: Path | None = None
     journal: Path | None = None
     problems: list[str] = field(default_factory=list)  # "(no screenshot: ...)"
+    quoted: bool = False  # the test's error quotes this machine's console lines: not again here
 
     def files(self) -> list[str]:
         """The saved files (and why one is missing), as the text report lists them."""
@@ -49,15 +68,19 @@ class MachineReport:
         return saved
 
     def text(self) -> str:
-        tail = "\n".join(f"  {line}" for line in self.tail) or "  (no output)"
         files = self.files()
-        return (
-            f"{self.name}: last {CONSOLE_LINES} console lines (the machine is {self.state}):\n{tail}\n"
-            f"{self.name}: saved " + (", ".join(files) if files else "nothing")
-        )
+        if self.quoted:
+            lines = f"{self.name}: console lines: in the error above (the machine is {self.state})"
+        else:
+            tail = "\n".join(f"  {line}" for line in self.tail) or "  (no output)"
+            lines = (
+                f"{self.name}: last {CONSOLE_LINES} console lines since the test began "
+                f"(the machine is {self.state}):\n{tail}"
+            )
+        return f"{lines}\n{self.name}: saved " + (", ".join(files) if files else "nothing")
 
 
-def _save_machine(machine: Machine, out: Path) -> MachineReport:
+def _save_machine(machine: Machine, out: Path, began: float | None) -> MachineReport:
     found = MachineReport(machine.name, machine.state.value, [])
     console = machine.get_console_log()
     if console:
@@ -78,20 +101,33 @@ def _save_machine(machine: Machine, out: Path) -> MachineReport:
             found.journal = dest
         except Exception as exc:
             found.problems.append(f"(no journal: {exc})")
-    found.tail = machine.console_tail(CONSOLE_LINES)
+    found.tail = machine.console_tail(CONSOLE_LINES, since=began)
     return found
 
 
-def save_machines(drivers: Sequence[Driver], output_dir: Path, nodeid: str) -> list[MachineReport]:
-    """Save the artifacts of every started machine of ``drivers`` under ``<output_dir>/<test>/``."""
+def save_machines(
+    drivers: Sequence[Driver],
+    output_dir: Path,
+    nodeid: str,
+    error: BaseException | None = None,
+    began: float | None = None,
+) -> list[MachineReport]:
+    """Save the artifacts of every started machine of ``drivers`` under ``<output_dir>/<test>/``.
+
+    ``error`` is what failed the test: a machine whose console lines it quotes is marked ``quoted``.
+    The tails are the lines since ``began`` (a :func:`time.monotonic` time: the test's start).
+    """
     out = output_dir / safe_name(nodeid)
     out.mkdir(parents=True, exist_ok=True)
-    return [
-        _save_machine(machine, out)
+    reports = [
+        _save_machine(machine, out, began)
         for driver in drivers
         for machine in driver.machines.values()
         if machine.state is not State.CREATED
     ]
+    for found in reports:
+        found.quoted = found.name == quoted_by(error)
+    return reports
 
 
 def text(machines: Sequence[MachineReport]) -> str:
@@ -99,6 +135,12 @@ def text(machines: Sequence[MachineReport]) -> str:
     return "\n\n".join(m.text() for m in machines)
 
 
-def collect(drivers: Sequence[Driver], output_dir: Path, nodeid: str) -> str:
+def collect(
+    drivers: Sequence[Driver],
+    output_dir: Path,
+    nodeid: str,
+    error: BaseException | None = None,
+    began: float | None = None,
+) -> str:
     """Save the artifacts of every machine of ``drivers``; return the report section text."""
-    return text(save_machines(drivers, output_dir, nodeid))
+    return text(save_machines(drivers, output_dir, nodeid, error, began))

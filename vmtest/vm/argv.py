@@ -136,7 +136,45 @@ def boot_args(boot: Boot, params: list[str], config: MachineConfig | None = None
     initrd = boot.initrd
     if config is not None and config.virtualisation.direct_boot_initrd is not None:
         initrd = Path(config.virtualisation.direct_boot_initrd)
-    return ["-kernel", str(boot.kernel), "-initrd", str(initrd), "-append", " ".join(params)]
+    return ["-kernel", str(direct_kernel(boot, config)), "-initrd", str(initrd), "-append", " ".join(params)]
+
+
+def direct_kernel(boot: Boot, config: MachineConfig | None) -> Path:
+    """The kernel QEMU loads: the image's (the PVH-bootable ELF ``vmlinux`` when the kernel has one), but the
+    bzImage next to it (``vmlinuz``, always kept) for a machine with a TPM: booted through PVH, the guest
+    kernel's early ACPI table list cannot take the TPM's table ("Resize of Root Table Array is not
+    allowed", repeated), loses the APIC table and finds no TPM."""
+    if config is not None and config.virtualisation.tpm.enable and boot.kernel.name == "vmlinux":
+        return boot.kernel.with_name("vmlinuz")
+    return boot.kernel
+
+
+def firmware_args(config: MachineConfig) -> list[str]:
+    """``bios``: QEMU's -bios (else its default SeaBIOS)."""
+    bios = config.virtualisation.bios
+    return ["-bios", bios] if bios is not None else []
+
+
+def vmgenid_args(config: MachineConfig) -> list[str]:
+    """A generation ID: QEMU makes a new GUID at every start, so a restored guest reseeds its RNG. Not with
+    alternate firmware (``bios``): such a machine is never restored, and qboot hangs on the device (it does
+    not run QEMU's ACPI table loader that places the GUID)."""
+    return ["-device", "vmgenid,guid=auto"] if config.virtualisation.bios is None else []
+
+
+def tpm_args(config: MachineConfig, paths: MachinePaths) -> list[str]:
+    """``tpm.enable``: QEMU's TPM emulator backend on swtpm's control socket, and the TPM device."""
+    tpm = config.virtualisation.tpm
+    if not tpm.enable:
+        return []
+    return [
+        "-chardev",
+        f"socket,id=chrtpm,path={paths.tpm_socket}",
+        "-tpmdev",
+        "emulator,id=tpm0,chardev=chrtpm",
+        "-device",
+        f"{tpm.device_model},tpmdev=tpm0",
+    ]
 
 
 def _opts(pairs: dict[str, str]) -> str:
@@ -320,6 +358,7 @@ def machine_argv(
         "-machine",
         "pc",
         *accel_args(accel),
+        *firmware_args(config),
         "-m",
         str(virt.memory_size),
         "-smp",
@@ -333,11 +372,10 @@ def machine_argv(
         *extra_args(virt.qemu.networking_options),
         *display_args(config),
         *input_args(config),
+        *tpm_args(config, paths),
         "-device",
         "virtio-rng-pci",
-        # A generation ID: QEMU makes a new GUID at every start, so a restored guest reseeds its RNG.
-        "-device",
-        "vmgenid,guid=auto",
+        *vmgenid_args(config),
         "-rtc",
         "base=utc",
         *(["-incoming", launch.incoming] if launch.incoming else []),

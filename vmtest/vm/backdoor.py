@@ -111,7 +111,7 @@ class Backdoor:
         name: str,
         sock: socket.socket,
         logger: logging.Logger,
-        crash_watch: Callable[[], Callable[[], str | None]] | None = None,
+        crash_watch: Callable[[], Callable[..., str | None]] | None = None,
     ) -> None:
         self.name = name
         self._crash_watch = crash_watch  # a new crash check per command (vmtest.vm.crash.watcher)
@@ -164,6 +164,9 @@ class Backdoor:
                 except (pexpect.EOF, OSError):
                     raise BackdoorClosed("the virtio console closed") from None
             except (pexpect.EOF, OSError):
+                why = crashed(final=True) if crashed is not None else None  # QEMU may exit at a panic's reboot
+                if why is not None:
+                    raise GuestCrashed(why) from None
                 raise BackdoorClosed("the virtio console closed") from None
             match = self._spawn.match
             status, size, encoding = int(match.group(1)), int(match.group(2)), match.group(3)
@@ -173,7 +176,7 @@ class Backdoor:
             return Result(status, output, time.monotonic() - start, killed, stderr)
 
     def _expect(
-        self, header: bytes | re.Pattern[bytes], timeout: float, crashed: Callable[[], str | None] | None
+        self, header: bytes | re.Pattern[bytes], timeout: float, crashed: Callable[..., str | None] | None
     ) -> None:
         """``expect(header)`` for up to ``timeout`` seconds, asking ``crashed`` twice a second."""
         if crashed is None:

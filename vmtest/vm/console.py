@@ -18,10 +18,15 @@ from bisect import bisect_left
 from collections.abc import Callable
 from pathlib import Path
 
+from vmtest.core.threads import signals_to_main
+
 _ANSI = re.compile(
     r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC ... BEL/ST (titles, systemd's OSC 3008)
     r"|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]"
 )
+
+
+BEFORE_LINES = 5  # lines quoted from before a call that printed none (context, not the boot's chatter)
 
 
 def clean_line(raw: bytes) -> str:
@@ -54,7 +59,8 @@ class SerialConsole:
         self._sock = sock
         self.closed = False
         self._thread = threading.Thread(target=self._read, name=f"vmtest-serial-{self.name}", daemon=True)
-        self._thread.start()
+        with signals_to_main():
+            self._thread.start()
 
     def _read(self) -> None:
         assert self._sock is not None
@@ -121,7 +127,7 @@ class SerialConsole:
         if partial is not None:
             lines = (lines + [partial])[-n:]
         if since is not None and not lines:
-            before = self.tail(max(n - 1, 1))
+            before = self.tail(min(n, BEFORE_LINES))
             return ["(no console output since this call began; the last lines before it:)", *before] if before else []
         return lines
 

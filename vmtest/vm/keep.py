@@ -95,25 +95,26 @@ def find(root: Path, name: str) -> Kept:
 
 
 def kill(root: Path, kept: Kept) -> None:
-    """End ``kept`` now (SIGKILL to its process group), its switches when no other kept machine uses
-    them, and remove its state directory and registry entry."""
-    for pid in [kept.pid]:
-        _kill_group(pid)
+    """End ``kept`` now, and its switches when no other kept machine uses them: each supervisor is asked
+    (SIGTERM) to kill its process group and remove its paths, which it does at once; one that does not
+    end within seconds gets SIGKILL, and its paths are removed here."""
     others = [k for k in listing(root) if k.id != kept.id]
+    _end(kept.pid)
     for pid in kept.switches:
         if not any(pid in k.switches for k in others):
-            _kill_group(pid)
+            _end(pid)
     (root / f"{kept.id}.json").unlink(missing_ok=True)
     remove_paths(kept.remove, kept.rmdir)
 
 
-def _kill_group(pid: int) -> None:
-    if not is_supervisor(pid):
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + 10
-    while is_supervisor(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # reaped by its parent (init, or the pytest run that is still alive)
+def _end(pid: int, grace: float = 5.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not is_supervisor(pid):
+            return
+        try:
+            os.kill(pid, sig) if sig == signal.SIGTERM else os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while is_supervisor(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # reaped by its parent (init, or the pytest run that is still alive)

@@ -17,6 +17,8 @@ FILES = {
     "xchg": "xchg",  # host side of the 9p exchange directory (/tmp/xchg in the guest)
     "qemu_log": "qemu.log",  # QEMU's own stdout and stderr
     "console_log": "console.log",  # everything the serial console printed
+    "tpm_state": "tpm",  # swtpm's state directory (virtualisation.tpm)
+    "tpm_socket": "swtpm.sock",  # swtpm's control socket, QEMU's TPM chardev
 }
 
 
@@ -33,6 +35,8 @@ class MachinePaths:
     xchg: Path = field(init=False)
     qemu_log: Path = field(init=False)
     console_log: Path = field(init=False)
+    tpm_state: Path = field(init=False)
+    tpm_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
         for attr, name in FILES.items():

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vmtest.core import progress
 from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
@@ -93,9 +94,10 @@ class SaveSnapshot:
         release = wait_for_boot(vm, channels, timeout)
         channels.shell.run(guestsetup.before_save(vm.config), 60)
         try:
-            extra = snap.save(
-                channels, vm.paths, root_disk(vm.name, vm.config, vm.paths), self.reservation, vm.logger, vm.name
-            )
+            with progress.activity(vm.name, "saving its booted state as a snapshot"):
+                extra = snap.save(
+                    channels, vm.paths, root_disk(vm.name, vm.config, vm.paths), self.reservation, vm.logger, vm.name
+                )
             path = self.reservation.publish({**self.meta, **extra, "kernel_release": release})
             self.saved = snap.Snapshot(self.reservation.key, path)
         except (MachineError, OSError) as exc:
@@ -152,7 +154,8 @@ class Restore:
         channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        after_restore(vm, channels, timeout)  # its answer also proves that the shell is back
+        with progress.activity(vm.name, "restoring its booted snapshot"):
+            after_restore(vm, channels, timeout)  # its answer also proves that the shell is back
         return str(self.snapshot.meta().get("kernel_release", ""))
 
     def close(self) -> None:

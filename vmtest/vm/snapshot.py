@@ -129,6 +129,10 @@ def ineligible(name: str, config: MachineConfig, paths: MachinePaths) -> str | N
         return "its root is not vmtest's image (use_default_filesystems=False)"
     if virt.qemu.drives:
         return "it has qemu.drives (their content is not part of a snapshot)"
+    if virt.tpm.enable:
+        return "it has a TPM (swtpm's state is not part of a snapshot)"
+    if virt.bios is not None:
+        return "it boots alternate firmware (bios): a restore would skip it"
     disk = root_disk(name, config, paths)
     if disk is not None and disk.exists():
         return "its root disk already exists (kept state, or a restart): it boots from that"

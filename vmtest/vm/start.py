@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import progress
 from vmtest.core.contract import CERTS_NAME, SETUP_DONE, SETUP_NAME, SETUP_UNIT
 from vmtest.core.errors import LaunchError
 from vmtest.image import BootImage
@@ -29,6 +30,7 @@ from vmtest.vm import disks, guestsetup
 from vmtest.vm.argv import Launch
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths
+from vmtest.vm.tpm import Swtpm
 
 # Once booted, the kernel prints only errors and worse on the console (its boot chatter - drm, ACPI,
 # floppy - would interleave with what a test prints there and fill the console tails of errors);
@@ -125,8 +127,9 @@ def prepare_host(vm: Starting, script: str, base: Path | None = None, fresh: boo
 def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
     """The backdoor's banner (the guest booted to it), then a check that the per-run set-up succeeded.
     Used by a cold boot, the boot before a snapshot is saved and after every reboot."""
-    release = channels.shell.wait_ready(timeout, vm.is_running)
-    result = channels.shell.run(SETUP_CHECK, 60)
+    with progress.activity(vm.name, "booting"):
+        release = channels.shell.wait_ready(timeout, vm.is_running)
+        result = channels.shell.run(SETUP_CHECK, 60)
     if result.status != 0:
         raise setup_failed(
             vm,
@@ -151,9 +154,14 @@ class ColdBoot:
 
     def __init__(self, fresh: bool = False) -> None:
         self.fresh = fresh
+        self.tpm: Swtpm | None = None  # tpm.enable: this launch's swtpm
 
     def prepare(self, vm: Starting) -> Launch:
         prepare_host(vm, setup_script(vm), fresh=self.fresh)
+        tpm = vm.config.virtualisation.tpm
+        if tpm.enable:
+            self.tpm = Swtpm(vm.name, tpm, vm.paths, vm.logger)
+            self.tpm.start()
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
@@ -163,4 +171,6 @@ class ColdBoot:
         return wait_for_boot(vm, channels, timeout)
 
     def close(self) -> None:
-        pass
+        if self.tpm is not None:
+            self.tpm.stop()
+            self.tpm = None

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Boot paths side by side in one run: boot to the first command, snapshots off. Prints a table.
+
+    .venv/bin/python benchmarks/bootpaths.py [--runs 3]
+
+Measures, on this machine, QEMU launch -> first command answered (median of N cold boots) for:
+  - direct boot (QEMU's SeaBIOS loading the kernel, the default);
+  - qboot (``bios=/usr/share/qemu/qboot.rom``);
+  - direct boot with a TPM (swtpm; the kernel is booted as a bzImage, not through PVH).
+BIOS + GRUB, UEFI and Secure Boot are not implemented yet (see docs/options.md), so they have no
+row; nothing here fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import print_table  # noqa: E402
+
+from vmtest import Machine, MachineConfig  # noqa: E402
+from vmtest.image import ImageStore  # noqa: E402
+
+PATHS = {
+    "direct boot (SeaBIOS)": {},
+    "qboot": {"bios": "/usr/share/qemu/qboot.rom"},
+    "direct boot + TPM (swtpm)": {"tpm": {"enable": True}},
+}
+
+
+def first_command(store: ImageStore, config: MachineConfig, name: str) -> float:
+    """Seconds from QEMU's launch to the first command's answer (a cold boot)."""
+    vm = Machine(name, config, store=store, snapshots=False)
+    try:
+        vm.connect()
+        vm.succeed("true")
+        return time.monotonic() - vm.vm.launched_at
+    finally:
+        vm.release()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    store = ImageStore()
+    rows = []
+    for label, virt in PATHS.items():
+        config = MachineConfig(virtualisation=virt)
+        store.get(config)  # the image is built (or found) outside the timing
+        times = [first_command(store, config, f"bench{i}") for i in range(args.runs)]
+        rows.append(
+            (f"{label}: launch -> first command (median of {args.runs})", f"{statistics.median(times):.2f}s", "")
+        )
+    print_table(rows, "boot paths")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
