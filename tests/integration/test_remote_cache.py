@@ -77,6 +77,7 @@ def test_fetched_when_good_built_when_corrupt(
     write_archive(store.cache, [("images", image.key)], served / "images" / f"{image.key}.tar.zst", log)
 
     # an empty cache: kernel and image come from the server, nothing is built
+    caplog.clear()  # (the shared cache's image may have been built above)
     fetched = ImageStore(tmp_path / "cache-a", cache_url=url)
     with caplog.at_level(logging.INFO):
         got = fetched.get(CONFIG)
