@@ -20,14 +20,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import statedirs
-from vmtest.core.errors import LaunchError, MachineError, QemuFacts, Timeout, VmtestError, describe_exit
+from vmtest.core.errors import MachineError, QemuFacts, Timeout, VmtestError, describe_exit
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
+from vmtest.vm import failures
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import (
@@ -40,14 +40,15 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
+from vmtest.vm.failures import E
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qemu_backend import QemuBackend
-from vmtest.vm.restore import Choice, Restore, RestoreFailed, choose
-from vmtest.vm.start import ColdBoot, StartPath, wait_for_boot
+from vmtest.vm.reboots import GuestReboots
+from vmtest.vm.restore import Choice, RestoreFailed, StartPaths
+from vmtest.vm.start import StartPath, wait_for_boot
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
 DEFAULT_BOOT_TIMEOUT = 300.0
-E = TypeVar("E", bound=MachineError)
 EXIT_GRACE = 5.0  # how long a QEMU whose channels closed may take to exit
 
 
@@ -75,14 +76,8 @@ class VM:
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
         self.backend: Backend = backend or QemuBackend()
-        self._fixed_path = start_path  # every launch takes this path (tests), else one is chosen per launch
-        self.start_path: StartPath = start_path or ColdBoot()  # the current (or last) launch's path
-        self._next_path: StartPath | None = None  # the path of the next launch, when it is already decided
-        self.snapshots = snapshots  # None: never from a snapshot
-        self._rebooting = False
-        # As NixOS: a reboot the guest starts itself ends QEMU (a power-off) unless reboots are allowed;
-        # reboot() always works (it allows the one reboot it asks for).
-        self.allow_reboot = False
+        self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
+        self.reboots = GuestReboots()
         self.keep_state = keep_state
         self._accel_request = accel
         self._own_state_dir = state_dir is None
@@ -130,16 +125,9 @@ class VM:
         return MachinePaths(self._state_dir)
 
     @property
-    def network_setup(self) -> str:
-        return self.network.setup_script
-
-    @property
-    def network_hosts(self) -> str:
-        return self.network.hosts
-
-    @property
-    def network_key(self) -> tuple[str, ...]:
-        return self.network.key_args
+    def start_path(self) -> StartPath:
+        """The start path of the current (or last) launch."""
+        return self.starts.current
 
     @property
     def state_dir(self) -> Path | None:
@@ -161,20 +149,17 @@ class VM:
 
     def qemu_output(self, limit: int = 3000) -> str:
         """The end of what QEMU itself printed (its stdout+stderr)."""
-        try:
-            return self.paths.qemu_log.read_text(errors="replace").strip()[-limit:]
-        except (OSError, MachineError):
-            return ""
+        return self.paths.qemu_output(limit) if self._state_dir is not None else ""
 
     # -- errors ----------------------------------------------------------------------------
 
     def error(self, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
         """A ``cls`` error naming this machine, ``action``, the time since ``start`` and the console tail."""
-        return cls(self.name, action, message, time.monotonic() - start, self.console_tail(since=start), qemu)
+        return failures.error(self, cls, action, message, start, qemu)
 
     def facts(self, status: int | None) -> QemuFacts:
         """QEMU's command line, ``status`` and the end of its output, for an error."""
-        return QemuFacts(tuple(self.argv), status, self.qemu_output())
+        return failures.facts(self, status)
 
     def died(self, action: str, start: float) -> MachineError:
         """QEMU exited when it should have been running: FAILED, and the error saying so.
@@ -185,32 +170,28 @@ class VM:
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
             if self.aborted is not None:
-                error = self.error(MachineError, action, f"the machine was stopped: {self.aborted}", start)
-                if self.state is not State.FAILED:
-                    self._to(State.FAILED)
-                self.failure = error
+                stopped = failures.stopped(self, action, start, self.aborted)
+                self._fail(stopped)
                 self._close_channels()
-                return error
+                return stopped
             if self.state is State.STOPPED:
                 return self.error(MachineError, action, "the machine was stopped while this was running", start)
-        error = self.error(LaunchError, action, f"{describe_exit(status)} unexpectedly", start, self.facts(status))
+        error = failures.exited(self, action, start, status)
         with self._lock:
-            if self.state is not State.FAILED:
-                self._to(State.FAILED)
-            self.failure = error
+            self._fail(error)
             self._close_channels()
         return error
+
+    def _fail(self, error: VmtestError) -> None:
+        """FAILED (if not yet), keeping ``error`` for later calls."""
+        if self.state is not State.FAILED:
+            self._to(State.FAILED)
+        self.failure = error
 
     def _again(self, action: str) -> VmtestError:
         """The stored failure, for a later call on a FAILED machine."""
         assert self.failure is not None
-        if isinstance(self.failure, MachineError):
-            return MachineError(
-                self.name,
-                action,
-                f"the machine failed earlier and was not started again (call start() to retry): {self.failure}",
-            )
-        return self.failure
+        return failures.failed_earlier(self, self.failure, action)
 
     def check_alive(self, action: str) -> None:
         """Raise if QEMU died (FAILED) when it should be running."""
@@ -235,18 +216,17 @@ class VM:
                 raise MachineError(self.name, "starting", "the machine is still powering off")
             start = time.monotonic()
             if self.aborted is not None:
-                raise self.error(MachineError, "starting", f"the machine was stopped: {self.aborted}", start)
+                raise failures.stopped(self, "starting", start, self.aborted)
             self._to(State.LAUNCHING)
             self.failure = None
             try:
                 with self.nested("starting"):
                     self._launch_or_fall_back(start)
                 if self.aborted is not None:  # the abort came while this launch held the lock
-                    raise self.error(MachineError, "starting", f"the machine was stopped: {self.aborted}", start)
+                    raise failures.stopped(self, "starting", start, self.aborted)
             except VmtestError as exc:
                 self._abort_launch()
-                self.failure = exc
-                self._to(State.FAILED)
+                self._fail(exc)
                 raise
             except BaseException:
                 self._abort_launch()
@@ -266,14 +246,9 @@ class VM:
         if self._state_dir is None:
             self._state_dir = statedirs.make(f"vmtest-{self.name}-")
         paths = self.paths
-        paths.state_dir.mkdir(parents=True, exist_ok=True)
-        paths.xchg.mkdir(exist_ok=True)
-        for sock in (paths.qmp, paths.shell, paths.serial, paths.attach, paths.agent):
-            sock.unlink(missing_ok=True)
-        paths.qemu_log.write_bytes(b"")
-        self.start_path = self._next_path or self._fixed_path or self._choose(self.image, self.accel)
-        self._next_path = None
-        launch = dataclasses.replace(self.start_path.prepare(self), network=self.network.qemu_args)
+        paths.prepare()
+        start_path = self.starts.pick(self, self.image, self.accel)
+        launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
         boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
         self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
         self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
@@ -283,52 +258,40 @@ class VM:
         except ChannelError as exc:
             status = self.process.poll()
             why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
-            raise self.error(LaunchError, "starting QEMU", why, start, self.facts(status)) from None
+            raise failures.qemu_failed(self, "starting QEMU", why, start, status) from None
         self._console = self.channels.console
-        self._reboot_action(self.allow_reboot)
-        self.start_path.resume(self, self.channels)
+        self.reboots.apply(self.channels.monitor)
+        start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
-
-    def _reboot_action(self, restart: bool) -> None:
-        """What QEMU does when the guest reboots: restart it, or end as on a power-off (``-no-reboot``)."""
-        if self.channels is not None:
-            self.channels.monitor.command("set-action", reboot="reset" if restart else "shutdown")
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
         with self._lock:
-            if not (self.allow_reboot and self.state is State.READY and self.channels is not None):
-                return
-            if self.is_running() and self.channels.monitor.take_resets():
+            channels = self.channels if self.state is State.READY and self.is_running() else None
+            if channels is not None and self.reboots.noticed(channels.monitor):
                 self.log("the guest rebooted by itself: waiting for its shell again")
-                self._rebooting = True
                 self._to(State.RUNNING)
 
     def set_allow_reboot(self, allow: bool) -> None:
         """Allow (or not) reboots the guest starts itself, now if QEMU runs, and for every later launch."""
         with self._lock:
-            self.allow_reboot = allow
-            if self.is_running():
-                self._reboot_action(allow)
-
-    def _choose(self, image: BootImage, accel: str) -> StartPath:
-        return ColdBoot() if self.snapshots is None else choose(self.snapshots, self, image, accel)
+            monitor = self.channels.monitor if self.channels is not None and self.is_running() else None
+            self.reboots.allow(allow, monitor)
 
     def _launch_or_fall_back(self, start: float) -> None:
         """Launch; when a snapshot cannot be restored, drop it (one log line) and boot cold instead."""
         try:
             self._launch(start)
         except MachineError as exc:
-            if not isinstance(self.start_path, Restore):
+            if not self.starts.restoring():
                 raise
             self._fall_back(exc)
             self._launch(start)
 
     def _fall_back(self, exc: MachineError) -> None:
-        assert isinstance(self.start_path, Restore)
         said = self.qemu_output().splitlines()[-1:]  # QEMU's own reason, e.g. "load of migration failed: ..."
         self._abort_launch()
-        self._next_path = self.start_path.drop(self, self.store.cache, said[0] if said else str(exc))
+        self.starts.drop(self, self.store.cache, said[0] if said else str(exc))
 
     def _abort_launch(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -366,8 +329,7 @@ class VM:
         channels = self.channels
         assert channels is not None
         try:
-            if self._rebooting:
-                self._rebooting = False
+            if self.reboots.take_pending():
                 self.kernel_release = wait_for_boot(self, channels, timeout)
                 return True
             self.kernel_release = self.start_path.until_ready(self, channels, timeout)
@@ -385,8 +347,7 @@ class VM:
             ) from None
         except MachineError as exc:
             with self._lock:
-                self.failure = exc
-                self._to(State.FAILED)
+                self._fail(exc)
                 self._abort_launch()
             raise
 
@@ -432,17 +393,14 @@ class VM:
         self.wait_ready()
         assert self.channels is not None
         with self._lock:
-            if not self.allow_reboot:
-                self._reboot_action(True)  # this reboot restarts the guest, whatever start() said
+            self.reboots.requested(self.channels.monitor)
             self.channels.shell.send_only("systemctl reboot")
-            self._rebooting = True
+            self.reboots.pending = True
             self._to(State.RUNNING)
         self.wait_ready(timeout)
         with self._lock:
             if self.channels is not None:
-                self.channels.monitor.take_resets()  # this reboot's RESET is no news
-            if not self.allow_reboot:
-                self._reboot_action(False)
+                self.reboots.finished(self.channels.monitor)
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off cleanly and wait for QEMU to exit; a no-op when it is not running."""
@@ -488,10 +446,7 @@ class VM:
             self._kill()
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-        self._close_channels()
-        self.start_path.close()
+        self._abort_launch()
         if self.state is not State.CREATED or self.process is not None:
             self._to(State.STOPPED)
 

@@ -42,6 +42,21 @@ class MachinePaths:
         for attr, name in FILES.items():
             object.__setattr__(self, attr, self.state_dir / name)
 
+    def prepare(self) -> None:
+        """Make the state and exchange directories, remove the last launch's sockets, empty QEMU's log."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.xchg.mkdir(exist_ok=True)
+        for sock in (self.qmp, self.shell, self.serial, self.attach, self.agent):
+            sock.unlink(missing_ok=True)
+        self.qemu_log.write_bytes(b"")
+
+    def qemu_output(self, limit: int = 3000) -> str:
+        """The end of what QEMU itself printed (its stdout+stderr); "" when there is nothing to read."""
+        try:
+            return self.qemu_log.read_text(errors="replace").strip()[-limit:]
+        except OSError:
+            return ""
+
     def empty_disk(self, index: int) -> Path:
         return self.state_dir / f"empty{index}.qcow2"
 

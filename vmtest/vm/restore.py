@@ -55,7 +55,7 @@ class RestoreFailed(MachineError):
 def after_restore(vm: Starting, channels: Channels, timeout: float) -> None:
     """The per-run fix-ups a snapshot cannot hold (see the module docstring), as one command."""
     start = time.monotonic()
-    command = guestsetup.after_restore(vm.config, time.time(), vm.network_hosts)
+    command = guestsetup.after_restore(vm.config, time.time(), vm.network.hosts)
     try:
         result = channels.shell.run(command, min(timeout, 120.0))
     except BackdoorTimeout as exc:
@@ -202,7 +202,7 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
     host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
-    argv = snap.key_argv(config, image, accel, vm.network_key)
+    argv = snap.key_argv(config, image, accel, vm.network.key_args)
     key = snap.snapshot_key(argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm))
     if choice.rebuild(key):
         snap.remove(choice.cache, key, vm.logger)
@@ -215,3 +215,31 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
         return ColdBoot()
     meta = {"qemu": qemu, "accel": accel, "image_key": image.key, "machine": vm.name, "packages": list(config.packages)}
     return SaveSnapshot(reservation, meta)
+
+
+class StartPaths:
+    """Which start path each launch of one machine takes: a fixed one (unit tests), else the one already
+    decided (a cold boot after a snapshot was dropped), else the one :func:`choose` picks (a cold boot
+    when snapshots are off: ``snapshots=None``)."""
+
+    def __init__(self, fixed: StartPath | None, snapshots: Choice | None) -> None:
+        self.fixed = fixed
+        self.snapshots = snapshots
+        self.next: StartPath | None = None
+        self.current: StartPath = fixed or ColdBoot()  # the current (or last) launch's path
+
+    def pick(self, vm: Starting, image: BootImage, accel: str) -> StartPath:
+        """The path of the launch that begins now; it becomes :attr:`current`."""
+        path = self.next or self.fixed
+        if path is None:
+            path = ColdBoot() if self.snapshots is None else choose(self.snapshots, vm, image, accel)
+        self.current, self.next = path, None
+        return path
+
+    def restoring(self) -> bool:
+        return isinstance(self.current, Restore)
+
+    def drop(self, vm: Starting, cache: Cache, why: str) -> None:
+        """The current launch's snapshot cannot be restored (``why``): remove it; the next launch boots cold."""
+        assert isinstance(self.current, Restore)
+        self.next = self.current.drop(vm, cache, why)

@@ -28,7 +28,7 @@ from vmtest.core.errors import LaunchError
 from vmtest.image import BootImage
 from vmtest.vm import disks, guestsetup
 from vmtest.vm.argv import Launch
-from vmtest.vm.channels import Channels
+from vmtest.vm.channels import Channels, NetworkAttachment
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.tpm import Swtpm
 
@@ -54,18 +54,10 @@ class Starting(Protocol):
     logger: logging.Logger
     image: BootImage | None
     launched_at: float
+    network: NetworkAttachment
 
     @property
     def paths(self) -> MachinePaths: ...
-
-    @property
-    def network_setup(self) -> str: ...
-
-    @property
-    def network_hosts(self) -> str: ...
-
-    @property
-    def network_key(self) -> tuple[str, ...]: ...
 
     def is_running(self) -> bool: ...
 
@@ -106,10 +98,10 @@ def setup_script(vm: Starting, hosts: bool = True) -> str:
     return guestsetup.script(
         vm.config,
         vm.name,
-        vm.network_setup,
+        vm.network.setup_script,
         disks.grows_root(vm.config, vm.image),
         virt.use_host_certs,
-        hosts=vm.network_hosts if hosts else "",
+        hosts=vm.network.hosts if hosts else "",
     )
 
 

@@ -1,0 +1,63 @@
+"""How the lifecycle words its errors: each names the machine, the action, the time since it began and the
+console lines since then; when QEMU itself failed, its command line, exit status and output too.
+
+The builders see a machine only through :class:`Witness` (the lifecycle,
+:class:`vmtest.vm.lifecycle.VM`, is one); they build errors and never change
+the machine's state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, TypeVar
+
+from vmtest.core.errors import LaunchError, MachineError, QemuFacts, VmtestError, describe_exit
+
+E = TypeVar("E", bound=MachineError)
+
+
+class Witness(Protocol):
+    """What an error tells of a machine."""
+
+    name: str
+    argv: list[str]
+
+    def console_tail(self, n: int = 20, since: float | None = None) -> list[str]: ...
+
+    def qemu_output(self, limit: int = 3000) -> str: ...
+
+
+def error(vm: Witness, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
+    """A ``cls`` error naming ``vm``, ``action``, the time since ``start`` and the console tail since then."""
+    return cls(vm.name, action, message, time.monotonic() - start, vm.console_tail(since=start), qemu)
+
+
+def facts(vm: Witness, status: int | None) -> QemuFacts:
+    """QEMU's command line, ``status`` and the end of its output, for an error."""
+    return QemuFacts(tuple(vm.argv), status, vm.qemu_output())
+
+
+def qemu_failed(vm: Witness, action: str, message: str, start: float, status: int | None) -> LaunchError:
+    """QEMU exited (``status``) or could not be reached during ``action``: a LaunchError with its facts."""
+    return error(vm, LaunchError, action, message, start, facts(vm, status))
+
+
+def exited(vm: Witness, action: str, start: float, status: int | None) -> LaunchError:
+    """QEMU exited when it should have been running."""
+    return qemu_failed(vm, action, f"{describe_exit(status)} unexpectedly", start, status)
+
+
+def stopped(vm: Witness, action: str, start: float, reason: str) -> MachineError:
+    """The machine was stopped for good (``abort(reason)``, e.g. by the global timeout)."""
+    return error(vm, MachineError, action, f"the machine was stopped: {reason}", start)
+
+
+def failed_earlier(vm: Witness, failure: VmtestError, action: str) -> VmtestError:
+    """The error for a later call on a machine that failed (``failure``) and was not started again."""
+    if isinstance(failure, MachineError):
+        return MachineError(
+            vm.name,
+            action,
+            f"the machine failed earlier and was not started again (call start() to retry): {failure}",
+        )
+    return failure
