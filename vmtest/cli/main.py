@@ -132,14 +132,13 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     from vmtest.cli.runvm import script
     from vmtest.image import ImageStore
     from vmtest.vm import accel as accel_mod
-    from vmtest.vm.argv import Boot
 
     name, config = load_config(args.target)
     settings = _settings(args)
     store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     image = store.get(config)
     log = logging.getLogger("vmtest.run-vm")
-    accel = accel_mod.choose(store.cache, lambda: Boot(image.kernel, image.initrd), log, settings.accel)
+    accel = accel_mod.choose_for(store.cache, image, log, settings.accel)
     text = script(name, config, image, accel, source=args.target)
     if args.print_script:
         sys.stdout.write(text)

@@ -28,6 +28,7 @@ from vmtest.core.contract import PROBE_OK
 from vmtest.core.errors import HostError
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError, run
+from vmtest.image import BootImage
 from vmtest.vm.argv import Boot, probe_argv
 
 PROBE_TIMEOUT = 20.0
@@ -119,3 +120,8 @@ def choose(
     level = logging.INFO if reason.endswith("(cached verdict)") else logging.WARNING
     log(logger, f"accelerator: TCG (software emulation, slow) because KVM is unusable: {reason}", level=level)
     return "tcg"
+
+
+def choose_for(cache: Cache, image: BootImage, logger: logging.Logger, accel: str | None = None) -> str:
+    """:func:`choose`, probing KVM (when it must) with ``image``'s kernel and initrd."""
+    return choose(cache, lambda: Boot(image.kernel, image.initrd), logger, accel)

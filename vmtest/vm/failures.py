@@ -42,6 +42,12 @@ def qemu_failed(vm: Witness, action: str, message: str, start: float, status: in
     return error(vm, LaunchError, action, message, start, facts(vm, status))
 
 
+def attach_failed(vm: Witness, start: float, status: int | None, exc: Exception) -> LaunchError:
+    """The channels could not be attached to a QEMU just spawned (``status``: it exited meanwhile)."""
+    why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
+    return qemu_failed(vm, "starting QEMU", why, start, status)
+
+
 def exited(vm: Witness, action: str, start: float, status: int | None) -> LaunchError:
     """QEMU exited when it should have been running."""
     return qemu_failed(vm, action, f"{describe_exit(status)} unexpectedly", start, status)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import statedirs
-from vmtest.core.errors import MachineError, QemuFacts, Timeout, VmtestError, describe_exit
+from vmtest.core.errors import MachineError, Timeout, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
@@ -40,7 +40,6 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
-from vmtest.vm.failures import E
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.reboots import GuestReboots
@@ -153,14 +152,6 @@ class VM:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def error(self, cls: type[E], action: str, message: str, start: float, qemu: QemuFacts | None = None) -> E:
-        """A ``cls`` error naming this machine, ``action``, the time since ``start`` and the console tail."""
-        return failures.error(self, cls, action, message, start, qemu)
-
-    def facts(self, status: int | None) -> QemuFacts:
-        """QEMU's command line, ``status`` and the end of its output, for an error."""
-        return failures.facts(self, status)
-
     def died(self, action: str, start: float) -> MachineError:
         """QEMU exited when it should have been running: FAILED, and the error saying so.
 
@@ -175,7 +166,9 @@ class VM:
                 self._close_channels()
                 return stopped
             if self.state is State.STOPPED:
-                return self.error(MachineError, action, "the machine was stopped while this was running", start)
+                return failures.error(
+                    self, MachineError, action, "the machine was stopped while this was running", start
+                )
         error = failures.exited(self, action, start, status)
         with self._lock:
             self._fail(error)
@@ -239,10 +232,7 @@ class VM:
             self.network.ensure_up()
         self.image = self.store.get(self.config)
         if self.accel is None:
-            image = self.image
-            self.accel = accel_mod.choose(
-                self.store.cache, lambda: Boot(image.kernel, image.initrd), self.logger, self._accel_request
-            )
+            self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
         if self._state_dir is None:
             self._state_dir = statedirs.make(f"vmtest-{self.name}-")
         paths = self.paths
@@ -256,9 +246,7 @@ class VM:
         try:
             self.channels = self.backend.attach(self.name, paths, self.logger, self.is_running, self.serial_echo)
         except ChannelError as exc:
-            status = self.process.poll()
-            why = f"{describe_exit(status)} while its channels were attached" if status is not None else str(exc)
-            raise failures.qemu_failed(self, "starting QEMU", why, start, status) from None
+            raise failures.attach_failed(self, start, self.process.poll(), exc) from None
         self._console = self.channels.console
         self.reboots.apply(self.channels.monitor)
         start_path.resume(self, self.channels)
@@ -329,10 +317,8 @@ class VM:
         channels = self.channels
         assert channels is not None
         try:
-            if self.reboots.take_pending():
-                self.kernel_release = wait_for_boot(self, channels, timeout)
-                return True
-            self.kernel_release = self.start_path.until_ready(self, channels, timeout)
+            wait = wait_for_boot if self.reboots.take_pending() else self.start_path.until_ready
+            self.kernel_release = wait(self, channels, timeout)
             return True
         except RestoreFailed as exc:
             with self._lock:
@@ -342,8 +328,8 @@ class VM:
         except BackdoorClosed:
             raise self.died("booting", start) from None
         except BackdoorTimeout:
-            raise self.error(
-                Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
+            raise failures.error(
+                self, Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
             ) from None
         except MachineError as exc:
             with self._lock:
@@ -355,22 +341,19 @@ class VM:
 
     def monitor(self) -> Monitor:
         """QMP; launches the machine if it is not running."""
-        self._ensure_launched("using the QEMU monitor")
-        assert self.channels is not None
-        return self.channels.monitor
+        return self._launched("using the QEMU monitor").monitor
 
     def console(self) -> Console:
         """The serial console; launches the machine if it is not running."""
-        self._ensure_launched("using the serial console")
-        assert self.channels is not None
-        return self.channels.console
+        return self._launched("using the serial console").console
 
-    def _ensure_launched(self, action: str) -> None:
+    def _launched(self, action: str) -> Channels:
         if self.state in (State.CREATED, State.STOPPED):
             self.launch()
         self.check_alive(action)
         if self.channels is None:
             raise MachineError(self.name, action, f"the machine is {self.state.value}")
+        return self.channels
 
     def run(self, command: str, timeout: float) -> Result:
         """Run ``command`` through the backdoor shell (waiting for the boot if needed)."""
@@ -384,7 +367,9 @@ class VM:
         except BackdoorClosed:
             raise self.died(f"command {command!r}", start) from None
         except BackdoorTimeout as exc:
-            raise self.error(Timeout, f"command {command!r}", f"the guest stopped answering: {exc}", start) from None
+            raise failures.error(
+                self, Timeout, f"command {command!r}", f"the guest stopped answering: {exc}", start
+            ) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -424,8 +409,12 @@ class VM:
         with self._lock:
             if status is None:
                 self._kill()
-                raise self.error(
-                    Timeout, "waiting for power-off", f"QEMU still running after {timeout:.0f}s; it was killed", start
+                raise failures.error(
+                    self,
+                    Timeout,
+                    "waiting for power-off",
+                    f"QEMU still running after {timeout:.0f}s; it was killed",
+                    start,
                 )
             if self.state in ALIVE:
                 self._to(State.STOPPED)
