@@ -93,6 +93,15 @@ class Reservation:
             self._fh = None
 
 
+def _try_lock(fh: IO[str]) -> bool:
+    """Take ``fh``'s exclusive flock if no other process holds it; False when one does."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class Cache:
     """Owner of the cache directory."""
 
@@ -130,14 +139,16 @@ class Cache:
             return path
         return None
 
-    @contextmanager
-    def lock(self, kind: str, key: str, logger: logging.Logger) -> Iterator[None]:
+    def _lock_file(self, name: str) -> IO[str]:
+        """The lock file of ``name`` (``<kind>-<key>``), made if missing; open for the caller to close."""
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{kind}-{key}.lock", "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        return open(locks / f"{name}.lock", "a+")
+
+    @contextmanager
+    def lock(self, kind: str, key: str, logger: logging.Logger) -> Iterator[None]:
+        with self._lock_file(f"{kind}-{key}") as fh:
+            if not _try_lock(fh):
                 log(logger, f"another process is building {kind}/{key[:12]}; waiting for it")
                 fcntl.flock(fh, fcntl.LOCK_EX)
             yield
@@ -167,12 +178,8 @@ class Cache:
     def reserve(self, kind: str, key: str) -> Reservation | None:
         """The exclusive right to build entry ``key`` over a longer time (a snapshot is saved from a running
         machine), or None when another process holds it. Publish it or abandon it."""
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fh = open(locks / f"{kind}-{key}.lock", "a+")  # noqa: SIM115 - held until the reservation ends
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fh = self._lock_file(f"{kind}-{key}")  # held until the reservation ends
+        if not _try_lock(fh):
             fh.close()
             return None
         return Reservation(self, kind, key, fh, self._new_tmp(kind, key))
@@ -232,41 +239,34 @@ class Cache:
                 )
         return out
 
-    def partial_builds(self) -> list[tuple[Path, bool]]:
-        """(directory, still being built) for every build in progress or left by a killed one."""
+    def _builds(self) -> list[tuple[Path, str]]:
+        """Every build directory (in progress or left by a killed build) and the name of its lock."""
         tmp_root = self.root / "tmp"
         if not tmp_root.is_dir():
             return []
+        return [(path, path.name.rsplit(".", 1)[0]) for path in sorted(tmp_root.iterdir())]
+
+    def partial_builds(self) -> list[tuple[Path, bool]]:
+        """(directory, still being built) for every build in progress or left by a killed one."""
         result = []
-        for path in sorted(tmp_root.iterdir()):
-            name = path.name.rsplit(".", 1)[0]
+        for path, name in self._builds():
             lock = self.root / "locks" / f"{name}.lock"
             active = False
             if lock.exists():
                 with open(lock, "a+") as fh:
-                    try:
-                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    active = not _try_lock(fh)
+                    if not active:
                         fcntl.flock(fh, fcntl.LOCK_UN)
-                    except BlockingIOError:
-                        active = True
             result.append((path, active))
         return result
 
     def sweep_partial(self) -> list[tuple[Path, int]]:
         """Remove the build directories left by killed builds (never one being built: each goes while we
         hold its key's lock). Returns (directory, bytes freed) for each one removed."""
-        tmp_root = self.root / "tmp"
-        if not tmp_root.is_dir():
-            return []
         removed = []
-        for path in sorted(tmp_root.iterdir()):
-            name = path.name.rsplit(".", 1)[0]
-            locks = self.root / "locks"
-            locks.mkdir(parents=True, exist_ok=True)
-            with open(locks / f"{name}.lock", "a+") as fh:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+        for path, name in self._builds():
+            with self._lock_file(name) as fh:
+                if not _try_lock(fh):
                     continue  # being built (or removed) right now
                 if path.exists():
                     size = disk_usage(path)

@@ -18,6 +18,11 @@ class VmtestError(Exception):
     """Base class of every vmtest error."""
 
 
+def _with_fix(text: str, fix: str) -> str:
+    """``text``, then what to do about it in parentheses (when there is a ``fix``)."""
+    return f"{text} ({fix})" if fix else text
+
+
 class ConfigError(VmtestError):
     """A machine configuration (or a vmtest setting) is invalid.
 
@@ -29,10 +34,7 @@ class ConfigError(VmtestError):
         self.value = value
         self.why = why
         self.fix = fix
-        msg = f"{field}={value!r}: {why}"
-        if fix:
-            msg += f" ({fix})"
-        super().__init__(msg)
+        super().__init__(_with_fix(f"{field}={value!r}: {why}", fix))
 
 
 class HostError(VmtestError):
@@ -61,10 +63,7 @@ class CacheError(VmtestError):
         self.entry = entry
         self.source = source
         self.why = why
-        text = f"cache entry {entry} from {source}: {why}"
-        if fix:
-            text += f" ({fix})"
-        super().__init__(text)
+        super().__init__(_with_fix(f"cache entry {entry} from {source}: {why}", fix))
 
 
 def _with_console(text: str, console_tail: Sequence[str]) -> str:
