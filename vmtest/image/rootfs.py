@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -300,12 +300,44 @@ def build_rootfs(
     disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
     raw = work / "root.ext4"
     with nested(logger, f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system"):
-        mkfs = ["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-m", "0", "-E", "root_owner=0:0", "-d", str(tree)]
-        _step([*mkfs, str(raw), f"{disk_mib}M"], "mkfs.ext4", "creating the ext4 file system", work, logger)
+        try:
+            run(
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-L",
+                    ROOT_LABEL,
+                    "-m",
+                    "0",
+                    "-E",
+                    "root_owner=0:0",
+                    "-d",
+                    tree,
+                    raw,
+                    f"{disk_mib}M",
+                ],
+                what="mkfs.ext4",
+                logger=logger,
+                timeout=600,
+            )
+        except ProcessError as exc:
+            raise space.explain(str(exc), work, "creating the ext4 file system") or ImageBuildError(
+                "creating the ext4 file system", str(exc)
+            ) from None
     shutil.rmtree(tree)
     with nested(logger, "converting to qcow2"):
-        convert = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)]
-        _step(convert, "qemu-img convert", "converting to qcow2", work, logger)
+        try:
+            run(
+                ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
+                what="qemu-img convert",
+                logger=logger,
+                timeout=600,
+            )
+        except ProcessError as exc:
+            raise space.explain(str(exc), work, "converting to qcow2") or ImageBuildError(
+                "converting to qcow2", str(exc)
+            ) from None
     raw.unlink()
     log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
     return RootfsResult(out, disk_mib, content_mib)
@@ -324,11 +356,3 @@ def _keep_debs(new: Path, debs: Path) -> None:
                 shutil.copy2(deb, dest.with_suffix(".tmp"))
                 os.rename(dest.with_suffix(".tmp"), dest)
     shutil.rmtree(new, ignore_errors=True)
-
-
-def _step(argv: Sequence[str | os.PathLike[str]], what: str, step: str, work: Path, logger: logging.Logger) -> None:
-    """Run one step of making the disk (10 minutes at most); its failure says when the disk filled up."""
-    try:
-        run(argv, what=what, logger=logger, timeout=600)
-    except ProcessError as exc:
-        raise space.explain(str(exc), work, step) or ImageBuildError(step, str(exc)) from None
