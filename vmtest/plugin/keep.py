@@ -28,7 +28,7 @@ def _let_go(vm: VM) -> None:
     with vm._lock:
         vm._close_channels()
         vm.process = None
-        vm._own_state_dir = False
+        vm.dirs.owned = False
 
 
 def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool = False) -> list[keep.Kept]:
@@ -60,7 +60,7 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                     statedirs.hand_over(vm.state_dir, [vm.pid])
         for name, vm in running.items():
             assert vm.pid is not None and vm.state_dir is not None
-            own = owned or (vm._own_state_dir and not vm.keep_state)
+            own = owned or vm.dirs.temporary
             entry_id = f"{name}-{vm.pid}"
             entry = keep.Kept(
                 id=entry_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Protocol, TypeVar
 
-from vmtest.core.errors import LaunchError, MachineError, QemuFacts, VmtestError, describe_exit
+from vmtest.core.errors import LaunchError, MachineError, QemuFacts, Timeout, VmtestError, describe_exit
 
 E = TypeVar("E", bound=MachineError)
 
@@ -58,8 +58,30 @@ def stopped(vm: Witness, action: str, start: float, reason: str) -> MachineError
     return error(vm, MachineError, action, f"the machine was stopped: {reason}", start)
 
 
-def failed_earlier(vm: Witness, failure: VmtestError, action: str) -> VmtestError:
+def stopped_meanwhile(vm: Witness, action: str, start: float) -> MachineError:
+    """The machine was stopped on purpose (shutdown, kill, release) while ``action`` ran."""
+    return error(vm, MachineError, action, "the machine was stopped while this was running", start)
+
+
+def no_shell(vm: Witness, start: float, timeout: float) -> Timeout:
+    """The guest's backdoor shell did not answer within ``timeout`` seconds of its launch or reboot."""
+    return error(vm, Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start)
+
+
+def not_answering(vm: Witness, command: str, start: float, why: object) -> Timeout:
+    """``command`` got no answer from the guest in time (``why``: the backdoor's timeout)."""
+    return error(vm, Timeout, f"command {command!r}", f"the guest stopped answering: {why}", start)
+
+
+def not_powered_off(vm: Witness, start: float, timeout: float) -> Timeout:
+    """QEMU did not exit within ``timeout`` seconds of a power-off (it was killed)."""
+    message = f"QEMU still running after {timeout:.0f}s; it was killed"
+    return error(vm, Timeout, "waiting for power-off", message, start)
+
+
+def failed_earlier(vm: Witness, failure: VmtestError | None, action: str) -> VmtestError:
     """The error for a later call on a machine that failed (``failure``) and was not started again."""
+    assert failure is not None
     if isinstance(failure, MachineError):
         return MachineError(
             vm.name,

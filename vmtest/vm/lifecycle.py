@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
-from vmtest.core import statedirs
-from vmtest.core.errors import MachineError, Timeout, VmtestError
+from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
@@ -40,7 +38,7 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
-from vmtest.vm.paths import MachinePaths
+from vmtest.vm.paths import MachinePaths, StateDir
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.reboots import GuestReboots
 from vmtest.vm.restore import Choice, RestoreFailed, StartPaths
@@ -77,10 +75,8 @@ class VM:
         self.backend: Backend = backend or QemuBackend()
         self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
         self.reboots = GuestReboots()
-        self.keep_state = keep_state
+        self.dirs = StateDir(name, state_dir, keep_state)
         self._accel_request = accel
-        self._own_state_dir = state_dir is None
-        self._state_dir = state_dir
         self.state = State.CREATED
         self.failure: VmtestError | None = None
         self.image: BootImage | None = None
@@ -119,9 +115,7 @@ class VM:
 
     @property
     def paths(self) -> MachinePaths:
-        if self._state_dir is None:
-            raise MachineError(self.name, "finding its state directory", "the machine was never started")
-        return MachinePaths(self._state_dir)
+        return self.dirs.paths()
 
     @property
     def start_path(self) -> StartPath:
@@ -130,7 +124,7 @@ class VM:
 
     @property
     def state_dir(self) -> Path | None:
-        return self._state_dir
+        return self.dirs.path
 
     @property
     def pid(self) -> int | None:
@@ -148,7 +142,7 @@ class VM:
 
     def qemu_output(self, limit: int = 3000) -> str:
         """The end of what QEMU itself printed (its stdout+stderr)."""
-        return self.paths.qemu_output(limit) if self._state_dir is not None else ""
+        return self.paths.qemu_output(limit) if self.dirs.path is not None else ""
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -166,9 +160,7 @@ class VM:
                 self._close_channels()
                 return stopped
             if self.state is State.STOPPED:
-                return failures.error(
-                    self, MachineError, action, "the machine was stopped while this was running", start
-                )
+                return failures.stopped_meanwhile(self, action, start)
         error = failures.exited(self, action, start, status)
         with self._lock:
             self._fail(error)
@@ -181,15 +173,10 @@ class VM:
             self._to(State.FAILED)
         self.failure = error
 
-    def _again(self, action: str) -> VmtestError:
-        """The stored failure, for a later call on a FAILED machine."""
-        assert self.failure is not None
-        return failures.failed_earlier(self, self.failure, action)
-
     def check_alive(self, action: str) -> None:
         """Raise if QEMU died (FAILED) when it should be running."""
         if self.state is State.FAILED:
-            raise self._again(action)
+            raise failures.failed_earlier(self, self.failure, action)
         if self.state in (State.RUNNING, State.READY) and not self.is_running():
             raise self.died(action, time.monotonic())
 
@@ -233,10 +220,7 @@ class VM:
         self.image = self.store.get(self.config)
         if self.accel is None:
             self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
-        if self._state_dir is None:
-            self._state_dir = statedirs.make(f"vmtest-{self.name}-")
-        paths = self.paths
-        paths.prepare()
+        paths = self.dirs.prepare()
         start_path = self.starts.pick(self, self.image, self.accel)
         launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
         boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
@@ -293,7 +277,7 @@ class VM:
             return
         with self._ready_lock:
             if self.state is State.FAILED:
-                raise self._again("waiting for the shell")
+                raise failures.failed_earlier(self, self.failure, "waiting for the shell")
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "waiting for the shell", "the machine is powering off")
             if self.state in (State.CREATED, State.STOPPED):
@@ -328,9 +312,7 @@ class VM:
         except BackdoorClosed:
             raise self.died("booting", start) from None
         except BackdoorTimeout:
-            raise failures.error(
-                self, Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start
-            ) from None
+            raise failures.no_shell(self, start, timeout) from None
         except MachineError as exc:
             with self._lock:
                 self._fail(exc)
@@ -367,9 +349,7 @@ class VM:
         except BackdoorClosed:
             raise self.died(f"command {command!r}", start) from None
         except BackdoorTimeout as exc:
-            raise failures.error(
-                self, Timeout, f"command {command!r}", f"the guest stopped answering: {exc}", start
-            ) from None
+            raise failures.not_answering(self, command, start, exc) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -409,13 +389,7 @@ class VM:
         with self._lock:
             if status is None:
                 self._kill()
-                raise failures.error(
-                    self,
-                    Timeout,
-                    "waiting for power-off",
-                    f"QEMU still running after {timeout:.0f}s; it was killed",
-                    start,
-                )
+                raise failures.not_powered_off(self, start, timeout)
             if self.state in ALIVE:
                 self._to(State.STOPPED)
             self._close_channels()
@@ -448,6 +422,4 @@ class VM:
         """Kill QEMU if it runs, close every channel, remove a temporary state directory. Idempotent."""
         with self._lock:
             self._kill()
-            if self._own_state_dir and not self.keep_state and self._state_dir is not None:
-                shutil.rmtree(self._state_dir, ignore_errors=True)
-                self._state_dir = None
+            self.dirs.remove()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core import statedirs
+from vmtest.core.errors import MachineError
 
 # attribute -> file name in the state directory
 FILES = {
@@ -59,6 +62,43 @@ class MachinePaths:
 
     def empty_disk(self, index: int) -> Path:
         return self.state_dir / f"empty{index}.qcow2"
+
+
+class StateDir:
+    """Where one machine's state directory is, and whether this run made it (and so removes it).
+
+    With none given, a temporary one is made at the first launch and removed at release unless ``keep``;
+    a given one is never removed."""
+
+    def __init__(self, name: str, given: Path | None, keep: bool = False) -> None:
+        self.name = name
+        self.path = given
+        self.owned = given is None  # made by this run (a kept machine's is let go: no longer owned)
+        self.keep = keep
+
+    @property
+    def temporary(self) -> bool:
+        """This run removes it when the machine is released."""
+        return self.owned and not self.keep
+
+    def paths(self) -> MachinePaths:
+        if self.path is None:
+            raise MachineError(self.name, "finding its state directory", "the machine was never started")
+        return MachinePaths(self.path)
+
+    def prepare(self) -> MachinePaths:
+        """Make it if need be and prepare it for a launch (:meth:`MachinePaths.prepare`)."""
+        if self.path is None:
+            self.path = statedirs.make(f"vmtest-{self.name}-")
+        paths = MachinePaths(self.path)
+        paths.prepare()
+        return paths
+
+    def remove(self) -> None:
+        """Remove a temporary one (idempotent); a given or kept one stays."""
+        if self.temporary and self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
 
 
 def root_disk(name: str, config: MachineConfig, paths: MachinePaths) -> Path | None:
