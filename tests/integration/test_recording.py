@@ -85,7 +85,12 @@ def test_x11_example_recorded_into_a_video(tmp_path, chromium_dom):
     # ... and Chromium plays it from the report (its metadata loads: duration and size).
     probe = report.with_name("probe.html")
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    played = re.search(r' data-vmtest-video="([^"]*)"', chromium_dom(probe))
-    assert played is not None
+    # Headless Chromium's media pipeline sometimes misses its virtual-time budget on a loaded 2-core host
+    # (the metadata event never fires): a few tries, each a fresh load of the page.
+    for _ in range(3):
+        played = re.search(r' data-vmtest-video="([^"]*)"', chromium_dom(probe))
+        if played is not None:
+            break
+    assert played is not None, "Chromium never loaded the video's metadata (3 tries)"
     seconds, size = played.group(1).split(" ")
     assert size == "1024x768" and float(seconds) == pytest.approx(duration, abs=0.6), played.group(1)
