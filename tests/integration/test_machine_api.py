@@ -78,6 +78,22 @@ def test_wait_for_open_port_opened_later(vm):
     assert "4323" in str(info.value) and "gave up after 3s" in str(info.value)
 
 
+def test_wait_for_open_unix_socket_opened_later(vm):
+    # A one-shot stream listener: the wait must not use up its one connection.
+    vm.succeed("(sleep 2; exec nc -lU /tmp/stream.sock > /tmp/got) >/dev/null 2>&1 &")
+    vm.wait_for_open_unix_socket("/tmp/stream.sock", timeout=60)
+    vm.succeed("echo hello-over-unix | nc -N -U /tmp/stream.sock")
+    assert vm.wait_until_succeeds("cat /tmp/got", timeout=30) == "hello-over-unix\n"
+    # A datagram socket is "open" once bound.
+    vm.succeed("(sleep 2; exec nc -luU /tmp/dgram.sock > /dev/null) >/dev/null 2>&1 &")
+    vm.wait_for_open_unix_socket("/tmp/dgram.sock", is_datagram=True, timeout=60)
+    # A path where nothing listens (a plain file) never counts.
+    vm.succeed("touch /tmp/not-a-socket")
+    with pytest.raises(Timeout) as info:
+        vm.wait_for_open_unix_socket("/tmp/not-a-socket", timeout=3)
+    assert "/tmp/not-a-socket" in str(info.value)
+
+
 def test_wait_for_file_and_until_succeeds(vm):
     vm.succeed("(sleep 2; touch /tmp/later) >/dev/null 2>&1 &")
     vm.wait_for_file("/tmp/later", timeout=60)

@@ -60,11 +60,18 @@ class Waits:
             lambda: "it still accepts connections",
         )
 
+    @staticmethod
+    def _unix_socket_check(path: str, is_datagram: bool) -> str:
+        """Whether a unix socket is bound at ``path`` and, for a stream or seqpacket one, listening (a guest
+        command). It reads the kernel's table (/proc/net/unix: Flags 00010000 is a listening socket, Type
+        0002 a datagram one) rather than connecting, for the reason given in :meth:`_port_check`."""
+        match = '$5 == "0002"' if is_datagram else '($5 == "0001" || $5 == "0005") && $4 == "00010000"'
+        return f"awk -v p={shlex.quote(path)} '$8 == p && {match} {{ found = 1 }} END {{ exit !found }}' /proc/net/unix"
+
     def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
-        flags = "-uU" if is_datagram else "-U"
         self.commands.wait_until(
             f"waiting for unix socket {path}",
-            self._probe(f"nc -z {flags} {shlex.quote(path)}"),
+            self._probe(self._unix_socket_check(path, is_datagram)),
             timeout,
             lambda: "nothing listens there",
         )
