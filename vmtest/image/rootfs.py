@@ -299,45 +299,37 @@ def build_rootfs(
     content_mib = disk_usage(tree) // (1 << 20)
     disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
     raw = work / "root.ext4"
-    with nested(logger, f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system"):
-        try:
-            run(
-                [
-                    "mkfs.ext4",
-                    "-q",
-                    "-F",
-                    "-L",
-                    ROOT_LABEL,
-                    "-m",
-                    "0",
-                    "-E",
-                    "root_owner=0:0",
-                    "-d",
-                    tree,
-                    raw,
-                    f"{disk_mib}M",
-                ],
-                what="mkfs.ext4",
-                logger=logger,
-                timeout=600,
-            )
-        except ProcessError as exc:
-            raise space.explain(str(exc), work, "creating the ext4 file system") or ImageBuildError(
-                "creating the ext4 file system", str(exc)
-            ) from None
+    _step(
+        logger,
+        work,
+        f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system",
+        "creating the ext4 file system",
+        "mkfs.ext4",
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            ROOT_LABEL,
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            tree,
+            raw,
+            f"{disk_mib}M",
+        ],
+    )
     shutil.rmtree(tree)
-    with nested(logger, "converting to qcow2"):
-        try:
-            run(
-                ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
-                what="qemu-img convert",
-                logger=logger,
-                timeout=600,
-            )
-        except ProcessError as exc:
-            raise space.explain(str(exc), work, "converting to qcow2") or ImageBuildError(
-                "converting to qcow2", str(exc)
-            ) from None
+    _step(
+        logger,
+        work,
+        "converting to qcow2",
+        "converting to qcow2",
+        "qemu-img convert",
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
+    )
     raw.unlink()
     log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
     return RootfsResult(out, disk_mib, content_mib)
@@ -356,3 +348,13 @@ def _keep_debs(new: Path, debs: Path) -> None:
                 shutil.copy2(deb, dest.with_suffix(".tmp"))
                 os.rename(dest.with_suffix(".tmp"), dest)
     shutil.rmtree(new, ignore_errors=True)
+
+
+def _step(logger: logging.Logger, work: Path, title: str, doing: str, what: str, argv: list[str | Path]) -> None:
+    """One build step run as a timed log section; a failure is an ImageBuildError saying what it was
+    doing (or, when the disk filled up, how much space is needed)."""
+    with nested(logger, title):
+        try:
+            run(argv, what=what, logger=logger, timeout=600)
+        except ProcessError as exc:
+            raise space.explain(str(exc), work, doing) or ImageBuildError(doing, str(exc)) from None
