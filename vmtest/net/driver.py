@@ -83,7 +83,7 @@ class Driver:
             if not isinstance(config, MachineConfig):
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
-        self._own_state_root = state_root is None
+        self.owns_state_root = state_root is None  # a temporary directory, removed at release
         self.state_root = state_root or statedirs.make("vmtest-net-")
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
@@ -279,5 +279,5 @@ class Driver:
         for switch in self.switches.values():
             switch.stop()
         self._switches_up = False
-        if self._own_state_root:
+        if self.owns_state_root:
             shutil.rmtree(self.state_root, ignore_errors=True)

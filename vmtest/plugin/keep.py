@@ -20,15 +20,6 @@ from vmtest.core import statedirs
 from vmtest.net.driver import Driver
 from vmtest.plugin.fixtures import SHARED
 from vmtest.vm import keep
-from vmtest.vm.lifecycle import VM
-
-
-def _let_go(vm: VM) -> None:
-    """This run no longer owns ``vm``'s QEMU and state directory (release() leaves them alone)."""
-    with vm._lock:
-        vm._close_channels()
-        vm.process = None
-        vm.dirs.owned = False
 
 
 def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool = False) -> list[keep.Kept]:
@@ -43,7 +34,7 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
         running = {name: m.vm for name, m in driver.machines.items() if m.vm.is_running() and m.vm.pid is not None}
         if not running:
             continue
-        owned = driver._own_state_root  # a temporary network directory: it goes when its machines end
+        owned = driver.owns_state_root  # a temporary network directory: it goes when its machines end
         rmdir = [str(driver.state_root)] if owned else []
         switch_pids = []
         for switch in [] if dry_run else driver.switches.values():
@@ -51,7 +42,7 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 keep.write_ticket(switch.directory / "switch.log", deadline, [str(switch.directory)] * owned, rmdir)
                 switch_pids.append(switch.process.pid)
                 switch.process = None  # no longer this run's to stop
-        driver._own_state_root = owned and dry_run
+        driver.owns_state_root = owned and dry_run
         if not dry_run:
             # the leftover sweep of later runs must leave these directories alone while a kept process lives
             statedirs.hand_over(driver.state_root, [*switch_pids, *(vm.pid for vm in running.values() if vm.pid)])
@@ -77,7 +68,7 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
             if not dry_run:
                 keep.register(root, entry)
                 keep.write_ticket(vm.paths.qemu_log, deadline, entry.remove, entry.rmdir)
-                _let_go(vm)
+                vm.let_go()
             kept.append(entry)
     return kept
 

@@ -418,6 +418,14 @@ class VM:
             self.channels.close()
             self.channels = None
 
+    def let_go(self) -> None:
+        """This run no longer owns QEMU and the state directory: the channels close, QEMU runs on (kept by
+        ``--vm-keep-on-failure``) and :meth:`release` leaves both alone."""
+        with self._lock:
+            self._close_channels()
+            self.process = None
+            self.dirs.owned = False
+
     def release(self) -> None:
         """Kill QEMU if it runs, close every channel, remove a temporary state directory. Idempotent."""
         with self._lock:
