@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from pathlib import Path
 
@@ -165,6 +166,15 @@ class FakeStore:
         if self.error is not None:
             raise self.error
         return self.image
+
+
+@pytest.fixture(autouse=True)
+def _state_dirs_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without a given state directory makes a temporary one: here, in the test's tmp_path,
+    not in the host's /tmp (where every run of these tests left eight)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
 
 @pytest.fixture
