@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pexpect
@@ -97,6 +98,7 @@ def test_print_script_runs_under_sh_and_honours_the_environment(box: str, tmp_pa
 
 def test_run_vm_keeps_state_in_the_current_directory(box: str, tmp_path: Path) -> None:
     vmtest = str(Path(sys.executable).with_name("vmtest"))
+    temporary = set(Path(tempfile.gettempdir()).glob("vmtest-box.*"))
     child = _spawn([vmtest, "run-vm", box], tmp_path)
     try:
         child.expect(PROMPT)
@@ -118,3 +120,5 @@ def test_run_vm_keeps_state_in_the_current_directory(box: str, tmp_path: Path) -
         child.expect(pexpect.EOF, timeout=120)
     finally:
         _stop(child)
+    # The script's own temporary directory (no TMPDIR + USE_TMPDIR given) went with it.
+    assert set(Path(tempfile.gettempdir()).glob("vmtest-box.*")) == temporary

@@ -118,6 +118,7 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
     lines += [
         'if [ -z "$TMPDIR" ] || [ -z "$USE_TMPDIR" ]; then',
         f"    TMPDIR=$(mktemp -d vmtest-{name}.XXXXXXXXXX --tmpdir)",
+        "    trap 'rm -rf \"$TMPDIR\"' EXIT  # a directory this script made goes with it (QEMU is not exec'd)",
         "fi",
         'TMPDIR=$(readlink -f "$TMPDIR")',
         'mkdir -p "$TMPDIR/xchg"',
@@ -136,5 +137,5 @@ def script(name: str, config: MachineConfig, image: BootImage, accel: str, sourc
             grouped[-1] += " " + word
         else:
             grouped.append(word)
-    lines.append("exec " + " \\\n    ".join(grouped) + ' \\\n    $QEMU_OPTS "$@"')
+    lines.append(" \\\n    ".join(grouped) + ' \\\n    $QEMU_OPTS "$@"')
     return "\n".join(lines) + "\n"
