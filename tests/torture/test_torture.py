@@ -1,6 +1,6 @@
 """The torture suite: repeated kills and faults, with figures (trials, failures, worst time to error).
 
-Run (see README "Torture suite"): ``VMTEST_TORTURE_TRIALS=4 vmslot .venv/bin/python -m pytest tests/torture
+Run (see README "Torture suite"): ``VMTEST_TORTURE_TRIALS=4 .venv/bin/python -m pytest tests/torture
 --run-torture -s -p no:randomly -o log_cli=false``. Each test appends its row to
 ``vmtest-output/torture.md`` (or ``$VMTEST_TORTURE_RESULTS``) and prints it; a test fails when any trial
 failed its target.
