@@ -210,7 +210,7 @@ class Driver:
         waiting = {n: m.config.virtualisation.memory_size for n, m in self.machines.items() if not m.is_running()}
         hostmem.check_fits(waiting, available_memory_mib())
         with nested(self.logger, "starting all machines"):
-            self._each(lambda m: self.store.get(m.config))
+            self._each(lambda m: m.config.image is None and self.store.get(m.config))  # foreign: nothing to build
             self._each(lambda m: m.start())
 
     def join_all(self) -> None:
