@@ -16,8 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,17 @@ def leftovers(state: Path) -> list[str]:
     return found
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory for the runs' TMPDIRs with a short path (pytest's ``tmp_path`` leaves too little room for
+    the unix sockets vmtest makes below TMPDIR: a ``HostError``)."""
+    path = Path(tempfile.mkdtemp(prefix="vt-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def next_session(cwd: Path, state: Path) -> None:
     (cwd / "test_next.py").write_text("def test_nothing():\n    assert True\n")
     subprocess.run([*PYTEST, "test_next.py"], cwd=cwd, env=dict(os.environ, TMPDIR=str(state)), timeout=300)
@@ -125,13 +138,15 @@ def test_two(vms, a, b):
 
 @pytest.mark.parametrize("target", ["pytest", "xdist-worker"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_runs_leave_nothing_after_the_next_run(tmp_path: Path, sig: signal.Signals, target: str) -> None:
+def test_interrupted_runs_leave_nothing_after_the_next_run(
+    tmp_path: Path, short_tmp: Path, sig: signal.Signals, target: str
+) -> None:
     figures = Figures(f"{sig.name} of {target} mid-test: leftovers after the next run (time: until pytest ended)")
     (tmp_path / "test_two.py").write_text(TWO_NODES)
     trial = 0
     while figures.more(trial):
         trial += 1
-        state = tmp_path / f"state{trial}"
+        state = short_tmp / f"s{trial}"
         state.mkdir()
         marker = tmp_path / f"up{trial}"
         xdist = ["-n", "1"] if target == "xdist-worker" else []
@@ -266,7 +281,7 @@ def session(project: Path, cache: Path, state: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_two_concurrent_sessions_on_one_cache(tmp_path: Path, vm_image_store: ImageStore) -> None:
+def test_two_concurrent_sessions_on_one_cache(tmp_path: Path, short_tmp: Path, vm_image_store: ImageStore) -> None:
     """Two pytest sessions at once on one (private) cache, each booting a machine of the same new image:
     both green, the image built once, the cache's entries sound, nothing left behind; then a third session
     boots from the cache without building."""
@@ -278,7 +293,7 @@ def test_two_concurrent_sessions_on_one_cache(tmp_path: Path, vm_image_store: Im
         project = tmp_path / f"project{trial}"
         project.mkdir()
         (project / "test_session.py").write_text(SESSION.replace("NONCE", uuid.uuid4().hex))
-        states = [project / f"state{i}" for i in range(3)]
+        states = [short_tmp / f"s{trial}-{i}" for i in range(3)]
         for state in states:
             state.mkdir()
         procs = [session(project, cache, states[0]), session(project, cache, states[1])]
