@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vmtest.config.declare import check_keys, declared, default_of, documented, field_names, option, validate_fields
+from vmtest.config.foreign import ForeignImage, foreign_image
 from vmtest.config.validators import (
     guest_file_path,
     int_range,
@@ -162,6 +163,14 @@ class MachineConfig:
         factory=True,
         default_text="Virtualisation()",
     )
+    image: ForeignImage | None = option(
+        None,
+        "A bootable disk image vmtest did not build (vmtest.ForeignImage, a dict of its options, or a path): "
+        "booted by its own boot loader or a given kernel, driven over its serial console (see the image.* "
+        "rows). None: the Debian image vmtest builds from the fields above.",
+        foreign_image,
+        proof="tests/integration/test_foreign.py::test_foreign_debian",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         check_keys(field_names(self), kwargs, lambda key: key, "unknown MachineConfig field", "fields")
@@ -176,6 +185,15 @@ class MachineConfig:
                 "direct boot off)",
                 "set virtualisation={'use_boot_loader': True}, or remove boot_loader_timeout",
             )
+        if self.image is not None:
+            for name in ("packages", "services", "units", "files", "build_commands"):
+                if getattr(self, name):
+                    raise ConfigError(
+                        name,
+                        getattr(self, name),
+                        "a foreign image (image=...) is booted as it is: vmtest builds nothing into it",
+                        f"remove {name}, or set it up in the image yourself",
+                    )
 
     def __hash__(self) -> int:
         return hash(

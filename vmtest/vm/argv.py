@@ -219,12 +219,17 @@ class DiskBus:
         return ["-device", "ide-hd," + _opts({"bus": f"ide.{bus}", "unit": str(unit), "drive": drive_id, **extra})]
 
 
-def disk_args(name: str, config: MachineConfig, paths: MachinePaths, boot: Boot) -> list[str]:
-    """Root disk, empty disks and the user's drives, on ``qemu.disk_interface``."""
+def disk_args(
+    name: str, config: MachineConfig, paths: MachinePaths, boot: Boot, root: dict[str, str] | None = None
+) -> list[str]:
+    """Root disk, empty disks and the user's drives, on ``qemu.disk_interface``. ``root``: the root drive's
+    options as given (a foreign image's), instead of the overlay on the cached image."""
     virt = config.virtualisation
     bus = DiskBus(virt.qemu.disk_interface)
     args: list[str] = []
-    if virt.use_default_filesystems:
+    if root is not None:
+        args += ["-drive", _opts(root), *bus.device("root", {"bootindex": "1"})]
+    elif virt.use_default_filesystems:
         disk = root_disk(name, config, paths)
         if disk is None:
             # Nothing persists: the guest overlays a tmpfs on the image; snapshot=on keeps even
