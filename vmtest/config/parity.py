@@ -37,10 +37,4 @@ NOT_DECLARED: dict[str, tuple[str, str]] = {
     "virtualisation.bootPartition": ("planned", "boot-path issue (boot loader)."),
     "virtualisation.installBootLoader": ("planned", "boot-path issue (boot loader)."),
     "virtualisation.useBIOSBoot": ("planned", "boot-path issue (boot loader)."),
-    "virtualisation.useEFIBoot": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.useSecureBoot": ("planned", "boot-path issue (secure boot)."),
-    "virtualisation.efi.OVMF": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.firmware": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.variables": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.keepVariables": ("planned", "boot-path issue (EFI)."),
 }
