@@ -11,7 +11,7 @@ from vmtest import Machine, MachineConfig
 
 GUID = "3b4c2a4e-8a36-4c55-9b4e-7d0a1f3e5c21"  # a vendor GUID of our own for test variables
 EFIVARS = "/sys/firmware/efi/efivars"
-SECURE_BOOT_VAR = f"{EFIVARS}/SecureBoot-8be4df61-93ca-11d0-aa0d-00a0c90e8b4c"
+SECURE_BOOT_VAR = f"{EFIVARS}/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 UEFI = MachineConfig(virtualisation={"use_efi_boot": True})
 
 
@@ -109,7 +109,7 @@ def test_secure_boot(vm_factory) -> None:
         ),
     )
     assert "SecureBoot enabled" in vm.succeed("mokutil --sb-state")
-    assert vm.succeed(f"od -An -tu1 {SECURE_BOOT_VAR}").split()[-1] == "1"
+    assert vm.succeed(f"cat {SECURE_BOOT_VAR} | od -An -tu1").split()[-1] == "1"
     argv = " ".join(vm.vm.argv)
     assert "-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on" in argv
     assert "OVMF_CODE_4M.secboot.fd" in argv
