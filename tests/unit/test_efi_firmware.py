@@ -174,3 +174,21 @@ def test_run_vm_makes_the_store_where_vmtest_efi_vars_says(ovmf: Path) -> None:
     assert 'EFI_VARS=$(readlink -f "${VMTEST_EFI_VARS:-./box-efi-vars.fd}")' in text
     assert f'cp {ovmf}/OVMF_VARS_4M.fd "$EFI_VARS"' in text
     assert 'if=pflash,format=raw,unit=1,readonly=off,file="$EFI_VARS"' in text
+
+
+def test_doctor_names_each_missing_ovmf_file_and_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmtest.cli import doctor
+
+    real = doctor.os.path.isfile
+    monkeypatch.setattr(doctor.os.path, "isfile", lambda p: False if "/OVMF/" in str(p) else real(p))
+    checks = [c for c in doctor.host_checks() if "/OVMF/" in c.name]
+    assert [Path(c.name).name for c in checks] == [
+        "OVMF_CODE_4M.fd",
+        "OVMF_VARS_4M.fd",
+        "OVMF_CODE_4M.secboot.fd",
+        "OVMF_VARS_4M.ms.fd",
+    ]
+    text, ok = doctor.report(checks)
+    assert not ok
+    assert "[MISSING] /usr/share/OVMF/OVMF_CODE_4M.secboot.fd" in text
+    assert "virtualisation.use_secure_boot)  -> fix: apt-get install -y ovmf" in text
