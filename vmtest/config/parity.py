@@ -33,8 +33,4 @@ NOT_DECLARED: dict[str, tuple[str, str]] = {
         "not applicable",
         "host tools come from the host's Debian packages (./run installs them).",
     ),
-    "virtualisation.bootLoaderDevice": ("planned", "boot-path issue (boot loader)."),
-    "virtualisation.bootPartition": ("planned", "boot-path issue (boot loader)."),
-    "virtualisation.installBootLoader": ("planned", "boot-path issue (boot loader)."),
-    "virtualisation.useBIOSBoot": ("planned", "boot-path issue (boot loader)."),
 }
