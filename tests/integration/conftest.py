@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,53 @@ import pytest
 from vmtest.image import ImageStore
 
 REPO = Path(__file__).resolve().parents[2]
+# pytest as a user runs it, without this run's cache plugin and live logging (``PYTEST + (args...)``).
+PYTEST = (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "log_cli=false")
+
+
+@dataclass(frozen=True)
+class PytestRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _run_pytest(*args: str, cwd: Path = REPO, env: Mapping[str, str] | None = None, timeout: float = 900) -> PytestRun:
+    proc = subprocess.run(
+        [*PYTEST, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return PytestRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def run_pytest() -> Callable[..., PytestRun]:
+    """``run_pytest(*args, cwd=REPO, env=None, timeout=900)`` -> a finished ``PytestRun`` of
+    ``python -m pytest -p no:cacheprovider -o log_cli=false *args`` (``env``: the whole environment,
+    default this one's; stdout and stderr captured as text)."""
+    return _run_pytest
+
+
+def seeded_cache(store: ImageStore, root: Path, *paths: Path) -> Path:
+    """A private cache at ``root`` holding hard links to the shared cache's kernel entry, the entries
+    holding ``paths`` (files of the shared cache), its downloaded .debs and its ``accel.json``: runs on it
+    build nothing they need not, and image builds download nothing already downloaded."""
+    shared = store.cache.root
+    kernel = store.kernel().initrd
+    for path in (kernel, *paths):
+        kind, key = path.relative_to(shared).parts[:2]
+        if not (root / kind / key).exists():
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "-al", str(shared / kind / key), str(root / kind / key)], check=True)
+    if not (root / "debs").exists():
+        # (best effort: a .deb another run renames meanwhile is left out)
+        subprocess.run(["cp", "-al", str(store.cache.debs), str(root / "debs")], stderr=subprocess.DEVNULL, check=False)
+    if (shared / "accel.json").exists():
+        subprocess.run(["cp", str(shared / "accel.json"), str(root / "accel.json")], check=True)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -45,30 +40,17 @@ window.addEventListener('load', () => setTimeout(() => {
 """
 
 
-def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_path, chromium_dom):
+def test_html_report_of_the_demo_failure_shows_screenshot_and_console_tail(tmp_path, chromium_dom, run_pytest):
     pytest.importorskip("pytest_html", reason="pytest-html is not installed (it is in vmtest's dev extras)")
     out = tmp_path / "out"
     report = tmp_path / "report" / "report.html"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "log_cli=false",
-            "examples/test_failing.py::test_wrong_expectation",
-            "--run-demo-failures",
-            f"--vm-output-dir={out}",
-            f"--html={report}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = run_pytest(
+        "examples/test_failing.py::test_wrong_expectation",
+        "--run-demo-failures",
+        f"--vm-output-dir={out}",
+        f"--html={report}",
     )
-    text = proc.stdout + proc.stderr
+    text = proc.output
     assert proc.returncode == 1, text[-3000:]
     assert "1 failed" in text, text[-3000:]
     assert report.exists(), text[-3000:]

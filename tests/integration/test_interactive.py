@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import PYTEST, REPO
 
 pytestmark = pytest.mark.integration
 
@@ -134,15 +134,9 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
 def demo_failure(tmp_path, *tests: str, options: tuple[str, ...] = ()) -> pexpect.spawn:
     """pytest on examples/test_failing.py's ``tests`` (they fail on purpose) with ``options``."""
     return spawn(
-        sys.executable,
-        "-m",
-        "pytest",
+        *PYTEST,
         *(f"examples/test_failing.py::{t}" for t in tests),
         "--run-demo-failures",
-        "-p",
-        "no:cacheprovider",
-        "-o",
-        "log_cli=false",
         f"--vm-output-dir={tmp_path / 'out'}",
         *options,
     )
@@ -263,9 +257,7 @@ def test_keep_on_failure_a_killed_run_leaves_nothing(tmp_path):
         "    print('VM-UP', flush=True)\n"
         "    time.sleep(600)\n"
     )
-    run = spawn(
-        sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "--vm-keep-on-failure", str(test_file)
-    )
+    run = spawn(*PYTEST, "-s", "-q", "--vm-keep-on-failure", str(test_file))
     try:
         run.expect_exact("VM-UP", timeout=900)
         ours = descendants(run.pid)

@@ -4,8 +4,6 @@ created mid-test on the VLAN, copy_from_machine, streamed output, each subtest i
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import xml.etree.ElementTree as ET
 
@@ -69,30 +67,18 @@ def test_three(web_1, subtest):
 """
 
 
-def test_two_failing_subtests_of_three_are_both_reported_and_listed_in_junit(tmp_path):
+def test_two_failing_subtests_of_three_are_both_reported_and_listed_in_junit(tmp_path, run_pytest):
     (tmp_path / "test_three.py").write_text(SUBTESTS)
     junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "log_cli=false",
-            "-rA",
-            f"--vm-output-dir={tmp_path / 'out'}",
-            f"--junitxml={junit}",
-            "test_three.py",
-        ],
+    proc = run_pytest(
+        "-rA",
+        f"--vm-output-dir={tmp_path / 'out'}",
+        f"--junitxml={junit}",
+        "test_three.py",
         cwd=tmp_path,
         env=dict(os.environ, COLUMNS="250"),  # summary lines unabridged
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
-    text = proc.stdout + proc.stderr
+    text = proc.output
     assert proc.returncode == 1, text[-3000:]
     assert "SUBFAILED[a command that fails] test_three.py::test_three - vmtest.core.errors.CommandFailed" in text
     assert "SUBFAILED[a wrong expectation] test_three.py::test_three - AssertionError" in text

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pexpect
+
+from tests.integration.conftest import PYTEST
 
 TEST = """
 import pytest
@@ -31,22 +31,15 @@ def _project(tmp_path: Path, nonce: str) -> dict[str, str]:
     return env
 
 
-def _pytest(tmp_path: Path, env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, "test_user.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _pytest(run_pytest, tmp_path: Path, env: dict[str, str], *args: str) -> str:
+    proc = run_pytest(*args, "test_user.py", cwd=tmp_path, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.output
     return proc.stdout
 
 
-def test_plain_progress_lines_in_a_pipe_and_none_with_q(tmp_path, nonce):
+def test_plain_progress_lines_in_a_pipe_and_none_with_q(tmp_path, nonce, run_pytest):
     env = _project(tmp_path, nonce)
-    out = _pytest(tmp_path, env, "-v")
+    out = _pytest(run_pytest, tmp_path, env, "-v")
     print(out)
     lines = out.splitlines()
     # The image build and its steps, then the boot, each on a line of its own, before the result.
@@ -59,7 +52,7 @@ def test_plain_progress_lines_in_a_pipe_and_none_with_q(tmp_path, nonce):
     assert done > boot
     assert any(line.startswith("test_user.py::test_boots PASSED") for line in lines[done:])
     # -q: nothing extra (the image is cached now; the machine still boots).
-    quiet = _pytest(tmp_path, env, "-q")
+    quiet = _pytest(run_pytest, tmp_path, env, "-q")
     assert "vmtest: server" not in quiet and "vmtest: image " not in quiet and "1 passed" in quiet
 
 
@@ -67,8 +60,8 @@ def test_progress_lines_redrawn_on_a_terminal(tmp_path, nonce):
     env = _project(tmp_path, nonce)
     env["TERM"] = "xterm"
     child = pexpect.spawn(
-        sys.executable,
-        ["-m", "pytest", "-p", "no:cacheprovider", "-v", "test_user.py"],
+        PYTEST[0],
+        [*PYTEST[1:], "-v", "test_user.py"],
         cwd=str(tmp_path),
         env=env,
         dimensions=(40, 160),

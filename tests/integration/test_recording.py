@@ -6,12 +6,8 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -32,33 +28,16 @@ window.addEventListener('load', () => {
 """
 
 
-def test_x11_example_recorded_into_a_video(tmp_path, chromium_dom):
+def test_x11_example_recorded_into_a_video(tmp_path, chromium_dom, run_pytest):
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         pytest.skip("ffmpeg is not installed (apt-get install ffmpeg; ./run installs it)")
     pytest.importorskip("pytest_html", reason="pytest-html is not installed (it is in vmtest's dev extras)")
     out = tmp_path / "out"
     report = tmp_path / "report.html"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "log_cli=false",
-            "examples/test_x11.py",
-            "--vm-record",
-            f"--vm-output-dir={out}",
-            f"--html={report}",
-            "-rA",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1500,
+    proc = run_pytest(
+        "examples/test_x11.py", "--vm-record", f"--vm-output-dir={out}", f"--html={report}", "-rA", timeout=1500
     )
-    text = proc.stdout + proc.stderr
+    text = proc.output
     assert proc.returncode == 0, text[-3000:]
     videos = list(out.glob("*/desktop-screen.mp4"))
     assert len(videos) == 1, (sorted(p.relative_to(out) for p in out.rglob("*")), text[-3000:])

@@ -8,9 +8,7 @@ import json
 import logging
 import re
 import subprocess
-import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,26 +20,6 @@ from vmtest.image import ImageStore
 pytestmark = pytest.mark.integration
 
 CONFIG = MachineConfig(packages=["curl"], files={"/etc/motd": "hello from vmtest\n"})  # examples/test_smoke.py's
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    root = tmp_path / "served"
-    (root / "store").mkdir(parents=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        match = re.search(r"port (\d+)", proc.stdout.readline())
-        assert match, "http.server did not say its port"
-        yield root / "store", f"http://127.0.0.1:{match.group(1)}/store"
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def corrupt_copy(store: ImageStore, kind: str, key: str, out: Path) -> None:
@@ -65,9 +43,9 @@ def corrupt_copy(store: ImageStore, kind: str, key: str, out: Path) -> None:
 
 
 def test_fetched_when_good_built_when_corrupt(
-    store: ImageStore, server: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: ImageStore, http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    served, url = server
+    served, url = http_store
     image = store.get(CONFIG)  # in the shared cache (built there once if missing)
     kernel_key = json.loads((store.cache.path("images", image.key) / "meta.json").read_text())["kernel_key"]
     (served / "kernels").mkdir()

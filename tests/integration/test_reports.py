@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_failure_report_has_console_screenshot_and_journal(tmp_path):
+def test_failure_report_has_console_screenshot_and_journal(tmp_path, run_pytest):
     out = tmp_path / "out"
     junit = tmp_path / "junit.xml"
     stale = out / "examples_test_failing.py_test_wrong_expectation" / "web-old-screen.png"
     stale.parent.mkdir(parents=True)
     stale.write_text("left by an earlier run")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "log_cli=false",
-            "examples/test_failing.py",
-            "--run-demo-failures",
-            f"--vm-output-dir={out}",
-            "--vm-global-timeout=60",
-            f"--junitxml={junit}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = run_pytest(
+        "examples/test_failing.py",
+        "--run-demo-failures",
+        f"--vm-output-dir={out}",
+        "--vm-global-timeout=60",
+        f"--junitxml={junit}",
     )
-    text = proc.stdout + proc.stderr
+    text = proc.output
     assert proc.returncode == 1, text[-3000:]
     assert "3 failed" in text, text[-3000:]
     # Report section with the console tail of the node.

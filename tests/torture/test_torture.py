@@ -3,7 +3,8 @@
 Run (see README "Torture suite"): ``VMTEST_TORTURE_TRIALS=4 .venv/bin/python -m pytest tests/torture
 --run-torture -s -p no:randomly -o log_cli=false``. Each test appends its row to
 ``vmtest-output/torture.md`` (or ``$VMTEST_TORTURE_RESULTS``) and prints it; a test fails when any trial
-failed its target.
+failed its target. ``VMTEST_TORTURE_BUDGET`` (seconds, default none): a case starts no new trial once it
+has run this long (its row says how many trials it ran).
 """
 
 from __future__ import annotations
@@ -11,53 +12,76 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.conftest import PYTEST as USER_PYTEST
+from tests.integration.conftest import seeded_cache
 from vmtest.core.cache import Cache
 from vmtest.image import ImageStore
 
 pytestmark = pytest.mark.torture
 
 TRIALS = int(os.environ.get("VMTEST_TORTURE_TRIALS", "4"))
+BUDGET = float(os.environ.get("VMTEST_TORTURE_BUDGET", "inf"))
 RESULTS = Path(os.environ.get("VMTEST_TORTURE_RESULTS", "vmtest-output/torture.md"))
 REPO = Path(__file__).resolve().parents[2]
 KINDS = ("qemu-system-x86_64", "vde_switch", "swtpm", "tesseract")
 EXIT_LIMIT = 120.0  # a run must end this soon after its signal
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "log_cli=false"]
+PYTEST = [*USER_PYTEST, "-q", "-p", "no:randomly"]
 
 
 @dataclass
 class Figures:
+    """One case's row: trials, failures, the mean wall time of a trial and the worst time (to error)."""
+
     case: str
     trials: int = 0
     failures: int = 0
     worst: float = 0.0
     notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    trial_started: float = field(default_factory=time.monotonic)
+    spent: float = 0.0  # wall time of the trials so far
+
+    def more(self, trial: int) -> bool:
+        """Whether to run trial number ``trial`` (counting from 0): TRIALS of them, within BUDGET."""
+        self.trial_started = time.monotonic()
+        return trial < TRIALS and self.trial_started - self.started < BUDGET
 
     def trial(self, ok: bool, seconds: float = 0.0, note: str = "") -> None:
         self.trials += 1
         self.failures += not ok
         self.worst = max(self.worst, seconds)
+        self.spent += time.monotonic() - self.trial_started
         if not ok and note:
             self.notes.append(note)
 
-    def write(self) -> None:
-        row = f"| {self.case} | {self.trials} | {self.failures} | {self.worst:.1f} s |"
+    def write(self, check: bool = True) -> None:
+        per_trial = self.spent / self.trials if self.trials else 0.0
+        worst = f"{self.worst:.1f} s" if self.worst else "-"
+        row = f"| {self.case} | {self.trials} | {self.failures} | {per_trial:.0f} s | {worst} |"
         print("\nTORTURE " + row, flush=True)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         if not RESULTS.exists():
-            RESULTS.write_text("| case | trials | failures | worst time |\n|---|---|---|---|\n")
+            RESULTS.write_text("| case | trials | failures | time per trial | worst time |\n|---|---|---|---|---|\n")
         with RESULTS.open("a") as fh:
             fh.write(row + "\n")
+        if check:
+            self.check()
+
+    def check(self) -> None:
         assert self.failures == 0, self.notes
 
 
@@ -77,6 +101,17 @@ def leftovers(state: Path) -> list[str]:
             found.append(f"{exe} ({proc.name})")
     found += [p.name for p in state.iterdir() if p.name.startswith("vmtest-")]
     return found
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory for the runs' TMPDIRs with a short path (pytest's ``tmp_path`` leaves too little room for
+    the unix sockets vmtest makes below TMPDIR: a ``HostError``)."""
+    path = Path(tempfile.mkdtemp(prefix="vt-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def next_session(cwd: Path, state: Path) -> None:
@@ -103,11 +138,15 @@ def test_two(vms, a, b):
 
 @pytest.mark.parametrize("target", ["pytest", "xdist-worker"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_runs_leave_nothing_after_the_next_run(tmp_path: Path, sig: signal.Signals, target: str) -> None:
+def test_interrupted_runs_leave_nothing_after_the_next_run(
+    tmp_path: Path, short_tmp: Path, sig: signal.Signals, target: str
+) -> None:
     figures = Figures(f"{sig.name} of {target} mid-test: leftovers after the next run (time: until pytest ended)")
     (tmp_path / "test_two.py").write_text(TWO_NODES)
-    for trial in range(TRIALS):
-        state = tmp_path / f"state{trial}"
+    trial = 0
+    while figures.more(trial):
+        trial += 1
+        state = short_tmp / f"s{trial}"
         state.mkdir()
         marker = tmp_path / f"up{trial}"
         xdist = ["-n", "1"] if target == "xdist-worker" else []
@@ -160,19 +199,6 @@ cfg = MachineConfig(packages=["hello"], files={"/etc/torture": "NONCE"})
 """
 
 
-def seeded_cache(store: ImageStore, root: Path) -> Path:
-    """A private cache holding (hard links to) the shared kernel entry: builds here build only images."""
-    kernel = store.kernel()
-    entry = kernel.initrd.parent
-    while entry.parent.name != "kernels":
-        entry = entry.parent
-    (root / "kernels").mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(entry), str(root / "kernels" / entry.name)], check=True)
-    if (store.cache.root / "accel.json").exists():
-        subprocess.run(["cp", str(store.cache.root / "accel.json"), str(root)], check=True)
-    return root
-
-
 def broken_entries(cache: Cache) -> list[str]:
     """Entries that look complete (meta.json) but are not: an image whose qcow2 fails ``qemu-img check``."""
     broken = []
@@ -200,38 +226,99 @@ def build(target: Path, cache: Path, **kwargs: Any) -> subprocess.Popen[str]:
 
 
 def test_killed_image_builds_leave_no_broken_entry(tmp_path: Path, vm_image_store: ImageStore) -> None:
-    figures = Figures("SIGKILL of an image build at a random moment: broken entries; next build")
+    """Each trial builds a new key (a cached one would not be built again) and kills the build 1-30 s in;
+    then the last killed key is built to its end."""
+    figures = Figures("SIGKILL of an image build at a random moment: entries that look complete but are broken")
     cache = seeded_cache(vm_image_store, tmp_path / "cache")
     target = tmp_path / "cfg.py"
-    target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
-    for trial in range(TRIALS):
+    landed = 0
+    trial = 0
+    while figures.more(trial):
+        trial += 1
+        target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
         proc = build(target, cache)
-        time.sleep(random.uniform(1, 45))
+        time.sleep(random.uniform(1, 30))
+        landed += proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         broken = broken_entries(Cache(cache))
         figures.trial(not broken, note=f"trial {trial}: broken {broken}")
-    start = time.monotonic()
+    figures.case += f" ({landed} of {figures.trials} kills before the build ended)"
+    after = Figures("the build after those kills succeeds")
+    after.more(0)
     proc = build(target, cache)
     out, _ = proc.communicate(timeout=1800)
-    figures.trial(proc.returncode == 0 and not broken_entries(Cache(cache)), time.monotonic() - start, out[-2000:])
-    figures.case += f" (the next build: {'ok' if proc.returncode == 0 else 'FAILED'})"
-    figures.worst = 0.0
-    figures.write()
+    after.trial(proc.returncode == 0 and not broken_entries(Cache(cache)), note=out[-2000:])
+    figures.write(check=False)
+    after.write()
+    figures.check()
 
 
-def test_two_sessions_building_one_key_build_once(tmp_path: Path, vm_image_store: ImageStore) -> None:
-    figures = Figures("2 concurrent sessions building one key: builds (target 1 per key)")
-    for trial in range(max(1, TRIALS // 2)):
+SESSION = """
+import pytest
+from vmtest import MachineConfig
+
+CONFIG = MachineConfig(packages=["hello"], files={"/etc/torture": "NONCE"})
+
+
+@pytest.mark.vmtest(nodes={"m": CONFIG})
+def test_session(m):
+    assert m.succeed("cat /etc/torture") == "NONCE"
+    assert m.succeed("hello").strip() == "Hello, world!"
+"""
+
+
+def session(project: Path, cache: Path, state: Path) -> subprocess.Popen[str]:
+    """pytest on ``project``'s test_session.py with ``cache`` and ``state`` as its TMPDIR (output piped)."""
+    return subprocess.Popen(
+        [*PYTEST, "-rA", f"--vm-output-dir={state / 'out'}", "test_session.py"],
+        cwd=project,
+        env=dict(os.environ, VMTEST_CACHE_DIR=str(cache), TMPDIR=str(state)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_two_concurrent_sessions_on_one_cache(tmp_path: Path, short_tmp: Path, vm_image_store: ImageStore) -> None:
+    """Two pytest sessions at once on one (private) cache, each booting a machine of the same new image:
+    both green, the image built once, the cache's entries sound, nothing left behind; then a third session
+    boots from the cache without building."""
+    figures = Figures("2 concurrent pytest sessions booting one new image on one cache: green, 1 build, leftovers")
+    trial = 0
+    while figures.more(trial):
+        trial += 1
         cache = seeded_cache(vm_image_store, tmp_path / f"cache{trial}")
-        target = tmp_path / f"cfg{trial}.py"
-        target.write_text(BUILD_TARGET.replace("NONCE", uuid.uuid4().hex))
-        procs = [build(target, cache) for _ in range(2)]
-        outs = [p.communicate(timeout=1800)[0] for p in procs]
-        # the section's opening line (its closing one reads "(done: mmdebstrap ...)")
-        built = sum(len(re.findall(r"(?<!done: )mmdebstrap \S+ with \d+ extra", out)) for out in outs)
-        ok = all(p.returncode == 0 for p in procs) and built == 1
-        figures.trial(ok, note=f"trial {trial}: {built} builds; " + " | ".join(o[-500:] for o in outs))
+        project = tmp_path / f"project{trial}"
+        project.mkdir()
+        (project / "test_session.py").write_text(SESSION.replace("NONCE", uuid.uuid4().hex))
+        states = [short_tmp / f"s{trial}-{i}" for i in range(3)]
+        for state in states:
+            state.mkdir()
+        procs = [session(project, cache, states[0]), session(project, cache, states[1])]
+        try:
+            outs = [p.communicate(timeout=1800)[0] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        built = [int(m) for out in outs for m in re.findall(r"vmtest: images: .* (\d+) built", out)]
+        left = [x for state in states[:2] for x in leftovers(state)]
+        broken = broken_entries(Cache(cache))
+        third = session(project, cache, states[2])
+        out3 = third.communicate(timeout=900)[0]
+        left += leftovers(states[2])
+        problems = [f"session {i}: exit {p.returncode}" for i, p in enumerate(procs) if p.returncode != 0]
+        problems += [f"{sum(built)} builds ({built})"] if sum(built) != 1 else []
+        problems += [f"left: {left}"] if left else []
+        problems += [f"broken entries: {broken}"] if broken else []
+        if third.returncode != 0 or not re.search(r"vmtest: images: 1 from the cache, .* 0 built", out3):
+            problems.append("the third session did not boot from the cache: " + out3[-1500:])
+        note = f"trial {trial}: " + "; ".join(problems) + " | " + " | ".join(o[-1500:] for o in outs)
+        figures.trial(not problems, note=note)
+        shutil.rmtree(cache, ignore_errors=True)  # ~0.5 GiB an image
     figures.write()
 
 
@@ -240,7 +327,8 @@ def test_faults_have_fast_named_errors(tmp_path: Path) -> None:
     worst: dict[str, float] = {}
     failures: dict[str, int] = {}
     runs = 0
-    for _ in range(TRIALS):
+    budget = Figures("")
+    while budget.more(runs):
         done = subprocess.run(
             [*PYTEST, "-s", "-rA", str(REPO / "tests/integration/test_faults.py")],
             cwd=tmp_path,

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,27 +17,6 @@ LOG = logging.getLogger("vmtest.test.remote")
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """(directory, base URL) of an http.server on 127.0.0.1 serving that directory."""
-    root = tmp_path / "served"
-    root.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        match = re.search(r"port (\d+)", proc.stdout.readline())
-        assert match, "http.server did not say its port"
-        yield root, f"http://127.0.0.1:{match.group(1)}/store"
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture
 def source(tmp_path: Path) -> Cache:
     cache = Cache(tmp_path / "source")
     fill(cache, "kernels", "k1", {"vmlinuz": b"kernel", "modules/x.ko": b"m" * 5000}, {"release": "6.1"})
@@ -49,11 +25,11 @@ def source(tmp_path: Path) -> Cache:
 
 
 def test_a_missing_entry_is_fetched_and_verified(
-    source: Cache, served: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    source: Cache, http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root, url = served
-    (root / "store/images").mkdir(parents=True)
-    write_archive(source, [("images", "i1")], root / "store/images/i1.tar.xz", LOG)
+    root, url = http_store
+    (root / "images").mkdir()
+    write_archive(source, [("images", "i1")], root / "images/i1.tar.xz", LOG)
     target = Cache(tmp_path / "target")
     with caplog.at_level(logging.INFO):
         assert remote.fetch(target, url, "images", "i1", LOG)
@@ -62,19 +38,19 @@ def test_a_missing_entry_is_fetched_and_verified(
     assert not [p for p in (target.root / "tmp").iterdir() if p.name.startswith("download-")]
 
 
-def test_an_entry_the_server_lacks_is_built_locally(served: tuple[Path, str], tmp_path: Path) -> None:
-    _, url = served
+def test_an_entry_the_server_lacks_is_built_locally(http_store: tuple[Path, str], tmp_path: Path) -> None:
+    _, url = http_store
     target = Cache(tmp_path / "target")
     assert not remote.fetch(target, url, "images", "nope", LOG)
     assert target.lookup("images", "nope") is None
 
 
 def test_a_corrupt_entry_on_the_server_is_rejected_with_the_reason(
-    source: Cache, served: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    source: Cache, http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root, url = served
-    (root / "store/kernels").mkdir(parents=True)
-    tampered_archive(source, root / "store/kernels/k1.tar.xz", "kernels", "k1", "modules/x.ko")
+    root, url = http_store
+    (root / "kernels").mkdir()
+    tampered_archive(source, root / "kernels/k1.tar.xz", "kernels", "k1", "modules/x.ko")
     target = Cache(tmp_path / "target")
     with caplog.at_level(logging.INFO):
         assert not remote.fetch(target, url, "kernels", "k1", LOG)

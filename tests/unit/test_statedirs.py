@@ -6,8 +6,10 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +46,28 @@ def write_owner(d: Path, pid: int, start: int | None) -> Path:
     (d / statedirs.OWNER_FILE).write_text(json.dumps({"pid": pid, "start": start}))
     (d / "disk.qcow2").write_bytes(b"x" * 100_000)
     return d
+
+
+def test_a_temporary_directory_too_long_for_its_sockets_is_a_host_error(tmp_path: Path) -> None:
+    """A switch's sockets below a long TMPDIR would be truncated (vde_switch then fails with "Could not bind
+    to socket ... Address already in use"): the directory is refused at once, saying what to do."""
+    from vmtest.core.errors import HostError
+    from vmtest.net.switch import socket_room
+
+    room = socket_room(1)
+    deep = tmp_path / ("d" * (statedirs.SOCKET_PATH_MAX - len(str(tmp_path)) - room))
+    deep.mkdir()
+    with pytest.raises(HostError) as error:
+        statedirs.make("vmtest-net-", deep, socket_room=room)
+    assert f"the temporary directory {deep} is too long" in str(error.value)
+    assert "set TMPDIR to a shorter directory" in str(error.value)
+    assert list(deep.iterdir()) == []  # nothing left behind
+    short = Path(tempfile.mkdtemp(prefix="vt-"))
+    try:
+        assert statedirs.make("vmtest-net-", short, socket_room=room).is_dir()  # a short one is fine
+    finally:
+        shutil.rmtree(short)
+    assert statedirs.make("vmtest-ocr-", deep).is_dir()  # and no sockets, no limit
 
 
 def test_sweep_removes_dead_owners_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -36,11 +36,24 @@ PROGRAMS = (
     ("apt-get", "apt"),
     ("swtpm", "swtpm"),  # virtualisation.tpm
     ("swtpm_setup", "swtpm-tools"),  # virtualisation.tpm.provisioning (the usual command)
+    # the bootable disk of use_boot_loader (vmtest/image/bootdisk.py)
+    ("sfdisk", "fdisk"),
+    ("debugfs", "e2fsprogs"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("grub-mkimage", "grub-common"),
 )
 FILES = (
     ("/bin/busybox", "busybox-static", "a statically linked busybox for the stage-1 initrd"),
     ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
     ("/usr/share/qemu/qboot.rom", "qemu-system-data", "qboot, an alternate firmware for virtualisation.bios"),
+    ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin", "GRUB for BIOS on the bootable disk (use_boot_loader)"),
+    (
+        "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        "grub-efi-amd64-signed",
+        "Debian's signed GRUB on the bootable disk's ESP (use_boot_loader)",
+    ),
+    ("/usr/lib/shim/shimx64.efi.signed", "shim-signed", "Debian's signed shim on the bootable disk's ESP"),
 )
 PYTHON_MODULES = (("pexpect", "pexpect"), ("qemu.qmp", "qemu.qmp"), ("PIL", "pillow"), ("pytesseract", "pytesseract"))
 # Needed only by one feature (or by vmtest's own test suite): reported with their fix, never a failure.

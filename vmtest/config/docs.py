@@ -127,7 +127,8 @@ def markdown() -> str:
         "",
         'What a test declares about each machine: `MachineConfig(packages=["curl"], ...)`, keyword arguments,',
         "all optional. A bad value or an unknown field is a `vmtest.ConfigError` naming the field, why, and the",
-        "fix. Every field but `kernel_params` and `virtualisation` goes into the image (and its cache key).",
+        "fix. Every field but `kernel_params`, `boot_loader_timeout` and `virtualisation` goes into the image (and",
+        "its cache key).",
         "",
     ]
     lines += _table({"field": "name", "type": "type", "default": "default", "notes": "doc"}, machine_reference())

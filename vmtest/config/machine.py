@@ -22,6 +22,7 @@ from vmtest.config.declare import check_keys, declared, default_of, documented, 
 from vmtest.config.foreign import ForeignImage, foreign_image
 from vmtest.config.validators import (
     guest_file_path,
+    int_range,
     keyword_str_list,
     mapping,
     package_list,
@@ -147,6 +148,14 @@ class MachineConfig:
         "Extra kernel command-line parameters (boot time, not in the image); a string is split on white space.",
         _kernel_params,
     )
+    boot_loader_timeout: int = option(
+        0,
+        "Seconds GRUB shows its menu before it boots the default entry (NixOS's boot.loader.timeout, 5 there; "
+        "0 here: every second is boot time, and 0 boots at once without drawing the menu). Only with "
+        "virtualisation.use_boot_loader; boot time only (not in the image). A test that reads the menu under "
+        "TCG gives it long enough for the screen to be read and a key sent (e.g. 30).",
+        int_range(0, 3600, " s"),
+    )
     virtualisation: Virtualisation = option(
         Virtualisation,
         "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the virtualisation options below).",
@@ -168,6 +177,14 @@ class MachineConfig:
         for f, _ in declared(self):
             object.__setattr__(self, f.name, kwargs[f.name] if f.name in kwargs else default_of(f))
         validate_fields(self)
+        if self.boot_loader_timeout and not self.virtualisation.boots_from_disk:
+            raise ConfigError(
+                "boot_loader_timeout",
+                self.boot_loader_timeout,
+                "only a machine that boots through GRUB has a boot menu (virtualisation.use_boot_loader with "
+                "direct boot off)",
+                "set virtualisation={'use_boot_loader': True}, or remove boot_loader_timeout",
+            )
         if self.image is not None:
             for name in ("packages", "services", "units", "files", "build_commands"):
                 if getattr(self, name):

@@ -26,9 +26,11 @@ from pathlib import Path
 
 from vmtest.core import keptdisks
 from vmtest.core.cache import Cache, disk_usage
+from vmtest.core.errors import HostError
 
 OWNER_FILE = ".vmtest-owner"
 PREFIX = "vmtest-"
+SOCKET_PATH_MAX = 107  # bytes of a unix socket's path (sun_path holds 108 with the closing NUL)
 
 
 def process_start(pid: int) -> int | None:
@@ -86,10 +88,23 @@ def hand_over(directory: Path, pids: list[int]) -> None:
     os.replace(tmp, path)
 
 
-def make(prefix: str, parent: Path | None = None) -> Path:
+def make(prefix: str, parent: Path | None = None, socket_room: int = 0) -> Path:
     """A fresh directory ``<parent>/<prefix>XXXXXXXX`` (default parent: the system temporary directory)
-    owned by this process."""
-    return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+    owned by this process.
+
+    ``socket_room``: the longest relative path (with its leading ``/``) of a unix socket that will be made
+    below it; a directory too long for it is a :class:`HostError` naming the directory and what to do
+    (else a switch or QEMU would fail later with a truncated socket path)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if socket_room and len(os.fsencode(path)) + socket_room > SOCKET_PATH_MAX:
+        path.rmdir()
+        where = parent or tempfile.gettempdir()
+        raise HostError(
+            f"the temporary directory {where} is too long for the unix sockets vmtest makes below it: "
+            f"{path} ({len(os.fsencode(path))} bytes) + a socket name of up to {socket_room} bytes exceeds "
+            f"the {SOCKET_PATH_MAX} bytes of a socket path (set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp)"
+        )
+    return mark(path)
 
 
 def owner_of(directory: Path) -> Owner | None:

@@ -26,10 +26,11 @@ from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.machine.polling import PollingCondition
 from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
-from vmtest.net.switch import Switch
+from vmtest.net.switch import Switch, socket_room
 from vmtest.vm import hostmem
 from vmtest.vm.channels import NetworkAttachment
 from vmtest.vm.disks import available_memory_mib
+from vmtest.vm.paths import SOCKET_ROOM as MACHINE_SOCKET_ROOM
 
 T = TypeVar("T")
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -84,13 +85,15 @@ class Driver:
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
         self.owns_state_root = state_root is None  # a temporary directory, removed at release
-        self.state_root = state_root or statedirs.make("vmtest-net-")
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
         )
         #: The VLAN numbers in use, sorted.
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
+        # room for the switches' sockets and the machines' (a machine's state directory is <state_root>/<name>)
+        room = max([*map(socket_room, self.vlans), *(len(f"/{name}") + MACHINE_SOCKET_ROOM for name in nodes)])
+        self.state_root = state_root or statedirs.make("vmtest-net-", socket_room=room)
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self.polling_conditions: list[PollingCondition] = []
         self._switches_up = False

@@ -15,6 +15,13 @@ from vmtest.core.log import log
 from vmtest.core.proc import kill_group, spawn
 
 
+def socket_room(vlan: int) -> int:
+    """The longest socket path below a test network's directory for VLAN ``vlan``'s switch: vde_switch's
+    control socket ``vlan<N>/switch/ctl`` and a port's data socket ``vlan<N>/switch/<port>.<fd>`` (seen:
+    ``001.6``; room for a 3-digit port and a 4-digit file descriptor)."""
+    return len(f"/vlan{vlan}/switch/000.0000")
+
+
 class Switch:
     """One VLAN's vde_switch (a hub), owned from start() to stop()."""
 

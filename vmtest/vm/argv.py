@@ -22,6 +22,7 @@ from vmtest.core.contract import (
     USER_NIC_MAC,
     XCHG_TAG,
 )
+from vmtest.image.grubfiles import smbios_args
 from vmtest.vm.paths import MachinePaths, root_disk
 
 
@@ -133,6 +134,10 @@ def kernel_params(config: MachineConfig, accel: str | None = None, nics: bool = 
 
 
 def boot_args(boot: Boot, params: list[str], config: MachineConfig | None = None) -> list[str]:
+    """QEMU's direct boot of the kernel with ``params``; nothing when direct boot is off (the firmware boots
+    the disks: :func:`boot_loader_args` passes ``params`` on to GRUB)."""
+    if config is not None and not config.virtualisation.direct_boot:
+        return []
     initrd = boot.initrd
     if config is not None and config.virtualisation.direct_boot_initrd is not None:
         initrd = Path(config.virtualisation.direct_boot_initrd)
@@ -147,6 +152,15 @@ def direct_kernel(boot: Boot, config: MachineConfig | None) -> Path:
     if config is not None and config.virtualisation.tpm.enable and boot.kernel.name == "vmlinux":
         return boot.kernel.with_name("vmlinuz")
     return boot.kernel
+
+
+def boot_loader_args(config: MachineConfig, params: list[str]) -> list[str]:
+    """A machine booting vmtest's bootable disk: its menu timeout and kernel command line as the SMBIOS OEM
+    string the disk's grub.cfg reads (:mod:`vmtest.image.grubfiles`). Last on the command line: GRUB reads
+    the last OEM string, so one in ``qemu.options`` does not replace it."""
+    if not config.virtualisation.boots_from_disk:
+        return []
+    return smbios_args(config.boot_loader_timeout, params)
 
 
 def firmware_args(config: MachineConfig) -> list[str]:
@@ -353,6 +367,7 @@ def machine_argv(
     """The full QEMU command line of machine ``name`` for one ``launch``."""
     virt = config.virtualisation
     nics = bool(launch.network) or launch.user_net
+    params = [*kernel_params(config, accel, nics), *launch.extra_kernel_params]
     return [
         virt.qemu.binary,
         "-name",
@@ -368,7 +383,7 @@ def machine_argv(
         str(virt.memory_size),
         "-smp",
         str(virt.cores),
-        *boot_args(boot, [*kernel_params(config, accel, nics), *launch.extra_kernel_params], config),
+        *boot_args(boot, params, config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),
         *share_args(paths, config, launch.extra_shares),
@@ -385,6 +400,7 @@ def machine_argv(
         "base=utc",
         *(["-incoming", launch.incoming] if launch.incoming else []),
         *extra_args(virt.qemu.options),
+        *boot_loader_args(config, params),
     ]
 
 

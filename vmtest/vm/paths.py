@@ -23,6 +23,8 @@ FILES = {
     "tpm_state": "tpm",  # swtpm's state directory (virtualisation.tpm)
     "tpm_socket": "swtpm.sock",  # swtpm's control socket, QEMU's TPM chardev
 }
+# The longest socket path below a state directory (QEMU's and swtpm's sockets).
+SOCKET_ROOM = max(len(f"/{name}") for name in FILES.values() if name.endswith(".sock"))
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class StateDir:
     def prepare(self) -> MachinePaths:
         """Make it if need be and prepare it for a launch (:meth:`MachinePaths.prepare`)."""
         if self.path is None:
-            self.path = statedirs.make(f"vmtest-{self.name}-")
+            self.path = statedirs.make(f"vmtest-{self.name}-", socket_room=SOCKET_ROOM)
         paths = MachinePaths(self.path)
         paths.prepare()
         return paths

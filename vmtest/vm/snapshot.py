@@ -133,6 +133,8 @@ def ineligible(name: str, config: MachineConfig, paths: MachinePaths) -> str | N
         return "it has a TPM (swtpm's state is not part of a snapshot)"
     if virt.bios is not None:
         return "it boots alternate firmware (bios): a restore would skip it"
+    if not virt.direct_boot:
+        return "it boots through its firmware and boot loader (use_boot_loader): a restore would skip them"
     disk = root_disk(name, config, paths)
     if disk is not None and disk.exists():
         return "its root disk already exists (kept state, or a restart): it boots from that"
