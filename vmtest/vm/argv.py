@@ -22,6 +22,7 @@ from vmtest.core.contract import (
     USER_NIC_MAC,
     XCHG_TAG,
 )
+from vmtest.vm.hostmem import balloon_args, tcg_accel
 from vmtest.vm.paths import MachinePaths, root_disk
 
 
@@ -57,7 +58,7 @@ def accel_args(accel: str) -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     if accel == "tcg":
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        return ["-accel", tcg_accel(), "-cpu", "max"]
     raise ValueError(f"unknown accelerator {accel!r}")
 
 
@@ -375,6 +376,7 @@ def machine_argv(
         *tpm_args(config, paths),
         "-device",
         "virtio-rng-pci",
+        *balloon_args(),
         *vmgenid_args(config),
         "-rtc",
         "base=utc",
