@@ -1,11 +1,12 @@
 """vmtest: integration tests in real QEMU virtual machines, driven from pytest.
 
 The public API: declare machines (:class:`MachineConfig`, :class:`File`,
-:class:`Virtualisation`), drive them (:class:`Machine`; a test network is a
-:class:`Driver`), and the exceptions a test can meet (all derive from
+:class:`Virtualisation`; a disk image vmtest did not build: :class:`ForeignImage`),
+drive them (:class:`Machine`; a test network is a :class:`Driver`), and the exceptions a test can meet (all derive from
 :class:`VmtestError`).
 """
 
+from vmtest.config.foreign import ForeignImage
 from vmtest.config.machine import File, MachineConfig
 from vmtest.config.virtualisation import Virtualisation
 from vmtest.core.errors import (
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigError",
     "Driver",
     "File",
+    "ForeignImage",
     "HostError",
     "ImageBuildError",
     "LaunchError",

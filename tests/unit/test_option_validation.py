@@ -52,11 +52,6 @@ def test_seed_warning_direct_boot_with_boot_loader() -> None:
     assert v.direct_boot is True
 
 
-def test_boot_loader_boot_is_not_implemented_yet() -> None:
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        virt(use_boot_loader=True)
-
-
 # -- our own checks ----------------------------------------------------------------------
 
 

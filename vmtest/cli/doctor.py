@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.config.firmware import OVMF_DIR, OVMF_FILES, OVMF_SECURE_FILES
 from vmtest.config.settings import Settings, no_ini
 from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError, VmtestError
@@ -36,11 +37,32 @@ PROGRAMS = (
     ("apt-get", "apt"),
     ("swtpm", "swtpm"),  # virtualisation.tpm
     ("swtpm_setup", "swtpm-tools"),  # virtualisation.tpm.provisioning (the usual command)
+    # the bootable disk of use_boot_loader (vmtest/image/bootdisk.py)
+    ("sfdisk", "fdisk"),
+    ("debugfs", "e2fsprogs"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("grub-mkimage", "grub-common"),
 )
 FILES = (
     ("/bin/busybox", "busybox-static", "a statically linked busybox for the stage-1 initrd"),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
+    *(
+        (os.path.join(OVMF_DIR, name), "ovmf", f"{what} for virtualisation.{option}")
+        for (name, what, option) in (
+            (OVMF_FILES[0], "UEFI firmware (OVMF)", "use_efi_boot"),
+            (OVMF_FILES[1], "its variable store template", "use_efi_boot"),
+            (OVMF_SECURE_FILES[0], "OVMF's Secure Boot build", "use_secure_boot"),
+            (OVMF_SECURE_FILES[1], "its variables with Microsoft's keys enrolled", "use_secure_boot"),
+        )
+    ),
     ("/usr/share/qemu/qboot.rom", "qemu-system-data", "qboot, an alternate firmware for virtualisation.bios"),
+    ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin", "GRUB for BIOS on the bootable disk (use_boot_loader)"),
+    (
+        "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        "grub-efi-amd64-signed",
+        "Debian's signed GRUB on the bootable disk's ESP (use_boot_loader)",
+    ),
+    ("/usr/lib/shim/shimx64.efi.signed", "shim-signed", "Debian's signed shim on the bootable disk's ESP"),
 )
 PYTHON_MODULES = (("pexpect", "pexpect"), ("qemu.qmp", "qemu.qmp"), ("PIL", "pillow"), ("pytesseract", "pytesseract"))
 # Needed only by one feature (or by vmtest's own test suite): reported with their fix, never a failure.

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from vmtest.config.declare import declared, default_of, is_declared
+from vmtest.config.foreign import ForeignImage
 from vmtest.config.machine import MachineConfig
 from vmtest.config.parity import NOT_DECLARED
 from vmtest.config.settings import Settings
@@ -64,6 +65,11 @@ def machine_reference() -> list[dict[str, str]]:
     return rows(MachineConfig, expand=False)
 
 
+def foreign_reference() -> list[dict[str, str]]:
+    """One row per option of a foreign image (``MachineConfig(image=ForeignImage(...))``)."""
+    return rows(ForeignImage, "image.")
+
+
 def settings_reference() -> list[dict[str, str]]:
     """One row per run setting, with its flag, environment variable and ini key."""
     return rows(Settings)
@@ -75,6 +81,8 @@ def text() -> str:
     lines += [f"{row['name']}, default {row['default']}: {row['doc']}" for row in machine_reference()]
     lines += ["", "virtualisation options:"]
     lines += [f"{row['name']} ({row['nixos']}), default {row['default']}: {row['doc']}" for row in reference()]
+    lines += ["", "foreign image options (MachineConfig(image=...)):"]
+    lines += [f"{row['name']}, default {row['default']}: {row['doc']}" for row in foreign_reference()]
     lines += ["", "run settings (command line, then environment, then ini file, then default):"]
     lines += [
         f"{row['name']} ({row['flag']}, ${row['env']}, ini {row['ini']}), default {row['default']}: {row['doc']}"
@@ -112,13 +120,15 @@ def markdown() -> str:
         "- [Machine configuration](#machine-configuration-machineconfig)",
         "- [Virtualisation options: parity with NixOS `qemu-vm.nix`]"
         "(#virtualisation-options-parity-with-nixos-qemu-vmnix)",
+        "- [Foreign images](#foreign-images-foreignimage)",
         "- [Run settings](#run-settings)",
         "",
         "## Machine configuration (`MachineConfig`)",
         "",
         'What a test declares about each machine: `MachineConfig(packages=["curl"], ...)`, keyword arguments,',
         "all optional. A bad value or an unknown field is a `vmtest.ConfigError` naming the field, why, and the",
-        "fix. Every field but `kernel_params` and `virtualisation` goes into the image (and its cache key).",
+        "fix. Every field but `kernel_params`, `boot_loader_timeout` and `virtualisation` goes into the image (and",
+        "its cache key).",
         "",
     ]
     lines += _table({"field": "name", "type": "type", "default": "default", "notes": "doc"}, machine_reference())
@@ -143,6 +153,20 @@ def markdown() -> str:
         },
         [{**row, "status": "supported"} for row in reference()],
         [[f"`{nixos}`", "-", "-", "-", status, "-", why] for nixos, (status, why) in NOT_DECLARED.items()],
+    )
+    lines += [
+        "",
+        "## Foreign images (`ForeignImage`)",
+        "",
+        "A bootable disk image vmtest did not build: `MachineConfig(image=ForeignImage(path=...))` (or a dict of",
+        "these options, or just the path). It boots its own boot loader (or the kernel given), never written (an",
+        "overlay takes the writes), and commands run in a shell logged in on its serial console. The other",
+        "fields that build an image (packages, services, units, files, build_commands) must stay empty.",
+        "",
+    ]
+    lines += _table(
+        {"option": "name", "type": "type", "default": "default", "proof": "proof", "notes": "doc"},
+        foreign_reference(),
     )
     lines += [
         "",

@@ -19,8 +19,10 @@ from types import MappingProxyType
 from typing import Any
 
 from vmtest.config.declare import check_keys, declared, default_of, documented, field_names, option, validate_fields
+from vmtest.config.foreign import ForeignImage, foreign_image
 from vmtest.config.validators import (
     guest_file_path,
+    int_range,
     keyword_str_list,
     mapping,
     package_list,
@@ -146,6 +148,14 @@ class MachineConfig:
         "Extra kernel command-line parameters (boot time, not in the image); a string is split on white space.",
         _kernel_params,
     )
+    boot_loader_timeout: int = option(
+        0,
+        "Seconds GRUB shows its menu before it boots the default entry (NixOS's boot.loader.timeout, 5 there; "
+        "0 here: every second is boot time, and 0 boots at once without drawing the menu). Only with "
+        "virtualisation.use_boot_loader; boot time only (not in the image). A test that reads the menu under "
+        "TCG gives it long enough for the screen to be read and a key sent (e.g. 30).",
+        int_range(0, 3600, " s"),
+    )
     virtualisation: Virtualisation = option(
         Virtualisation,
         "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the virtualisation options below).",
@@ -153,12 +163,37 @@ class MachineConfig:
         factory=True,
         default_text="Virtualisation()",
     )
+    image: ForeignImage | None = option(
+        None,
+        "A bootable disk image vmtest did not build (vmtest.ForeignImage, a dict of its options, or a path): "
+        "booted by its own boot loader or a given kernel, driven over its serial console (see the image.* "
+        "rows). None: the Debian image vmtest builds from the fields above.",
+        foreign_image,
+        proof="tests/integration/test_foreign.py::test_foreign_debian",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         check_keys(field_names(self), kwargs, lambda key: key, "unknown MachineConfig field", "fields")
         for f, _ in declared(self):
             object.__setattr__(self, f.name, kwargs[f.name] if f.name in kwargs else default_of(f))
         validate_fields(self)
+        if self.boot_loader_timeout and not self.virtualisation.boots_from_disk:
+            raise ConfigError(
+                "boot_loader_timeout",
+                self.boot_loader_timeout,
+                "only a machine that boots through GRUB has a boot menu (virtualisation.use_boot_loader with "
+                "direct boot off)",
+                "set virtualisation={'use_boot_loader': True}, or remove boot_loader_timeout",
+            )
+        if self.image is not None:
+            for name in ("packages", "services", "units", "files", "build_commands"):
+                if getattr(self, name):
+                    raise ConfigError(
+                        name,
+                        getattr(self, name),
+                        "a foreign image (image=...) is booted as it is: vmtest builds nothing into it",
+                        f"remove {name}, or set it up in the image yourself",
+                    )
 
     def __hash__(self) -> int:
         return hash(

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vmtest.config import bootpath
+from vmtest.config.bootpath import AUTO, LOADER_IT, guest_abs_path_or_auto
 from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
-from vmtest.config.firmware import TpmOptions, tpm_record
+from vmtest.config.firmware import EFI_IT, EfiOptions, TpmOptions, check_firmware, efi_record, tpm_record
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
     Drive,
     FileSystem,
@@ -288,11 +290,51 @@ class Virtualisation:
     )
     use_boot_loader: bool = option(
         False,
-        "Boot through a boot loader installed in the image (boot-path issue; not implemented: True "
-        "together with direct boot warns as the seed does and boots directly).",
+        "Boot through GRUB installed on a bootable copy of the image (a GPT disk: BIOS boot partition, "
+        "EFI System Partition, root), started by the firmware instead of QEMU's -kernel. The disk is built "
+        "once per image and cached (vmtest/image/bootdisk.py); each machine's kernel command line reaches "
+        "GRUB through an SMBIOS OEM string. Together with direct_boot it warns as the seed does and boots "
+        "directly. Such a machine never starts from a snapshot.",
         boolean,
         nixos="virtualisation.useBootLoader",
-        proof="tests/unit/test_option_validation.py::test_seed_warning_direct_boot_with_boot_loader",
+        proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
+    )
+    use_bios_boot: bool = option(
+        False,
+        "With use_boot_loader (and no EFI boot): BIOS GRUB boots from a separate boot partition (FAT, "
+        "labelled BOOT, mounted at /boot: the seed's layout) instead of the root's /boot.",
+        boolean,
+        nixos="virtualisation.useBIOSBoot",
+        proof=f"{LOADER_IT}::test_bios_boot_partition",
+    )
+    boot_loader_device: str = option(
+        "/dev/disk/by-id/virtio-root",
+        "The guest path of the disk the boot loader is on (the seed's GRUB install device). vmtest installs "
+        "GRUB onto the disk when it builds it; the guest finds this path in /etc/vmtest/boot-loader-device "
+        "(for a grub-install of its own).",
+        guest_abs_path,
+        nixos="virtualisation.bootLoaderDevice",
+        proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
+    )
+    boot_partition: str | None = option(
+        AUTO,
+        "The guest device mounted at /boot (vfat) with use_boot_loader. Default as the seed: "
+        "/dev/disk/by-label/ESP with EFI boot, /dev/disk/by-label/BOOT with use_bios_boot, else None (/boot "
+        "is on the root).",
+        optional(guest_abs_path_or_auto),
+        nixos="virtualisation.bootPartition",
+        proof=f"{LOADER_IT}::test_bios_boot_partition",
+        default_text="ESP with EFI, BOOT with use_bios_boot, else None",
+    )
+    install_boot_loader: bool | None = option(
+        None,
+        "Install GRUB on the bootable disk. Default: use_boot_loader and use_default_filesystems. False "
+        "builds the disk with its partitions and files but no boot loader (the firmware finds nothing to boot: "
+        "for a test that installs one itself).",
+        optional_bool,
+        nixos="virtualisation.installBootLoader",
+        proof="tests/unit/test_bootpath_options.py::test_install_boot_loader_default_and_errors",
+        default_text="use_boot_loader and use_default_filesystems",
     )
     bios: str | None = option(
         None,
@@ -302,6 +344,32 @@ class Virtualisation:
         optional_string,
         nixos="virtualisation.bios",
         proof="tests/integration/test_bootpaths.py::test_qboot",
+    )
+    use_efi_boot: bool = option(
+        False,
+        "Boot UEFI firmware (OVMF, see the efi.* rows) instead of SeaBIOS, with a per-machine variable store. "
+        "With direct boot OVMF loads the kernel (as the seed, which exposes the firmware even without a boot "
+        "loader); the guest has /sys/firmware/efi and efivarfs.",
+        boolean,
+        nixos="virtualisation.useEFIBoot",
+        proof=f"{EFI_IT}::test_uefi_direct_boot",
+    )
+    use_secure_boot: bool = option(
+        False,
+        "Secure Boot: OVMF's SMM build with Microsoft's keys enrolled (Debian's), on a q35 machine with "
+        "smm=on. Needs use_efi_boot. With direct boot the kernel runs in Secure Boot mode (locked down) but "
+        "OVMF's kernel loader does not check its signature; a boot loader disk tests the signed chain.",
+        boolean,
+        nixos="virtualisation.useSecureBoot",
+        proof=f"{EFI_IT}::test_secure_boot",
+    )
+    efi: EfiOptions = option(
+        EfiOptions,
+        "The UEFI firmware (see the efi.* rows).",
+        efi_record,
+        nixos="virtualisation.efi",
+        proof="",
+        factory=True,
     )
     tpm: TpmOptions = option(
         TpmOptions,
@@ -334,20 +402,7 @@ class Virtualisation:
                 "a changed direct-boot initrd is not used when direct_boot is off",
                 "remove direct_boot_initrd or set direct_boot=True",
             )
-        if not self.direct_boot:
-            raise ConfigError(
-                "virtualisation.direct_boot",
-                False,
-                "booting through a boot loader is not implemented yet (only direct boot)",
-                "remove use_boot_loader / direct_boot=False",
-            )
-        if self.use_boot_loader:
-            warnings.warn(
-                "virtualisation: direct_boot and use_boot_loader are both enabled; QEMU boots the kernel "
-                "directly and never runs the boot loader, so use_boot_loader has no effect. Disable one of them.",
-                UserWarning,
-                stacklevel=4,
-            )
+        bootpath.resolve(self)
         if self.forward_ports and not self.restrict_network:
             warnings.warn(
                 "virtualisation.restrict_network=False: the guest's user-mode NIC can reach the host and, through "
@@ -375,10 +430,16 @@ class Virtualisation:
             )
         if self.direct_boot_initrd is not None and not os.path.isfile(self.direct_boot_initrd):
             raise ConfigError("virtualisation.direct_boot_initrd", self.direct_boot_initrd, "no such file on the host")
+        check_firmware(self)
         if self.bios is not None and not os.path.isfile(self.bios):
             raise ConfigError(
                 "virtualisation.bios", self.bios, "no such file on the host", "give a firmware image's path"
             )
+
+    @property
+    def boots_from_disk(self) -> bool:
+        """True when the machine boots vmtest's bootable disk through its firmware (not QEMU's -kernel)."""
+        return self.use_boot_loader and not self.direct_boot and self.use_default_filesystems
 
     @property
     def user_network(self) -> bool:

@@ -39,7 +39,7 @@ from vmtest.core import keptdisks
 from vmtest.core.log import log
 
 META = "meta.json"
-KINDS = ("images", "kernels", "snapshots")
+KINDS = ("images", "kernels", "snapshots", "bootdisks")
 
 
 def disk_usage(path: Path) -> int:

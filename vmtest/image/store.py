@@ -8,6 +8,7 @@ entry (the others stay cached).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -24,9 +25,9 @@ from vmtest.core import progress
 from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
+from vmtest.image import bootdisk, remote, space
 from vmtest.image import kernel as kernel_mod
 from vmtest.image import packages as packages_mod
-from vmtest.image import remote, space
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
@@ -116,7 +117,27 @@ class ImageStore:
         return True
 
     def get(self, config: MachineConfig, rebuild: bool = False) -> BootImage:
-        """The boot image for ``config``, built (with progress logged) if not cached."""
+        """The boot image for ``config``, built (with progress logged) if not cached: for a machine that boots
+        through GRUB (``use_boot_loader``), its image's bootable disk (:mod:`vmtest.image.bootdisk`)."""
+        image = self._image(config, rebuild)
+        spec = bootdisk.spec_for(config.virtualisation)
+        if spec is None:
+            return image
+        with progress.activity(f"image {config.suite}: bootable disk", f"bootable disk of image {image.key[:12]}"):
+            key, disk, mib = bootdisk.build(
+                self.cache,
+                image.key,
+                image.disk,
+                image.disk_mib,
+                image.kernel.with_name("vmlinuz"),
+                image.initrd,
+                image.kernel_release,
+                spec,
+                self.logger,
+            )
+        return dataclasses.replace(image, key=key, disk=disk, disk_mib=mib)
+
+    def _image(self, config: MachineConfig, rebuild: bool = False) -> BootImage:
         kernel = self.kernel()
         key = self.key(config, kernel)
         if rebuild or self.rebuild_once("images", key):

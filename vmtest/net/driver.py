@@ -78,6 +78,7 @@ class Driver:
         accel: str | None = None,
         state_root: Path | None = None,
         snapshots: bool | None = None,
+        kept_root: Path | None = None,
     ) -> None:
         check_names(list(nodes), "nodes")
         for name, config in nodes.items():
@@ -85,6 +86,9 @@ class Driver:
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
         self.owns_state_root = state_root is None  # a temporary directory, removed at release
+        # where a machine keeps what outlives the run even without --vm-keep-state (efi.keep_variables):
+        # <kept_root>/<name>, the directory --vm-keep-state keeps its state in
+        self.kept_root = kept_root
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
@@ -153,6 +157,7 @@ class Driver:
             name,
             config,
             state_dir=self.state_root / name,
+            kept_dir=self.kept_root / name if self.kept_root is not None else None,
             store=self.store,
             accel=self.accel,
             network=network,
@@ -215,7 +220,7 @@ class Driver:
         waiting = {n: m.config.virtualisation.memory_size for n, m in self.machines.items() if not m.is_running()}
         hostmem.check_fits(waiting, available_memory_mib())
         with nested(self.logger, "starting all machines"):
-            self._each(lambda m: self.store.get(m.config))
+            self._each(lambda m: m.config.image is None and self.store.get(m.config))  # foreign: nothing to build
             self._each(lambda m: m.start())
 
     def join_all(self) -> None:

@@ -122,6 +122,11 @@ def choose(
     return "tcg"
 
 
+def probe_boot(image: BootImage) -> Boot:
+    """The probe's kernel and initrd: ``image``'s."""
+    return Boot(image.kernel, image.initrd)
+
+
 def choose_for(cache: Cache, image: BootImage, logger: logging.Logger, accel: str | None = None) -> str:
     """:func:`choose`, probing KVM (when it must) with ``image``'s kernel and initrd."""
     return choose(cache, lambda: Boot(image.kernel, image.initrd), logger, accel)

@@ -53,6 +53,7 @@ class SerialConsole:
         self.closed = False
         self._match_from = 0  # index of the first line wait_for has not consumed
         self._tap: Callable[[bytes], None] | None = None  # console_interact(): raw output as it arrives
+        self._readers: list[Callable[[bytes], None]] = []  # subscribe(): every byte, b"" when it closes
 
     def attach(self, sock: socket.socket) -> None:
         """Start reading ``sock`` in a background thread."""
@@ -77,7 +78,11 @@ class SerialConsole:
                 tap = self._tap
                 if tap is not None:
                     tap(data)
+                for reader in self._readers:
+                    reader(data)
                 self._feed(data)
+        for reader in self._readers:
+            reader(b"")
         if self._partial:
             self._feed(b"\n")
         with self._cond:
@@ -155,6 +160,11 @@ class SerialConsole:
                 if left is not None and left <= 0:
                     return None
                 self._cond.wait(left if left is None else min(left, 1.0))
+
+    def subscribe(self, reader: Callable[[bytes], None]) -> None:
+        """Hand every byte read from now on to ``reader`` as well, and ``b""`` when the console closes (the
+        serial shell of a foreign machine reads the same connection: QEMU's chardev takes one client)."""
+        self._readers.append(reader)
 
     def tap(self, receiver: Callable[[bytes], None] | None) -> None:
         """Hand every byte the console prints from now on to ``receiver`` too (None: stop)."""

@@ -58,6 +58,7 @@ def script(
         opts = f" -o {q(','.join(fs.options))}" if fs.options else ""
         fstype = "" if fs.fs_type == "auto" else f" -t {q(fs.fs_type)}"
         lines += [f"mkdir -p {q(target)}", f"mount{fstype}{opts} {q(fs.device)} {q(target)}"]
+    lines += boot_mounts(config)
     if grow_root:
         lines.append(
             'root_dev=$(findmnt -no SOURCE /) && resize2fs "$root_dev" >/dev/null 2>&1 || '
@@ -86,6 +87,27 @@ def script(
         lines.append(write_hosts(hosts))
     lines.append(f": > {SETUP_DONE}")  # the host's sign that every step above succeeded
     return "\n".join(lines) + "\n"
+
+
+BY_LABEL = "/dev/disk/by-label/"
+
+
+def boot_mounts(config: MachineConfig) -> list[str]:
+    """A machine booted through GRUB: ``boot_partition`` mounted at /boot (vfat, found by label without
+    udev, which has not run yet), and ``boot_loader_device`` written to /etc/vmtest/boot-loader-device."""
+    virt = config.virtualisation
+    if not virt.boots_from_disk:
+        return []
+    q = shlex.quote
+    lines = ["mkdir -p /etc/vmtest", f"echo {q(virt.boot_loader_device)} > /etc/vmtest/boot-loader-device"]
+    part = virt.boot_partition
+    if part is not None:
+        source = f"LABEL={part.removeprefix(BY_LABEL)}" if part.startswith(BY_LABEL) else part
+        lines.append(
+            f"mount -t vfat {q(source)} /boot || "
+            f"{{ echo {q(f'vmtest-setup: mounting the boot partition {part} on /boot failed')} >&2; exit 1; }}"
+        )
+    return lines
 
 
 def write_hosts(hosts: str) -> str:

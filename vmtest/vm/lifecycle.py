@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
-from vmtest.vm import failures
+from vmtest.vm import efivars, failures
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import (
@@ -38,6 +39,7 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
+from vmtest.vm.foreign import ForeignBackend, ForeignBoot, foreign_argv
 from vmtest.vm.paths import MachinePaths, StateDir
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.reboots import GuestReboots
@@ -61,6 +63,7 @@ class VM:
         accel: str | None = None,
         state_dir: Path | None = None,
         keep_state: bool = False,
+        kept_dir: Path | None = None,
         network: NetworkAttachment | None = None,
         backend: Backend | None = None,
         start_path: StartPath | None = None,
@@ -72,10 +75,17 @@ class VM:
         self.store = store
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
+        if config.image is not None:  # a foreign image: its own boot, a shell logged in on the serial console
+            backend = backend or ForeignBackend(config.image)
+            start_path = start_path or ForeignBoot()
+            snapshots = None
         self.backend: Backend = backend or QemuBackend()
         self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
         self.reboots = GuestReboots()
         self.dirs = StateDir(name, state_dir, keep_state)
+        # Where what outlives a run without --vm-keep-state is kept (efi.keep_variables); None: nowhere
+        self.kept_dir = kept_dir
+        self.efi_vars: Path | None = None  # a UEFI machine's variable store (vmtest.vm.efivars)
         self._accel_request = accel
         self.state = State.CREATED
         self.failure: VmtestError | None = None
@@ -217,14 +227,20 @@ class VM:
     def _launch(self, start: float) -> None:
         if self.network.ensure_up is not None:
             self.network.ensure_up()
-        self.image = self.store.get(self.config)
-        if self.accel is None:
-            self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
-        paths = self.dirs.prepare()
-        start_path = self.starts.pick(self, self.image, self.accel)
-        launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-        boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
-        self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
+        if self.config.image is not None:
+            self._launch_foreign()
+        else:
+            self.image = self.store.get(self.config)
+            if self.accel is None:
+                self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
+            paths = self.dirs.prepare()
+            self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
+            start_path = self.starts.pick(self, self.image, self.accel)
+            launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
+            boot = Boot(self.image.kernel, self.image.initrd, self.image.disk, self.efi_vars)
+            self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
+        paths = self.paths
+        start_path = self.start_path
         self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
         self.launched_at = time.monotonic()
         try:
@@ -235,6 +251,20 @@ class VM:
         self.reboots.apply(self.channels.monitor)
         start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
+
+    def _launch_foreign(self) -> None:
+        """The argv of a foreign machine (its image is used as it is: nothing is built)."""
+        if self.accel is None:
+            # Probing KVM needs a kernel: vmtest's own default one (only when no verdict is cached yet).
+            self.accel = accel_mod.choose(
+                self.store.cache, lambda: accel_mod.probe_boot(self.store.get(MachineConfig())), self.logger,
+                self._accel_request,
+            )  # fmt: skip
+        paths = self.dirs.prepare()
+        self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
+        start_path = self.starts.pick(self, None, self.accel)  # type: ignore[arg-type]  # fixed: ForeignBoot
+        launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
+        self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch, self.efi_vars)
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
@@ -301,7 +331,8 @@ class VM:
         channels = self.channels
         assert channels is not None
         try:
-            wait = wait_for_boot if self.reboots.take_pending() else self.start_path.until_ready
+            rebooted = self.reboots.take_pending() and self.config.image is None  # (a foreign boot logs in again)
+            wait = wait_for_boot if rebooted else self.start_path.until_ready
             self.kernel_release = wait(self, channels, timeout)
             return True
         except RestoreFailed as exc:
