@@ -96,9 +96,8 @@ class Driver:
         #: The VLAN numbers in use, sorted.
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         # room for the switches' sockets and the machines' (a machine's state directory is <state_root>/<name>)
-        # (none for a driver without nodes or VLANs, vm_factory's: its machines are checked as they come)
         room = max(
-            [*map(socket_room, self.vlans), *(len(f"/{name}") + MACHINE_SOCKET_ROOM for name in nodes)], default=0
+            [socket_room(1), *map(socket_room, self.vlans), *(len(f"/{name}") + MACHINE_SOCKET_ROOM for name in nodes)]
         )
         self.state_root = state_root or statedirs.make("vmtest-net-", socket_room=room)
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}

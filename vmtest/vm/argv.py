@@ -23,6 +23,7 @@ from vmtest.core.contract import (
     XCHG_TAG,
 )
 from vmtest.image.grubfiles import smbios_args
+from vmtest.vm.hostmem import balloon_args, tcg_accel
 from vmtest.vm.paths import MachinePaths, root_disk
 
 
@@ -60,7 +61,7 @@ def accel_args(accel: str) -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     if accel == "tcg":
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        return ["-accel", tcg_accel(), "-cpu", "max"]
     raise ValueError(f"unknown accelerator {accel!r}")
 
 
@@ -422,6 +423,7 @@ def machine_argv(
         *tpm_args(config, paths),
         "-device",
         "virtio-rng-pci",
+        *balloon_args(),
         *vmgenid_args(config),
         "-rtc",
         "base=utc",

@@ -241,6 +241,18 @@ class NoShell:
         pass
 
 
+def _muter(console: SerialConsole) -> Callable[[bool], None]:
+    before = [console.echo]
+
+    def mute(on: bool) -> None:
+        if on:
+            before[0], console.echo = console.echo, False
+        else:
+            console.echo = before[0]
+
+    return mute
+
+
 class ForeignBackend:
     """Like :class:`vmtest.vm.qemu_backend.QemuBackend`, but the shell is logged in on the serial console."""
 
@@ -266,7 +278,8 @@ class ForeignBackend:
         console.echo = echo
         shell: SerialShell | NoShell
         if self.image.shell == "serial":
-            shell = SerialShell(name, console.write, login_of(self.image), logger)
+            # The frames' lines stay out of the log (console.log and the failure reports' tails keep them).
+            shell = SerialShell(name, console.write, login_of(self.image), logger, mute=_muter(console))
             console.subscribe(shell.feed)
         else:
             shell = NoShell(name)

@@ -111,11 +111,13 @@ class SerialShell:
         write: Callable[[bytes], None],
         login: Login,
         logger: logging.Logger,
+        mute: Callable[[bool], None] | None = None,
     ) -> None:
         self.name = name
         self.logger = logger
         self.login = login
         self._write = write
+        self._mute = mute  # mute(True) while a frame is read: its lines stay out of the log (not the console's)
         self.spawn = ConsoleSpawn()
         self._lock = threading.Lock()
         self.token = "vt" + secrets.token_hex(6)
@@ -215,9 +217,15 @@ class SerialShell:
             self.spawn.drop_pending()
             rid = secrets.token_hex(6)
             start = time.monotonic()
-            for line in command_lines(rid, command, binary):
-                self._send(line)
-            frame = self._read_frame(rid, binary, start + timeout)
+            if self._mute is not None:
+                self._mute(True)
+            try:
+                for line in command_lines(rid, command, binary):
+                    self._send(line)
+                frame = self._read_frame(rid, binary, start + timeout)
+            finally:
+                if self._mute is not None:
+                    self._mute(False)
             if frame is None:
                 self._interrupt(rid)
                 return Result(KILLED_STATUS, b"", time.monotonic() - start, killed=True)
