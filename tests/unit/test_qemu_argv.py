@@ -92,6 +92,8 @@ DEFAULT_KVM = [
     "-device",
     "virtio-rng-pci",
     "-device",
+    "virtio-balloon-pci,free-page-reporting=on",
+    "-device",
     "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
@@ -107,7 +109,7 @@ DEFAULT_TCG = [
     "-machine",
     "pc",
     "-accel",
-    "tcg,thread=multi",
+    "tcg,thread=multi,tb-size=128",
     "-cpu",
     "max",
     "-m",
@@ -161,6 +163,8 @@ DEFAULT_TCG = [
     "-device",
     "virtio-rng-pci",
     "-device",
+    "virtio-balloon-pci,free-page-reporting=on",
+    "-device",
     "vmgenid,guid=auto",
     "-rtc",
     "base=utc",
@@ -176,7 +180,7 @@ CUSTOM_TCG = [
     "-machine",
     "pc",
     "-accel",
-    "tcg,thread=multi",
+    "tcg,thread=multi,tb-size=128",
     "-cpu",
     "max",
     "-m",
@@ -229,6 +233,8 @@ CUSTOM_TCG = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "virtio-balloon-pci,free-page-reporting=on",
     "-device",
     "vmgenid,guid=auto",
     "-rtc",
@@ -297,6 +303,8 @@ CUSTOM_KVM = [
     "virtio-keyboard-pci",
     "-device",
     "virtio-rng-pci",
+    "-device",
+    "virtio-balloon-pci,free-page-reporting=on",
     "-device",
     "vmgenid,guid=auto",
     "-rtc",
@@ -440,7 +448,7 @@ def test_probe_argv() -> None:
         "-machine",
         "pc",
         "-accel",
-        "tcg,thread=multi",
+        "tcg,thread=multi,tb-size=128",
         "-cpu",
         "max",
         "-m",
@@ -471,7 +479,7 @@ def test_probe_argv_kvm() -> None:
 
 def test_accel_args() -> None:
     assert accel_args("kvm") == ["-accel", "kvm", "-cpu", "host"]
-    assert accel_args("tcg") == ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    assert accel_args("tcg") == ["-accel", "tcg,thread=multi,tb-size=128", "-cpu", "max"]
 
 
 @pytest.mark.parametrize("accel", ["hvf", "auto", "", "KVM"])

@@ -122,3 +122,15 @@ def test_a_directory_handed_over_to_a_kept_process_stays_while_it_lives(tmp_path
         kept.kill()
         kept.wait()
     assert statedirs.sweep(LOG, tmp_path)[0] == 1 and not d.exists()
+
+
+def test_a_test_network_without_nodes_gets_its_directory() -> None:
+    """vm_factory's network starts empty (machines join later): its directory is made, with room for a switch."""
+    from vmtest.net.driver import Driver
+
+    driver = Driver({}, store=None)  # type: ignore[arg-type]
+    try:
+        assert driver.state_root.is_dir() and statedirs.owner_of(driver.state_root) == statedirs.Owner.me()
+    finally:
+        driver.release()
+    assert not driver.state_root.exists()

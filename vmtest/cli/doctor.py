@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.config.firmware import OVMF_DIR, OVMF_FILES, OVMF_SECURE_FILES
 from vmtest.config.settings import Settings, no_ini
 from vmtest.core.cache import Cache
 from vmtest.core.errors import ConfigError, VmtestError
@@ -45,7 +46,15 @@ PROGRAMS = (
 )
 FILES = (
     ("/bin/busybox", "busybox-static", "a statically linked busybox for the stage-1 initrd"),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf", "UEFI firmware for useEFIBoot"),
+    *(
+        (os.path.join(OVMF_DIR, name), "ovmf", f"{what} for virtualisation.{option}")
+        for (name, what, option) in (
+            (OVMF_FILES[0], "UEFI firmware (OVMF)", "use_efi_boot"),
+            (OVMF_FILES[1], "its variable store template", "use_efi_boot"),
+            (OVMF_SECURE_FILES[0], "OVMF's Secure Boot build", "use_secure_boot"),
+            (OVMF_SECURE_FILES[1], "its variables with Microsoft's keys enrolled", "use_secure_boot"),
+        )
+    ),
     ("/usr/share/qemu/qboot.rom", "qemu-system-data", "qboot, an alternate firmware for virtualisation.bios"),
     ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin", "GRUB for BIOS on the bootable disk (use_boot_loader)"),
     (

@@ -1,10 +1,12 @@
-"""The ``virtualisation.tpm.*`` options: a software TPM per machine (declared once, like the others)."""
+"""The firmware options: ``virtualisation.efi.*`` (UEFI from OVMF) and ``virtualisation.tpm.*`` (a software
+TPM per machine), declared once like the others, and the checks that tie them to the machine's other options."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from vmtest.config.declare import documented, from_dict, option, validate_fields
 from vmtest.config.validators import boolean, choice, optional_string, string
@@ -12,6 +14,126 @@ from vmtest.core.errors import ConfigError
 
 TPM_MODELS = ("tpm-tis", "tpm-crb")
 BOOT_IT = "tests/integration/test_bootpaths.py"
+EFI_IT = "tests/integration/test_efi.py"
+OVMF_DIR = "/usr/share/OVMF"  # Debian's ovmf package
+# (code, variables) in an OVMF directory: Debian's 4 MiB builds; with Secure Boot the SMM build and the
+# variable store with Microsoft's keys enrolled and Secure Boot turned on (OVMF_CODE_4M.ms.fd is a link to it).
+OVMF_FILES = ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")
+OVMF_SECURE_FILES = ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")
+
+
+@documented
+@dataclass(frozen=True)
+class EfiOptions:
+    """``virtualisation.efi.*``: the UEFI firmware (OVMF) of a machine with ``use_efi_boot``."""
+
+    ovmf: str = option(
+        OVMF_DIR,
+        "Directory of an OVMF build (Debian's ovmf package): firmware and variables default to its files. "
+        "The seed names a package; its Secure Boot build is picked here by use_secure_boot.",
+        string,
+        nixos="virtualisation.efi.OVMF",
+        proof=f"{EFI_IT}::test_uefi_direct_boot",
+    )
+    firmware: str | None = option(
+        None,
+        "The firmware's code, mapped read-only as the first flash chip (-drive if=pflash,readonly=on). "
+        "Default: {ovmf}/OVMF_CODE_4M.fd, with use_secure_boot {ovmf}/OVMF_CODE_4M.secboot.fd (it needs "
+        "SMM: such a machine is a q35 with smm=on).",
+        optional_string,
+        nixos="virtualisation.efi.firmware",
+        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        default_text="see doc",
+    )
+    variables: str | None = option(
+        None,
+        "Template of the variable store: each machine gets a writable copy (the second flash chip), made "
+        "when missing: {state_dir}/efi-vars.fd, or the path in $VMTEST_EFI_VARS ({name} is replaced by "
+        "the machine's name; the seed's NIX_EFI_VARS). It persists across reboot() and with --vm-keep-state "
+        "across runs. Default: {ovmf}/OVMF_VARS_4M.fd, with use_secure_boot {ovmf}/OVMF_VARS_4M.ms.fd "
+        "(Microsoft's keys enrolled, Secure Boot on).",
+        optional_string,
+        nixos="virtualisation.efi.variables",
+        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        default_text="see doc",
+    )
+    keep_variables: bool = option(
+        False,
+        "Keep the variable store across test runs without --vm-keep-state: it lives in the output "
+        "directory's state/ (where --vm-keep-state keeps a test's machines) and the next run of the same "
+        "test boots with it. Default False (the seed's default is useBootLoader; there it decides whether a new "
+        "store starts from the one its disk build wrote, here a new store always starts from the template, "
+        "and a store kept across runs would tie tests to each other).",
+        boolean,
+        nixos="virtualisation.efi.keepVariables",
+        proof=f"{EFI_IT}::test_keep_variables_across_runs",
+    )
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "virtualisation.efi")
+
+    def files(self, secure: bool) -> tuple[str, str]:
+        """The (code, variable store template) this machine uses (pure)."""
+        code, variables = OVMF_SECURE_FILES if secure else OVMF_FILES
+        return (
+            self.firmware or os.path.join(self.ovmf, code),
+            self.variables or os.path.join(self.ovmf, variables),
+        )
+
+
+def efi_record(name: str, value: Any) -> EfiOptions:
+    if isinstance(value, EfiOptions):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, "expected a dict of efi options (ovmf, firmware, variables, keep_variables)")
+    return from_dict(EfiOptions, name, value)
+
+
+class _Firmware(Protocol):
+    """The firmware options of :class:`~vmtest.config.virtualisation.Virtualisation`."""
+
+    @property
+    def use_efi_boot(self) -> bool: ...
+
+    @property
+    def use_secure_boot(self) -> bool: ...
+
+    @property
+    def bios(self) -> str | None: ...
+
+    @property
+    def efi(self) -> EfiOptions: ...
+
+
+def check_firmware(virt: _Firmware) -> None:
+    """The firmware options together: Secure Boot needs UEFI, UEFI and ``bios`` exclude each other, and the
+    OVMF files of a UEFI machine exist."""
+    if virt.use_secure_boot and not virt.use_efi_boot:
+        raise ConfigError(
+            "virtualisation.use_secure_boot",
+            True,
+            "Secure Boot is a feature of the UEFI firmware, and this machine boots SeaBIOS (use_efi_boot is off)",
+            "set use_efi_boot=True as well",
+        )
+    if not virt.use_efi_boot:
+        return
+    if virt.bios is not None:
+        raise ConfigError(
+            "virtualisation.bios",
+            virt.bios,
+            "a machine has one firmware: use_efi_boot boots OVMF",
+            "remove bios, or use_efi_boot",
+        )
+    code, variables = virt.efi.files(virt.use_secure_boot)
+    for option_name, path in (("firmware", code), ("variables", variables)):
+        if not os.path.isfile(path):
+            given = getattr(virt.efi, option_name) is not None
+            raise ConfigError(
+                f"virtualisation.efi.{option_name}",
+                path,
+                "no such file on the host",
+                "give the path of an OVMF file" if given else "install Debian's OVMF: apt-get install ovmf",
+            )
 
 
 @documented

@@ -33,10 +33,4 @@ NOT_DECLARED: dict[str, tuple[str, str]] = {
         "not applicable",
         "host tools come from the host's Debian packages (./run installs them).",
     ),
-    "virtualisation.useEFIBoot": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.useSecureBoot": ("planned", "boot-path issue (secure boot)."),
-    "virtualisation.efi.OVMF": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.firmware": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.variables": ("planned", "boot-path issue (EFI)."),
-    "virtualisation.efi.keepVariables": ("planned", "boot-path issue (EFI)."),
 }

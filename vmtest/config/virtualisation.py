@@ -21,7 +21,7 @@ from typing import Any
 from vmtest.config import bootpath
 from vmtest.config.bootpath import AUTO, LOADER_IT, guest_abs_path_or_auto
 from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
-from vmtest.config.firmware import TpmOptions, tpm_record
+from vmtest.config.firmware import EFI_IT, EfiOptions, TpmOptions, check_firmware, efi_record, tpm_record
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
     Drive,
     FileSystem,
@@ -333,7 +333,7 @@ class Virtualisation:
         "for a test that installs one itself).",
         optional_bool,
         nixos="virtualisation.installBootLoader",
-        proof="tests/unit/test_bootpath_options.py::test_install_boot_loader_default_and_errors",
+        proof=f"{LOADER_IT}::test_install_boot_loader_false_leaves_nothing_to_boot",
         default_text="use_boot_loader and use_default_filesystems",
     )
     bios: str | None = option(
@@ -344,6 +344,32 @@ class Virtualisation:
         optional_string,
         nixos="virtualisation.bios",
         proof="tests/integration/test_bootpaths.py::test_qboot",
+    )
+    use_efi_boot: bool = option(
+        False,
+        "Boot UEFI firmware (OVMF, see the efi.* rows) instead of SeaBIOS, with a per-machine variable store. "
+        "With direct boot OVMF loads the kernel (as the seed, which exposes the firmware even without a boot "
+        "loader); the guest has /sys/firmware/efi and efivarfs.",
+        boolean,
+        nixos="virtualisation.useEFIBoot",
+        proof=f"{EFI_IT}::test_uefi_direct_boot",
+    )
+    use_secure_boot: bool = option(
+        False,
+        "Secure Boot: OVMF's SMM build with Microsoft's keys enrolled (Debian's), on a q35 machine with "
+        "smm=on. Needs use_efi_boot. With direct boot the kernel runs in Secure Boot mode (locked down) but "
+        "OVMF's kernel loader does not check its signature; a boot loader disk tests the signed chain.",
+        boolean,
+        nixos="virtualisation.useSecureBoot",
+        proof=f"{EFI_IT}::test_secure_boot",
+    )
+    efi: EfiOptions = option(
+        EfiOptions,
+        "The UEFI firmware (see the efi.* rows).",
+        efi_record,
+        nixos="virtualisation.efi",
+        proof="",
+        factory=True,
     )
     tpm: TpmOptions = option(
         TpmOptions,
@@ -404,6 +430,7 @@ class Virtualisation:
             )
         if self.direct_boot_initrd is not None and not os.path.isfile(self.direct_boot_initrd):
             raise ConfigError("virtualisation.direct_boot_initrd", self.direct_boot_initrd, "no such file on the host")
+        check_firmware(self)
         if self.bios is not None and not os.path.isfile(self.bios):
             raise ConfigError(
                 "virtualisation.bios", self.bios, "no such file on the host", "give a firmware image's path"
@@ -436,6 +463,8 @@ class Virtualisation:
             pkgs.append("qemu-guest-agent")
         if self.disk_size is not None and self.disk_size > 1024:
             pkgs.append("e2fsprogs")
+            if self.use_boot_loader:
+                pkgs.append("fdisk")  # sfdisk grows the root partition of the bootable disk
 
         return tuple(pkgs)
 

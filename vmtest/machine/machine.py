@@ -52,6 +52,7 @@ class Machine(NixosAliases):
         store: ImageStore | None = None,
         accel: str | None = None,
         keep_state: bool = False,
+        kept_dir: str | os.PathLike[str] | None = None,
         network: NetworkAttachment | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         polling_conditions: list[PollingCondition] | None = None,
@@ -72,6 +73,7 @@ class Machine(NixosAliases):
             accel=accel,
             state_dir=Path(state_dir) if state_dir else None,
             keep_state=keep_state,
+            kept_dir=Path(kept_dir) if kept_dir else None,
             network=network,
             snapshots=choice,
         )

@@ -78,6 +78,7 @@ class Driver:
         accel: str | None = None,
         state_root: Path | None = None,
         snapshots: bool | None = None,
+        kept_root: Path | None = None,
     ) -> None:
         check_names(list(nodes), "nodes")
         for name, config in nodes.items():
@@ -85,6 +86,9 @@ class Driver:
                 raise ConfigError(f"nodes[{name!r}]", config, "expected a vmtest.MachineConfig")
         self.logger = get_logger("driver")
         self.owns_state_root = state_root is None  # a temporary directory, removed at release
+        # where a machine keeps what outlives the run even without --vm-keep-state (efi.keep_variables):
+        # <kept_root>/<name>, the directory --vm-keep-state keeps its state in
+        self.kept_root = kept_root
         self.plans = plan(
             {name: cfg.virtualisation.vlans for name, cfg in nodes.items()},
             {name: cfg.virtualisation.interfaces for name, cfg in nodes.items()},
@@ -92,7 +96,9 @@ class Driver:
         #: The VLAN numbers in use, sorted.
         self.vlans = sorted({nic.vlan for p in self.plans.values() for nic in p.nics})
         # room for the switches' sockets and the machines' (a machine's state directory is <state_root>/<name>)
-        room = max([*map(socket_room, self.vlans), *(len(f"/{name}") + MACHINE_SOCKET_ROOM for name in nodes)])
+        room = max(
+            [socket_room(1), *map(socket_room, self.vlans), *(len(f"/{name}") + MACHINE_SOCKET_ROOM for name in nodes)]
+        )
         self.state_root = state_root or statedirs.make("vmtest-net-", socket_room=room)
         self.switches = {vlan: Switch(vlan, self.state_root / f"vlan{vlan}", self.logger) for vlan in self.vlans}
         self.polling_conditions: list[PollingCondition] = []
@@ -151,6 +157,7 @@ class Driver:
             name,
             config,
             state_dir=self.state_root / name,
+            kept_dir=self.kept_root / name if self.kept_root is not None else None,
             store=self.store,
             accel=self.accel,
             network=network,

@@ -132,13 +132,19 @@ def _vmtest_class_drivers() -> Iterator[_Drivers]:
     drivers.release()
 
 
+def _kept_root(request: pytest.FixtureRequest, owner: pytest.Item | pytest.Collector) -> Path:
+    """A stable directory per test (or module/class) that survives the run (not made here): the state root
+    of --vm-keep-state, and where a machine keeps what outlives a run without it (efi.keep_variables)."""
+    # Short and stable (unix socket paths must stay under 108 bytes).
+    digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
+    return output_dir(request.config) / "state" / digest
+
+
 def _state_root(request: pytest.FixtureRequest, owner: pytest.Item | pytest.Collector) -> Path | None:
     """With --vm-keep-state: a stable directory per test (or module/class) that survives the run."""
     if not settings(request.config).keep_state:
         return None
-    # Short and stable (unix socket paths must stay under 108 bytes).
-    digest = hashlib.sha256(owner.nodeid.encode()).hexdigest()[:12]
-    root = output_dir(request.config) / "state" / digest
+    root = _kept_root(request, owner)
     root.mkdir(parents=True, exist_ok=True)
     (root / "TEST").write_text(owner.nodeid + "\n")
     return root
@@ -176,7 +182,12 @@ def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) 
 
     def make() -> Driver:
         return Driver(
-            nodes, vm_image_store, accel=accel, state_root=_state_root(request, owner), snapshots=use_snapshots
+            nodes,
+            vm_image_store,
+            accel=accel,
+            state_root=_state_root(request, owner),
+            snapshots=use_snapshots,
+            kept_root=_kept_root(request, owner),
         )
 
     if scope == "function":
@@ -239,6 +250,7 @@ def vm_factory(
                 accel=settings(pytestconfig).accel,
                 state_root=kept / "factory" if kept is not None else None,
                 snapshots=enabled,
+                kept_root=_kept_root(request, request.node) / "factory",
             )
             driver.set_output_dir(test_output_dir(request))
             _watch(request).add(driver)

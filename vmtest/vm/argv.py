@@ -23,6 +23,7 @@ from vmtest.core.contract import (
     XCHG_TAG,
 )
 from vmtest.image.grubfiles import smbios_args
+from vmtest.vm.hostmem import balloon_args, tcg_accel
 from vmtest.vm.paths import MachinePaths, root_disk
 
 
@@ -47,18 +48,20 @@ class Launch:
 
 @dataclass(frozen=True)
 class Boot:
-    """The direct-boot inputs: kernel, initrd, and the cached root image (the overlays' base)."""
+    """The boot inputs: kernel, initrd, the cached root image (the overlays' base) and, for a UEFI machine,
+    its variable store (:mod:`vmtest.vm.efivars`)."""
 
     kernel: Path
     initrd: Path
     image: Path | None = None
+    efi_vars: Path | None = None
 
 
 def accel_args(accel: str) -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     if accel == "tcg":
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        return ["-accel", tcg_accel(), "-cpu", "max"]
     raise ValueError(f"unknown accelerator {accel!r}")
 
 
@@ -148,8 +151,10 @@ def direct_kernel(boot: Boot, config: MachineConfig | None) -> Path:
     """The kernel QEMU loads: the image's (the PVH-bootable ELF ``vmlinux`` when the kernel has one), but the
     bzImage next to it (``vmlinuz``, always kept) for a machine with a TPM: booted through PVH, the guest
     kernel's early ACPI table list cannot take the TPM's table ("Resize of Root Table Array is not
-    allowed", repeated), loses the APIC table and finds no TPM."""
-    if config is not None and config.virtualisation.tpm.enable and boot.kernel.name == "vmlinux":
+    allowed", repeated), loses the APIC table and finds no TPM; and for UEFI: OVMF starts the kernel's EFI
+    stub, which only the bzImage has (PVH is an entry point for SeaBIOS's loader)."""
+    virt = config.virtualisation if config is not None else None
+    if virt is not None and (virt.tpm.enable or virt.use_efi_boot) and boot.kernel.name == "vmlinux":
         return boot.kernel.with_name("vmlinuz")
     return boot.kernel
 
@@ -163,10 +168,31 @@ def boot_loader_args(config: MachineConfig, params: list[str]) -> list[str]:
     return smbios_args(config.boot_loader_timeout, params)
 
 
-def firmware_args(config: MachineConfig) -> list[str]:
-    """``bios``: QEMU's -bios (else its default SeaBIOS)."""
-    bios = config.virtualisation.bios
-    return ["-bios", bios] if bios is not None else []
+# Secure Boot: OVMF's SMM build keeps its variables safe from the guest in System Management Mode, which it
+# supports only on the q35 chipset; the flash is then writable from SMM only.
+SECURE_BOOT_MACHINE = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+
+
+def machine_type_args(config: MachineConfig) -> list[str]:
+    """The chipset: QEMU's ``pc`` (i440FX), or q35 with SMM for Secure Boot (see SECURE_BOOT_MACHINE)."""
+    return list(SECURE_BOOT_MACHINE) if config.virtualisation.use_secure_boot else ["-machine", "pc"]
+
+
+def firmware_args(config: MachineConfig, boot: Boot | None = None) -> list[str]:
+    """``bios``: QEMU's -bios (else its default SeaBIOS). ``use_efi_boot``: OVMF's code as a read-only flash
+    chip and the machine's variable store (``boot.efi_vars``) as a writable one."""
+    virt = config.virtualisation
+    if virt.use_efi_boot:
+        if boot is None or boot.efi_vars is None:
+            raise ValueError("a UEFI machine's command line needs its variable store (Boot.efi_vars)")
+        code, _ = virt.efi.files(virt.use_secure_boot)
+        return [
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,readonly=off,file={boot.efi_vars}",
+        ]
+    return ["-bios", virt.bios] if virt.bios is not None else []
 
 
 def vmgenid_args(config: MachineConfig) -> list[str]:
@@ -198,8 +224,9 @@ def _opts(pairs: dict[str, str]) -> str:
 class DiskBus:
     """Assigns disks to the configured interface, adding the controller once."""
 
-    def __init__(self, interface: str) -> None:
+    def __init__(self, interface: str, q35: bool = False) -> None:
         self.interface = interface
+        self.q35 = q35  # IDE disks go on the q35's AHCI ports (one disk each) instead of the pc's IDE buses
         self.count = 0
 
     def device(self, drive_id: str, extra: dict[str, str]) -> list[str]:
@@ -215,6 +242,8 @@ class DiskBus:
         # ide: the pc machine's two IDE buses, two units each
         if self.count > 4:
             raise ValueError("the IDE interface holds at most 4 disks (root, empty disks and drives together)")
+        if self.q35:
+            return ["-device", "ide-hd," + _opts({"bus": f"ide.{self.count - 1}", "drive": drive_id, **extra})]
         bus, unit = divmod(self.count - 1, 2)
         return ["-device", "ide-hd," + _opts({"bus": f"ide.{bus}", "unit": str(unit), "drive": drive_id, **extra})]
 
@@ -225,7 +254,7 @@ def disk_args(
     """Root disk, empty disks and the user's drives, on ``qemu.disk_interface``. ``root``: the root drive's
     options as given (a foreign image's), instead of the overlay on the cached image."""
     virt = config.virtualisation
-    bus = DiskBus(virt.qemu.disk_interface)
+    bus = DiskBus(virt.qemu.disk_interface, q35=virt.use_secure_boot)
     args: list[str] = []
     if root is not None:
         args += ["-drive", _opts(root), *bus.device("root", {"bootindex": "1"})]
@@ -375,10 +404,9 @@ def machine_argv(
         "-nodefaults",
         "-no-user-config",
         *(["-S"] if launch.paused else []),
-        "-machine",
-        "pc",
+        *machine_type_args(config),
         *accel_args(accel),
-        *firmware_args(config),
+        *firmware_args(config, boot),
         "-m",
         str(virt.memory_size),
         "-smp",
@@ -395,6 +423,7 @@ def machine_argv(
         *tpm_args(config, paths),
         "-device",
         "virtio-rng-pci",
+        *balloon_args(),
         *vmgenid_args(config),
         "-rtc",
         "base=utc",

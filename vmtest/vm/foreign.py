@@ -23,6 +23,7 @@ from vmtest.core import progress
 from vmtest.core.errors import LaunchError, MachineError
 from vmtest.core.proc import ProcessError, run
 from vmtest.vm import argv as qemu
+from vmtest.vm import efivars
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import Result
 from vmtest.vm.channels import ChannelError, Channels, Process
@@ -109,10 +110,12 @@ def channel_args(config: MachineConfig, paths: MachinePaths) -> list[str]:
     return args
 
 
-def foreign_argv(name: str, config: MachineConfig, paths: MachinePaths, accel: str, launch: Launch) -> list[str]:
-    """The full QEMU command line of foreign machine ``name`` (pure)."""
+def foreign_argv(
+    name: str, config: MachineConfig, paths: MachinePaths, accel: str, launch: Launch, efi_vars: Path | None = None
+) -> list[str]:
+    """The full QEMU command line of foreign machine ``name`` (pure); ``efi_vars``: a UEFI machine's store."""
     virt = config.virtualisation
-    no_boot = qemu.Boot(Path("/nonexistent"), Path("/nonexistent"))
+    no_boot = qemu.Boot(Path("/nonexistent"), Path("/nonexistent"), efi_vars=efi_vars)
     return [
         virt.qemu.binary,
         "-name",
@@ -120,10 +123,9 @@ def foreign_argv(name: str, config: MachineConfig, paths: MachinePaths, accel: s
         "-nodefaults",
         "-no-user-config",
         *(["-S"] if launch.paused else []),
-        "-machine",
-        "pc",
+        *qemu.machine_type_args(config),
         *qemu.accel_args(accel),
-        *qemu.firmware_args(config),
+        *qemu.firmware_args(config, no_boot),
         "-m",
         str(virt.memory_size),
         "-smp",
@@ -179,6 +181,8 @@ class ForeignBoot:
             if not path.exists():
                 run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size}M"], what=f"empty disk {i}",
                     logger=vm.logger)  # fmt: skip
+        if vm.efi_vars is not None:
+            efivars.prepare(vm.name, config, vm.efi_vars, vm.logger)
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
-from vmtest.vm import failures
+from vmtest.vm import efivars, failures
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import (
@@ -62,6 +63,7 @@ class VM:
         accel: str | None = None,
         state_dir: Path | None = None,
         keep_state: bool = False,
+        kept_dir: Path | None = None,
         network: NetworkAttachment | None = None,
         backend: Backend | None = None,
         start_path: StartPath | None = None,
@@ -81,6 +83,9 @@ class VM:
         self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
         self.reboots = GuestReboots()
         self.dirs = StateDir(name, state_dir, keep_state)
+        # Where what outlives a run without --vm-keep-state is kept (efi.keep_variables); None: nowhere
+        self.kept_dir = kept_dir
+        self.efi_vars: Path | None = None  # a UEFI machine's variable store (vmtest.vm.efivars)
         self._accel_request = accel
         self.state = State.CREATED
         self.failure: VmtestError | None = None
@@ -229,9 +234,10 @@ class VM:
             if self.accel is None:
                 self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
             paths = self.dirs.prepare()
+            self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
             start_path = self.starts.pick(self, self.image, self.accel)
             launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-            boot = Boot(self.image.kernel, self.image.initrd, self.image.disk)
+            boot = Boot(self.image.kernel, self.image.initrd, self.image.disk, self.efi_vars)
             self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
         paths = self.paths
         start_path = self.start_path
@@ -255,9 +261,10 @@ class VM:
                 self._accel_request,
             )  # fmt: skip
         paths = self.dirs.prepare()
+        self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
         start_path = self.starts.pick(self, None, self.accel)  # type: ignore[arg-type]  # fixed: ForeignBoot
         launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-        self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch)
+        self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch, self.efi_vars)
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""

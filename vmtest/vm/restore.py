@@ -96,7 +96,13 @@ class SaveSnapshot:
         try:
             with progress.activity(vm.name, "saving its booted state as a snapshot"):
                 extra = snap.save(
-                    channels, vm.paths, root_disk(vm.name, vm.config, vm.paths), self.reservation, vm.logger, vm.name
+                    channels,
+                    vm.paths,
+                    root_disk(vm.name, vm.config, vm.paths),
+                    self.reservation,
+                    vm.logger,
+                    vm.name,
+                    vm.efi_vars,
                 )
             path = self.reservation.publish({**self.meta, **extra, "kernel_release": release})
             self.saved = snap.Snapshot(self.reservation.key, path)
@@ -122,7 +128,11 @@ class Restore:
 
     def prepare(self, vm: Starting) -> Launch:
         base = self.snapshot.disk if self.snapshot.disk.is_file() else None
-        prepare_host(vm, setup_script(vm), base=base, fresh=True)  # the whole script: for a reboot
+        if vm.efi_vars is not None and not self.snapshot.efi_vars.is_file():
+            raise RestoreFailed(vm.name, "restoring the snapshot", "it holds no UEFI variable store")
+        efi_vars = self.snapshot.efi_vars if vm.efi_vars is not None else None
+        # the whole script: for a reboot
+        prepare_host(vm, setup_script(vm), base=base, fresh=True, efi_vars=efi_vars)
         # The boot's console, as if this machine had printed it (reports and console waits see it).
         console = self.snapshot.console
         vm.paths.console_log.write_bytes(console.read_bytes() if console.is_file() else b"")
@@ -196,14 +206,16 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
     config = vm.config
     if not choice.enabled:
         return ColdBoot()
-    why = snap.ineligible(vm.name, config, vm.paths)
+    why = snap.ineligible(vm.name, config, vm.paths, vm.efi_vars)
     if why is not None:
         vm.logger.debug("%s: not from a snapshot: %s", vm.name, why)
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
     host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     argv = snap.key_argv(config, image, accel, vm.network.key_args)
-    key = snap.snapshot_key(argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm))
+    key = snap.snapshot_key(
+        argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm), snap.firmware_digest(config)
+    )
     if choice.rebuild(key):
         snap.remove(choice.cache, key, vm.logger)
     found = snap.lookup(choice.cache, key, qemu)

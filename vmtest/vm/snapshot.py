@@ -2,9 +2,12 @@
 
 A snapshot lives in the cache (``snapshots/<key>/``): QEMU's saved state
 (``state``, a migration stream), the root disk at that instant (``disk.qcow2``,
-an overlay on the image: restores get a fresh overlay on top of it) and the
+an overlay on the image: restores get a fresh overlay on top of it), the
 serial console of that boot (``console.log``, replayed into a restored
-machine's console so its history looks like a boot's).
+machine's console so its history looks like a boot's) and, for a UEFI
+machine, its variable store at that instant (``efi-vars.fd``: QEMU's state
+holds the flash chip's contents, the file behind it must agree; a restore
+copies it over the machine's store).
 
 The key is everything that shapes the guest's devices and its state at save
 time: QEMU's command line for this machine with its per-run parts replaced by
@@ -12,7 +15,9 @@ placeholders (state directory, machine name, VLAN sockets) — so every option
 that changes argv is in it by construction — plus the disks' sizes (which
 argv does not show), the guest's identity (the per-run set-up it runs at boot:
 host name, NIC names and addresses, mounts), the image key, QEMU's version,
-the accelerator (and for KVM the host CPU). What a snapshot cannot hold is
+the accelerator (and for KVM the host CPU), and for a UEFI machine the
+digests of its firmware files (argv names them, a package upgrade changes
+them). What a snapshot cannot hold is
 applied after the restore: the clock, the 9p shares, ``/etc/hosts`` (see
 :mod:`vmtest.vm.restore`).
 """
@@ -44,6 +49,7 @@ KIND = "snapshots"
 STATE = "state"
 DISK = "disk.qcow2"
 CONSOLE = "console.log"
+EFI_VARS = "efi-vars.fd"
 SAVE_TIMEOUT = 300.0
 PLACEHOLDER_STATE = Path("/@state@")
 PLACEHOLDER_NAME = "@name@"
@@ -68,6 +74,10 @@ class Snapshot:
     def console(self) -> Path:
         return self.path / CONSOLE
 
+    @property
+    def efi_vars(self) -> Path:
+        return self.path / EFI_VARS
+
     def meta(self) -> dict[str, Any]:
         try:
             data = json.loads((self.path / "meta.json").read_text())
@@ -89,8 +99,23 @@ def qemu_version(binary: str) -> str:
 def key_argv(config: MachineConfig, image: BootImage, accel: str, network_key: tuple[str, ...]) -> list[str]:
     """The machine's QEMU command line with its per-run parts as placeholders (pure)."""
     paths = MachinePaths(PLACEHOLDER_STATE)
-    boot = Boot(image.kernel, image.initrd, image.disk)
+    efi_vars = PLACEHOLDER_STATE / "efi-vars.fd" if config.virtualisation.use_efi_boot else None
+    boot = Boot(image.kernel, image.initrd, image.disk, efi_vars)
     return machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
+
+
+def firmware_digest(config: MachineConfig) -> str:
+    """A UEFI machine's firmware code and variable template, as one digest ("" for any other machine)."""
+    virt = config.virtualisation
+    if not virt.use_efi_boot:
+        return ""
+    digest = hashlib.sha256()
+    for path in virt.efi.files(virt.use_secure_boot):
+        try:
+            digest.update(Path(path).read_bytes())
+        except OSError as exc:
+            digest.update(f"unreadable {path}: {exc}".encode())
+    return digest.hexdigest()
 
 
 def disk_sizes(config: MachineConfig, image: BootImage) -> list[int]:
@@ -106,9 +131,11 @@ def snapshot_key(
     host: str = "",
     disks: list[int] | None = None,
     identity: str = "",
+    firmware: str = "",
 ) -> str:
     """The key of a snapshot (pure): see the module docstring. ``identity``: what the guest is made at
-    boot (:func:`vmtest.vm.restore.identity`)."""
+    boot (:func:`vmtest.vm.restore.identity`); ``firmware``: :func:`firmware_digest` (only a UEFI machine's
+    key has it, so the keys of the others did not change when it came)."""
     inputs = {
         "format": FORMAT,
         "argv": argv,
@@ -118,12 +145,14 @@ def snapshot_key(
         "qemu": qemu,
         "accel": accel,
         "host": host,
+        **({"firmware": firmware} if firmware else {}),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def ineligible(name: str, config: MachineConfig, paths: MachinePaths) -> str | None:
-    """Why this machine cannot start from a snapshot now (None: it can)."""
+def ineligible(name: str, config: MachineConfig, paths: MachinePaths, efi_vars: Path | None = None) -> str | None:
+    """Why this machine cannot start from a snapshot now (None: it can). ``efi_vars``: a UEFI machine's
+    variable store."""
     virt = config.virtualisation
     if not virt.use_default_filesystems:
         return "its root is not vmtest's image (use_default_filesystems=False)"
@@ -138,6 +167,8 @@ def ineligible(name: str, config: MachineConfig, paths: MachinePaths) -> str | N
     disk = root_disk(name, config, paths)
     if disk is not None and disk.exists():
         return "its root disk already exists (kept state, or a restart): it boots from that"
+    if efi_vars is not None and efi_vars.exists():
+        return "its UEFI variable store already exists (kept, or $VMTEST_EFI_VARS): it boots with that"
     return None
 
 
@@ -148,12 +179,13 @@ def save(
     reservation: Reservation,
     logger: logging.Logger,
     name: str,
+    efi_vars: Path | None = None,
 ) -> dict[str, Any]:
     """Save the running, prepared machine into ``reservation``'s directory (the machine stays paused).
 
     The guest must already have synced and unmounted its 9p shares (QEMU refuses to migrate a mounted
-    9p export). Pause; copy the root overlay (the disk state that belongs to the saved memory); migrate
-    to a file; keep the boot's console log.
+    9p export). Pause; copy the root overlay and a UEFI machine's variable store (``efi_vars``: the
+    disk and flash state that belongs to the saved memory); migrate to a file; keep the boot's console log.
     """
     start = time.monotonic()
     tmp = reservation.tmp
@@ -161,6 +193,8 @@ def save(
     monitor.command("stop")  # stops the CPUs and flushes the disks
     if disk is not None:
         shutil.copyfile(disk, tmp / DISK)
+    if efi_vars is not None:
+        shutil.copyfile(efi_vars, tmp / EFI_VARS)
     monitor.command("migrate", uri=f"exec:cat > {tmp / STATE}")
     deadline = time.monotonic() + SAVE_TIMEOUT
     while True:

@@ -26,7 +26,7 @@ from vmtest.core import progress
 from vmtest.core.contract import CERTS_NAME, SETUP_DONE, SETUP_NAME, SETUP_UNIT
 from vmtest.core.errors import LaunchError
 from vmtest.image import BootImage
-from vmtest.vm import disks, guestsetup
+from vmtest.vm import disks, efivars, guestsetup
 from vmtest.vm.argv import Launch
 from vmtest.vm.channels import Channels, NetworkAttachment
 from vmtest.vm.paths import MachinePaths
@@ -55,6 +55,7 @@ class Starting(Protocol):
     image: BootImage | None
     launched_at: float
     network: NetworkAttachment
+    efi_vars: Path | None  # a UEFI machine's variable store
 
     @property
     def paths(self) -> MachinePaths: ...
@@ -105,12 +106,17 @@ def setup_script(vm: Starting, hosts: bool = True) -> str:
     )
 
 
-def prepare_host(vm: Starting, script: str, base: Path | None = None, fresh: bool = False) -> None:
-    """Disks (the root overlay on ``base``, default the image) and the per-run set-up ``script`` (run by
+def prepare_host(
+    vm: Starting, script: str, base: Path | None = None, fresh: bool = False, efi_vars: Path | None = None
+) -> None:
+    """Disks (the root overlay on ``base``, default the image), a UEFI machine's variable store (a copy of
+    ``efi_vars`` when given, else made if missing) and the per-run set-up ``script`` (run by
     vmtest-setup.service at every boot) with the host's CA bundle in the exchange directory."""
     assert vm.image is not None
     paths = vm.paths
     prepared = disks.prepare(vm.name, vm.config, paths, vm.image, vm.logger, base=base, fresh=fresh)
+    if vm.efi_vars is not None:
+        efivars.prepare(vm.name, vm.config, vm.efi_vars, vm.logger, source=efi_vars)
     if prepared.certs is not None:
         shutil.copyfile(prepared.certs, paths.xchg / CERTS_NAME)
     (paths.xchg / SETUP_NAME).write_text(script)
