@@ -225,15 +225,16 @@ def test_foreign_vlan(two_foreign_and_one_vmtest: Driver) -> None:
     assert "192.168.1.1/24" in a.succeed("ip -4 addr show eth1")  # network_setup: vmtest's names and addresses
     a.succeed("ping -c 1 -W 10 c", "ping -c 1 -W 10 192.168.1.2")  # /etc/hosts names every node
     b.succeed("ping -c 1 -W 10 192.168.1.1", "ping -c 1 -W 10 192.168.1.3")
-    c.succeed("busybox ping -c 1 -W 10 a", "busybox ping -c 1 -W 10 b")  # (busybox: no iputils in c)
+    # (c has busybox ping, no iputils; b has only the IPv4 address it gave itself, /etc/hosts names both)
+    c.succeed("busybox ping -c 1 -W 10 a", "busybox ping -4 -c 1 -W 10 b")
     a.succeed("(nc -l -p 4000 > /root/got 2>/dev/null &)")
     a.wait_for_open_port(4000)
     c.succeed("echo hello-from-c | nc -q 1 a 4000")
     a.wait_until_succeeds("grep -q hello-from-c /root/got", timeout=30)
     b.block()
-    c.fail("busybox ping -c 1 -W 2 b")
+    c.fail("busybox ping -4 -c 1 -W 2 b")
     b.unblock()
-    c.wait_until_succeeds("busybox ping -c 1 -W 2 b", timeout=60)
+    c.wait_until_succeeds("busybox ping -4 -c 1 -W 2 b", timeout=60)
 
 
 INSTALLER_PACKAGE = "debian-installer-12-netboot-amd64"
