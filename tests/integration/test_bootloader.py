@@ -11,7 +11,7 @@ from vmtest import MachineConfig
 # Long enough for the menu to be read under TCG (tesseract: a few seconds a screen) before a key stops
 # the countdown.
 MENU = MachineConfig(virtualisation={"use_boot_loader": True}, boot_loader_timeout=60)
-BIOS_BOOT = MachineConfig(virtualisation={"use_boot_loader": True, "use_bios_boot": True})
+BIOS_BOOT = MachineConfig(virtualisation={"use_boot_loader": True, "use_bios_boot": True, "disk_size": 2048})
 NOT_INSTALLED = MachineConfig(virtualisation={"use_boot_loader": True, "install_boot_loader": False})
 
 
@@ -50,3 +50,20 @@ def test_bios_boot_partition(vm_factory) -> None:
     # BIOS GRUB read its modules and menu from the boot partition: /boot/grub there
     vm.succeed("test -f /boot/grub/grub.cfg", "test -f /boot/grub/i386-pc/normal.mod", "ls /boot/vmlinuz-*")
     assert "-kernel" not in vm.vm.argv
+    # disk_size: the root partition (the last) and its file system grew to the end of the 2 GiB disk
+    assert int(vm.succeed("blockdev --getsize64 /dev/vda")) == 2048 << 20
+    root_mib = int(vm.succeed("blockdev --getsize64 /dev/vda3")) >> 20
+    assert root_mib == 2048 - 130 - 1, root_mib  # after the BIOS boot partition and the ESP, before the backup GPT
+    assert int(vm.succeed("df -m --output=size / | tail -1")) > 1700
+
+
+def test_install_boot_loader_false_leaves_nothing_to_boot(vm_factory) -> None:
+    vm = vm_factory("nogrub", NOT_INSTALLED)
+    vm.start()
+    # SeaBIOS finds the protective MBR's signature and jumps into its empty boot code: no GRUB follows
+    vm.wait_for_text("Booting from Hard Disk", timeout=120)
+    vm.sleep(10)
+    screen = vm.get_screen_text()
+    assert "GRUB" not in screen and "Booting from Hard Disk" in screen, screen
+    assert "-kernel" not in vm.vm.argv
+    vm.release()

@@ -181,3 +181,18 @@ def test_guest_setup_mounts_the_boot_partition_by_label_and_names_the_boot_loade
 def test_boot_loader_machines_never_start_from_a_snapshot() -> None:
     why = ineligible("m1", MachineConfig(virtualisation=LOADER), PATHS)
     assert why is not None and "boot loader" in why
+
+
+def test_growing_the_root_partition_of_the_bootable_disk() -> None:
+    config = MachineConfig(virtualisation={**LOADER, "disk_size": 2048})
+    assert {"fdisk", "e2fsprogs"} <= set(config.image_inputs()["packages"])
+    assert "fdisk" not in MachineConfig(virtualisation={"disk_size": 2048}).image_inputs()["packages"]
+    text = script(config, "m1", grow_root=True)
+    relocate, grow = text.index("sfdisk -q --relocate gpt-bak-std"), text.index('-N "$part" "$disk"')
+    assert relocate < grow < text.index('partx -u -n "$part"') < text.index('resize2fs "$root_dev"')
+    assert "sfdisk" not in script(MachineConfig(virtualisation={"disk_size": 2048}), "m1", grow_root=True)
+    _sh_syntax(text)
+
+
+def _sh_syntax(text: str) -> None:
+    subprocess.run(["sh", "-n"], input=text, text=True, check=True)

@@ -342,3 +342,20 @@ def test_a_reservation_is_exclusive_and_publishes_or_leaves_nothing(tmp_path: Pa
     path = again.publish({"image_key": "i"})
     assert cache.lookup("snapshots", "s") == path and (path / "state").read_bytes() == b"saved"
     assert cache.reserve("snapshots", "s") is not None  # the lock was let go
+
+
+def test_gc_removes_bootable_disks_that_are_old_or_whose_image_goes(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "old-image", Builder({"kernel_key": "k"}), LOG)
+    cache.build("images", "kept-image", Builder({"kernel_key": "k"}), LOG)
+    cache.build("kernels", "k", Builder(), LOG)
+    cache.build("bootdisks", "of-old-image", Builder({"image_key": "old-image"}), LOG)
+    cache.build("bootdisks", "old-of-kept-image", Builder({"image_key": "kept-image"}), LOG)
+    cache.build("bootdisks", "fresh-of-kept-image", Builder({"image_key": "kept-image"}), LOG)
+    age(cache, "images", "old-image", 10)
+    age(cache, "bootdisks", "old-of-kept-image", 10)
+
+    removed = cache.gc(max_age_days=7)
+
+    assert sorted(removed) == ["bootdisks/of-old-image", "bootdisks/old-of-kept-image", "images/old-image"]
+    assert sorted(e.key for e in cache.entries()) == ["fresh-of-kept-image", "k", "kept-image"]

@@ -333,7 +333,7 @@ class Virtualisation:
         "for a test that installs one itself).",
         optional_bool,
         nixos="virtualisation.installBootLoader",
-        proof="tests/unit/test_bootpath_options.py::test_install_boot_loader_default_and_errors",
+        proof=f"{LOADER_IT}::test_install_boot_loader_false_leaves_nothing_to_boot",
         default_text="use_boot_loader and use_default_filesystems",
     )
     bios: str | None = option(
@@ -463,6 +463,8 @@ class Virtualisation:
             pkgs.append("qemu-guest-agent")
         if self.disk_size is not None and self.disk_size > 1024:
             pkgs.append("e2fsprogs")
+            if self.use_boot_loader:
+                pkgs.append("fdisk")  # sfdisk grows the root partition of the bootable disk
 
         return tuple(pkgs)
 

@@ -276,7 +276,7 @@ class Cache:
 
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
         """Keep every entry a kept disk needs (:mod:`vmtest.core.keptdisks`); remove stale partial builds;
-        snapshots unused for ``max_age_days`` or whose image goes; images
+        snapshots and bootable disks unused for ``max_age_days`` or whose image goes; images
         unused for ``max_age_days``; kernels that no remaining image uses and that were not used themselves
         for ``max_age_days`` (a build in progress may be about to use one). Returns what was removed."""
         removed = [f"partial build {path.name}" for path, _ in self.sweep_partial()]
@@ -293,9 +293,9 @@ class Cache:
         kept |= {("images", str(e.meta.get("image_key"))) for e in entries if (e.kind, e.key) in kept}
         images = {e.key for e in entries if e.kind == "images"}
         doomed_images = {e.key for e in entries if e.kind == "images" and stale(e) and ("images", e.key) not in kept}
-        for entry in entries:  # a snapshot's disk is an overlay on its image: it goes with it
+        for entry in entries:  # a snapshot's disk is an overlay on its image, a bootable disk a copy: they go with it
             if (
-                entry.kind == "snapshots"
+                entry.kind in ("snapshots", "bootdisks")
                 and (entry.kind, entry.key) not in kept
                 and (
                     stale(entry)
@@ -304,7 +304,7 @@ class Cache:
                 )
             ):
                 self.remove(entry.kind, entry.key, logger)
-                removed.append(f"snapshots/{entry.key}")
+                removed.append(f"{entry.kind}/{entry.key}")
         kept_kernels = set()
         for entry in entries:
             if entry.kind != "images":

@@ -60,10 +60,7 @@ def script(
         lines += [f"mkdir -p {q(target)}", f"mount{fstype}{opts} {q(fs.device)} {q(target)}"]
     lines += boot_mounts(config)
     if grow_root:
-        lines.append(
-            'root_dev=$(findmnt -no SOURCE /) && resize2fs "$root_dev" >/dev/null 2>&1 || '
-            '{ echo "vmtest-setup: resize2fs of the root file system ($root_dev) failed" >&2; exit 1; }'
-        )
+        lines += grow_root_lines(virt.boots_from_disk)
     if certs:
         lines += ["mkdir -p /etc/ssl/certs", f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
     if has_user_net:
@@ -90,6 +87,24 @@ def script(
 
 
 BY_LABEL = "/dev/disk/by-label/"
+
+
+def grow_root_lines(partitioned: bool) -> list[str]:
+    """Grow the root file system to its disk; on the bootable disk (``partitioned``) the root partition
+    (the last one) first: the backup GPT moved to the disk's new end, the partition extended to it
+    (``sfdisk``: the fdisk package is in such an image) and the kernel told (``partx``, allowed while
+    mounted)."""
+    fail = '{ echo "vmtest-setup: growing the root file system ($root_dev) failed" >&2; exit 1; }'
+    lines = ["root_dev=$(findmnt -no SOURCE /)"]
+    if partitioned:
+        lines += [
+            'part=$(cat "/sys/class/block/${root_dev#/dev/}/partition")',
+            'disk=/dev/$(basename "$(readlink -f "/sys/class/block/${root_dev#/dev/}/..")")',
+            '{ sfdisk -q --relocate gpt-bak-std "$disk" && echo ", +" | sfdisk -q --no-reread --no-tell-kernel '
+            f'-N "$part" "$disk" && partx -u -n "$part" "$disk"; }} >/dev/null 2>&1 || {fail}',
+        ]
+    lines.append(f'resize2fs "$root_dev" >/dev/null 2>&1 || {fail}')
+    return lines
 
 
 def boot_mounts(config: MachineConfig) -> list[str]:
