@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +67,15 @@ def seeded_cache(store: ImageStore, root: Path, *paths: Path) -> Path:
 @pytest.fixture(scope="session")
 def store(vm_image_store: ImageStore) -> ImageStore:
     return vm_image_store
+
+
+@pytest.fixture
+def short_tmpdir():
+    """A fresh directory right below /tmp, for a child run's TMPDIR: pytest's tmp_path is too long for the unix
+    sockets of a test network below it (vmtest refuses such a TMPDIR with a HostError)."""
+    path = Path(tempfile.mkdtemp(prefix="vt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

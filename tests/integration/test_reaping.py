@@ -73,10 +73,9 @@ def test_two(vms, a, b):
     [(signal.SIGINT, []), (signal.SIGKILL, []), (signal.SIGINT, ["--vm-record"])],
     ids=["sigint", "sigkill", "sigint-while-recording"],  # the recording thread must not delay Ctrl-C
 )
-def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, extra, processes_mentioning):
+def test_interrupting_a_two_vm_test_leaves_no_qemu_or_switch(tmp_path, sig, extra, processes_mentioning, short_tmpdir):
     (tmp_path / "test_two.py").write_text(TWO_NODE_TEST)
-    state = tmp_path / "state"
-    state.mkdir()
+    state = short_tmpdir
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_two.py", *extra],
         stdout=subprocess.PIPE,
@@ -144,10 +143,9 @@ def test_two(vms, a, b):
 """
 
 
-def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes_mentioning):
+def test_sigkill_of_an_xdist_worker_leaves_no_qemu_or_switch(tmp_path, processes_mentioning, short_tmpdir):
     (tmp_path / "test_two.py").write_text(XDIST_TEST)
-    state = tmp_path / "state"
-    state.mkdir()
+    state = short_tmpdir
     marker = tmp_path / "vms-up"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-n", "1", "-q", "-p", "no:cacheprovider", "test_two.py"],
