@@ -64,3 +64,12 @@ def test_script_without_a_persistent_disk() -> None:
     text = script("box", MachineConfig(virtualisation={"disk_image": None}), IMAGE, "tcg")
     assert "VMTEST_DISK_IMAGE" not in text.split("set -e", 1)[1]
     assert "file=/c/img/root.qcow2,format=qcow2,if=none,id=root,snapshot=on" in text
+
+
+def test_a_boot_loader_machine_gets_its_command_line_through_smbios_in_run_vm() -> None:
+    config = MachineConfig(virtualisation={"use_boot_loader": True})
+    argv = interactive_argv("box", config, IMAGE, "tcg")
+    assert "-kernel" not in argv and argv[-2] == "-smbios"
+    assert argv[-1].startswith("type=11,value=0 root=LABEL=vmtest-root ") and argv[-1].endswith("@KPARAMS@")
+    assert _sh_eval(sh_word(argv[-1]), QEMU_KERNEL_PARAMS="debug").endswith(" debug")
+    assert "mount -t vfat" not in script("box", config, IMAGE, "tcg")  # no boot partition without EFI/BIOS boot
