@@ -151,8 +151,8 @@ def test_secure_boot_from_disk_refuses_an_unsigned_kernel(vm_factory) -> None:
     assert "No signature table present" in vm.execute(f"sbverify --list {kernel} 2>&1")[1]
     start = time.monotonic()
     with pytest.raises(MachineError) as info:
-        vm.reboot(timeout=90)
+        vm.reboot(timeout=40)  # GRUB refuses the kernel ~8 s after the reset; then nothing more comes
     elapsed = time.monotonic() - start
-    assert elapsed < 120, elapsed
+    assert elapsed < 60, elapsed
     assert "bad shim signature" in str(info.value), str(info.value)
     assert "bad shim signature" in vm.get_console_log()
