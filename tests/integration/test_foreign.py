@@ -171,7 +171,8 @@ def test_kernel_messages_interleaving_never_corrupt_output(vm: Machine) -> None:
         binary = vm.succeed("printf AAEC/w== | base64 -d").encode(errors="surrogateescape")
         assert binary == b"\x00\x01\x02\xff"
     vm.wait_until_succeeds("! pgrep -f vmtest-noise", timeout=60)
-    assert sum("vmtest-noise" in line for line in vm.get_console_log().splitlines()) >= 100
+    # the kernel printed them on the console (fewer than written: /dev/kmsg writes are rate-limited)
+    assert sum("vmtest-noise" in line for line in vm.get_console_log().splitlines()) >= 10
 
 
 def test_copies_through_the_shell(vm: Machine, tmp_path: Path) -> None:
