@@ -1,6 +1,15 @@
 """Repository-wide pytest set-up (the vmtest plugin itself loads through its entry point)."""
 
+import signal
+
 import pytest
+
+# A suite started in the background by a shell without job control (CI runners, `cmd &` in a script) inherits
+# SIGINT ignored, and every child inherits that too: then the tests of what Ctrl-C does (the children they
+# interrupt) could never see it. A handled signal is reset to its default in an exec'd child, so handling it
+# here gives the children back a normal Ctrl-C (and makes this run interruptible again).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
