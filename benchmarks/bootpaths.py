@@ -8,6 +8,8 @@ Measures, on this machine, QEMU launch -> first command answered (median of N co
   - qboot (``bios=/usr/share/qemu/qboot.rom``);
   - direct boot with a TPM (swtpm; the kernel is booted as a bzImage, not through PVH);
   - BIOS + GRUB (``use_boot_loader``: SeaBIOS -> GRUB from the bootable disk, menu timeout 0);
+  - UEFI (OVMF) with direct kernel boot, UEFI from the bootable disk (OVMF -> GRUB), Secure Boot from the
+    disk (q35 + SMM, OVMF -> shim -> GRUB -> kernel, each signature checked) and Secure Boot with direct boot;
 and the build time of a bootable disk (median of N builds into a scratch cache, the image cached).
 """
 
@@ -33,6 +35,16 @@ PATHS = {
     "qboot": {"bios": "/usr/share/qemu/qboot.rom"},
     "direct boot + TPM (swtpm)": {"tpm": {"enable": True}},
     "BIOS + GRUB (use_boot_loader)": {"use_boot_loader": True},
+}
+UEFI_PATHS = {
+    "UEFI (OVMF), direct kernel boot": {"use_efi_boot": True},
+    "UEFI (OVMF) -> GRUB from disk": {"use_efi_boot": True, "use_boot_loader": True},
+    "Secure Boot: OVMF -> shim -> GRUB -> kernel": {
+        "use_efi_boot": True,
+        "use_secure_boot": True,
+        "use_boot_loader": True,
+    },
+    "Secure Boot, direct kernel boot": {"use_efi_boot": True, "use_secure_boot": True},
 }
 
 
@@ -80,7 +92,7 @@ def main() -> int:
     args = parser.parse_args()
     store = ImageStore()
     rows = []
-    for label, virt in PATHS.items():
+    for label, virt in {**PATHS, **UEFI_PATHS}.items():
         config = MachineConfig(virtualisation=virt)
         store.get(config)  # the image is built (or found) outside the timing
         times = [first_command(store, config, f"bench{i}") for i in range(args.runs)]

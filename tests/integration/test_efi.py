@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from vmtest import Machine, MachineConfig
+from vmtest.core.errors import MachineError
 
 GUID = "3b4c2a4e-8a36-4c55-9b4e-7d0a1f3e5c21"  # a vendor GUID of our own for test variables
 EFIVARS = "/sys/firmware/efi/efivars"
@@ -116,3 +120,37 @@ def test_secure_boot(vm_factory) -> None:
     # OVMF measures the Secure Boot state and its keys into PCR 7
     pcr7 = vm.succeed("tpm2_pcrread sha256:7").split()[-1]
     assert pcr7.startswith("0x") and int(pcr7, 16) != 0, pcr7
+
+
+def test_secure_boot_from_disk_refuses_an_unsigned_kernel(vm_factory) -> None:
+    """OVMF (Microsoft's keys) -> Debian's signed shim -> signed GRUB -> signed kernel; with the kernel's
+    signature removed GRUB refuses it, and the reboot fails within its timeout saying so."""
+    vm = vm_factory(
+        "sbdisk",
+        MachineConfig(
+            packages=["mokutil", "sbsigntool", "tpm2-tools"],
+            virtualisation={
+                "use_efi_boot": True,
+                "use_secure_boot": True,
+                "use_boot_loader": True,
+                "tpm": {"enable": True},
+            },
+        ),
+    )
+    assert "SecureBoot enabled" in vm.succeed("mokutil --sb-state")
+    assert "BOOT_IMAGE=/vmlinuz-" in vm.succeed("cat /proc/cmdline")  # GRUB booted it, not QEMU's -kernel
+    assert "-kernel" not in vm.vm.argv
+    vm.succeed("test -f /boot/EFI/BOOT/BOOTX64.EFI")  # shim, on the ESP mounted at /boot
+    pcr7 = vm.succeed("tpm2_pcrread sha256:7").split()[-1]
+    assert int(pcr7, 16) != 0, pcr7
+    kernel = "/boot/vmlinuz-" + vm.succeed("uname -r").strip()
+    assert "signature 1" in vm.succeed(f"sbverify --list {kernel}")
+    vm.succeed(f"sbattach --remove {kernel} && sync")
+    assert "No signature table present" in vm.execute(f"sbverify --list {kernel} 2>&1")[1]
+    start = time.monotonic()
+    with pytest.raises(MachineError) as info:
+        vm.reboot(timeout=90)
+    elapsed = time.monotonic() - start
+    assert elapsed < 120, elapsed
+    assert "bad shim signature" in str(info.value), str(info.value)
+    assert "bad shim signature" in vm.get_console_log()

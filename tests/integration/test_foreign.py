@@ -2,23 +2,33 @@
 console; two of them and one vmtest machine on a VLAN; the Debian installer read from the screen.
 
 The Debian image is built here, in the module's setup, the way anyone would: mmdebstrap with a kernel, a root
-password and a getty on ttyS0, into a whole-disk ext4 file system. It boots its own kernel and initrd, pulled
-out of the image with debugfs (vmtest.image.bootfiles), by direct boot.
+password and a getty on ttyS0, into an ext4 file system; vmtest's boot-disk builder (vmtest.image.bootdisk)
+puts it in a GPT disk with GRUB, which SeaBIOS boots. The plain file system also boots by direct boot of its
+own kernel and initrd, pulled out of it with debugfs (vmtest.image.bootfiles).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from vmtest import ForeignImage, Machine, MachineConfig, Timeout
+from vmtest import Driver, ForeignImage, Machine, MachineConfig, MachineError, Timeout
+from vmtest.core.cache import Cache
+from vmtest.image import bootdisk
+from vmtest.image.bootdisk import BootDiskSpec
 from vmtest.image.bootfiles import extract
+from vmtest.image.grubfiles import smbios_args
+from vmtest.image.kernel import download_deb
 
 PASSWORD = "foreign-root-pw"
 PACKAGES = "linux-image-amd64,systemd-sysv,udev,login,passwd,iproute2,iputils-ping,netcat-openbsd,procps,kmod"
@@ -31,15 +41,29 @@ RECIPE = [
     "--dpkgopt=path-exclude=/usr/share/man/*",
     f'--customize-hook=echo root:{PASSWORD} | chroot "$1" chpasswd',
     '--customize-hook=echo foreign > "$1/etc/hostname"',
-    '--customize-hook=printf "/dev/vda / ext4 rw 0 1\\n" > "$1/etc/fstab"',
+    '--customize-hook=printf "# the root comes from the kernel command line\\n" > "$1/etc/fstab"',
     '--customize-hook=chroot "$1" systemctl enable serial-getty@ttyS0.service',
     "bookworm",
 ]
+DISK_MIB = 1536
 KERNEL_PARAMS = "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0"
+# The bootable disk's GRUB menu takes the kernel command line from an SMBIOS OEM string (vmtest's boot-disk
+# builder, vmtest/image/grubfiles.py); the root is the disk's third partition.
+GRUB_PARAMS = ["root=/dev/vda3", "rw", "console=ttyS0,115200", "net.ifnames=0"]
 
 
-def build_debian_image(cache: Path) -> tuple[Path, Path, Path]:
-    """A qcow2 Debian image (kept in pytest's cache, by its recipe), and its kernel and initrd pulled out of it."""
+@dataclass(frozen=True)
+class DebianImage:
+    plain: Path  # the root file system alone (whole-disk ext4, qcow2): booted by its own kernel, direct
+    kernel: Path  # pulled out of it with debugfs
+    initrd: Path
+    bootable: Path  # the same root in a GPT disk with GRUB (BIOS and UEFI): booted by the firmware
+
+
+def build_debian_image(cache: Path, logger: logging.Logger | None = None) -> DebianImage:
+    """A Debian image (kept in pytest's cache, by its recipe), its kernel and initrd pulled out of it, and a
+    bootable disk of it with GRUB installed by vmtest's boot-disk builder (vmtest.image.bootdisk)."""
+    logger = logger or logging.getLogger("foreign-image")
     key = hashlib.sha256(repr(RECIPE).encode()).hexdigest()[:16]
     out = cache / key
     image = out / "debian.qcow2"
@@ -50,45 +74,59 @@ def build_debian_image(cache: Path) -> tuple[Path, Path, Path]:
         env = dict(os.environ, TMPDIR=str(out))
         subprocess.run([*RECIPE, str(tree)], check=True, env=env, capture_output=True)
         raw = out / "debian.raw"
-        subprocess.run(
-            ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", "-d", str(tree), str(raw), "1536M"], check=True
-        )
+        mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", "-d", str(tree), str(raw), f"{DISK_MIB}M"]
+        subprocess.run(mkfs, check=True)
         shutil.rmtree(tree)
         subprocess.run(
             ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out / "tmp.qcow2")], check=True
         )
         raw.unlink()
+        (out / "meta.json").write_text(json.dumps({"created": time.time()}))
         (out / "tmp.qcow2").rename(image)
     boot = extract(image, out / "boot")
-    return image, boot.kernel, boot.initrd
+    _, bootable, _ = bootdisk.build(
+        Cache(out / "cache"), key, image, DISK_MIB, boot.kernel, boot.initrd, boot.release, BootDiskSpec(), logger
+    )
+    return DebianImage(image, boot.kernel, boot.initrd, bootable)
 
 
 @pytest.fixture(scope="module")
-def debian(request: pytest.FixtureRequest) -> tuple[Path, Path, Path]:
+def debian(request: pytest.FixtureRequest) -> DebianImage:
     return build_debian_image(Path(request.config.cache.mkdir("vmtest-foreign-debian")))
 
 
-def foreign_config(debian: tuple[Path, Path, Path], **image: object) -> MachineConfig:
-    path, kernel, initrd = debian
+def direct_config(debian: DebianImage, **image: object) -> MachineConfig:
+    """The plain image booted by its own kernel and initrd (direct boot)."""
     return MachineConfig(
-        image=ForeignImage(path=str(path), kernel=str(kernel), initrd=str(initrd), password=PASSWORD, **image),
+        image=ForeignImage(
+            path=str(debian.plain), kernel=str(debian.kernel), initrd=str(debian.initrd), password=PASSWORD, **image
+        ),
         kernel_params=KERNEL_PARAMS,
         virtualisation={"graphics": False},
+    )
+
+
+def grub_config(debian: DebianImage, **image: object) -> MachineConfig:
+    """The bootable disk: SeaBIOS boots GRUB from it, GRUB the kernel."""
+    return MachineConfig(
+        image=ForeignImage(path=str(debian.bootable), password=PASSWORD, **image),
+        virtualisation={"graphics": False, "qemu": {"options": [shlex.join(smbios_args(0, GRUB_PARAMS))]}},
     )
 
 
 @pytest.fixture(scope="module")
 def vm(debian, vm_image_store, tmp_path_factory):
     machine = Machine(
-        "foreign", foreign_config(debian), store=vm_image_store, state_dir=tmp_path_factory.mktemp("foreign")
+        "foreign", grub_config(debian), store=vm_image_store, state_dir=tmp_path_factory.mktemp("foreign")
     )
     yield machine
     machine.release()
 
 
-def test_foreign_debian(vm: Machine, debian) -> None:
-    """Login over the serial console, exact output (binary too), stderr and status, the image untouched."""
-    before = debian[0].stat().st_mtime_ns
+def test_foreign_debian(vm: Machine, debian: DebianImage) -> None:
+    """Booted by GRUB from its disk; login over the serial console, exact output (binary too), stderr and status,
+    the image untouched."""
+    before = debian.bootable.stat().st_mtime_ns
     assert vm.succeed("printf 'one\\ntwo'") == "one\ntwo"
     status, out = vm.execute("echo out; echo err >&2; exit 7")
     assert (status, out) == (7, "out\n")
@@ -99,8 +137,9 @@ def test_foreign_debian(vm: Machine, debian) -> None:
     assert len(blob) == 65536
     assert hashlib.sha256(blob).hexdigest() == vm.succeed("sha256sum /root/blob").split()[0]
     assert vm.succeed("echo " + "x" * 9000 + " | wc -c").strip() == "9001"  # a command longer than a tty line
-    assert debian[0].stat().st_mtime_ns == before  # never written: the machine has its overlay
-    assert "-kernel" in vm.vm.argv and not any("virtconsole" in a for a in vm.vm.argv)
+    assert debian.bootable.stat().st_mtime_ns == before  # never written: the machine has its overlay
+    assert "-kernel" not in vm.vm.argv and not any("virtconsole" in a for a in vm.vm.argv)
+    assert "BOOT_IMAGE=/boot/vmlinuz-" in vm.succeed("cat /proc/cmdline")  # GRUB booted it
 
 
 def test_timeout_leaves_the_channel_usable(vm: Machine) -> None:
@@ -160,4 +199,81 @@ def test_bad_input_is_a_clear_error(debian, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"image.path.*no such file"):
         MachineConfig(image={"path": str(tmp_path / "missing.qcow2")})
     with pytest.raises(ConfigError, match=r"image.format.*one of"):
-        MachineConfig(image={"path": str(debian[0]), "format": "vmdk"})
+        MachineConfig(image={"path": str(debian.plain), "format": "vmdk"})
+
+
+@pytest.fixture(scope="module")
+def two_foreign_and_one_vmtest(debian: DebianImage, vm_image_store, tmp_path_factory):
+    """Machine a boots GRUB from its disk and gets vmtest's network set-up over its shell; b boots its own
+    kernel directly and configures its NIC itself; c is a vmtest machine. All three on VLAN 1."""
+    nodes = {
+        "a": grub_config(debian, network_setup=True),
+        "b": direct_config(debian),
+        "c": MachineConfig(),
+    }
+    driver = Driver(nodes, vm_image_store, state_root=tmp_path_factory.mktemp("vlan"))
+    yield driver
+    driver.release()
+
+
+def test_foreign_vlan(two_foreign_and_one_vmtest: Driver) -> None:
+    a, b, c = (two_foreign_and_one_vmtest.machines[n] for n in "abc")
+    two_foreign_and_one_vmtest.start_all()
+    # b's NIC (MAC 52:54:00:12:01:02) is configured by the guest itself, as any foreign guest would
+    assert b.succeed("cat /sys/class/net/eth0/address").strip() == "52:54:00:12:01:02"
+    b.succeed("ip addr add 192.168.1.2/24 dev eth0 && ip link set eth0 up")
+    assert "192.168.1.1/24" in a.succeed("ip -4 addr show eth1")  # network_setup: vmtest's names and addresses
+    a.succeed("ping -c 1 -W 10 c", "ping -c 1 -W 10 192.168.1.2")  # /etc/hosts names every node
+    b.succeed("ping -c 1 -W 10 192.168.1.1", "ping -c 1 -W 10 192.168.1.3")
+    # (c has busybox ping, no iputils; b has only the IPv4 address it gave itself, /etc/hosts names both)
+    c.succeed("busybox ping -c 1 -W 10 a", "busybox ping -4 -c 1 -W 10 b")
+    a.succeed("(nc -l -p 4000 > /root/got 2>/dev/null &)")
+    a.wait_for_open_port(4000)
+    c.succeed("echo hello-from-c | nc -q 1 a 4000")
+    a.wait_until_succeeds("grep -q hello-from-c /root/got", timeout=30)
+    b.block()
+    c.fail("busybox ping -4 -c 1 -W 2 b")
+    b.unblock()
+    c.wait_until_succeeds("busybox ping -4 -c 1 -W 2 b", timeout=60)
+
+
+INSTALLER_PACKAGE = "debian-installer-12-netboot-amd64"
+INSTALLER_DIR = "./usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
+
+
+@pytest.fixture(scope="module")
+def installer(request: pytest.FixtureRequest, vm_image_store) -> tuple[Path, Path]:
+    """The Debian installer's own kernel and initrd, from its Debian package (fetched like vmtest's .debs)."""
+    out = Path(request.config.cache.mkdir("vmtest-foreign-installer"))
+    kernel, initrd = out / INSTALLER_DIR / "linux", out / INSTALLER_DIR / "initrd.gz"
+    if not initrd.exists():
+        version = (
+            subprocess.run(["apt-cache", "policy", INSTALLER_PACKAGE], capture_output=True, text=True, check=True)
+            .stdout.split("Candidate:")[1]
+            .split()[0]
+        )
+        deb = download_deb(vm_image_store.cache, INSTALLER_PACKAGE, version, logging.getLogger("installer"))
+        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(out), f"{INSTALLER_DIR}/linux", f"{INSTALLER_DIR}/initrd.gz"],
+                       stdin=tar.stdout, check=True)  # fmt: skip
+        assert tar.wait() == 0
+    return kernel, initrd
+
+
+def test_installer_screens(installer: tuple[Path, Path], vm_image_store, tmp_path_factory) -> None:
+    """The installer (no disk, no shell) on vmtest's screen: its first screen read by OCR, a key moves on."""
+    kernel, initrd = installer
+    config = MachineConfig(
+        image={"kernel": str(kernel), "initrd": str(initrd), "shell": "none"},
+        kernel_params="priority=high",
+        virtualisation={"memory_size": 1024},
+    )
+    with Machine("installer", config, store=vm_image_store, state_dir=tmp_path_factory.mktemp("di")) as machine:
+        machine.start()
+        machine.wait_for_text(r"[Ss]elect a language", timeout=600)
+        machine.screenshot("installer-language")
+        machine.send_key("ret")  # English, the default
+        machine.wait_for_text(r"[Ss]elect your location", timeout=300)
+        machine.screenshot("installer-location")
+        with pytest.raises(MachineError, match="it has no shell"):
+            machine.succeed("true")

@@ -192,3 +192,14 @@ def test_doctor_names_each_missing_ovmf_file_and_the_package(monkeypatch: pytest
     assert not ok
     assert "[MISSING] /usr/share/OVMF/OVMF_CODE_4M.secboot.fd" in text
     assert "virtualisation.use_secure_boot)  -> fix: apt-get install -y ovmf" in text
+
+
+def test_a_driver_without_nodes_as_vm_factory_makes_it() -> None:
+    """(vm_factory's driver has no nodes and no VLANs: its temporary directory needs no socket room)"""
+    from vmtest.net.driver import Driver
+
+    driver = Driver({}, store=None)  # type: ignore[arg-type]
+    try:
+        assert driver.state_root.is_dir() and driver.machines == {}
+    finally:
+        driver.release()

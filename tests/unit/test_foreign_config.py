@@ -94,3 +94,17 @@ def test_no_disk_at_all(qcow2: Path, tmp_path: Path) -> None:
     config = MachineConfig(image={"kernel": str(qcow2), "shell": "none"})
     argv = foreign_argv("m", config, MachinePaths(tmp_path), "tcg", Launch())
     assert "-drive" not in argv
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fix"),
+    [
+        ("shared_directories", {"x": {"source": "/tmp", "target": "/mnt"}}, "mount the 9p share"),
+        ("use_host_certs", True, "copy_from_host"),
+        ("disk_size", 4096, "qemu-img resize"),
+    ],
+)
+def test_options_that_need_vmtests_guest_are_errors(qcow2: Path, option: str, value: object, fix: str) -> None:
+    with pytest.raises(ConfigError, match=rf"virtualisation\.{option}=.*needs vmtest's own guest image.*{fix}"):
+        MachineConfig(image=str(qcow2), virtualisation={option: value})
+    MachineConfig(image=str(qcow2), virtualisation={"memory_size": 512, "vlans": [1, 2]})  # these work

@@ -70,6 +70,12 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
                 f"booted {', '.join(e.meta.get('packages', [])) or 'base system'} (first saved by "
                 f"{e.meta.get('machine', '?')}; image {str(e.meta.get('image_key', '?'))[:12]})"
             )
+        elif e.kind == "bootdisks":
+            spec = e.meta.get("spec", {})
+            what = (
+                f"bootable disk of image {str(e.meta.get('image_key', '?'))[:12]} ({e.meta.get('disk_mib', '?')} MiB, "
+                f"FAT {spec.get('fat_label', '?')}{'' if spec.get('install', True) else ', no boot loader'})"
+            )
         else:
             what = f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system")
         print(

@@ -29,8 +29,8 @@ def guest_abs_path_or_auto(name: str, value: Any) -> str:
 
 
 def uses_efi(virt: Virtualisation) -> bool:
-    """The machine boots through UEFI (``use_efi_boot``, when the schema has it)."""
-    return bool(getattr(virt, "use_efi_boot", False))
+    """The machine boots through UEFI (``use_efi_boot``)."""
+    return bool(virt.use_efi_boot)
 
 
 def default_boot_partition(virt: Virtualisation) -> str | None:

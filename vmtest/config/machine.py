@@ -104,6 +104,36 @@ def _virtualisation(name: str, value: Any) -> Virtualisation:
     return value
 
 
+# virtualisation options a foreign image cannot honour: each needs vmtest's guest side (its set-up at boot,
+# its stage 1, its own image) -> what to do instead.
+NOT_FOR_FOREIGN = {
+    "shared_directories": "mount the 9p share in the guest yourself (qemu.options: -fsdev/-device virtio-9p-pci)",
+    "file_systems": "mount them in the guest (its fstab, or a command)",
+    "use_host_certs": "copy the bundle with copy_from_host",
+    "disk_size": "grow the image with qemu-img resize and the guest's own tools",
+    "root_device": "give root= in kernel_params (direct boot) or the image's boot loader configuration",
+    "direct_boot_initrd": "give image.initrd",
+    "use_boot_loader": "a foreign image boots its own boot loader already (leave image.kernel unset)",
+    "use_bios_boot": "a foreign image is booted as its disk is laid out",
+    "install_boot_loader": "a foreign image is booted as its disk is laid out",
+    "boot_partition": "a foreign image is booted as its disk is laid out",
+}
+
+
+def check_foreign_virtualisation(virt: Virtualisation) -> None:
+    """ConfigError for an option a foreign machine would ignore (see :data:`NOT_FOR_FOREIGN`)."""
+    defaults = Virtualisation()
+    for name, fix in NOT_FOR_FOREIGN.items():
+        value = getattr(virt, name)
+        if value != getattr(defaults, name):
+            raise ConfigError(
+                f"virtualisation.{name}",
+                value,
+                "needs vmtest's own guest image; a foreign image (image=...) has none",
+                fix,
+            )
+
+
 def _empty() -> Mapping[str, Any]:
     return MappingProxyType({})
 
@@ -194,6 +224,7 @@ class MachineConfig:
                         "a foreign image (image=...) is booted as it is: vmtest builds nothing into it",
                         f"remove {name}, or set it up in the image yourself",
                     )
+            check_foreign_virtualisation(self.virtualisation)
 
     def __hash__(self) -> int:
         return hash(

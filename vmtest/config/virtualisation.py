@@ -357,11 +357,12 @@ class Virtualisation:
     use_secure_boot: bool = option(
         False,
         "Secure Boot: OVMF's SMM build with Microsoft's keys enrolled (Debian's), on a q35 machine with "
-        "smm=on. Needs use_efi_boot. With direct boot the kernel runs in Secure Boot mode (locked down) but "
-        "OVMF's kernel loader does not check its signature; a boot loader disk tests the signed chain.",
+        "smm=on. Needs use_efi_boot. With use_boot_loader the firmware checks Debian's signed chain (shim, "
+        "GRUB, kernel: an unsigned kernel does not boot). With direct boot the kernel runs in Secure Boot mode "
+        "(locked down) but OVMF's kernel loader (edk2 2022.11) falls back to a loader that checks no signature.",
         boolean,
         nixos="virtualisation.useSecureBoot",
-        proof=f"{EFI_IT}::test_secure_boot",
+        proof=f"{EFI_IT}::test_secure_boot_from_disk_refuses_an_unsigned_kernel",
     )
     efi: EfiOptions = option(
         EfiOptions,

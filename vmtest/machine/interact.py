@@ -10,12 +10,20 @@ from __future__ import annotations
 import os
 import sys
 
+from vmtest.core.errors import MachineError
 from vmtest.vm.attach import ESCAPE_NAME, attach_shell, pump
 from vmtest.vm.lifecycle import VM
 
 
 def shell_interact(vm: VM) -> None:
     """A root shell in ``vm`` on this terminal (boots it first if needed) until Ctrl-]."""
+    if vm.config.image is not None:
+        raise MachineError(
+            vm.name,
+            "shell_interact",
+            "a foreign image has no second virtio console with a root shell (vmtest's guests do); use "
+            "console_interact() (its serial console, where you can log in) instead",
+        )
     vm.wait_ready()
     attach_shell(vm.paths.attach, vm.name)
 
