@@ -66,17 +66,21 @@ def test_long_commands_go_in_pieces_and_no_escape_is_split() -> None:
     assert all(re.fullmatch(rb"(?:[^\\]|\\0[0-7]{3})*", piece) for piece in pieces)
 
 
+# the helper's scratch directory (/tmp/.vmtest-XXXXXX): here the host's /tmp, not a guest's
+REMOVE_HELPER_DIR = 'rm -rf "$_vtd"\n'
+
+
 def test_helper_in_sh_frames_status_output_and_stderr(tmp_path: Path) -> None:
     """The helper run by a real POSIX shell (dash), then read back by the parser."""
     script = (
         helper_definition(TOKEN) + "\n" + command_lines(RID, "printf 'a\\nb'; echo oops >&2; exit 3", False)[0].decode()
-    )
+    ) + REMOVE_HELPER_DIR
     stream = subprocess.run(["sh", "-c", script], capture_output=True, check=True).stdout
     got = parse_frame(stream, TOKEN, RID, binary=False)
     assert got is not None and (got.status, got.stdout, got.stderr) == (3, b"a\nb", b"oops\n")
     binary = (
         helper_definition(TOKEN) + "\n" + command_lines(RID, "head -c 1000 /dev/urandom | tee out", True)[0].decode()
-    )
+    ) + REMOVE_HELPER_DIR
     stream = subprocess.run(["sh", "-c", binary], capture_output=True, check=True, cwd=tmp_path).stdout
     got = parse_frame(stream, TOKEN, RID, binary=True)
     assert got is not None and got.stdout == (tmp_path / "out").read_bytes()
