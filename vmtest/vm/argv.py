@@ -385,18 +385,10 @@ def extra_args(entries: Sequence[str]) -> list[str]:
     return [arg for entry in entries for arg in shlex.split(entry)]
 
 
-def machine_argv(
-    name: str,
-    config: MachineConfig,
-    boot: Boot,
-    paths: MachinePaths,
-    accel: str,
-    launch: Launch = Launch(),
-) -> list[str]:
-    """The full QEMU command line of machine ``name`` for one ``launch``."""
+def head_args(name: str, config: MachineConfig, boot: Boot, accel: str, launch: Launch) -> list[str]:
+    """The start of every machine's command line (vmtest's and foreign ones): the binary, the process name, the
+    machine type, accelerator and firmware, memory and CPUs."""
     virt = config.virtualisation
-    nics = bool(launch.network) or launch.user_net
-    params = [*kernel_params(config, accel, nics), *launch.extra_kernel_params]
     return [
         virt.qemu.binary,
         "-name",
@@ -411,6 +403,23 @@ def machine_argv(
         str(virt.memory_size),
         "-smp",
         str(virt.cores),
+    ]
+
+
+def machine_argv(
+    name: str,
+    config: MachineConfig,
+    boot: Boot,
+    paths: MachinePaths,
+    accel: str,
+    launch: Launch = Launch(),
+) -> list[str]:
+    """The full QEMU command line of machine ``name`` for one ``launch``."""
+    virt = config.virtualisation
+    nics = bool(launch.network) or launch.user_net
+    params = [*kernel_params(config, accel, nics), *launch.extra_kernel_params]
+    return [
+        *head_args(name, config, boot, accel, launch),
         *boot_args(boot, params, config),
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),

@@ -30,8 +30,7 @@ from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
 from vmtest.vm.disks import check_host
 from vmtest.vm.paths import MachinePaths, root_disk
-from vmtest.vm.qemu_backend import connect_unix
-from vmtest.vm.qmp import Monitor, QMPError
+from vmtest.vm.qemu_backend import connect_unix, open_monitor
 from vmtest.vm.serialshell import Login, LoginFailed, SerialShell
 from vmtest.vm.start import Starting
 
@@ -117,19 +116,7 @@ def foreign_argv(
     virt = config.virtualisation
     no_boot = qemu.Boot(Path("/nonexistent"), Path("/nonexistent"), efi_vars=efi_vars)
     return [
-        virt.qemu.binary,
-        "-name",
-        f"{name},process=vmtest-{name}",
-        "-nodefaults",
-        "-no-user-config",
-        *(["-S"] if launch.paused else []),
-        *qemu.machine_type_args(config),
-        *qemu.accel_args(accel),
-        *qemu.firmware_args(config, no_boot),
-        "-m",
-        str(virt.memory_size),
-        "-smp",
-        str(virt.cores),
+        *qemu.head_args(name, config, no_boot, accel, launch),
         *boot_args(config),
         *qemu.disk_args(
             name, config.replace(virtualisation=_no_root(config)), paths, no_boot, root_drive(name, config, paths)
@@ -268,14 +255,7 @@ class ForeignBackend:
     def attach(
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool
     ) -> Channels:
-        connect_unix(paths.qmp, alive).close()
-        monitor = Monitor(paths.qmp)
-        try:
-            monitor.connect()
-        except (QMPError, OSError) as exc:
-            raise ChannelError(f"no QMP greeting: {exc}") from None
-        console = SerialConsole(name, logger, paths.console_log)
-        console.echo = echo
+        monitor, console = open_monitor(name, paths, logger, alive, echo)
         shell: SerialShell | NoShell
         if self.image.shell == "serial":
             # The frames' lines stay out of the log (console.log and the failure reports' tails keep them).

@@ -70,14 +70,7 @@ class QemuBackend:
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool
     ) -> Channels:
         """QMP (greeting + capabilities), the serial console reader and the backdoor socket."""
-        connect_unix(paths.qmp, alive).close()  # QEMU listens: the QMP client may connect now
-        monitor = Monitor(paths.qmp)
-        try:
-            monitor.connect()
-        except (QMPError, OSError) as exc:
-            raise ChannelError(f"no QMP greeting: {exc}") from None
-        console = SerialConsole(name, logger, paths.console_log)
-        console.echo = echo
+        monitor, console = open_monitor(name, paths, logger, alive, echo)
         try:
             console.attach(connect_unix(paths.serial, alive))
             shell = Backdoor(name, connect_unix(paths.shell, alive), logger, crash_watch=lambda: crash.watcher(console))
@@ -86,3 +79,19 @@ class QemuBackend:
             console.detach()
             raise
         return Channels(monitor, console, shell)
+
+
+def open_monitor(
+    name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool
+) -> tuple[Monitor, SerialConsole]:
+    """A launched QEMU's QMP monitor, connected (greeting + capabilities), and its serial console's reader, not yet
+    attached to the serial socket (every backend's first step of attaching)."""
+    connect_unix(paths.qmp, alive).close()  # QEMU listens: the QMP client may connect now
+    monitor = Monitor(paths.qmp)
+    try:
+        monitor.connect()
+    except (QMPError, OSError) as exc:
+        raise ChannelError(f"no QMP greeting: {exc}") from None
+    console = SerialConsole(name, logger, paths.console_log)
+    console.echo = echo
+    return monitor, console
