@@ -27,8 +27,9 @@ from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
 from vmtest.vm import efivars, failures
-from vmtest.vm.argv import Boot, machine_argv
+from vmtest.vm.argv import machine_argv
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
+from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
     Backend,

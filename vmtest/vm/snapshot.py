@@ -40,7 +40,8 @@ from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
 from vmtest.image import BootImage
-from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.argv import Launch, machine_argv
+from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths, root_disk
 
