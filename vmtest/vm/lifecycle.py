@@ -3,7 +3,9 @@
 The states and their transitions are :mod:`vmtest.vm.state`. How a launch
 reaches READY is the job of a :class:`StartPath` (a cold boot,
 :mod:`vmtest.vm.start`; a booted snapshot's save or restore,
-:mod:`vmtest.vm.restore`); everything else — preparing the state directory,
+:mod:`vmtest.vm.restore`; a foreign image's boot); what a launch prepares
+before QEMU (image, accelerator, command line) is the job of the machine's
+:class:`~vmtest.vm.launchers.Launcher`; everything else — preparing the state directory,
 spawning QEMU, attaching QMP, the serial console and the backdoor, noticing
 QEMU's death, stopping idempotently — happens here, once. QEMU and the
 channels are reached through a :class:`Backend`, so the state machine is
@@ -12,9 +14,7 @@ unit-testable with a fake process and fake channels.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +25,8 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
-from vmtest.vm import accel as accel_mod
-from vmtest.vm import efivars, failures
-from vmtest.vm.argv import machine_argv
+from vmtest.vm import failures
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
-from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
     Backend,
@@ -40,11 +37,10 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
-from vmtest.vm.foreign import ForeignBackend, ForeignBoot, foreign_argv
+from vmtest.vm.launchers import launcher_for
 from vmtest.vm.paths import MachinePaths, StateDir
-from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.reboots import GuestReboots
-from vmtest.vm.restore import Choice, RestoreFailed, StartPaths
+from vmtest.vm.restore import Choice, RestoreFailed
 from vmtest.vm.start import StartPath, wait_for_boot
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
@@ -76,18 +72,15 @@ class VM:
         self.store = store
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
-        if config.image is not None:  # a foreign image: its own boot, a shell logged in on the serial console
-            backend = backend or ForeignBackend(config.image)
-            start_path = start_path or ForeignBoot()
-            snapshots = None
-        self.backend: Backend = backend or QemuBackend()
-        self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
+        self.launcher = launcher_for(config)  # vmtest's own image, or a foreign one
+        self.backend: Backend = backend or self.launcher.backend()
+        self.starts = self.launcher.start_paths(start_path, snapshots)
         self.reboots = GuestReboots()
         self.dirs = StateDir(name, state_dir, keep_state)
         # Where what outlives a run without --vm-keep-state is kept (efi.keep_variables); None: nowhere
         self.kept_dir = kept_dir
         self.efi_vars: Path | None = None  # a UEFI machine's variable store (vmtest.vm.efivars)
-        self._accel_request = accel
+        self.accel_request = accel
         self.state = State.CREATED
         self.failure: VmtestError | None = None
         self.image: BootImage | None = None
@@ -165,14 +158,14 @@ class VM:
         # A closed channel comes a moment before QEMU can be reaped: give it that moment.
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
-            if self.aborted is not None:
-                stopped = failures.stopped(self, action, start, self.aborted)
-                self._fail(stopped)
-                self._close_channels()
-                return stopped
-            if self.state is State.STOPPED:
-                return failures.stopped_meanwhile(self, action, start)
-        error = failures.exited(self, action, start, status)
+            aborted, stopped = self.aborted, self.state is State.STOPPED
+        if aborted is None and stopped:
+            return failures.stopped_meanwhile(self, action, start)
+        error: MachineError
+        if aborted is None:
+            error = failures.exited(self, action, start, status)
+        else:
+            error = failures.stopped(self, action, start, aborted)
         with self._lock:
             self._fail(error)
             self._close_channels()
@@ -228,18 +221,7 @@ class VM:
     def _launch(self, start: float) -> None:
         if self.network.ensure_up is not None:
             self.network.ensure_up()
-        if self.config.image is not None:
-            self._launch_foreign()
-        else:
-            self.image = self.store.get(self.config)
-            if self.accel is None:
-                self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
-            paths = self.dirs.prepare()
-            self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
-            start_path = self.starts.pick(self, self.image, self.accel)
-            launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-            boot = Boot(self.image.kernel, self.image.initrd, self.image.disk, self.efi_vars)
-            self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
+        self.argv = self.launcher.prepare(self)
         paths = self.paths
         start_path = self.start_path
         self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
@@ -252,20 +234,6 @@ class VM:
         self.reboots.apply(self.channels.monitor)
         start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
-
-    def _launch_foreign(self) -> None:
-        """The argv of a foreign machine (its image is used as it is: nothing is built)."""
-        if self.accel is None:
-            # Probing KVM needs a kernel: vmtest's own default one (only when no verdict is cached yet).
-            self.accel = accel_mod.choose(
-                self.store.cache, lambda: accel_mod.probe_boot(self.store.get(MachineConfig())), self.logger,
-                self._accel_request,
-            )  # fmt: skip
-        paths = self.dirs.prepare()
-        self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
-        start_path = self.starts.pick(self, None, self.accel)  # type: ignore[arg-type]  # fixed: ForeignBoot
-        launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-        self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch, self.efi_vars)
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
@@ -332,7 +300,7 @@ class VM:
         channels = self.channels
         assert channels is not None
         try:
-            rebooted = self.reboots.take_pending() and self.config.image is None  # (a foreign boot logs in again)
+            rebooted = self.reboots.take_pending() and self.launcher.reboot_waits_for_boot
             wait = wait_for_boot if rebooted else self.start_path.until_ready
             self.kernel_release = wait(self, channels, timeout)
             return True
