@@ -17,7 +17,6 @@ the preparation ending in QEMU's command line.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Protocol
@@ -29,37 +28,24 @@ from vmtest.vm import accel as accel_mod
 from vmtest.vm import efivars
 from vmtest.vm.argv import Launch, machine_argv
 from vmtest.vm.bootargv import Boot
-from vmtest.vm.channels import Backend, NetworkAttachment
+from vmtest.vm.channels import Backend
 from vmtest.vm.foreign import ForeignBackend, ForeignBoot, foreign_argv
 from vmtest.vm.paths import MachinePaths, StateDir
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.restore import Choice, StartPaths
-from vmtest.vm.start import StartPath
+from vmtest.vm.start import Starting, StartPath
 
 
-class Preparing(Protocol):
-    """What a launcher sees of the machine it prepares (and fills in: image, accelerator, UEFI store)."""
+class Preparing(Starting, Protocol):
+    """What a launcher sees of the machine it prepares, besides what a start path sees (and fills in: the
+    image, the accelerator, the UEFI variable store)."""
 
-    name: str
-    config: MachineConfig
     store: ImageStore
-    logger: logging.Logger
-    network: NetworkAttachment
     dirs: StateDir
     kept_dir: Path | None
     starts: StartPaths
     accel_request: str | None
-    image: BootImage | None
     accel: str | None
-    efi_vars: Path | None
-    launched_at: float
-
-    @property
-    def paths(self) -> MachinePaths: ...
-
-    def is_running(self) -> bool: ...
-
-    def console_tail(self, n: int = 20, since: float | None = None) -> list[str]: ...
 
 
 class Launcher(Protocol):
