@@ -1,13 +1,11 @@
-"""Waiting for things in the guest: files, TCP ports, unix sockets, serial-console lines."""
+"""Waiting for things in the guest: files, TCP ports, unix sockets (serial-console lines:
+:mod:`vmtest.machine.serial`)."""
 
 from __future__ import annotations
 
-import re
 import shlex
-import time
 from collections.abc import Callable
 
-from vmtest.core.errors import Timeout
 from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
 
 LOCAL_ADDRS = ("localhost", "127.0.0.1", "::1")
@@ -24,12 +22,13 @@ class Waits:
         return lambda _: (self.commands.execute(command)[0] == 0) == want_success
 
     def wait_for_file(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
-            f"waiting for file {path}",
-            self._probe(f"test -e {shlex.quote(path)}"),
-            timeout,
-            lambda: "it does not exist",
-        )
+        with self.vm.nested(f"waiting for file {path}"):
+            self.commands.wait_until(
+                f"waiting for file {path}",
+                self._probe(f"test -e {shlex.quote(path)}"),
+                timeout,
+                lambda: "it does not exist",
+            )
 
     @staticmethod
     def _port_check(port: int, addr: str) -> str:
@@ -45,20 +44,22 @@ class Waits:
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
-            f"waiting for TCP port {addr}:{port} to open",
-            self._probe(self._port_check(port, addr)),
-            timeout,
-            lambda: "nothing accepts connections there",
-        )
+        with self.vm.nested(f"waiting for TCP port {port} on {addr}"):
+            self.commands.wait_until(
+                f"waiting for TCP port {addr}:{port} to open",
+                self._probe(self._port_check(port, addr)),
+                timeout,
+                lambda: "nothing accepts connections there",
+            )
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
-            f"waiting for TCP port {addr}:{port} to close",
-            self._probe(self._port_check(port, addr), want_success=False),
-            timeout,
-            lambda: "it still accepts connections",
-        )
+        with self.vm.nested(f"waiting for TCP port {port} on {addr} to close"):
+            self.commands.wait_until(
+                f"waiting for TCP port {addr}:{port} to close",
+                self._probe(self._port_check(port, addr), want_success=False),
+                timeout,
+                lambda: "it still accepts connections",
+            )
 
     @staticmethod
     def _unix_socket_check(path: str, is_datagram: bool) -> str:
@@ -69,23 +70,10 @@ class Waits:
         return f"awk -v p={shlex.quote(path)} '$8 == p && {match} {{ found = 1 }} END {{ exit !found }}' /proc/net/unix"
 
     def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
-            f"waiting for unix socket {path}",
-            self._probe(self._unix_socket_check(path, is_datagram)),
-            timeout,
-            lambda: "nothing listens there",
-        )
-
-    def wait_for_console_text(self, regex: str, timeout: float | None = None) -> str:
-        console = self.vm.console()
-        start = time.monotonic()
-        match = console.wait_for(re.compile(regex), timeout)
-        if match is None:
-            raise Timeout(
-                self.vm.name,
-                f"waiting for {regex!r} on the serial console",
-                "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
-                time.monotonic() - start,
-                self.vm.console_tail(since=start),
+        with self.vm.nested(f"waiting for unix socket {path}"):
+            self.commands.wait_until(
+                f"waiting for unix socket {path}",
+                self._probe(self._unix_socket_check(path, is_datagram)),
+                timeout,
+                lambda: "nothing listens there",
             )
-        return str(match.string)

@@ -32,11 +32,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vmtest.config.settings import Settings
 from vmtest.core import progress
 from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
-from vmtest.image import BootImage
+from vmtest.image import BootImage, ImageStore
 from vmtest.vm import guestsetup
 from vmtest.vm import snapshot as snap
 from vmtest.vm.accel import host_fingerprint
@@ -190,6 +191,13 @@ class Choice:
         self.cache = cache
         self.enabled = enabled
         self.rebuild = rebuild  # rebuild(key): True once per session for --vm-rebuild
+
+    @classmethod
+    def of(cls, store: ImageStore, enabled: bool | None = None) -> Choice:
+        """The snapshots of ``store``'s cache; ``enabled`` None: as the run settings say (``--vm-snapshots``)."""
+        if enabled is None:
+            enabled = Settings.from_environment().snapshots == "on"
+        return cls(store.cache, enabled, lambda key: store.rebuild_once(snap.KIND, key))
 
 
 def identity(vm: Starting) -> str:
