@@ -161,11 +161,7 @@ class VM:
             aborted, stopped = self.aborted, self.state is State.STOPPED
         if aborted is None and stopped:
             return failures.stopped_meanwhile(self, action, start)
-        error: MachineError
-        if aborted is None:
-            error = failures.exited(self, action, start, status)
-        else:
-            error = failures.stopped(self, action, start, aborted)
+        error = failures.death(self, action, start, status, aborted)
         with self._lock:
             self._fail(error)
             self._close_channels()
