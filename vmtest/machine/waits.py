@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 
 from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
 
@@ -18,17 +17,22 @@ class Waits:
         self.commands = commands
         self.vm = commands.vm
 
-    def _probe(self, command: str, want_success: bool = True) -> Callable[[bool], bool]:
-        return lambda _: (self.commands.execute(command)[0] == 0) == want_success
+    def _wait(self, section: str, what: str, command: str, timeout: float, why: str, success: bool = True) -> None:
+        """Repeat the guest ``command`` until it exits 0 (non-zero: ``success=False``), in the log section
+        ``section``; a timeout names ``what`` and ``why`` (what the last try found)."""
+        with self.vm.nested(section):
+            self.commands.wait_until(
+                what, lambda _: (self.commands.execute(command)[0] == 0) == success, timeout, lambda: why
+            )
 
     def wait_for_file(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        with self.vm.nested(f"waiting for file {path}"):
-            self.commands.wait_until(
-                f"waiting for file {path}",
-                self._probe(f"test -e {shlex.quote(path)}"),
-                timeout,
-                lambda: "it does not exist",
-            )
+        self._wait(
+            f"waiting for file {path}",
+            f"waiting for file {path}",
+            f"test -e {shlex.quote(path)}",
+            timeout,
+            "it does not exist",
+        )
 
     @staticmethod
     def _port_check(port: int, addr: str) -> str:
@@ -44,22 +48,23 @@ class Waits:
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        with self.vm.nested(f"waiting for TCP port {port} on {addr}"):
-            self.commands.wait_until(
-                f"waiting for TCP port {addr}:{port} to open",
-                self._probe(self._port_check(port, addr)),
-                timeout,
-                lambda: "nothing accepts connections there",
-            )
+        self._wait(
+            f"waiting for TCP port {port} on {addr}",
+            f"waiting for TCP port {addr}:{port} to open",
+            self._port_check(port, addr),
+            timeout,
+            "nothing accepts connections there",
+        )
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        with self.vm.nested(f"waiting for TCP port {port} on {addr} to close"):
-            self.commands.wait_until(
-                f"waiting for TCP port {addr}:{port} to close",
-                self._probe(self._port_check(port, addr), want_success=False),
-                timeout,
-                lambda: "it still accepts connections",
-            )
+        self._wait(
+            f"waiting for TCP port {port} on {addr} to close",
+            f"waiting for TCP port {addr}:{port} to close",
+            self._port_check(port, addr),
+            timeout,
+            "it still accepts connections",
+            success=False,
+        )
 
     @staticmethod
     def _unix_socket_check(path: str, is_datagram: bool) -> str:
@@ -70,10 +75,10 @@ class Waits:
         return f"awk -v p={shlex.quote(path)} '$8 == p && {match} {{ found = 1 }} END {{ exit !found }}' /proc/net/unix"
 
     def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
-        with self.vm.nested(f"waiting for unix socket {path}"):
-            self.commands.wait_until(
-                f"waiting for unix socket {path}",
-                self._probe(self._unix_socket_check(path, is_datagram)),
-                timeout,
-                lambda: "nothing listens there",
-            )
+        self._wait(
+            f"waiting for unix socket {path}",
+            f"waiting for unix socket {path}",
+            self._unix_socket_check(path, is_datagram),
+            timeout,
+            "nothing listens there",
+        )
