@@ -42,9 +42,7 @@ class Preparing(Starting, Protocol):
 
     store: ImageStore
     dirs: StateDir
-    kept_dir: Path | None
     starts: StartPaths
-    accel_request: str | None
     accel: str | None
 
 
@@ -69,11 +67,19 @@ class Launcher(Protocol):
         ...
 
 
-def _state_dir(vm: Preparing) -> MachinePaths:
-    """The state directory, ready, and a UEFI machine's variable store path."""
-    paths = vm.dirs.prepare()
-    vm.efi_vars = efivars.store_path(vm.name, vm.config, paths.state_dir, vm.kept_dir, os.environ)
-    return paths
+class Requested:
+    """What the test asked of every launch: the accelerator (None: the run setting's) and where what outlives
+    a run without --vm-keep-state is kept (``efi.keep_variables``; None: nowhere)."""
+
+    def __init__(self, accel: str | None = None, kept_dir: Path | None = None) -> None:
+        self.accel_request = accel
+        self.kept_dir = kept_dir
+
+    def state_dir(self, vm: Preparing) -> MachinePaths:
+        """The state directory, ready, and a UEFI machine's variable store path."""
+        paths = vm.dirs.prepare()
+        vm.efi_vars = efivars.store_path(vm.name, vm.config, paths.state_dir, self.kept_dir, os.environ)
+        return paths
 
 
 def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
@@ -82,7 +88,7 @@ def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
     return dataclasses.replace(start_path.prepare(vm), network=vm.network.qemu_args)
 
 
-class BuiltLauncher:
+class BuiltLauncher(Requested):
     """A machine of vmtest's own image: found or built by the image store, cold boot or booted snapshot."""
 
     reboot_waits_for_boot = True
@@ -96,20 +102,21 @@ class BuiltLauncher:
     def prepare(self, vm: Preparing) -> list[str]:
         vm.image = image = vm.store.get(vm.config)
         if vm.accel is None:
-            vm.accel = accel_mod.choose_for(vm.store.cache, image, vm.logger, vm.accel_request)
-        paths = _state_dir(vm)
+            vm.accel = accel_mod.choose_for(vm.store.cache, image, vm.logger, self.accel_request)
+        paths = self.state_dir(vm)
         launch = _launch(vm, image, vm.accel)
         boot = Boot(image.kernel, image.initrd, image.disk, vm.efi_vars)
         return machine_argv(vm.name, vm.config, boot, paths, vm.accel, launch)
 
 
-class ForeignLauncher:
+class ForeignLauncher(Requested):
     """A disk image vmtest did not build: used as it is, its own boot, a shell logged in on the serial
     console; never from a snapshot."""
 
     reboot_waits_for_boot = False  # (a foreign boot logs in again)
 
-    def __init__(self, image: foreign_config.ForeignImage) -> None:
+    def __init__(self, image: foreign_config.ForeignImage, accel: str | None, kept_dir: Path | None) -> None:
+        super().__init__(accel, kept_dir)
         self.image = image
 
     def backend(self) -> Backend:
@@ -123,13 +130,15 @@ class ForeignLauncher:
             # Probing KVM needs a kernel: vmtest's own default one (only when no verdict is cached yet).
             vm.accel = accel_mod.choose(
                 vm.store.cache, lambda: accel_mod.probe_boot(vm.store.get(MachineConfig())), vm.logger,
-                vm.accel_request,
+                self.accel_request,
             )  # fmt: skip
-        paths = _state_dir(vm)
+        paths = self.state_dir(vm)
         launch = _launch(vm, None, vm.accel)
         return foreign_argv(vm.name, vm.config, paths, vm.accel, launch, vm.efi_vars)
 
 
-def launcher_for(config: MachineConfig) -> Launcher:
-    """The launcher of a machine of ``config``."""
-    return BuiltLauncher() if config.image is None else ForeignLauncher(config.image)
+def launcher_for(config: MachineConfig, accel: str | None = None, kept_dir: Path | None = None) -> Launcher:
+    """The launcher of a machine of ``config`` (``accel``, ``kept_dir``: see :class:`Requested`)."""
+    if config.image is None:
+        return BuiltLauncher(accel, kept_dir)
+    return ForeignLauncher(config.image, accel, kept_dir)

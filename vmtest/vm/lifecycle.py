@@ -72,15 +72,12 @@ class VM:
         self.store = store
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
-        self.launcher = launcher_for(config)  # vmtest's own image, or a foreign one
+        self.launcher = launcher_for(config, accel, kept_dir)  # vmtest's own image, or a foreign one
         self.backend: Backend = backend or self.launcher.backend()
         self.starts = self.launcher.start_paths(start_path, snapshots)
         self.reboots = GuestReboots()
         self.dirs = StateDir(name, state_dir, keep_state)
-        # Where what outlives a run without --vm-keep-state is kept (efi.keep_variables); None: nowhere
-        self.kept_dir = kept_dir
         self.efi_vars: Path | None = None  # a UEFI machine's variable store (vmtest.vm.efivars)
-        self.accel_request = accel
         self.state = State.CREATED
         self.failure: VmtestError | None = None
         self.image: BootImage | None = None
