@@ -83,7 +83,10 @@ class Requested:
 
 
 def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
-    """This launch's start path picked (it becomes ``vm.starts.current``) and prepared, with the network."""
+    """This launch's start path picked (it becomes ``vm.starts.current``) and prepared, with the network (its
+    switches brought up)."""
+    if vm.network.ensure_up is not None:
+        vm.network.ensure_up()
     start_path = vm.starts.pick(vm, image, accel)  # type: ignore[arg-type]  # a foreign machine's: fixed
     return dataclasses.replace(start_path.prepare(vm), network=vm.network.qemu_args)
 

@@ -148,10 +148,8 @@ class VM:
     # -- errors ----------------------------------------------------------------------------
 
     def died(self, action: str, start: float) -> MachineError:
-        """QEMU exited when it should have been running: FAILED, and the error saying so.
-
-        (When it was stopped on purpose meanwhile, e.g. by the global timeout, the error says that.)
-        """
+        """QEMU exited when it should have been running: FAILED, and the error saying so (or, when it was
+        stopped on purpose meanwhile, e.g. by shutdown or the global timeout, the error saying that)."""
         # A closed channel comes a moment before QEMU can be reaped: give it that moment.
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
@@ -186,9 +184,8 @@ class VM:
         """
         with self._lock:
             if self.state in (State.RUNNING, State.READY):
-                if self.is_running():
-                    return
-                raise self.died("starting", time.monotonic())
+                self.check_alive("starting")
+                return
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "starting", "the machine is still powering off")
             start = time.monotonic()
@@ -198,25 +195,22 @@ class VM:
             self.failure = None
             try:
                 with self.nested("starting"):
-                    self._launch_or_fall_back(start)
+                    self.starts.launch(self, start)  # falls back to a cold boot
                 if self.aborted is not None:  # the abort came while this launch held the lock
                     raise failures.stopped(self, "starting", start, self.aborted)
-            except VmtestError as exc:
-                self._abort_launch()
-                self._fail(exc)
-                raise
-            except BaseException:
-                self._abort_launch()
-                self._to(State.STOPPED)
+            except BaseException as exc:
+                self.abort_launch()
+                if isinstance(exc, VmtestError):
+                    self._fail(exc)  # FAILED, keeping why
+                else:
+                    self._to(State.STOPPED)  # e.g. Ctrl-C
                 raise
             self._to(State.RUNNING)
 
-    def _launch(self, start: float) -> None:
-        if self.network.ensure_up is not None:
-            self.network.ensure_up()
-        self.argv = self.launcher.prepare(self)
+    def launch_once(self, start: float) -> None:
+        """One launch of QEMU, up to a running guest (:meth:`StartPaths.launch` falls back to a second)."""
+        self.argv = self.launcher.prepare(self)  # the network's switches are up
         paths = self.paths
-        start_path = self.start_path
         self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
         self.launched_at = time.monotonic()
         try:
@@ -225,39 +219,26 @@ class VM:
             raise failures.attach_failed(self, start, self.process.poll(), exc) from None
         self._console = self.channels.console
         self.reboots.apply(self.channels.monitor)
-        start_path.resume(self, self.channels)
+        self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
         with self._lock:
-            channels = self.channels if self.state is State.READY and self.is_running() else None
-            if channels is not None and self.reboots.noticed(channels.monitor):
+            if self.state is State.READY and self.reboots.noticed(self._live_monitor()):
                 self.log("the guest rebooted by itself: waiting for its shell again")
                 self._to(State.RUNNING)
 
     def set_allow_reboot(self, allow: bool) -> None:
         """Allow (or not) reboots the guest starts itself, now if QEMU runs, and for every later launch."""
         with self._lock:
-            monitor = self.channels.monitor if self.channels is not None and self.is_running() else None
-            self.reboots.allow(allow, monitor)
+            self.reboots.allow(allow, self._live_monitor())
 
-    def _launch_or_fall_back(self, start: float) -> None:
-        """Launch; when a snapshot cannot be restored, drop it (one log line) and boot cold instead."""
-        try:
-            self._launch(start)
-        except MachineError as exc:
-            if not self.starts.restoring():
-                raise
-            self._fall_back(exc)
-            self._launch(start)
+    def _live_monitor(self) -> Monitor | None:
+        return self.channels.monitor if self.channels is not None and self.is_running() else None
 
-    def _fall_back(self, exc: MachineError) -> None:
-        said = self.qemu_output().splitlines()[-1:]  # QEMU's own reason, e.g. "load of migration failed: ..."
-        self._abort_launch()
-        self.starts.drop(self, self.store.cache, said[0] if said else str(exc))
-
-    def _abort_launch(self) -> None:
+    def abort_launch(self) -> None:
+        """Kill this launch's QEMU, close its channels and its start path; the state is the caller's."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
         self._close_channels()
@@ -265,16 +246,12 @@ class VM:
 
     def wait_ready(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Launch if needed and wait until the guest's backdoor shell answers (READY)."""
-        if self.state is State.READY and self.is_running():
+        if self.is_ready():
             return
         with self._ready_lock:
-            if self.state is State.FAILED:
-                raise failures.failed_earlier(self, self.failure, "waiting for the shell")
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "waiting for the shell", "the machine is powering off")
-            if self.state in (State.CREATED, State.STOPPED):
-                self.launch()
-            self.check_alive("waiting for the shell")
+            self._launched("waiting for the shell")  # raises if it FAILED (earlier, or now)
             if self.state is State.READY:
                 return
             start = time.monotonic()
@@ -299,7 +276,7 @@ class VM:
             return True
         except RestoreFailed as exc:
             with self._lock:
-                self._fall_back(exc)
+                self.starts.fall_back(self, exc)
                 self._to(State.STOPPED)
             return False
         except BackdoorClosed:
@@ -309,7 +286,7 @@ class VM:
         except MachineError as exc:
             with self._lock:
                 self._fail(exc)
-                self._abort_launch()
+                self.abort_launch()
             raise
 
     # -- the channels, for the parts of a Machine ----------------------------------------------
@@ -349,16 +326,12 @@ class VM:
     def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """``systemctl reboot`` in the guest, then wait until its shell answers again."""
         self.wait_ready()
-        assert self.channels is not None
         with self._lock:
-            self.reboots.requested(self.channels.monitor)
-            self.channels.shell.send_only("systemctl reboot")
-            self.reboots.pending = True
+            self.reboots.ask(self.channels)
             self._to(State.RUNNING)
         self.wait_ready(timeout)
         with self._lock:
-            if self.channels is not None:
-                self.reboots.finished(self.channels.monitor)
+            self.reboots.finished(self._live_monitor())
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off cleanly and wait for QEMU to exit; a no-op when it is not running."""
@@ -402,7 +375,7 @@ class VM:
             self._kill()
 
     def _kill(self) -> None:
-        self._abort_launch()
+        self.abort_launch()
         if self.state is not State.CREATED or self.process is not None:
             self._to(State.STOPPED)
 

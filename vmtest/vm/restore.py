@@ -30,7 +30,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from vmtest.config.settings import Settings
 from vmtest.core import progress
@@ -237,6 +237,18 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
     return SaveSnapshot(reservation, meta)
 
 
+class Relaunching(Starting, Protocol):
+    """What :class:`StartPaths` needs of the machine to launch it again after a failed restore."""
+
+    store: ImageStore
+
+    def qemu_output(self, limit: int = 3000) -> str: ...
+
+    def launch_once(self, start: float) -> None: ...
+
+    def abort_launch(self) -> None: ...
+
+
 class StartPaths:
     """Which start path each launch of one machine takes: a fixed one (unit tests), else the one already
     decided (a cold boot after a snapshot was dropped), else the one :func:`choose` picks (a cold boot
@@ -256,10 +268,20 @@ class StartPaths:
         self.current, self.next = path, None
         return path
 
-    def restoring(self) -> bool:
-        return isinstance(self.current, Restore)
+    def launch(self, vm: Relaunching, start: float) -> None:
+        """Launch ``vm``; when its snapshot cannot be restored, drop it (one log line) and boot cold instead."""
+        try:
+            vm.launch_once(start)
+        except MachineError as exc:
+            if not isinstance(self.current, Restore):
+                raise
+            self.fall_back(vm, exc)
+            vm.launch_once(start)
 
-    def drop(self, vm: Starting, cache: Cache, why: str) -> None:
-        """The current launch's snapshot cannot be restored (``why``): remove it; the next launch boots cold."""
+    def fall_back(self, vm: Relaunching, exc: MachineError) -> None:
+        """The current launch's snapshot cannot be restored: end that launch, remove the snapshot (saying
+        QEMU's own reason, e.g. "load of migration failed: ...", else ``exc``); the next launch boots cold."""
+        said = vm.qemu_output().splitlines()[-1:]
+        vm.abort_launch()
         assert isinstance(self.current, Restore)
-        self.next = self.current.drop(vm, cache, why)
+        self.next = self.current.drop(vm, vm.store.cache, said[0] if said else str(exc))
