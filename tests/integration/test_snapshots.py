@@ -163,6 +163,19 @@ m.succeed("true")
 """
 
 
+def victim_reservations(pid: int, cache_root: Path) -> list[str]:
+    """The keys of the snapshots process ``pid`` holds the lock of (its open ``locks/snapshots-<key>.lock``)."""
+    keys = []
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = Path(os.readlink(fd))
+        except OSError:
+            continue
+        if target.parent == (cache_root / "locks").resolve() and target.name.startswith("snapshots-"):
+            keys.append(target.name.removeprefix("snapshots-").removesuffix(".lock"))
+    return keys
+
+
 def test_sigkill_during_a_save_leaves_nothing_that_looks_complete(tmp_path, nonce, vm_image_store, vm_factory):
     cache = vm_image_store.cache
     script = tmp_path / "victim.py"
@@ -178,8 +191,10 @@ def test_sigkill_during_a_save_leaves_nothing_that_looks_complete(tmp_path, nonc
     )
     deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline:  # until the migration stream is being written
-            partial = [p for p in (cache.root / "tmp").glob("snapshots-*") if (p / "state").exists()]
+        while time.monotonic() < deadline:  # until the victim's migration stream is being written
+            # (the victim's own save: other workers of this suite may be saving other snapshots meanwhile)
+            keys = victim_reservations(proc.pid, cache.root)
+            partial = [p for k in keys for p in (cache.root / "tmp").glob(f"snapshots-{k}.*") if (p / "state").exists()]
             if partial:
                 break
             assert proc.poll() is None, "the victim ended before saving"

@@ -1,10 +1,12 @@
 """A machine's state directory (vmtest.vm.paths): who makes it, what a launch finds in it, who removes it."""
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
+from vmtest.core import statedirs
 from vmtest.core.errors import MachineError
 from vmtest.vm.paths import StateDir
 
@@ -29,8 +31,35 @@ def test_a_given_kept_or_let_go_state_dir_stays(tmp_path: Path, how: str) -> Non
     dirs = StateDir("m", tmp_path / "given" if how == "given" else None, keep=how == "kept")
     paths = dirs.prepare()
     if how == "let go":
-        dirs.owned = False  # --vm-keep-on-failure: no longer this run's to remove
+        dirs.let_go()  # --vm-keep-on-failure: no longer this run's to remove
     dirs.remove()
     assert paths.state_dir.is_dir() and not dirs.temporary and paths.qemu_output() == ""
     if how != "given":
         shutil.rmtree(paths.state_dir)
+
+
+def test_sockets_of_a_state_dir_too_long_for_them_live_in_a_short_directory(tmp_path: Path) -> None:
+    """A given state directory below a deep path (xdist's tmp_path, --vm-keep-state in a deep checkout):
+    a socket path below it would not fit in a socket address (QEMU and Python fail with "AF_UNIX path too
+    long"), so the sockets go to one short directory that every process derives from the state directory."""
+    deep = tmp_path / ("d" * 60) / "state" / "keeper"
+    dirs = StateDir("keeper", deep)
+    paths = dirs.prepare()
+    assert paths.separate_sockets and paths.state_dir == deep
+    for sock in (paths.qmp, paths.shell, paths.serial, paths.attach, paths.agent, paths.tpm_socket):
+        assert sock.parent == paths.sockets and len(bytes(sock)) <= statedirs.SOCKET_PATH_MAX
+    assert paths.qemu_log.parent == deep and paths.xchg.parent == deep  # (only the sockets move)
+    assert paths.sockets.is_dir() and statedirs.owner_of(paths.sockets) == statedirs.Owner.me()
+    assert StateDir("keeper", deep).paths().attach == paths.attach  # `vmtest attach` in another process
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(paths.qmp))  # a real socket fits there
+    finally:
+        listener.close()
+    dirs.remove()  # a given state directory stays; its socket directory goes
+    assert deep.is_dir() and not paths.sockets.exists()
+
+
+def test_sockets_stay_in_a_short_state_dir(tmp_path: Path) -> None:
+    paths = StateDir("m", tmp_path / "s").prepare()
+    assert not paths.separate_sockets and paths.qmp.parent == tmp_path / "s"

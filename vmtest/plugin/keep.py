@@ -49,6 +49,8 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
             for vm in running.values():
                 if vm.state_dir is not None and vm.pid is not None:
                     statedirs.hand_over(vm.state_dir, [vm.pid])
+                    if vm.paths.separate_sockets:
+                        statedirs.hand_over(vm.paths.sockets, [vm.pid])
         for name, vm in running.items():
             assert vm.pid is not None and vm.state_dir is not None
             own = owned or vm.dirs.temporary

@@ -390,7 +390,7 @@ class VM:
         with self._lock:
             self._close_channels()
             self.process = None
-            self.dirs.owned = False
+            self.dirs.let_go()
 
     def release(self) -> None:
         """Kill QEMU if it runs, close every channel, remove a temporary state directory. Idempotent."""

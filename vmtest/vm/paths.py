@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import statedirs
-from vmtest.core.errors import MachineError
+from vmtest.core.errors import HostError, MachineError
 
 # attribute -> file name in the state directory
 FILES = {
@@ -27,11 +30,25 @@ FILES = {
 SOCKET_ROOM = max(len(f"/{name}") for name in FILES.values() if name.endswith(".sock"))
 
 
+def socket_dir(state_dir: Path) -> Path:
+    """Where the unix sockets of the machine whose state directory is ``state_dir`` live: in it when a socket
+    path below it fits in a socket address (:data:`statedirs.SOCKET_PATH_MAX`), else in a short directory of
+    the system's temporary directory named by a hash of ``state_dir`` (every process finds the same one: a
+    kept machine's ``vmtest attach``). A state directory made by vmtest is always short enough; a given one
+    (``--vm-keep-state`` below a deep checkout, xdist's longer ``tmp_path``) may not be."""
+    if len(os.fsencode(state_dir)) + SOCKET_ROOM <= statedirs.SOCKET_PATH_MAX:
+        return state_dir
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"{statedirs.PREFIX}sockets-{digest}"
+
+
 @dataclass(frozen=True)
 class MachinePaths:
-    """Where one machine's per-run files live (all inside its state directory; names in :data:`FILES`)."""
+    """Where one machine's per-run files live: inside its state directory (names in :data:`FILES`), the
+    sockets in :func:`socket_dir` of it."""
 
     state_dir: Path
+    sockets: Path = field(init=False)
     qmp: Path = field(init=False)
     shell: Path = field(init=False)
     serial: Path = field(init=False)
@@ -44,13 +61,30 @@ class MachinePaths:
     tpm_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sockets", socket_dir(self.state_dir))
         for attr, name in FILES.items():
-            object.__setattr__(self, attr, self.state_dir / name)
+            object.__setattr__(self, attr, (self.sockets if name.endswith(".sock") else self.state_dir) / name)
+
+    @property
+    def separate_sockets(self) -> bool:
+        """The sockets live outside the state directory (it is too long for them)."""
+        return self.sockets != self.state_dir
 
     def prepare(self) -> None:
-        """Make the state and exchange directories, remove the last launch's sockets, empty QEMU's log."""
+        """Make the state and exchange directories (and a separate socket directory, owned by this process
+        so that a later run removes it once this one is gone), remove the last launch's sockets, empty
+        QEMU's log."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.xchg.mkdir(exist_ok=True)
+        if self.separate_sockets:
+            if len(os.fsencode(self.sockets)) + SOCKET_ROOM > statedirs.SOCKET_PATH_MAX:
+                raise HostError(
+                    f"the state directory {self.state_dir} and the temporary directory {self.sockets.parent} are "
+                    f"both too long for the unix sockets of a machine (at most {statedirs.SOCKET_PATH_MAX} bytes "
+                    f"a path): set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp"
+                )
+            self.sockets.mkdir(mode=0o700, exist_ok=True)
+            statedirs.mark(self.sockets)
         for sock in (self.qmp, self.shell, self.serial, self.attach, self.agent):
             sock.unlink(missing_ok=True)
         self.qemu_log.write_bytes(b"")
@@ -77,6 +111,7 @@ class StateDir:
         self.path = given
         self.owned = given is None  # made by this run (a kept machine's is let go: no longer owned)
         self.keep = keep
+        self.left_running = False  # let go with QEMU running (its sockets stay in use)
 
     @property
     def temporary(self) -> bool:
@@ -96,8 +131,18 @@ class StateDir:
         paths.prepare()
         return paths
 
+    def let_go(self) -> None:
+        """QEMU runs on after this run (``--vm-keep-on-failure``): the directory, and its sockets, stay."""
+        self.owned = False
+        self.left_running = True
+
     def remove(self) -> None:
-        """Remove a temporary one (idempotent); a given or kept one stays."""
+        """Remove a temporary one (idempotent); a given or kept one stays. A separate socket directory
+        (:func:`socket_dir`) goes too unless the machine was let go (QEMU still serves its sockets)."""
+        if self.path is not None and not self.left_running:
+            sockets = socket_dir(self.path)
+            if sockets != self.path:
+                shutil.rmtree(sockets, ignore_errors=True)
         if self.temporary and self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
