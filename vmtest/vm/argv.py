@@ -44,6 +44,7 @@ class Launch:
     extra_shares: tuple[tuple[str, str], ...] = ()  # (mount tag, host path)
     network: tuple[str, ...] = ()  # VLAN NIC arguments (vmtest.net)
     incoming: str | None = None  # -incoming URI: restore a saved machine instead of booting
+    stdin: Path | None = None  # a file QEMU gets as its stdin (a restore's saved state: ``incoming="fd:0"``)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class VM:
         self.image: BootImage | None = None
         self.accel: str | None = None
         self.argv: list[str] = []
+        self.stdin: Path | None = None  # what the launch's QEMU reads on its stdin (a restore: its saved state)
         self.process: Process | None = None
         self.channels: Channels | None = None
         self._console: Console | None = None  # the last launch's console: its tail outlives QEMU
@@ -239,9 +240,10 @@ class VM:
             launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
             boot = Boot(self.image.kernel, self.image.initrd, self.image.disk, self.efi_vars)
             self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
+            self.stdin = launch.stdin
         paths = self.paths
         start_path = self.start_path
-        self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
+        self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger, self.stdin)
         self.launched_at = time.monotonic()
         try:
             self.channels = self.backend.attach(self.name, paths, self.logger, self.is_running, self.serial_echo)
@@ -265,6 +267,7 @@ class VM:
         start_path = self.starts.pick(self, None, self.accel)  # type: ignore[arg-type]  # fixed: ForeignBoot
         launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
         self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch, self.efi_vars)
+        self.stdin = launch.stdin
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
