@@ -250,7 +250,13 @@ class VM:
         except ChannelError as exc:
             raise failures.attach_failed(self, start, self.process.poll(), exc) from None
         self._console = self.channels.console
-        self.reboots.apply(self.channels.monitor)
+        try:
+            self.reboots.apply(self.channels.monitor)
+        except Exception as exc:  # QMP breaks when QEMU exits at once (it read a restore's state and refused it)
+            status = self.process.wait(EXIT_GRACE)
+            if status is None:
+                raise
+            raise failures.attach_failed(self, start, status, ChannelError(str(exc))) from None
         start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
 
