@@ -86,8 +86,8 @@ def consoles(config: MachineConfig) -> list[str]:
 TCG_GUEST_PARAMS = ("module_blacklist=kvm_amd,kvm_intel", "acpi=noirq", "cryptomgr.notests")
 # The kernel's boot messages of level info (most of its ~450 lines) stay in `dmesg` and the journal but are
 # not printed on the consoles: each line drawn on the framebuffer console (and sent to the serial port) is
-# emulated code, and a cold boot to the first command took ~1 s less without them under TCG (median of the
-# pairwise differences of 13 interleaved boots; see README "Boot profile"). Notices and worse ("Linux
+# emulated code, and a cold boot to the first command took ~1 s less without them under TCG (medians of
+# pairwise differences of interleaved boots; see README "Boot profile"). Notices and worse ("Linux
 # version", warnings, errors, panics) are still printed; `kernel_params=["loglevel=8"]` prints everything.
 BOOT_LOGLEVEL = "loglevel=6"
 # The pc machine always has an IDE controller: unless a disk may be on it, udev does not load its
