@@ -61,17 +61,7 @@ def bootdisk_build(store: ImageStore, config: MachineConfig) -> float:
     # (not in the cache's tmp/: a starting pytest session sweeps what looks like a killed build there)
     with tempfile.TemporaryDirectory(dir=store.cache.root, prefix=".bench-bootdisk-") as scratch:
         start = time.monotonic()
-        bootdisk.build(
-            Cache(Path(scratch)),
-            image.key,
-            image.disk,
-            image.disk_mib,
-            image.kernel.with_name("vmlinuz"),
-            image.initrd,
-            image.kernel_release,
-            spec,
-            store.logger,
-        )
+        store.build_bootdisk(image, spec, Cache(Path(scratch)))
         return time.monotonic() - start
 
 

@@ -340,6 +340,7 @@ def test_faults_have_fast_named_errors(tmp_path: Path) -> None:
         )
         runs += 1
         budget.trial(done.returncode == 0)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)  # (this case may run alone: `-k faults`)
         (RESULTS.parent / f"torture-faults-{runs}.log").write_text(done.stdout + done.stderr)
         for what, seconds in re.findall(r"FAULT (.+): error after ([\d.]+)s", done.stdout):
             worst[what] = max(worst.get(what, 0.0), float(seconds))

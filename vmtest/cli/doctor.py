@@ -18,7 +18,7 @@ from vmtest.core.errors import ConfigError, VmtestError
 from vmtest.image import ImageStore
 from vmtest.image.kernel import is_static
 from vmtest.vm import accel as accel_mod
-from vmtest.vm.argv import Boot
+from vmtest.vm.bootargv import Boot
 
 # (what, how to look for it, Debian package that provides it)
 PROGRAMS = (

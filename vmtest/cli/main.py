@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from vmtest.config.settings import Settings, add_arguments, from_arguments
 from vmtest.core import keptdisks, statedirs
@@ -225,21 +226,48 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Argument: TypeAlias = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*flags: str, **options: Any) -> Argument:
+    """One argument of a subcommand: ``add_argument``'s parameters."""
+    return flags, options
+
+
+def command(
+    sub: Subparsers, name: str, func: Callable[[argparse.Namespace], int], help: str, *arguments: Argument
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` (``help``), its ``arguments`` in order, run by ``func``."""
+    p = sub.add_parser(name, help=help)
+    for flags, options in arguments:
+        p.add_argument(*flags, **options)
+    p.set_defaults(func=func)
+    return p
+
+
+TARGET = arg("target", help="PATH::NAME of a MachineConfig in a Python file")
+KEPT_NAME = "its id or node name (see vmtest ps)"
+
+
+def _add_transport_commands(csub: Subparsers) -> None:
     """``vmtest cache key / export / import`` (vmtest.cli.cachecmd)."""
     from vmtest.cli.cachecmd import add_selection_arguments
 
-    k = csub.add_parser(
+    k = command(
+        csub,
         "key",
-        help="print one hash of every image the tests in PATHS need (a CI cache key): it changes exactly "
+        cmd_cache_key,
+        "print one hash of every image the tests in PATHS need (a CI cache key): it changes exactly "
         "when one of them would be rebuilt",
     )
     add_selection_arguments(k)
     k.add_argument("--list", action="store_true", help="also list the images (on stderr)")
-    k.set_defaults(func=cmd_cache_key)
-    e = csub.add_parser(
+    e = command(
+        csub,
         "export",
-        help="write the images the tests in PATHS need, their kernel and the booted snapshots made on them "
+        cmd_cache_export,
+        "write the images the tests in PATHS need, their kernel and the booted snapshots made on them "
         "into one archive (FILE.tar.zst: zstd, else xz)",
     )
     add_selection_arguments(e)
@@ -253,14 +281,14 @@ def _add_transport_commands(csub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     e.add_argument("--build", action="store_true", help="build the images that are not cached yet")
     e.add_argument("--no-snapshots", action="store_true", help="leave the booted snapshots out")
-    e.set_defaults(func=cmd_cache_export)
-    i = csub.add_parser(
+    command(
+        csub,
         "import",
-        help="install an archive's entries into the cache, each verified against its checksums and complete "
+        cmd_cache_import,
+        "install an archive's entries into the cache, each verified against its checksums and complete "
         "or absent; snapshots of another QEMU version are skipped",
+        arg("archive", metavar="FILE", help="an archive written by 'vmtest cache export'"),
     )
-    i.add_argument("archive", metavar="FILE", help="an archive written by 'vmtest cache export'")
-    i.set_defaults(func=cmd_cache_import)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -268,65 +296,79 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(p, ["cache_dir", "cache_url"], FLAGS)
     p.add_argument("-v", "--verbose", action="store_true", help="show every line external programs print")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME")
-    b.add_argument("target", help="PATH::NAME of a MachineConfig in a Python file")
-    b.add_argument("--rebuild", action="store_true", help="build again even if cached")
-    b.set_defaults(func=cmd_build)
+    command(
+        sub,
+        "build",
+        cmd_build,
+        "build (or find cached) the image of a MachineConfig: vmtest build PATH::NAME",
+        TARGET,
+        arg("--rebuild", action="store_true", help="build again even if cached"),
+    )
     c = sub.add_parser("cache", help="inspect or clean the image cache")
     csub = c.add_subparsers(dest="cache_command", required=True)
-    ls = csub.add_parser("ls", help="list cached images, kernels and booted snapshots with size and age")
-    ls.set_defaults(func=cmd_cache_ls)
-    gc = csub.add_parser("gc", help="remove unused entries and leftovers of interrupted builds")
-    gc.add_argument(
-        "--older-than",
-        type=float,
-        default=14.0,
-        metavar="DAYS",
-        help="remove images and snapshots not used for DAYS days (default 14)",
-    )
-    gc.add_argument("--all", action="store_true", help="remove every entry and the downloaded .debs")
-    gc.set_defaults(func=cmd_cache_gc)
+    command(csub, "ls", cmd_cache_ls, "list cached images, kernels and booted snapshots with size and age")
+    command(
+        csub,
+        "gc",
+        cmd_cache_gc,
+        "remove unused entries and leftovers of interrupted builds",
+        arg("--older-than", type=float, default=14.0, metavar="DAYS",
+            help="remove images and snapshots not used for DAYS days (default 14)"),
+        arg("--all", action="store_true", help="remove every entry and the downloaded .debs"),
+    )  # fmt: skip
     _add_transport_commands(csub)
-    d = sub.add_parser("doctor", help="check host dependencies and the accelerator; prints the fix for each gap")
-    d.add_argument("--no-accel", action="store_true", help="skip the accelerator probe")
-    d.set_defaults(func=cmd_doctor)
-    r = sub.add_parser(
+    command(
+        sub,
+        "doctor",
+        cmd_doctor,
+        "check host dependencies and the accelerator; prints the fix for each gap",
+        arg("--no-accel", action="store_true", help="skip the accelerator probe"),
+    )
+    r = command(
+        sub,
         "run-vm",
-        help="boot one configured machine interactively (serial console on this "
+        cmd_run_vm,
+        "boot one configured machine interactively (serial console on this "
         "terminal, Ctrl-A X quits): vmtest run-vm PATH::NAME [-- QEMU ARGS]",
-    )
-    r.add_argument("target", help="PATH::NAME of a MachineConfig in a Python file")
-    r.add_argument(
-        "--print-script",
-        action="store_true",
-        help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
-        "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)",
-    )
+        TARGET,
+        arg("--print-script", action="store_true",
+            help="print a standalone start script instead (honours TMPDIR/USE_TMPDIR, SHARED_DIR, "
+            "VMTEST_DISK_IMAGE, QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS)"),
+    )  # fmt: skip
     add_arguments(r, ["accel"], FLAGS)
     r.add_argument("qemu_args", nargs=argparse.REMAINDER, help="extra QEMU arguments (after --)")
-    r.set_defaults(func=cmd_run_vm)
-    sh = sub.add_parser(
+    command(
+        sub,
         "shell",
-        help="boot a test's machines from its marker without running its body and open a Python REPL "
+        cmd_shell,
+        "boot a test's machines from its marker without running its body and open a Python REPL "
         "(each node, vms, start_all bound; leaving it releases them): vmtest shell PATH::TEST [-- PYTEST ARGS]",
+        arg("target", help="PATH::TEST of one test (pytest's node id)"),
+        arg("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments (after --)"),
     )
-    sh.add_argument("target", help="PATH::TEST of one test (pytest's node id)")
-    sh.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments (after --)")
-    sh.set_defaults(func=cmd_shell)
-    ps = sub.add_parser("ps", help="list the machines kept by --vm-keep-on-failure (and when each is killed)")
-    ps.set_defaults(func=cmd_ps)
-    at = sub.add_parser("attach", help="a root shell in a kept machine on this terminal (Ctrl-] detaches)")
-    at.add_argument("name", help="its id or node name (see vmtest ps), or the attach socket a paused test printed")
-    at.set_defaults(func=cmd_attach)
-    k = sub.add_parser("kill", help="end kept machines now: vmtest kill NAME | --all")
-    k.add_argument("name", nargs="?", help="its id or node name (see vmtest ps)")
-    k.add_argument("--all", action="store_true", help="every kept machine")
-    k.set_defaults(func=cmd_kill)
-    o = sub.add_parser("options", help="list the MachineConfig fields, the virtualisation options and the run settings")
-    o.add_argument(
-        "--markdown", action="store_true", help="print docs/options.md (with the parity table with qemu-vm.nix)"
+    command(sub, "ps", cmd_ps, "list the machines kept by --vm-keep-on-failure (and when each is killed)")
+    command(
+        sub,
+        "attach",
+        cmd_attach,
+        "a root shell in a kept machine on this terminal (Ctrl-] detaches)",
+        arg("name", help=f"{KEPT_NAME}, or the attach socket a paused test printed"),
     )
-    o.set_defaults(func=cmd_options)
+    command(
+        sub,
+        "kill",
+        cmd_kill,
+        "end kept machines now: vmtest kill NAME | --all",
+        arg("name", nargs="?", help=KEPT_NAME),
+        arg("--all", action="store_true", help="every kept machine"),
+    )
+    command(
+        sub,
+        "options",
+        cmd_options,
+        "list the MachineConfig fields, the virtualisation options and the run settings",
+        arg("--markdown", action="store_true", help="print docs/options.md (with the parity table with qemu-vm.nix)"),
+    )
     return p
 
 

@@ -30,7 +30,8 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import CERTS_NAME, INTERACTIVE_PARAM, SETUP_NAME, SHARED_GUEST_PATH, SHARED_TAG, mount_9p
 from vmtest.image import BootImage
 from vmtest.vm import guestsetup
-from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.argv import Launch, machine_argv
+from vmtest.vm.bootargv import Boot
 from vmtest.vm.paths import MachinePaths
 
 TMP = "@TMPDIR@"

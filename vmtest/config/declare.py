@@ -155,6 +155,21 @@ def from_dict(cls: type[T], prefix: str, values: Mapping[str, Any]) -> T:
     return cls(**values)
 
 
+def options_record(cls: type[T], expected: str) -> Callable[[str, Any], T]:
+    """The validator of an option whose value is a record of options (``qemu``, ``efi``, ``tpm``): an instance
+    of ``cls`` as it is, a dict built into one (unknown options are errors with a hint); ``expected``: the
+    error's wording for anything else."""
+
+    def check(name: str, value: Any) -> T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(name, value, expected)
+        return from_dict(cls, name, value)
+
+    return check
+
+
 def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | None = None) -> T:
     """Build the record ``cls`` from an instance or a dict (unknown keys are errors with a hint)."""
     if isinstance(value, cls):

@@ -4,11 +4,10 @@ TPM per machine), declared once like the others, and the checks that tie them to
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from vmtest.config.declare import documented, from_dict, option, validate_fields
+from vmtest.config.declare import documented, option, options_record, validate_fields
 from vmtest.config.validators import boolean, choice, optional_string, string
 from vmtest.core.errors import ConfigError
 
@@ -81,12 +80,7 @@ class EfiOptions:
         )
 
 
-def efi_record(name: str, value: Any) -> EfiOptions:
-    if isinstance(value, EfiOptions):
-        return value
-    if not isinstance(value, Mapping):
-        raise ConfigError(name, value, "expected a dict of efi options (ovmf, firmware, variables, keep_variables)")
-    return from_dict(EfiOptions, name, value)
+efi_record = options_record(EfiOptions, "expected a dict of efi options (ovmf, firmware, variables, keep_variables)")
 
 
 class _Firmware(Protocol):
@@ -178,9 +172,4 @@ class TpmOptions:
         validate_fields(self, "virtualisation.tpm")
 
 
-def tpm_record(name: str, value: Any) -> TpmOptions:
-    if isinstance(value, TpmOptions):
-        return value
-    if not isinstance(value, Mapping):
-        raise ConfigError(name, value, "expected a dict of tpm options (enable, package, device_model, provisioning)")
-    return from_dict(TpmOptions, name, value)
+tpm_record = options_record(TpmOptions, "expected a dict of tpm options (enable, package, device_model, provisioning)")

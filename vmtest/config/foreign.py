@@ -35,6 +35,11 @@ def _regex(name: str, value: Any) -> str:
     return text
 
 
+def _prompt(default: str, doc: str) -> Any:
+    """A console prompt option: a regular expression of the serial console's bytes (the serial shell's login)."""
+    return option(default, doc, _regex, proof=f"{PROOF}::test_foreign_debian")
+
+
 def _host_file(name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -88,23 +93,12 @@ class ForeignImage:
         optional_string,
         proof=f"{PROOF}::test_foreign_debian",
     )
-    login_prompt: str = option(
-        r"login: ?\Z",
-        "Regular expression (of the console's bytes) that means the login prompt is showing.",
-        _regex,
-        proof=f"{PROOF}::test_foreign_debian",
+    login_prompt: str = _prompt(
+        r"login: ?\Z", "Regular expression (of the console's bytes) that means the login prompt is showing."
     )
-    password_prompt: str = option(
-        r"[Pp]assword: ?\Z",
-        "Regular expression that means the password prompt is showing.",
-        _regex,
-        proof=f"{PROOF}::test_foreign_debian",
-    )
-    shell_prompt: str = option(
-        r"[#$] ?\Z",
-        "Regular expression that means a shell prompt is showing (after logging in, or with autologin).",
-        _regex,
-        proof=f"{PROOF}::test_foreign_debian",
+    password_prompt: str = _prompt(r"[Pp]assword: ?\Z", "Regular expression that means the password prompt is showing.")
+    shell_prompt: str = _prompt(
+        r"[#$] ?\Z", "Regular expression that means a shell prompt is showing (after logging in, or with autologin)."
     )
     base64_output: bool = option(
         False,

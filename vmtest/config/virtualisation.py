@@ -1,7 +1,7 @@
 """The ``virtualisation.*`` options, each declared exactly once (the schema).
 
 Every option is a field of :class:`Virtualisation` (or of its ``qemu``
-sub-record, :class:`QemuOptions`) declared with :func:`~vmtest.config.declare.option`:
+sub-record, :class:`~vmtest.config.qemuopts.QemuOptions`) declared with :func:`~vmtest.config.declare.option`:
 its NixOS name, documentation, validator and the test that proves it.
 Validation, ``from_dict``, ``vmtest options`` and ``docs/options.md``
 (:mod:`vmtest.config.docs`) all derive from these declarations; the effect of
@@ -22,6 +22,7 @@ from vmtest.config import bootpath
 from vmtest.config.bootpath import AUTO, LOADER_IT, guest_abs_path_or_auto
 from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
 from vmtest.config.firmware import EFI_IT, EfiOptions, TpmOptions, check_firmware, efi_record, tpm_record
+from vmtest.config.qemuopts import DISK_INTERFACES, QemuOptions, qemu_record  # noqa: F401 (public names)
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
     Drive,
     FileSystem,
@@ -33,9 +34,7 @@ from vmtest.config.records import (  # noqa: F401 (the records are part of this 
     map_of,
 )
 from vmtest.config.validators import (
-    argv_list,
     boolean,
-    choice,
     disk_image_path,
     display_resolution,
     guest_abs_path,
@@ -43,98 +42,17 @@ from vmtest.config.validators import (
     int_range,
     optional,
     optional_bool,
-    optional_str_list,
     optional_string,
     size_list,
-    string,
     tag,
     vlan_list,
 )
-from vmtest.core.contract import DEFAULT_QEMU_BINARY, ROOT_LABEL
+from vmtest.core.contract import ROOT_LABEL
 from vmtest.core.errors import ConfigError
 
 DEFAULT_DISK_IMAGE = "{state_dir}/{name}.qcow2"
-DISK_INTERFACES = ("virtio", "scsi", "ide")
 
 IT = "tests/integration/test_options.py"
-
-
-@documented
-@dataclass(frozen=True)
-class QemuOptions:
-    """``virtualisation.qemu.*``: how QEMU itself is run."""
-
-    binary: str = option(
-        DEFAULT_QEMU_BINARY,
-        "QEMU system emulator to run (name on PATH or absolute path); the analogue of the seed's package option.",
-        string,
-        nixos="virtualisation.qemu.package",
-        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
-    )
-    options: tuple[str, ...] = option(
-        (),
-        'Extra QEMU arguments, each entry split like shell words (e.g. "-vga std"); appended after vmtest\'s own.',
-        argv_list,
-        nixos="virtualisation.qemu.options",
-        proof=f"{IT}::test_qemu_options_and_consoles",
-    )
-    consoles: tuple[str, ...] | None = option(
-        None,
-        "Kernel console= devices, primary last. Default: tty0 then ttyS0,115200n8 when graphics is on, "
-        "ttyS0 alone when off. The serial port stays primary even with graphics (the seed puts tty0 last) "
-        "because the driver's log and failure reports read the serial console.",
-        optional_str_list,
-        nixos="virtualisation.qemu.consoles",
-        proof=f"{IT}::test_qemu_options_and_consoles",
-    )
-    networking_options: tuple[str, ...] = option(
-        (),
-        "Extra networking arguments for QEMU (split like shell words), added after vmtest's NICs.",
-        argv_list,
-        nixos="virtualisation.qemu.networkingOptions",
-        proof=f"{IT}::test_networking_options",
-    )
-    drives: tuple[Drive, ...] = option(
-        (),
-        "Extra drives: file, drive_extra_opts, device_extra_opts, name (unique). The root disk and empty "
-        "disks are added by vmtest.",
-        drive_list,
-        nixos="virtualisation.qemu.drives",
-        proof=f"{IT}::test_drives",
-    )
-    disk_interface: str = option(
-        "virtio",
-        "Bus of the disks: virtio (virtio-blk), scsi (virtio-scsi; the seed uses an emulated LSI "
-        "controller, slower under TCG) or ide.",
-        choice(DISK_INTERFACES),
-        nixos="virtualisation.qemu.diskInterface",
-        proof=f"{IT}::test_disk_interface",
-    )
-    guest_agent: bool = option(
-        True,
-        "Run qemu-guest-agent in the guest on its own virtio-serial port; Machine.guest_agent(cmd) talks to it.",
-        boolean,
-        nixos="virtualisation.qemu.guestAgent.enable",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
-    )
-    virtio_keyboard: bool = option(
-        True,
-        "Add a virtio-keyboard device.",
-        boolean,
-        nixos="virtualisation.qemu.virtioKeyboard",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
-    )
-
-    def __post_init__(self) -> None:
-        validate_fields(self, "virtualisation.qemu")
-
-
-def _qemu(name: str, value: Any) -> QemuOptions:
-    if isinstance(value, QemuOptions):
-        return value
-    if not isinstance(value, Mapping):
-        raise ConfigError(name, value, "expected a dict of qemu options or vmtest.options.QemuOptions")
-    return from_dict(QemuOptions, name, value)
 
 
 @documented
@@ -383,7 +301,7 @@ class Virtualisation:
     qemu: QemuOptions = option(
         QemuOptions,
         "How QEMU is run (see the qemu.* rows).",
-        _qemu,
+        qemu_record,
         nixos="virtualisation.qemu",
         proof="",
         factory=True,

@@ -124,17 +124,21 @@ class ImageStore:
         if spec is None:
             return image
         with progress.activity(f"image {config.suite}: bootable disk", f"bootable disk of image {image.key[:12]}"):
-            key, disk, mib = bootdisk.build(
-                self.cache,
-                image.key,
-                image.disk,
-                image.disk_mib,
-                image.kernel.with_name("vmlinuz"),
-                image.initrd,
-                image.kernel_release,
-                spec,
-                self.logger,
-            )
+            return self.build_bootdisk(image, spec)
+
+    def build_bootdisk(self, image: BootImage, spec: bootdisk.BootDiskSpec, cache: Cache | None = None) -> BootImage:
+        """``image`` as the bootable disk of ``spec`` (built into ``cache``, default this store's, if not there)."""
+        key, disk, mib = bootdisk.build(
+            cache or self.cache,
+            image.key,
+            image.disk,
+            image.disk_mib,
+            image.kernel.with_name("vmlinuz"),
+            image.initrd,
+            image.kernel_release,
+            spec,
+            self.logger,
+        )
         return dataclasses.replace(image, key=key, disk=disk, disk_mib=mib)
 
     def _image(self, config: MachineConfig, rebuild: bool = False) -> BootImage:

@@ -17,7 +17,8 @@ class Controls:
         self.vm = vm
 
     def monitor_command(self, command: str) -> str:
-        return self.vm.monitor().human(command)
+        with self.vm.nested(f"monitor: {command}"):
+            return self.vm.monitor().human(command)
 
     def wait_for_qmp_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         monitor = self.vm.monitor()
@@ -34,38 +35,41 @@ class Controls:
         return event
 
     def set_links(self, up: bool) -> None:
-        nics = self.vm.network.nic_ids
-        if not nics:
-            raise MachineError(self.vm.name, "block/unblock", "the machine has no VLAN interfaces")
-        monitor = self.vm.monitor()
-        for nic in nics:
-            monitor.command("set_link", name=nic, up=up)
+        with self.vm.nested(f"{'unblocking' if up else 'blocking'} its network links"):
+            nics = self.vm.network.nic_ids
+            if not nics:
+                raise MachineError(self.vm.name, "block/unblock", "the machine has no VLAN interfaces")
+            monitor = self.vm.monitor()
+            for nic in nics:
+                monitor.command("set_link", name=nic, up=up)
 
     def forward_port(self, host_port: int, guest_port: int, proto: str, host_address: str) -> None:
-        rule = f"{proto}:{host_address}:{host_port}-:{guest_port}"
-        if not self.vm.config.virtualisation.user_network:
-            raise MachineError(
-                self.vm.name,
-                f"forwarding {rule}",
-                "the machine has no user-mode network (it is added only for forwarded ports); "
-                "declare virtualisation.forward_ports in its config, e.g. this forwarding",
-            )
-        out = self.vm.monitor().human(f"hostfwd_add user0 {rule}").strip()
-        if out:
-            raise MachineError(self.vm.name, f"forwarding {rule}", f"QEMU refused: {out}")
+        with self.vm.nested(f"forwarding {proto}:{host_address}:{host_port} to guest port {guest_port}"):
+            rule = f"{proto}:{host_address}:{host_port}-:{guest_port}"
+            if not self.vm.config.virtualisation.user_network:
+                raise MachineError(
+                    self.vm.name,
+                    f"forwarding {rule}",
+                    "the machine has no user-mode network (it is added only for forwarded ports); "
+                    "declare virtualisation.forward_ports in its config, e.g. this forwarding",
+                )
+            out = self.vm.monitor().human(f"hostfwd_add user0 {rule}").strip()
+            if out:
+                raise MachineError(self.vm.name, f"forwarding {rule}", f"QEMU refused: {out}")
 
     def guest_agent(self, command: str, timeout: float, arguments: dict[str, Any]) -> Any:
-        if not self.vm.config.virtualisation.qemu.guest_agent:
-            raise MachineError(self.vm.name, f"guest agent {command}", "virtualisation.qemu.guest_agent is off")
-        self.vm.monitor()  # the machine runs
-        start = time.monotonic()
-        try:
-            return GuestAgent(self.vm.paths.agent).call(command, timeout, **arguments)
-        except AgentError as exc:
-            raise MachineError(
-                self.vm.name,
-                f"guest agent {command}",
-                str(exc),
-                time.monotonic() - start,
-                self.vm.console_tail(since=start),
-            ) from None
+        with self.vm.nested(f"guest agent: {command}"):
+            if not self.vm.config.virtualisation.qemu.guest_agent:
+                raise MachineError(self.vm.name, f"guest agent {command}", "virtualisation.qemu.guest_agent is off")
+            self.vm.monitor()  # the machine runs
+            start = time.monotonic()
+            try:
+                return GuestAgent(self.vm.paths.agent).call(command, timeout, **arguments)
+            except AgentError as exc:
+                raise MachineError(
+                    self.vm.name,
+                    f"guest agent {command}",
+                    str(exc),
+                    time.monotonic() - start,
+                    self.vm.console_tail(since=start),
+                ) from None

@@ -35,15 +35,17 @@ class Files:
         return self.commands.execute(ensure_xchg_mounted())[0] == 0
 
     def copy_from_host(self, source: str | os.PathLike[str], target: str, via_shell: bool = False) -> None:
-        if via_shell or not self._xchg_ready():
-            self.copy_from_host_via_shell(source, target)
-        else:
-            self.copy_from_host_via_share(source, target, self.shared_dir)
+        with self.vm.nested(f"copying {source} from the host to {target}"):
+            if via_shell or not self._xchg_ready():
+                self.copy_from_host_via_shell(source, target)
+            else:
+                self.copy_from_host_via_share(source, target, self.shared_dir)
 
     def copy_from_vm(self, source: str, dest: Path, via_shell: bool = False) -> Path:
-        if via_shell or not self._xchg_ready():
-            return self.copy_from_vm_via_shell(source, dest)
-        return self.copy_from_vm_via_share(source, dest, self.shared_dir)
+        with self.vm.nested(f"copying {source} from the guest to {dest}"):
+            if via_shell or not self._xchg_ready():
+                return self.copy_from_vm_via_shell(source, dest)
+            return self.copy_from_vm_via_share(source, dest, self.shared_dir)
 
     # -- copying through the backdoor (no shared directory needed) ------------
 

@@ -21,5 +21,6 @@ class Keyboard:
         self.press(keys.parse_combo(key), delay)
 
     def send_chars(self, chars: str, delay: float | None) -> None:
-        for combo in keys.text_keys(chars):
-            self.press(combo, delay)
+        with self.vm.nested(f"sending keys {chars!r}"):
+            for combo in keys.text_keys(chars):
+                self.press(combo, delay)

@@ -3,9 +3,10 @@
 The machine is a facade. Its lifecycle (QEMU, channels, states) is a
 :class:`~vmtest.vm.lifecycle.VM`; each group of verbs is a part built on the
 lifecycle's narrow interface (:mod:`vmtest.machine.part`): commands, systemd,
-waits, files, screen, keyboard, terminals, QEMU controls. Every verb opens a
-timed log section and delegates; nothing starts at construction: the machine
-boots on first use, or on ``start()``.
+waits, files, screen, serial console, keyboard, terminals, QEMU controls (and
+power, on the lifecycle's own verbs). Every verb delegates to its part, which
+opens the verb's timed log section; nothing starts at construction: the
+machine boots on first use, or on ``start()``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from vmtest.machine.commands import DEFAULT_TIMEOUT, CommandResult, Commands
 from vmtest.machine.compat import NixosAliases
 from vmtest.machine.controls import Controls
 from vmtest.machine.files import Files
+from vmtest.machine.interact import console_interact, shell_interact
 from vmtest.machine.keyboard import Keyboard
 from vmtest.machine.polling import PollingCondition
+from vmtest.machine.power import Power
 from vmtest.machine.screen import Screen
+from vmtest.machine.serial import Serial
 from vmtest.machine.systemd import Systemd
 from vmtest.machine.terminals import Terminals
 from vmtest.machine.waits import Waits
 from vmtest.vm.channels import CONSOLE_TAIL, NetworkAttachment
 from vmtest.vm.lifecycle import DEFAULT_BOOT_TIMEOUT, VM
 from vmtest.vm.restore import Choice
-from vmtest.vm.snapshot import KIND as SNAPSHOTS
 from vmtest.vm.state import State
 
 
@@ -63,9 +66,6 @@ class Machine(NixosAliases):
         #: The machine's declaration.
         self.config = config or MachineConfig()
         store = store or ImageStore()
-        if snapshots is None:
-            snapshots = Settings.from_environment().snapshots == "on"
-        choice = Choice(store.cache, snapshots, lambda key: store.rebuild_once(SNAPSHOTS, key))
         self.vm = VM(
             name,
             self.config,
@@ -75,7 +75,7 @@ class Machine(NixosAliases):
             keep_state=keep_state,
             kept_dir=Path(kept_dir) if kept_dir else None,
             network=network,
-            snapshots=choice,
+            snapshots=Choice.of(store, snapshots),
         )
         self.logger = self.vm.logger
         # Checked before every guest command; a Driver shares one list between its machines.
@@ -89,6 +89,8 @@ class Machine(NixosAliases):
         self.keyboard = Keyboard(self.vm)
         self.terminals = Terminals(self.commands)
         self.controls = Controls(self.vm)
+        self.serial = Serial(self.vm)
+        self.power = Power(self.vm)
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {self.state.value}>"
@@ -143,14 +145,11 @@ class Machine(NixosAliases):
     def console_tail(self, n: int = CONSOLE_TAIL, since: float | None = None) -> list[str]:
         """The last ``n`` lines the serial console printed; with ``since`` (a :func:`time.monotonic`
         time) those printed since then, or, when there are none, a note and the last lines before it."""
-        return self.vm.console_tail(n, since)
+        return self.serial.tail(n, since)
 
     def get_console_log(self) -> str:
         """Everything the serial console printed in this machine's runs so far."""
-        try:
-            return self.vm.paths.console_log.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.serial.log()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -168,8 +167,7 @@ class Machine(NixosAliases):
         As in NixOS, a reboot the guest starts itself (``reboot`` in a command, a panic) ends QEMU
         like a power-off unless ``allow_reboot=True`` (then the guest restarts); :meth:`reboot` works
         either way. A machine started by its first use does not allow reboots."""
-        self.vm.set_allow_reboot(allow_reboot)
-        self.vm.launch()
+        self.power.start(allow_reboot)
 
     def connect(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Start the machine if needed and wait until its backdoor shell answers (default timeout 300 s)."""
@@ -177,25 +175,19 @@ class Machine(NixosAliases):
 
     def wait_for_shutdown(self, timeout: float = 120) -> None:
         """Wait until QEMU exits because the guest powered off (default timeout 120 s)."""
-        with self.nested("waiting for the machine to power off"):
-            self.vm.wait_for_exit(timeout)
+        self.power.wait_for_shutdown(timeout)
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off cleanly (``systemctl poweroff``) and wait for QEMU to exit (default 120 s)."""
-        if not self.vm.is_running():
-            return
-        with self.nested("shutting down"):
-            self.vm.shutdown(timeout)
+        self.power.shutdown(timeout)
 
     def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Reboot the guest (``systemctl reboot``) and wait until its shell answers again (default 300 s)."""
-        with self.nested("rebooting"):
-            self.vm.reboot(timeout)
+        self.power.reboot(timeout)
 
     def crash(self) -> None:
         """Simulate a power loss: QEMU is killed at once (the disk keeps what was flushed)."""
-        with self.nested("crashing"):
-            self.vm.kill()
+        self.power.crash()
 
     def release(self) -> None:
         """Kill QEMU if it still runs, close every channel, remove a temporary state dir. Idempotent."""
@@ -261,8 +253,7 @@ class Machine(NixosAliases):
     def wait_for_unit(self, unit: str, user: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until ``unit`` is active (default timeout 900 s); raise :class:`~vmtest.UnitFailed` at once
         if it failed, or is inactive with no job pending (the message then includes ``systemctl status``)."""
-        with self.nested(f"waiting for unit {unit}"):
-            self.systemd.wait_for_unit(unit, user, timeout)
+        self.systemd.wait_for_unit(unit, user, timeout)
 
     def require_unit_state(self, unit: str, require_state: str = "active", user: str | None = None) -> None:
         """Raise :class:`~vmtest.UnitFailed` unless ``unit``'s ActiveState is ``require_state``."""
@@ -272,45 +263,36 @@ class Machine(NixosAliases):
 
     def wait_for_file(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until ``path`` exists in the guest (default timeout 900 s)."""
-        with self.nested(f"waiting for file {path}"):
-            self.waits.wait_for_file(path, timeout)
+        self.waits.wait_for_file(path, timeout)
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until something accepts TCP connections on ``addr:port`` as seen from the guest (default 900 s)."""
-        with self.nested(f"waiting for TCP port {port} on {addr}"):
-            self.waits.wait_for_open_port(port, addr, timeout)
+        self.waits.wait_for_open_port(port, addr, timeout)
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until nothing accepts TCP connections on ``addr:port`` (default 900 s)."""
-        with self.nested(f"waiting for TCP port {port} on {addr} to close"):
-            self.waits.wait_for_closed_port(port, addr, timeout)
+        self.waits.wait_for_closed_port(port, addr, timeout)
 
     def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until a unix socket at ``path`` accepts connections (default 900 s)."""
-        with self.nested(f"waiting for unix socket {path}"):
-            self.waits.wait_for_open_unix_socket(path, is_datagram, timeout)
+        self.waits.wait_for_open_unix_socket(path, is_datagram, timeout)
 
     def wait_for_console_text(self, regex: str, timeout: float | None = None) -> str:
         """Wait for a serial-console line matching ``regex`` and return it (default: no time limit, until
         QEMU exits). Lines printed before the call count too (since the previous match): none is lost."""
-        with self.nested(f"waiting for {regex!r} on the serial console"):
-            return self.waits.wait_for_console_text(regex, timeout)
+        return self.serial.wait_for_text(regex, timeout)
 
     def send_console(self, text: str) -> None:
         """Write ``text`` to the serial console (ttyS0), as if typed there."""
-        self.vm.console().write(text.encode())
+        self.serial.send(text)
 
     def shell_interact(self) -> None:
         """A root shell in the guest on this terminal until Ctrl-] (through its second virtio console,
         not the test's command channel); for ``vmtest shell``, a debugger or a paused test."""
-        from vmtest.machine.interact import shell_interact
-
         shell_interact(self.vm)
 
     def console_interact(self) -> None:
         """The serial console on this terminal (keys go to ttyS0) until Ctrl-]."""
-        from vmtest.machine.interact import console_interact
-
         console_interact(self.vm)
 
     # -- files --------------------------------------------------------------------------------------
@@ -326,8 +308,7 @@ class Machine(NixosAliases):
         Goes through the shared directory (9p); ``via_shell=True``, or a guest
         without the share, sends it through the backdoor instead.
         """
-        with self.nested(f"copying {source} from the host to {target}"):
-            self.files.copy_from_host(source, target, via_shell)
+        self.files.copy_from_host(source, target, via_shell)
 
     def copy_from_machine(self, source: str, target_dir: str | os.PathLike[str] = "", via_shell: bool = False) -> Path:
         """Copy a guest file or directory tree (modes kept) into ``target_dir`` on the host and return
@@ -335,27 +316,23 @@ class Machine(NixosAliases):
         ``target_dir`` is taken in the test's output directory (``<output dir>/<test id>/``, where it
         stays after the test); an absolute one is used as it is. (``copy_from_vm``: deprecated alias.)"""
         dest = self.output_dir / target_dir
-        with self.nested(f"copying {source} from the guest to {dest}"):
-            return self.files.copy_from_vm(source, dest, via_shell)
+        return self.files.copy_from_vm(source, dest, via_shell)
 
     # -- screen, keyboard, terminals ----------------------------------------------------------------
 
     def screenshot(self, name: str) -> Path:
         """Save a PNG of the display as ``<output dir>/<name>.png`` (QMP screendump); return its path."""
-        with self.nested(f"taking screenshot {name}"):
-            return self.screen.screenshot(name)
+        return self.screen.screenshot(name)
 
     def get_screen_text(self) -> str:
         """The text on the screen: read exactly cell by cell when it is a console (character grid),
         else by tesseract."""
-        with self.nested("reading the screen"):
-            return self.screen.text()
+        return self.screen.text()
 
     def get_screen_text_variants(self) -> list[str]:
         """The screen as read by every reader: the grid reader (consoles) and tesseract on each
         enhanced variant (raw, grayscale, thresholded, inverted), run in parallel."""
-        with self.nested("reading the screen (all variants)"):
-            return self.screen.variants()
+        return self.screen.variants()
 
     def wait_for_text(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Wait until ``regex`` matches the screen's text as read by any reader; return that reading.
@@ -363,8 +340,7 @@ class Machine(NixosAliases):
         A fresh screenshot each round (default timeout 900 s); on timeout
         :class:`~vmtest.TextNotFound` names the saved last screenshot and quotes what each reader saw.
         """
-        with self.nested(f"waiting for {regex!r} on the screen"):
-            return self.screen.wait_for_text(regex, timeout)
+        return self.screen.wait_for_text(regex, timeout)
 
     def send_key(self, key: str, delay: float | None = 0.01) -> None:
         """Press a key or combination (QEMU key names: ``ret``, ``f2``, ``ctrl-alt-delete``, ``alt-f2``)."""
@@ -372,8 +348,7 @@ class Machine(NixosAliases):
 
     def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
         """Type ``chars`` on the guest's keyboard (printable ASCII, tab and newline; US layout)."""
-        with self.nested(f"sending keys {chars!r}"):
-            self.keyboard.send_chars(chars, delay)
+        self.keyboard.send_chars(chars, delay)
 
     def get_tty_text(self, tty: int) -> str:
         """The text shown on virtual terminal ``tty`` (from /dev/vcsu<tty>; exact, no OCR)."""
@@ -381,13 +356,11 @@ class Machine(NixosAliases):
 
     def wait_until_tty_matches(self, tty: int, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Wait until ``regex`` matches the text of virtual terminal ``tty``; return that text (default 900 s)."""
-        with self.nested(f"waiting for {regex!r} on tty{tty}"):
-            return self.terminals.wait_until_tty_matches(tty, regex, timeout)
+        return self.terminals.wait_until_tty_matches(tty, regex, timeout)
 
     def wait_for_x(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until an X server answers on display ``:0`` (default 900 s)."""
-        with self.nested("waiting for the X server"):
-            self.terminals.wait_for_x(timeout)
+        self.terminals.wait_for_x(timeout)
 
     def get_window_names(self) -> list[str]:
         """Names of the X11 windows on ``:0`` (``xwininfo -root -tree``; needs x11-utils in the guest)."""
@@ -395,15 +368,13 @@ class Machine(NixosAliases):
 
     def wait_for_window(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Wait until an X11 window whose name matches ``regex`` exists; return its name (default 900 s)."""
-        with self.nested(f"waiting for an X11 window matching {regex!r}"):
-            return self.terminals.wait_for_window(regex, timeout)
+        return self.terminals.wait_for_window(regex, timeout)
 
     # -- QEMU controls ---------------------------------------------------------------------------------
 
     def send_monitor_command(self, command: str) -> str:
         """Run a human-monitor (HMP) command, e.g. ``info status``; return its output."""
-        with self.nested(f"monitor: {command}"):
-            return self.controls.monitor_command(command)
+        return self.controls.monitor_command(command)
 
     def wait_for_qmp_event(
         self, event_filter: Callable[[dict[str, Any]], bool], timeout: float = 600
@@ -413,13 +384,11 @@ class Machine(NixosAliases):
 
     def block(self) -> None:
         """Cut the machine's VLAN links (as if the cables were pulled)."""
-        with self.nested("blocking its network links"):
-            self.controls.set_links(False)
+        self.controls.set_links(False)
 
     def unblock(self) -> None:
         """Restore the machine's VLAN links."""
-        with self.nested("unblocking its network links"):
-            self.controls.set_links(True)
+        self.controls.set_links(True)
 
     def forward_port(
         self, host_port: int, guest_port: int, proto: str = "tcp", host_address: str = "127.0.0.1"
@@ -429,11 +398,9 @@ class Machine(NixosAliases):
         Needs the user-mode NIC, which a machine has when its config declares
         ``virtualisation.forward_ports``.
         """
-        with self.nested(f"forwarding {proto}:{host_address}:{host_port} to guest port {guest_port}"):
-            self.controls.forward_port(host_port, guest_port, proto, host_address)
+        self.controls.forward_port(host_port, guest_port, proto, host_address)
 
     def guest_agent(self, command: str, timeout: float = 60.0, **arguments: object) -> object:
         """Run a qemu-guest-agent command (e.g. ``"guest-ping"``, ``"guest-info"``) and return its result
         (default timeout 60 s)."""
-        with self.nested(f"guest agent: {command}"):
-            return self.controls.guest_agent(command, timeout, dict(arguments))
+        return self.controls.guest_agent(command, timeout, dict(arguments))

@@ -77,10 +77,11 @@ class Screen:
 
     def screenshot(self, name: str) -> Path:
         """Save a screenshot as ``<output dir>/<name>.png``; return its path."""
-        filename = name if name.endswith(".png") else f"{name}.png"
-        path = self.dump(self.output_dir / filename)
-        self.vm.log(f"screenshot saved: {path}")
-        return path
+        with self.vm.nested(f"taking screenshot {name}"):
+            filename = name if name.endswith(".png") else f"{name}.png"
+            path = self.dump(self.output_dir / filename)
+            self.vm.log(f"screenshot saved: {path}")
+            return path
 
     # -- the glyph table -----------------------------------------------------------
 
@@ -219,56 +220,65 @@ class Screen:
         return image, ocr.read_screen(image, tables, self.vm.logger, all_variants)
 
     def text(self) -> str:
-        _, result = self.read(all_variants=False)
-        name, text = next(iter(result.readings.items()))
-        self.vm.logger.debug("%s: screen read by %s in %.2fs", self.vm.name, name, result.elapsed)
-        return text
+        with self.vm.nested("reading the screen"):
+            _, result = self.read(all_variants=False)
+            name, text = next(iter(result.readings.items()))
+            self.vm.logger.debug("%s: screen read by %s in %.2fs", self.vm.name, name, result.elapsed)
+            return text
 
     def variants(self) -> list[str]:
-        _, result = self.read(all_variants=True)
-        return list(result.readings.values())
+        with self.vm.nested("reading the screen (all variants)"):
+            _, result = self.read(all_variants=True)
+            return list(result.readings.values())
 
     def wait_for_text(self, regex: str, timeout: float) -> str:
         """Poll fresh screenshots until ``regex`` matches a reading; return that reading."""
-        pattern = re.compile(regex, re.MULTILINE)
-        start = time.monotonic()
-        last: dict[str, object] = {}
+        with self.vm.nested(f"waiting for {regex!r} on the screen"):
+            pattern = re.compile(regex, re.MULTILINE)
+            start = time.monotonic()
+            last: dict[str, object] = {}
 
-        def check(_: bool) -> str | None:
-            image, result = self.read(all_variants=False)
-            if result.search(pattern) is None and not result.exact:
-                # Not an exact grid read: try every tesseract variant too.
-                result = ocr.ScreenText(
-                    {
-                        **result.readings,
-                        **tesseract.read_variants(
-                            image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in result.readings]
-                        ),
-                    },
-                    result.elapsed,
+            def check(_: bool) -> str | None:
+                image, result = self.read(all_variants=False)
+                if result.search(pattern) is None and not result.exact:
+                    # Not an exact grid read: try every tesseract variant too.
+                    result = ocr.ScreenText(
+                        {
+                            **result.readings,
+                            **tesseract.read_variants(
+                                image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in result.readings]
+                            ),
+                        },
+                        result.elapsed,
+                    )
+                last.update(image=image, result=result)
+                name = result.search(pattern)
+                return result.readings[name] if name is not None else None
+
+            found = retry(check, timeout)
+            if found is not None:
+                return found
+            shot = None
+            image = last.get("image")
+            if isinstance(image, Image.Image):
+                shot = self.output_dir / f"wait_for_text-timeout-{time.strftime('%H%M%S')}.png"
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                image.save(shot)
+            result = last.get("result")
+            readings = dict(result.readings) if isinstance(result, ocr.ScreenText) else {}
+            if isinstance(image, Image.Image):  # the error shows every reader's view of the last screen
+                readings.update(
+                    tesseract.read_variants(image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in readings])
                 )
-            last.update(image=image, result=result)
-            name = result.search(pattern)
-            return result.readings[name] if name is not None else None
-
-        found = retry(check, timeout)
-        if found is not None:
-            return found
-        shot = None
-        image = last.get("image")
-        if isinstance(image, Image.Image):
-            shot = self.output_dir / f"wait_for_text-timeout-{time.strftime('%H%M%S')}.png"
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            image.save(shot)
-        result = last.get("result")
-        readings = dict(result.readings) if isinstance(result, ocr.ScreenText) else {}
-        if isinstance(image, Image.Image):  # the error shows every reader's view of the last screen
-            readings.update(
-                tesseract.read_variants(image, self.vm.logger, [n for n in tesseract.VARIANTS if n not in readings])
+            raise TextNotFound(
+                self.vm.name,
+                regex,
+                timeout,
+                time.monotonic() - start,
+                shot,
+                readings,
+                self.vm.console_tail(since=start),
             )
-        raise TextNotFound(
-            self.vm.name, regex, timeout, time.monotonic() - start, shot, readings, self.vm.console_tail(since=start)
-        )
 
 
 def _bar_height(bar: Image.Image) -> int:

@@ -49,28 +49,29 @@ class Systemd:
         return status.strip()
 
     def wait_for_unit(self, unit: str, user: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        start = time.monotonic()
-        last = {"state": "unknown"}
-        what = f"waiting for unit {unit}"
+        with self.vm.nested(f"waiting for unit {unit}"):
+            start = time.monotonic()
+            last = {"state": "unknown"}
+            what = f"waiting for unit {unit}"
 
-        def failed(why: str) -> UnitFailed:
-            return UnitFailed(self.vm.name, what, why, time.monotonic() - start, self.vm.console_tail(since=start))
+            def failed(why: str) -> UnitFailed:
+                return UnitFailed(self.vm.name, what, why, time.monotonic() - start, self.vm.console_tail(since=start))
 
-        def check(_last_try: bool) -> bool:
-            info = self.unit_info(unit, user)
-            state = info.get("ActiveState", "unknown")
-            last["state"] = f"{state} ({info.get('SubState', '?')})"
-            if info.get("LoadState") == "not-found":
-                raise failed("no such unit (LoadState=not-found)")
-            if state == "failed":
-                raise failed(f"the unit failed:\n{self._unit_report(unit, user)}")
-            if state == "inactive":
-                _, jobs = self.systemctl("list-jobs --full 2>&1", user)
-                if "No jobs" in jobs and self.unit_info(unit, user).get("ActiveState") == "inactive":
-                    raise failed(f"the unit is inactive and no job is pending:\n{self._unit_report(unit, user)}")
-            return state == "active"
+            def check(_last_try: bool) -> bool:
+                info = self.unit_info(unit, user)
+                state = info.get("ActiveState", "unknown")
+                last["state"] = f"{state} ({info.get('SubState', '?')})"
+                if info.get("LoadState") == "not-found":
+                    raise failed("no such unit (LoadState=not-found)")
+                if state == "failed":
+                    raise failed(f"the unit failed:\n{self._unit_report(unit, user)}")
+                if state == "inactive":
+                    _, jobs = self.systemctl("list-jobs --full 2>&1", user)
+                    if "No jobs" in jobs and self.unit_info(unit, user).get("ActiveState") == "inactive":
+                        raise failed(f"the unit is inactive and no job is pending:\n{self._unit_report(unit, user)}")
+                return state == "active"
 
-        self.commands.wait_until(what, check, timeout, lambda: last["state"])
+            self.commands.wait_until(what, check, timeout, lambda: last["state"])
 
     def require_unit_state(self, unit: str, require_state: str = "active", user: str | None = None) -> None:
         state = self.unit_info(unit, user).get("ActiveState")

@@ -55,17 +55,18 @@ class Terminals:
         return parse_vcs(out.encode(errors="surrogateescape"))
 
     def wait_until_tty_matches(self, tty: int, regex: str, timeout: float) -> str:
-        pattern = re.compile(regex, re.MULTILINE)
-        last = {"text": ""}
+        with self.commands.vm.nested(f"waiting for {regex!r} on tty{tty}"):
+            pattern = re.compile(regex, re.MULTILINE)
+            last = {"text": ""}
 
-        def check(_: bool) -> bool:
-            last["text"] = self.tty_text(tty)
-            return pattern.search(last["text"]) is not None
+            def check(_: bool) -> bool:
+                last["text"] = self.tty_text(tty)
+                return pattern.search(last["text"]) is not None
 
-        self.commands.wait_until(
-            f"waiting for {regex!r} on tty{tty}", check, timeout, lambda: f"tty{tty} shows:\n{last['text']}"
-        )
-        return last["text"]
+            self.commands.wait_until(
+                f"waiting for {regex!r} on tty{tty}", check, timeout, lambda: f"tty{tty} shows:\n{last['text']}"
+            )
+            return last["text"]
 
     # -- X11 -----------------------------------------------------------------
 
@@ -77,12 +78,13 @@ class Terminals:
         return status == 0
 
     def wait_for_x(self, timeout: float) -> None:
-        self.commands.wait_until(
-            "waiting for the X server on :0",
-            lambda _: self.x_ready(),
-            timeout,
-            lambda: "no X server answers on :0 (/tmp/.X11-unix/X0)",
-        )
+        with self.commands.vm.nested("waiting for the X server"):
+            self.commands.wait_until(
+                "waiting for the X server on :0",
+                lambda _: self.x_ready(),
+                timeout,
+                lambda: "no X server answers on :0 (/tmp/.X11-unix/X0)",
+            )
 
     def window_names(self) -> list[str]:
         out = self._run(
@@ -93,14 +95,15 @@ class Terminals:
         return parse_window_names(out)
 
     def wait_for_window(self, regex: str, timeout: float) -> str:
-        pattern = re.compile(regex, re.MULTILINE)
-        last: dict[str, list[str]] = {"names": []}
+        with self.commands.vm.nested(f"waiting for an X11 window matching {regex!r}"):
+            pattern = re.compile(regex, re.MULTILINE)
+            last: dict[str, list[str]] = {"names": []}
 
-        def check(_: bool) -> bool:
-            last["names"] = self.window_names() if self.x_ready() else []
-            return any(pattern.search(n) for n in last["names"])
+            def check(_: bool) -> bool:
+                last["names"] = self.window_names() if self.x_ready() else []
+                return any(pattern.search(n) for n in last["names"])
 
-        self.commands.wait_until(
-            f"waiting for an X11 window matching {regex!r}", check, timeout, lambda: f"windows: {last['names']}"
-        )
-        return next(n for n in last["names"] if pattern.search(n))
+            self.commands.wait_until(
+                f"waiting for an X11 window matching {regex!r}", check, timeout, lambda: f"windows: {last['names']}"
+            )
+            return next(n for n in last["names"] if pattern.search(n))

@@ -1,13 +1,10 @@
-"""Waiting for things in the guest: files, TCP ports, unix sockets, serial-console lines."""
+"""Waiting for things in the guest: files, TCP ports, unix sockets (serial-console lines:
+:mod:`vmtest.machine.serial`)."""
 
 from __future__ import annotations
 
-import re
 import shlex
-import time
-from collections.abc import Callable
 
-from vmtest.core.errors import Timeout
 from vmtest.machine.commands import DEFAULT_TIMEOUT, Commands
 
 LOCAL_ADDRS = ("localhost", "127.0.0.1", "::1")
@@ -20,15 +17,21 @@ class Waits:
         self.commands = commands
         self.vm = commands.vm
 
-    def _probe(self, command: str, want_success: bool = True) -> Callable[[bool], bool]:
-        return lambda _: (self.commands.execute(command)[0] == 0) == want_success
+    def _wait(self, section: str, what: str, command: str, timeout: float, why: str, success: bool = True) -> None:
+        """Repeat the guest ``command`` until it exits 0 (non-zero: ``success=False``), in the log section
+        ``section``; a timeout names ``what`` and ``why`` (what the last try found)."""
+        with self.vm.nested(section):
+            self.commands.wait_until(
+                what, lambda _: (self.commands.execute(command)[0] == 0) == success, timeout, lambda: why
+            )
 
     def wait_for_file(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
+        self._wait(
             f"waiting for file {path}",
-            self._probe(f"test -e {shlex.quote(path)}"),
+            f"waiting for file {path}",
+            f"test -e {shlex.quote(path)}",
             timeout,
-            lambda: "it does not exist",
+            "it does not exist",
         )
 
     @staticmethod
@@ -45,19 +48,22 @@ class Waits:
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
+        self._wait(
+            f"waiting for TCP port {port} on {addr}",
             f"waiting for TCP port {addr}:{port} to open",
-            self._probe(self._port_check(port, addr)),
+            self._port_check(port, addr),
             timeout,
-            lambda: "nothing accepts connections there",
+            "nothing accepts connections there",
         )
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
+        self._wait(
+            f"waiting for TCP port {port} on {addr} to close",
             f"waiting for TCP port {addr}:{port} to close",
-            self._probe(self._port_check(port, addr), want_success=False),
+            self._port_check(port, addr),
             timeout,
-            lambda: "it still accepts connections",
+            "it still accepts connections",
+            success=False,
         )
 
     @staticmethod
@@ -69,23 +75,10 @@ class Waits:
         return f"awk -v p={shlex.quote(path)} '$8 == p && {match} {{ found = 1 }} END {{ exit !found }}' /proc/net/unix"
 
     def wait_for_open_unix_socket(self, path: str, is_datagram: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.commands.wait_until(
+        self._wait(
             f"waiting for unix socket {path}",
-            self._probe(self._unix_socket_check(path, is_datagram)),
+            f"waiting for unix socket {path}",
+            self._unix_socket_check(path, is_datagram),
             timeout,
-            lambda: "nothing listens there",
+            "nothing listens there",
         )
-
-    def wait_for_console_text(self, regex: str, timeout: float | None = None) -> str:
-        console = self.vm.console()
-        start = time.monotonic()
-        match = console.wait_for(re.compile(regex), timeout)
-        if match is None:
-            raise Timeout(
-                self.vm.name,
-                f"waiting for {regex!r} on the serial console",
-                "not printed" + (f" within {timeout:g}s" if timeout is not None else " before QEMU exited"),
-                time.monotonic() - start,
-                self.vm.console_tail(since=start),
-            )
-        return str(match.string)

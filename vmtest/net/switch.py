@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vmtest.core.errors import LaunchError
 from vmtest.core.log import log
+from vmtest.core.pathattr import FileIn
 from vmtest.core.proc import kill_group, spawn
 
 
@@ -25,19 +26,14 @@ def socket_room(vlan: int) -> int:
 class Switch:
     """One VLAN's vde_switch (a hub), owned from start() to stop()."""
 
+    socket = FileIn("directory", "switch")
+    mgmt = FileIn("directory", "mgmt")
+
     def __init__(self, vlan: int, directory: Path, logger: logging.Logger) -> None:
         self.vlan = vlan
         self.directory = directory
         self.logger = logger
         self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.directory / "switch"
-
-    @property
-    def mgmt(self) -> Path:
-        return self.directory / "mgmt"
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -20,74 +20,39 @@ Differences from NixOS: ``create_machine(name, config)`` takes a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
-from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 
+#: Each global: its name (the fixture's and the Driver method's it returns) and the fixture's documentation.
+GLOBALS: dict[str, str] = {
+    "start_all": "NixOS's ``start_all()``: launch every machine of the test at once (``vms.start_all``).",
+    "join_all": "NixOS's ``join_all()``: wait until every machine's shell answers (``vms.join_all``).",
+    "subtest": "NixOS's ``with subtest(name):`` -- each subtest is reported as its own result (``vms.subtest``).",
+    "retry": "NixOS's ``retry(fn, timeout=900)``: call ``fn(last_try)`` until it returns something truthy.",
+    "polling_condition": "NixOS's ``@polling_condition`` (with or without arguments) (``vms.polling_condition``).",
+    "serial_stdout_on": "NixOS's ``serial_stdout_on()``: log every machine's serial-console lines again.",
+    "serial_stdout_off": "NixOS's ``serial_stdout_off()``: stop logging serial-console lines.",
+    "create_machine": "NixOS's ``create_machine``: ``create_machine(name, config=None)`` adds a machine at run time "
+    "(``vms.create_machine``).",
+}
+
 #: The fixture names this module defines (node fixtures never shadow them).
-NAMES = frozenset(
-    {
-        "start_all",
-        "subtest",
-        "join_all",
-        "retry",
-        "polling_condition",
-        "serial_stdout_on",
-        "serial_stdout_off",
-        "create_machine",
-    }
-)
+NAMES = frozenset(GLOBALS)
 
 
-@pytest.fixture
-def start_all(vms: Driver) -> Callable[[], None]:
-    """NixOS's ``start_all()``: launch every machine of the test at once (``vms.start_all``)."""
-    return vms.start_all
+def _global(name: str, doc: str) -> Any:
+    """The fixture ``name``: the test's Driver's method of that name."""
+
+    def fixture(vms: Driver) -> Any:
+        return getattr(vms, name)
+
+    fixture.__name__ = fixture.__qualname__ = name
+    fixture.__doc__ = doc
+    return pytest.fixture(name=name)(fixture)
 
 
-@pytest.fixture
-def join_all(vms: Driver) -> Callable[[], None]:
-    """NixOS's ``join_all()``: wait until every machine's shell answers (``vms.join_all``)."""
-    return vms.join_all
-
-
-@pytest.fixture
-def subtest(vms: Driver) -> Callable[[str], AbstractContextManager[None]]:
-    """NixOS's ``with subtest(name):`` -- each subtest is reported as its own result (``vms.subtest``)."""
-    return vms.subtest
-
-
-@pytest.fixture
-def retry(vms: Driver) -> Callable[..., Any]:
-    """NixOS's ``retry(fn, timeout=900)``: call ``fn(last_try)`` until it returns something truthy."""
-    return vms.retry
-
-
-@pytest.fixture
-def polling_condition(vms: Driver) -> Callable[..., Any]:
-    """NixOS's ``@polling_condition`` (with or without arguments) (``vms.polling_condition``)."""
-    return vms.polling_condition
-
-
-@pytest.fixture
-def serial_stdout_on(vms: Driver) -> Callable[[], None]:
-    """NixOS's ``serial_stdout_on()``: log every machine's serial-console lines again."""
-    return vms.serial_stdout_on
-
-
-@pytest.fixture
-def serial_stdout_off(vms: Driver) -> Callable[[], None]:
-    """NixOS's ``serial_stdout_off()``: stop logging serial-console lines."""
-    return vms.serial_stdout_off
-
-
-@pytest.fixture
-def create_machine(vms: Driver) -> Callable[..., Machine]:
-    """NixOS's ``create_machine``: ``create_machine(name, config=None)`` adds a machine at run time
-    (``vms.create_machine``)."""
-    return vms.create_machine
+for _name, _doc in GLOBALS.items():
+    globals()[_name] = _global(_name, _doc)

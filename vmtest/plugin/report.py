@@ -6,9 +6,9 @@ answering) the journal of the current boot. Files go under
 ``<output dir>/<test name>/`` (emptied when the test runs again:
 :func:`clear`); the report text lists them and quotes the console lines each
 node printed since the test began, except for the node whose error already
-quotes them (printed once; :func:`collect`). :func:`save_machines`
-returns the same facts as data, for the HTML report
-(:mod:`vmtest.plugin.htmlreport`). Only the machines' public API is used.
+quotes them (printed once). :func:`save_machines` saves the files and
+returns the facts as data, :func:`text` words them; the HTML report
+(:mod:`vmtest.plugin.htmlreport`) uses the same data. Only the machines' public API is used.
 """
 
 from __future__ import annotations
@@ -133,14 +133,3 @@ def save_machines(
 def text(machines: Sequence[MachineReport]) -> str:
     """The report section text: each machine's console tail and saved files."""
     return "\n\n".join(m.text() for m in machines)
-
-
-def collect(
-    drivers: Sequence[Driver],
-    output_dir: Path,
-    nodeid: str,
-    error: BaseException | None = None,
-    began: float | None = None,
-) -> str:
-    """Save the artifacts of every machine of ``drivers``; return the report section text."""
-    return text(save_machines(drivers, output_dir, nodeid, error, began))

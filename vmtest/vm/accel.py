@@ -29,7 +29,8 @@ from vmtest.core.errors import HostError
 from vmtest.core.log import log
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import BootImage
-from vmtest.vm.argv import Boot, probe_argv
+from vmtest.vm.argv import probe_argv
+from vmtest.vm.bootargv import Boot
 
 PROBE_TIMEOUT = 20.0
 

@@ -89,3 +89,8 @@ def failed_earlier(vm: Witness, failure: VmtestError | None, action: str) -> Vmt
             f"the machine failed earlier and was not started again (call start() to retry): {failure}",
         )
     return failure
+
+
+def death(vm: Witness, action: str, start: float, status: int | None, aborted: str | None) -> MachineError:
+    """QEMU exited when it should have been running: stopped by ``abort(aborted)``, else by itself (``status``)."""
+    return stopped(vm, action, start, aborted) if aborted is not None else exited(vm, action, start, status)

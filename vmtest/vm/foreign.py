@@ -26,6 +26,7 @@ from vmtest.vm import argv as qemu
 from vmtest.vm import efivars
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import Result
+from vmtest.vm.bootargv import Boot, tpm_args
 from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
 from vmtest.vm.disks import check_host
@@ -114,7 +115,7 @@ def foreign_argv(
 ) -> list[str]:
     """The full QEMU command line of foreign machine ``name`` (pure); ``efi_vars``: a UEFI machine's store."""
     virt = config.virtualisation
-    no_boot = qemu.Boot(Path("/nonexistent"), Path("/nonexistent"), efi_vars=efi_vars)
+    no_boot = Boot(Path("/nonexistent"), Path("/nonexistent"), efi_vars=efi_vars)
     return [
         *qemu.head_args(name, config, no_boot, accel, launch),
         *boot_args(config),
@@ -127,7 +128,7 @@ def foreign_argv(
         *qemu.extra_args(virt.qemu.networking_options),
         *qemu.display_args(config),
         *qemu.input_args(config),
-        *qemu.tpm_args(config, paths),
+        *tpm_args(config, paths),
         "-device",
         "virtio-rng-pci",
         "-rtc",

@@ -3,7 +3,9 @@
 The states and their transitions are :mod:`vmtest.vm.state`. How a launch
 reaches READY is the job of a :class:`StartPath` (a cold boot,
 :mod:`vmtest.vm.start`; a booted snapshot's save or restore,
-:mod:`vmtest.vm.restore`); everything else — preparing the state directory,
+:mod:`vmtest.vm.restore`; a foreign image's boot); what a launch prepares
+before QEMU (image, accelerator, command line) is the job of the machine's
+:class:`~vmtest.vm.launchers.Launcher`; everything else — preparing the state directory,
 spawning QEMU, attaching QMP, the serial console and the backdoor, noticing
 QEMU's death, stopping idempotently — happens here, once. QEMU and the
 channels are reached through a :class:`Backend`, so the state machine is
@@ -12,9 +14,7 @@ unit-testable with a fake process and fake channels.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +25,7 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
-from vmtest.vm import accel as accel_mod
-from vmtest.vm import efivars, failures
-from vmtest.vm.argv import Boot, machine_argv
+from vmtest.vm import failures
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
@@ -39,11 +37,10 @@ from vmtest.vm.channels import (
     NetworkAttachment,
     Process,
 )
-from vmtest.vm.foreign import ForeignBackend, ForeignBoot, foreign_argv
+from vmtest.vm.launchers import launcher_for
 from vmtest.vm.paths import MachinePaths, StateDir
-from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.reboots import GuestReboots
-from vmtest.vm.restore import Choice, RestoreFailed, StartPaths
+from vmtest.vm.restore import Choice, RestoreFailed
 from vmtest.vm.start import StartPath, wait_for_boot
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
@@ -75,18 +72,12 @@ class VM:
         self.store = store
         self.logger = logger or get_logger(name)
         self.network = network or NetworkAttachment()
-        if config.image is not None:  # a foreign image: its own boot, a shell logged in on the serial console
-            backend = backend or ForeignBackend(config.image)
-            start_path = start_path or ForeignBoot()
-            snapshots = None
-        self.backend: Backend = backend or QemuBackend()
-        self.starts = StartPaths(start_path, snapshots)  # snapshots None: never from a snapshot
+        self.launcher = launcher_for(config, accel, kept_dir)  # vmtest's own image, or a foreign one
+        self.backend: Backend = backend or self.launcher.backend()
+        self.starts = self.launcher.start_paths(start_path, snapshots)
         self.reboots = GuestReboots()
         self.dirs = StateDir(name, state_dir, keep_state)
-        # Where what outlives a run without --vm-keep-state is kept (efi.keep_variables); None: nowhere
-        self.kept_dir = kept_dir
         self.efi_vars: Path | None = None  # a UEFI machine's variable store (vmtest.vm.efivars)
-        self._accel_request = accel
         self.state = State.CREATED
         self.failure: VmtestError | None = None
         self.image: BootImage | None = None
@@ -158,21 +149,15 @@ class VM:
     # -- errors ----------------------------------------------------------------------------
 
     def died(self, action: str, start: float) -> MachineError:
-        """QEMU exited when it should have been running: FAILED, and the error saying so.
-
-        (When it was stopped on purpose meanwhile, e.g. by the global timeout, the error says that.)
-        """
+        """QEMU exited when it should have been running: FAILED, and the error saying so (or, when it was
+        stopped on purpose meanwhile, e.g. by shutdown or the global timeout, the error saying that)."""
         # A closed channel comes a moment before QEMU can be reaped: give it that moment.
         status = self.process.wait(EXIT_GRACE) if self.process is not None else None
         with self._lock:
-            if self.aborted is not None:
-                stopped = failures.stopped(self, action, start, self.aborted)
-                self._fail(stopped)
-                self._close_channels()
-                return stopped
-            if self.state is State.STOPPED:
-                return failures.stopped_meanwhile(self, action, start)
-        error = failures.exited(self, action, start, status)
+            aborted, stopped = self.aborted, self.state is State.STOPPED
+        if aborted is None and stopped:
+            return failures.stopped_meanwhile(self, action, start)
+        error = failures.death(self, action, start, status, aborted)
         with self._lock:
             self._fail(error)
             self._close_channels()
@@ -200,9 +185,8 @@ class VM:
         """
         with self._lock:
             if self.state in (State.RUNNING, State.READY):
-                if self.is_running():
-                    return
-                raise self.died("starting", time.monotonic())
+                self.check_alive("starting")
+                return
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "starting", "the machine is still powering off")
             start = time.monotonic()
@@ -212,37 +196,22 @@ class VM:
             self.failure = None
             try:
                 with self.nested("starting"):
-                    self._launch_or_fall_back(start)
+                    self.starts.launch(self, start)  # falls back to a cold boot
                 if self.aborted is not None:  # the abort came while this launch held the lock
                     raise failures.stopped(self, "starting", start, self.aborted)
-            except VmtestError as exc:
-                self._abort_launch()
-                self._fail(exc)
-                raise
-            except BaseException:
-                self._abort_launch()
-                self._to(State.STOPPED)
+            except BaseException as exc:
+                self.abort_launch()
+                if isinstance(exc, VmtestError):
+                    self._fail(exc)  # FAILED, keeping why
+                else:
+                    self._to(State.STOPPED)  # e.g. Ctrl-C
                 raise
             self._to(State.RUNNING)
 
-    def _launch(self, start: float) -> None:
-        if self.network.ensure_up is not None:
-            self.network.ensure_up()
-        if self.config.image is not None:
-            self._launch_foreign()
-        else:
-            self.image = self.store.get(self.config)
-            if self.accel is None:
-                self.accel = accel_mod.choose_for(self.store.cache, self.image, self.logger, self._accel_request)
-            paths = self.dirs.prepare()
-            self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
-            start_path = self.starts.pick(self, self.image, self.accel)
-            launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-            boot = Boot(self.image.kernel, self.image.initrd, self.image.disk, self.efi_vars)
-            self.argv = machine_argv(self.name, self.config, boot, paths, self.accel, launch)
-            self.stdin = launch.stdin
+    def launch_once(self, start: float) -> None:
+        """One launch of QEMU, up to a running guest (:meth:`StartPaths.launch` falls back to a second)."""
+        self.argv = self.launcher.prepare(self)  # the network's switches are up; sets self.stdin
         paths = self.paths
-        start_path = self.start_path
         self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger, self.stdin)
         self.launched_at = time.monotonic()
         try:
@@ -257,54 +226,26 @@ class VM:
             if status is None:
                 raise
             raise failures.attach_failed(self, start, status, ChannelError(str(exc))) from None
-        start_path.resume(self, self.channels)
+        self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
-
-    def _launch_foreign(self) -> None:
-        """The argv of a foreign machine (its image is used as it is: nothing is built)."""
-        if self.accel is None:
-            # Probing KVM needs a kernel: vmtest's own default one (only when no verdict is cached yet).
-            self.accel = accel_mod.choose(
-                self.store.cache, lambda: accel_mod.probe_boot(self.store.get(MachineConfig())), self.logger,
-                self._accel_request,
-            )  # fmt: skip
-        paths = self.dirs.prepare()
-        self.efi_vars = efivars.store_path(self.name, self.config, paths.state_dir, self.kept_dir, os.environ)
-        start_path = self.starts.pick(self, None, self.accel)  # type: ignore[arg-type]  # fixed: ForeignBoot
-        launch = dataclasses.replace(start_path.prepare(self), network=self.network.qemu_args)
-        self.argv = foreign_argv(self.name, self.config, paths, self.accel, launch, self.efi_vars)
-        self.stdin = launch.stdin
 
     def _follow_guest_reboot(self) -> None:
         """With reboots allowed, a guest that rebooted by itself since the last command is waited for."""
         with self._lock:
-            channels = self.channels if self.state is State.READY and self.is_running() else None
-            if channels is not None and self.reboots.noticed(channels.monitor):
+            if self.state is State.READY and self.reboots.noticed(self._live_monitor()):
                 self.log("the guest rebooted by itself: waiting for its shell again")
                 self._to(State.RUNNING)
 
     def set_allow_reboot(self, allow: bool) -> None:
         """Allow (or not) reboots the guest starts itself, now if QEMU runs, and for every later launch."""
         with self._lock:
-            monitor = self.channels.monitor if self.channels is not None and self.is_running() else None
-            self.reboots.allow(allow, monitor)
+            self.reboots.allow(allow, self._live_monitor())
 
-    def _launch_or_fall_back(self, start: float) -> None:
-        """Launch; when a snapshot cannot be restored, drop it (one log line) and boot cold instead."""
-        try:
-            self._launch(start)
-        except MachineError as exc:
-            if not self.starts.restoring():
-                raise
-            self._fall_back(exc)
-            self._launch(start)
+    def _live_monitor(self) -> Monitor | None:
+        return self.channels.monitor if self.channels is not None and self.is_running() else None
 
-    def _fall_back(self, exc: MachineError) -> None:
-        said = self.qemu_output().splitlines()[-1:]  # QEMU's own reason, e.g. "load of migration failed: ..."
-        self._abort_launch()
-        self.starts.drop(self, self.store.cache, said[0] if said else str(exc))
-
-    def _abort_launch(self) -> None:
+    def abort_launch(self) -> None:
+        """Kill this launch's QEMU, close its channels and its start path; the state is the caller's."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
         self._close_channels()
@@ -312,16 +253,12 @@ class VM:
 
     def wait_ready(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """Launch if needed and wait until the guest's backdoor shell answers (READY)."""
-        if self.state is State.READY and self.is_running():
+        if self.is_ready():
             return
         with self._ready_lock:
-            if self.state is State.FAILED:
-                raise failures.failed_earlier(self, self.failure, "waiting for the shell")
             if self.state is State.STOPPING:
                 raise MachineError(self.name, "waiting for the shell", "the machine is powering off")
-            if self.state in (State.CREATED, State.STOPPED):
-                self.launch()
-            self.check_alive("waiting for the shell")
+            self._launched("waiting for the shell")  # raises if it FAILED (earlier, or now)
             if self.state is State.READY:
                 return
             start = time.monotonic()
@@ -340,13 +277,13 @@ class VM:
         channels = self.channels
         assert channels is not None
         try:
-            rebooted = self.reboots.take_pending() and self.config.image is None  # (a foreign boot logs in again)
+            rebooted = self.reboots.take_pending() and self.launcher.reboot_waits_for_boot
             wait = wait_for_boot if rebooted else self.start_path.until_ready
             self.kernel_release = wait(self, channels, timeout)
             return True
         except RestoreFailed as exc:
             with self._lock:
-                self._fall_back(exc)
+                self.starts.fall_back(self, exc)
                 self._to(State.STOPPED)
             return False
         except BackdoorClosed:
@@ -356,7 +293,7 @@ class VM:
         except MachineError as exc:
             with self._lock:
                 self._fail(exc)
-                self._abort_launch()
+                self.abort_launch()
             raise
 
     # -- the channels, for the parts of a Machine ----------------------------------------------
@@ -396,16 +333,12 @@ class VM:
     def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """``systemctl reboot`` in the guest, then wait until its shell answers again."""
         self.wait_ready()
-        assert self.channels is not None
         with self._lock:
-            self.reboots.requested(self.channels.monitor)
-            self.channels.shell.send_only("systemctl reboot")
-            self.reboots.pending = True
+            self.reboots.ask(self.channels)
             self._to(State.RUNNING)
         self.wait_ready(timeout)
         with self._lock:
-            if self.channels is not None:
-                self.reboots.finished(self.channels.monitor)
+            self.reboots.finished(self._live_monitor())
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off cleanly and wait for QEMU to exit; a no-op when it is not running."""
@@ -449,7 +382,7 @@ class VM:
             self._kill()
 
     def _kill(self) -> None:
-        self._abort_launch()
+        self.abort_launch()
         if self.state is not State.CREATED or self.process is not None:
             self._to(State.STOPPED)
 

@@ -10,7 +10,7 @@ itself, so the next command waits for its new shell. The lifecycle owns one
 
 from __future__ import annotations
 
-from vmtest.vm.channels import Monitor
+from vmtest.vm.channels import Channels, Monitor
 
 
 class GuestReboots:
@@ -33,9 +33,10 @@ class GuestReboots:
         if monitor is not None:
             self.apply(monitor)
 
-    def noticed(self, monitor: Monitor) -> bool:
-        """True (and a reboot pending) when reboots are allowed and the guest rebooted since the last look."""
-        if not (self.allowed and monitor.take_resets()):
+    def noticed(self, monitor: Monitor | None) -> bool:
+        """True (and a reboot pending) when reboots are allowed and the guest (running: ``monitor`` not None)
+        rebooted since the last look."""
+        if not (self.allowed and monitor is not None and monitor.take_resets()):
             return False
         self.pending = True
         return True
@@ -45,8 +46,18 @@ class GuestReboots:
         if not self.allowed:
             self.apply(monitor, restart=True)
 
-    def finished(self, monitor: Monitor) -> None:
-        """An asked-for reboot's shell answered: its RESET is no news; the policy applies again."""
+    def ask(self, channels: Channels | None) -> None:
+        """Reboot the guest (``systemctl reboot`` through its shell), whatever the policy; its boot is pending."""
+        assert channels is not None
+        self.requested(channels.monitor)
+        channels.shell.send_only("systemctl reboot")
+        self.pending = True
+
+    def finished(self, monitor: Monitor | None) -> None:
+        """An asked-for reboot's shell answered (QEMU running: ``monitor`` not None): its RESET is no news;
+        the policy applies again."""
+        if monitor is None:
+            return
         monitor.take_resets()
         if not self.allowed:
             self.apply(monitor)

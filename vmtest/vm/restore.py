@@ -29,13 +29,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from vmtest.config.settings import Settings
 from vmtest.core import progress
 from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
-from vmtest.image import BootImage
+from vmtest.image import BootImage, ImageStore
 from vmtest.vm import guestsetup
 from vmtest.vm import snapshot as snap
 from vmtest.vm.accel import host_fingerprint
@@ -194,6 +195,13 @@ class Choice:
         self.enabled = enabled
         self.rebuild = rebuild  # rebuild(key): True once per session for --vm-rebuild
 
+    @classmethod
+    def of(cls, store: ImageStore, enabled: bool | None = None) -> Choice:
+        """The snapshots of ``store``'s cache; ``enabled`` None: as the run settings say (``--vm-snapshots``)."""
+        if enabled is None:
+            enabled = Settings.from_environment().snapshots == "on"
+        return cls(store.cache, enabled, lambda key: store.rebuild_once(snap.KIND, key))
+
 
 def identity(vm: Starting) -> str:
     """What of the per-run set-up is in a snapshot (and so in its key): the script's identity part, and
@@ -232,6 +240,18 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
     return SaveSnapshot(reservation, meta)
 
 
+class Relaunching(Starting, Protocol):
+    """What :class:`StartPaths` needs of the machine to launch it again after a failed restore."""
+
+    store: ImageStore
+
+    def qemu_output(self, limit: int = 3000) -> str: ...
+
+    def launch_once(self, start: float) -> None: ...
+
+    def abort_launch(self) -> None: ...
+
+
 class StartPaths:
     """Which start path each launch of one machine takes: a fixed one (unit tests), else the one already
     decided (a cold boot after a snapshot was dropped), else the one :func:`choose` picks (a cold boot
@@ -251,10 +271,20 @@ class StartPaths:
         self.current, self.next = path, None
         return path
 
-    def restoring(self) -> bool:
-        return isinstance(self.current, Restore)
+    def launch(self, vm: Relaunching, start: float) -> None:
+        """Launch ``vm``; when its snapshot cannot be restored, drop it (one log line) and boot cold instead."""
+        try:
+            vm.launch_once(start)
+        except MachineError as exc:
+            if not isinstance(self.current, Restore):
+                raise
+            self.fall_back(vm, exc)
+            vm.launch_once(start)
 
-    def drop(self, vm: Starting, cache: Cache, why: str) -> None:
-        """The current launch's snapshot cannot be restored (``why``): remove it; the next launch boots cold."""
+    def fall_back(self, vm: Relaunching, exc: MachineError) -> None:
+        """The current launch's snapshot cannot be restored: end that launch, remove the snapshot (saying
+        QEMU's own reason, e.g. "load of migration failed: ...", else ``exc``); the next launch boots cold."""
+        said = vm.qemu_output().splitlines()[-1:]
+        vm.abort_launch()
         assert isinstance(self.current, Restore)
-        self.next = self.current.drop(vm, cache, why)
+        self.next = self.current.drop(vm, vm.store.cache, said[0] if said else str(exc))

@@ -39,8 +39,10 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
+from vmtest.core.pathattr import FileIn
 from vmtest.image import BootImage
-from vmtest.vm.argv import Boot, Launch, machine_argv
+from vmtest.vm.argv import Launch, machine_argv
+from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths, root_disk
 
@@ -61,22 +63,10 @@ class Snapshot:
 
     key: str
     path: Path
-
-    @property
-    def state(self) -> Path:
-        return self.path / STATE
-
-    @property
-    def disk(self) -> Path:
-        return self.path / DISK
-
-    @property
-    def console(self) -> Path:
-        return self.path / CONSOLE
-
-    @property
-    def efi_vars(self) -> Path:
-        return self.path / EFI_VARS
+    state = FileIn("path", STATE)
+    disk = FileIn("path", DISK)
+    console = FileIn("path", CONSOLE)
+    efi_vars = FileIn("path", EFI_VARS)
 
     def meta(self) -> dict[str, Any]:
         try:

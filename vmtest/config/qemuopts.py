@@ -1,0 +1,89 @@
+"""The ``virtualisation.qemu.*`` options: how QEMU itself is run (the :class:`QemuOptions` record of
+:class:`vmtest.config.virtualisation.Virtualisation`), each declared once as its fields are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmtest.config.declare import documented, option, options_record, validate_fields
+from vmtest.config.records import Drive, drive_list
+from vmtest.config.validators import argv_list, boolean, choice, optional_str_list, string
+from vmtest.core.contract import DEFAULT_QEMU_BINARY
+
+DISK_INTERFACES = ("virtio", "scsi", "ide")
+
+IT = "tests/integration/test_options.py"
+
+
+@documented
+@dataclass(frozen=True)
+class QemuOptions:
+    """``virtualisation.qemu.*``: how QEMU itself is run."""
+
+    binary: str = option(
+        DEFAULT_QEMU_BINARY,
+        "QEMU system emulator to run (name on PATH or absolute path); the analogue of the seed's package option.",
+        string,
+        nixos="virtualisation.qemu.package",
+        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
+    )
+    options: tuple[str, ...] = option(
+        (),
+        'Extra QEMU arguments, each entry split like shell words (e.g. "-vga std"); appended after vmtest\'s own.',
+        argv_list,
+        nixos="virtualisation.qemu.options",
+        proof=f"{IT}::test_qemu_options_and_consoles",
+    )
+    consoles: tuple[str, ...] | None = option(
+        None,
+        "Kernel console= devices, primary last. Default: tty0 then ttyS0,115200n8 when graphics is on, "
+        "ttyS0 alone when off. The serial port stays primary even with graphics (the seed puts tty0 last) "
+        "because the driver's log and failure reports read the serial console.",
+        optional_str_list,
+        nixos="virtualisation.qemu.consoles",
+        proof=f"{IT}::test_qemu_options_and_consoles",
+    )
+    networking_options: tuple[str, ...] = option(
+        (),
+        "Extra networking arguments for QEMU (split like shell words), added after vmtest's NICs.",
+        argv_list,
+        nixos="virtualisation.qemu.networkingOptions",
+        proof=f"{IT}::test_networking_options",
+    )
+    drives: tuple[Drive, ...] = option(
+        (),
+        "Extra drives: file, drive_extra_opts, device_extra_opts, name (unique). The root disk and empty "
+        "disks are added by vmtest.",
+        drive_list,
+        nixos="virtualisation.qemu.drives",
+        proof=f"{IT}::test_drives",
+    )
+    disk_interface: str = option(
+        "virtio",
+        "Bus of the disks: virtio (virtio-blk), scsi (virtio-scsi; the seed uses an emulated LSI "
+        "controller, slower under TCG) or ide.",
+        choice(DISK_INTERFACES),
+        nixos="virtualisation.qemu.diskInterface",
+        proof=f"{IT}::test_disk_interface",
+    )
+    guest_agent: bool = option(
+        True,
+        "Run qemu-guest-agent in the guest on its own virtio-serial port; Machine.guest_agent(cmd) talks to it.",
+        boolean,
+        nixos="virtualisation.qemu.guestAgent.enable",
+        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+    )
+    virtio_keyboard: bool = option(
+        True,
+        "Add a virtio-keyboard device.",
+        boolean,
+        nixos="virtualisation.qemu.virtioKeyboard",
+        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+    )
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "virtualisation.qemu")
+
+
+qemu_record = options_record(QemuOptions, "expected a dict of qemu options or vmtest.options.QemuOptions")
