@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/snapshots.py [--runs 5] [--cold-cache] [--suite]
 
-Measures, on this machine:
+Measures, on this machine (a restore also split: when its state was loaded, when its fix-ups were done):
   - cold boot (QEMU launch -> first command answered), median of N, snapshots off;
   - restored start (QEMU launch -> first command answered), median of N, from one snapshot;
   - the first start of a new configuration (boot, save, restore) once;
@@ -37,13 +37,43 @@ from vmtest import Machine, MachineConfig  # noqa: E402
 from vmtest.image import ImageStore  # noqa: E402
 
 
+class Phases(logging.Handler):
+    """When a restore's own debug lines came: the saved state loaded (the guest runs), the per-run fix-ups done."""
+
+    MARKS = {"snapshot loaded": "state loaded, guest running", "per-run fix-ups done": "per-run fix-ups done"}
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: dict[str, float] = {}  # what -> time.time()
+        self.since_launch: dict[str, list[float]] = {what: [] for what in self.MARKS.values()}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        for needle, what in self.MARKS.items():
+            if needle in message:
+                self.seen[what] = record.created
+
+    def restored(self, launch_wall: float) -> None:
+        """One restore ended: keep its marks as seconds since its launch (``launch_wall``: time.time())."""
+        for what, at in self.seen.items():
+            self.since_launch[what].append(at - launch_wall)
+        self.seen.clear()
+
+
+PHASES = Phases()
+
+
 def first_command(store: ImageStore, config: MachineConfig, name: str, snapshots: bool) -> tuple[float, str]:
     """Seconds from QEMU's launch to the first command's answer, and the start path taken."""
     vm = Machine(name, config, store=store, snapshots=snapshots)
     try:
+        PHASES.seen.clear()
         vm.connect()
         vm.succeed("true")
-        return time.monotonic() - vm.vm.launched_at, vm.vm.start_path.name
+        took = time.monotonic() - vm.vm.launched_at
+        if "restore" in vm.vm.start_path.name:
+            PHASES.restored(time.time() - took)
+        return took, vm.vm.start_path.name
     finally:
         vm.release()
 
@@ -69,6 +99,9 @@ def main() -> int:
     parser.add_argument("--suite", action="store_true", help="also the whole suite, snapshots on and off")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # vmtest's debug lines below go to PHASES only
+    logging.getLogger("vmtest").setLevel(logging.DEBUG)
+    logging.getLogger("vmtest").addHandler(PHASES)
     rows: list[tuple[str, str, str]] = []
     store = ImageStore()
     config = MachineConfig(kernel_params=[f"vmtest.bench={uuid.uuid4().hex[:8]}"])  # a snapshot of its own
@@ -86,6 +119,9 @@ def main() -> int:
         restored.append(t)
     med = statistics.median(restored)
     rows.append((f"restored start to first command, median of {args.runs}", f"{med:.2f} s", "<= 0.5 s"))
+    for what, times in PHASES.since_launch.items():
+        if times:
+            rows.append((f"  of which: {what}, after (median)", f"{statistics.median(times):.2f} s", ""))
     rows.append(("restore vs cold boot", f"{statistics.median(cold) / med:.1f}x faster", ""))
 
     example = str(REPO / "examples" / "test_webserver.py")

@@ -120,7 +120,7 @@ class FakeBackend:
         self.attach_error: str | None = None
         self.exit_at_attach: int | None = None
 
-    def spawn(self, argv, output: Path, logger: logging.Logger) -> FakeProcess:  # noqa: ANN001
+    def spawn(self, argv, output: Path, logger: logging.Logger, stdin: Path | None = None) -> FakeProcess:  # noqa: ANN001
         self.spawned.append(list(argv))
         output.write_text("qemu-system-x86_64: fake complaint\n")
         self.process = FakeProcess()

@@ -51,7 +51,7 @@ DEFAULT_KVM = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=LABEL=vmtest-root console=tty0 console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
+    "systemd.show_status=auto loglevel=6 rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
     "modprobe.blacklist=ata_piix,ata_generic",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -122,7 +122,7 @@ DEFAULT_TCG = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=LABEL=vmtest-root console=tty0 console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
+    "systemd.show_status=auto loglevel=6 rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio,display "
     "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -193,7 +193,7 @@ CUSTOM_TCG = [
     "/cache/kernels/k1/initrd.img",
     "-append",
     "root=LABEL=vmtest-root console=ttyS0,115200 panic=-1 "
-    "systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
+    "systemd.show_status=auto loglevel=6 rd.udev.log_level=3 net.ifnames=0 vmtest.modules=virtio "
     "modprobe.blacklist=ata_piix,ata_generic module_blacklist=kvm_amd,kvm_intel acpi=noirq cryptomgr.notests foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
@@ -263,8 +263,8 @@ CUSTOM_KVM = [
     "-initrd",
     "/cache/kernels/k1/initrd.img",
     "-append",
-    "root=LABEL=vmtest-root console=ttyS0,115200 panic=-1 systemd.show_status=auto rd.udev.log_level=3 net.ifnames=0 "
-    "vmtest.modules=virtio modprobe.blacklist=ata_piix,ata_generic foo=bar",
+    "root=LABEL=vmtest-root console=ttyS0,115200 panic=-1 systemd.show_status=auto loglevel=6 rd.udev.log_level=3 "
+    "net.ifnames=0 vmtest.modules=virtio modprobe.blacklist=ata_piix,ata_generic foo=bar",
     "-drive",
     "file=/run/vmtest/m1/m1.qcow2,format=qcow2,if=none,id=root,cache=writeback,discard=unmap,werror=report",
     "-device",
@@ -356,6 +356,7 @@ def test_kernel_params_graphics_serial_console_last() -> None:
         "console=ttyS0,115200",
         "panic=-1",
         "systemd.show_status=auto",
+        "loglevel=6",
         "rd.udev.log_level=3",
         "net.ifnames=0",
         "vmtest.modules=virtio,display",

@@ -224,6 +224,7 @@ def spawn(
     stdout: Path,
     env: Mapping[str, str] | None = None,
     stdin_pipe: bool = False,
+    stdin_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running program (QEMU, vde_switch) with stdout+stderr to a file.
 
@@ -243,10 +244,10 @@ def spawn(
         stdin_pipe = False
 
     def start() -> subprocess.Popen[bytes]:
-        with open(stdout, "ab") as out:
+        with open(stdout, "ab") as out, open(stdin_file or os.devnull, "rb") as source:
             return subprocess.Popen(
                 args,
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else source,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=full_env,

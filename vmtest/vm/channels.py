@@ -94,7 +94,9 @@ class ChannelError(Exception):
 class Backend(Protocol):
     """Spawns QEMU and attaches its channels (:mod:`vmtest.vm.qemu_backend` is the real one)."""
 
-    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process: ...
+    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger, stdin: Path | None = None) -> Process:
+        """Start QEMU with ``argv``, its output into ``output``, its stdin from ``stdin`` (default: nothing)."""
+        ...
 
     def attach(
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool

@@ -250,8 +250,8 @@ class ForeignBackend:
         self.image = image
         self._spawner = QemuBackend()
 
-    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process:
-        return self._spawner.spawn(argv, output, logger)
+    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger, stdin: Path | None = None) -> Process:
+        return self._spawner.spawn(argv, output, logger, stdin)
 
     def attach(
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool

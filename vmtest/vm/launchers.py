@@ -44,6 +44,7 @@ class Preparing(Starting, Protocol):
     dirs: StateDir
     starts: StartPaths
     accel: str | None
+    stdin: Path | None  # what this launch's QEMU reads on its stdin (a restore: its saved state)
 
 
 class Launcher(Protocol):
@@ -88,7 +89,9 @@ def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
     if vm.network.ensure_up is not None:
         vm.network.ensure_up()
     start_path = vm.starts.pick(vm, image, accel)  # type: ignore[arg-type]  # a foreign machine's: fixed
-    return dataclasses.replace(start_path.prepare(vm), network=vm.network.qemu_args)
+    launch = dataclasses.replace(start_path.prepare(vm), network=vm.network.qemu_args)
+    vm.stdin = launch.stdin
+    return launch
 
 
 class BuiltLauncher(Requested):

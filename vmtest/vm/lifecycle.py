@@ -83,6 +83,7 @@ class VM:
         self.image: BootImage | None = None
         self.accel: str | None = None
         self.argv: list[str] = []
+        self.stdin: Path | None = None  # what the launch's QEMU reads on its stdin (a restore: its saved state)
         self.process: Process | None = None
         self.channels: Channels | None = None
         self._console: Console | None = None  # the last launch's console: its tail outlives QEMU
@@ -209,16 +210,22 @@ class VM:
 
     def launch_once(self, start: float) -> None:
         """One launch of QEMU, up to a running guest (:meth:`StartPaths.launch` falls back to a second)."""
-        self.argv = self.launcher.prepare(self)  # the network's switches are up
+        self.argv = self.launcher.prepare(self)  # the network's switches are up; sets self.stdin
         paths = self.paths
-        self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger)
+        self.process = self.backend.spawn(self.argv, paths.qemu_log, self.logger, self.stdin)
         self.launched_at = time.monotonic()
         try:
             self.channels = self.backend.attach(self.name, paths, self.logger, self.is_running, self.serial_echo)
         except ChannelError as exc:
             raise failures.attach_failed(self, start, self.process.poll(), exc) from None
         self._console = self.channels.console
-        self.reboots.apply(self.channels.monitor)
+        try:
+            self.reboots.apply(self.channels.monitor)
+        except Exception as exc:  # QMP breaks when QEMU exits at once (it read a restore's state and refused it)
+            status = self.process.wait(EXIT_GRACE)
+            if status is None:
+                raise
+            raise failures.attach_failed(self, start, status, ChannelError(str(exc))) from None
         self.start_path.resume(self, self.channels)
         self.log(f"QEMU running (pid {self.process.pid}, {self.accel})")
 

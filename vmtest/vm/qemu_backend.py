@@ -63,8 +63,8 @@ def connect_unix(path: Path, alive: Callable[[], bool], timeout: float = SOCKET_
 
 
 class QemuBackend:
-    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger) -> Process:
-        return QemuProcess(spawn(argv, logger=logger, stdout=output))
+    def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger, stdin: Path | None = None) -> Process:
+        return QemuProcess(spawn(argv, logger=logger, stdout=output, stdin_file=stdin))
 
     def attach(
         self, name: str, paths: MachinePaths, logger: logging.Logger, alive: Callable[[], bool], echo: bool

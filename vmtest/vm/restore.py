@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shlex
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -128,6 +127,8 @@ class Restore:
         self.snapshot = snapshot
 
     def prepare(self, vm: Starting) -> Launch:
+        if not self.snapshot.state.is_file():  # removed meanwhile (a `vmtest cache gc` of another process)
+            raise RestoreFailed(vm.name, "restoring the snapshot", f"{self.snapshot.state} is gone")
         base = self.snapshot.disk if self.snapshot.disk.is_file() else None
         if vm.efi_vars is not None and not self.snapshot.efi_vars.is_file():
             raise RestoreFailed(vm.name, "restoring the snapshot", "it holds no UEFI variable store")
@@ -137,7 +138,9 @@ class Restore:
         # The boot's console, as if this machine had printed it (reports and console waits see it).
         console = self.snapshot.console
         vm.paths.console_log.write_bytes(console.read_bytes() if console.is_file() else b"")
-        return Launch(paused=True, incoming=f"exec:cat {shlex.quote(str(self.snapshot.state))}")
+        # QEMU reads the state from its stdin: no `cat` between the file and QEMU (`exec:cat FILE` took
+        # ~45 ms longer to load a 120 MiB state here; QEMU 7.2 has no `file:` URI yet)
+        return Launch(paused=True, incoming="fd:0", stdin=self.snapshot.state)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
         start = time.monotonic()
