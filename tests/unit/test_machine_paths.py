@@ -1,5 +1,6 @@
 """A machine's state directory (vmtest.vm.paths): who makes it, what a launch finds in it, who removes it."""
 
+import logging
 import shutil
 import socket
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from vmtest.core import statedirs
 from vmtest.core.errors import MachineError
+from vmtest.net.switch import Switch
 from vmtest.vm.paths import StateDir
 
 
@@ -63,3 +65,19 @@ def test_sockets_of_a_state_dir_too_long_for_them_live_in_a_short_directory(tmp_
 def test_sockets_stay_in_a_short_state_dir(tmp_path: Path) -> None:
     paths = StateDir("m", tmp_path / "s").prepare()
     assert not paths.separate_sockets and paths.qmp.parent == tmp_path / "s"
+
+
+def test_a_switch_below_a_directory_too_long_for_its_sockets_starts(tmp_path: Path) -> None:
+    """vde_switch truncates a control socket path that does not fit (``switch/ctl`` became ``switch/c``) and
+    QEMU then hung connecting to it: a switch below a deep directory keeps its sockets in a short one."""
+    logger = logging.getLogger("test")
+    deep = tmp_path / ("d" * 70) / "vlan1"
+    switch = Switch(1, deep, logger)
+    assert switch.sockets != deep and len(bytes(switch.socket / "000.0000")) <= statedirs.SOCKET_PATH_MAX
+    switch.start()
+    try:
+        assert (switch.socket / "ctl").is_socket() and switch.mgmt.is_socket()
+        assert (deep / "switch.log").exists()  # (the log stays in the directory)
+    finally:
+        switch.stop()
+    assert not switch.sockets.exists()

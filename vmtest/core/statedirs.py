@@ -16,6 +16,7 @@ or to someone else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,6 +106,41 @@ def make(prefix: str, parent: Path | None = None, socket_room: int = 0) -> Path:
             f"the {SOCKET_PATH_MAX} bytes of a socket path (set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp)"
         )
     return mark(path)
+
+
+def socket_home(directory: Path, room: int) -> Path:
+    """Where the unix sockets that belong below ``directory`` live: in it when its longest socket path
+    (``room`` bytes more, leading ``/`` included) fits in a socket address (:data:`SOCKET_PATH_MAX`), else in
+    ``<system temporary directory>/vmtest-sockets-<hash of directory>`` (every process finds the same one:
+    a kept machine's ``vmtest attach``). A directory vmtest makes is always short enough; a given one
+    (``--vm-keep-state`` below a deep checkout or pytest-xdist's longer ``tmp_path``) may not be."""
+    if len(os.fsencode(directory)) + room <= SOCKET_PATH_MAX:
+        return directory
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(directory))).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"{PREFIX}sockets-{digest}"
+
+
+def make_socket_home(directory: Path, room: int) -> Path:
+    """Make :func:`socket_home` of ``directory`` if it lies elsewhere (owned by this process, so that a later
+    run removes it once this one is gone); a :class:`HostError` when even that is too long."""
+    home = socket_home(directory, room)
+    if home != directory:
+        if len(os.fsencode(home)) + room > SOCKET_PATH_MAX:
+            raise HostError(
+                f"{directory} and the temporary directory {home.parent} are both too long for the unix sockets "
+                f"vmtest makes (at most {SOCKET_PATH_MAX} bytes a path): set TMPDIR to a shorter directory, "
+                "e.g. TMPDIR=/tmp"
+            )
+        home.mkdir(mode=0o700, exist_ok=True)
+        mark(home)
+    return home
+
+
+def drop_socket_home(directory: Path, room: int) -> None:
+    """Remove :func:`socket_home` of ``directory`` if it lies elsewhere (idempotent)."""
+    home = socket_home(directory, room)
+    if home != directory:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def owner_of(directory: Path) -> Owner | None:

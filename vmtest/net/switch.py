@@ -10,33 +10,41 @@ import subprocess
 import time
 from pathlib import Path
 
+from vmtest.core import statedirs
 from vmtest.core.errors import LaunchError
 from vmtest.core.log import log
 from vmtest.core.pathattr import FileIn
 from vmtest.core.proc import kill_group, spawn
+
+# The longest socket path below a switch's directory: vde_switch's control socket ``switch/ctl`` and a port's
+# data socket ``switch/<port>.<fd>`` (seen: ``001.6``; room for a 3-digit port and a 4-digit descriptor).
+SOCKET_ROOM = len("/switch/000.0000")
 
 
 def socket_room(vlan: int) -> int:
     """The longest socket path below a test network's directory for VLAN ``vlan``'s switch: vde_switch's
     control socket ``vlan<N>/switch/ctl`` and a port's data socket ``vlan<N>/switch/<port>.<fd>`` (seen:
     ``001.6``; room for a 3-digit port and a 4-digit file descriptor)."""
-    return len(f"/vlan{vlan}/switch/000.0000")
+    return len(f"/vlan{vlan}") + SOCKET_ROOM
 
 
 class Switch:
     """One VLAN's vde_switch (a hub), owned from start() to stop()."""
 
-    socket = FileIn("directory", "switch")
-    mgmt = FileIn("directory", "mgmt")
+    socket = FileIn("sockets", "switch")
+    mgmt = FileIn("sockets", "mgmt")
 
     def __init__(self, vlan: int, directory: Path, logger: logging.Logger) -> None:
         self.vlan = vlan
         self.directory = directory
+        # the sockets: in ``directory`` unless it is too long for them (a given --vm-keep-state directory)
+        self.sockets = statedirs.socket_home(directory, SOCKET_ROOM)
         self.logger = logger
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        statedirs.make_socket_home(self.directory, SOCKET_ROOM)
         argv = ["vde_switch", "--sock", str(self.socket), "--hub", "--mgmt", str(self.mgmt), "--dirmode", "0700"]
         self.process = spawn(argv, logger=self.logger, stdout=self.directory / "switch.log", stdin_pipe=True)
         deadline = time.monotonic() + timeout
@@ -81,3 +89,4 @@ class Switch:
                     pass
             kill_group(self.process)
             self.process = None
+            statedirs.drop_socket_home(self.directory, SOCKET_ROOM)

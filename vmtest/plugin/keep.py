@@ -46,6 +46,9 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
         if not dry_run:
             # the leftover sweep of later runs must leave these directories alone while a kept process lives
             statedirs.hand_over(driver.state_root, [*switch_pids, *(vm.pid for vm in running.values() if vm.pid)])
+            for switch in driver.switches.values():
+                if switch.sockets != switch.directory:  # (a state root too long for the sockets)
+                    statedirs.hand_over(switch.sockets, switch_pids)
             for vm in running.values():
                 if vm.state_dir is not None and vm.pid is not None:
                     statedirs.hand_over(vm.state_dir, [vm.pid])

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import statedirs
-from vmtest.core.errors import HostError, MachineError
+from vmtest.core.errors import MachineError
 
 # attribute -> file name in the state directory
 FILES = {
@@ -30,22 +27,10 @@ FILES = {
 SOCKET_ROOM = max(len(f"/{name}") for name in FILES.values() if name.endswith(".sock"))
 
 
-def socket_dir(state_dir: Path) -> Path:
-    """Where the unix sockets of the machine whose state directory is ``state_dir`` live: in it when a socket
-    path below it fits in a socket address (:data:`statedirs.SOCKET_PATH_MAX`), else in a short directory of
-    the system's temporary directory named by a hash of ``state_dir`` (every process finds the same one: a
-    kept machine's ``vmtest attach``). A state directory made by vmtest is always short enough; a given one
-    (``--vm-keep-state`` below a deep checkout, xdist's longer ``tmp_path``) may not be."""
-    if len(os.fsencode(state_dir)) + SOCKET_ROOM <= statedirs.SOCKET_PATH_MAX:
-        return state_dir
-    digest = hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"{statedirs.PREFIX}sockets-{digest}"
-
-
 @dataclass(frozen=True)
 class MachinePaths:
     """Where one machine's per-run files live: inside its state directory (names in :data:`FILES`), the
-    sockets in :func:`socket_dir` of it."""
+    sockets in its :func:`statedirs.socket_home`."""
 
     state_dir: Path
     sockets: Path = field(init=False)
@@ -61,7 +46,7 @@ class MachinePaths:
     tpm_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sockets", socket_dir(self.state_dir))
+        object.__setattr__(self, "sockets", statedirs.socket_home(self.state_dir, SOCKET_ROOM))
         for attr, name in FILES.items():
             object.__setattr__(self, attr, (self.sockets if name.endswith(".sock") else self.state_dir) / name)
 
@@ -76,15 +61,7 @@ class MachinePaths:
         QEMU's log."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.xchg.mkdir(exist_ok=True)
-        if self.separate_sockets:
-            if len(os.fsencode(self.sockets)) + SOCKET_ROOM > statedirs.SOCKET_PATH_MAX:
-                raise HostError(
-                    f"the state directory {self.state_dir} and the temporary directory {self.sockets.parent} are "
-                    f"both too long for the unix sockets of a machine (at most {statedirs.SOCKET_PATH_MAX} bytes "
-                    f"a path): set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp"
-                )
-            self.sockets.mkdir(mode=0o700, exist_ok=True)
-            statedirs.mark(self.sockets)
+        statedirs.make_socket_home(self.state_dir, SOCKET_ROOM)
         for sock in (self.qmp, self.shell, self.serial, self.attach, self.agent):
             sock.unlink(missing_ok=True)
         self.qemu_log.write_bytes(b"")
@@ -138,11 +115,9 @@ class StateDir:
 
     def remove(self) -> None:
         """Remove a temporary one (idempotent); a given or kept one stays. A separate socket directory
-        (:func:`socket_dir`) goes too unless the machine was let go (QEMU still serves its sockets)."""
+        (:func:`statedirs.socket_home`) goes too unless the machine was let go (QEMU still serves its sockets)."""
         if self.path is not None and not self.left_running:
-            sockets = socket_dir(self.path)
-            if sockets != self.path:
-                shutil.rmtree(sockets, ignore_errors=True)
+            statedirs.drop_socket_home(self.path, SOCKET_ROOM)
         if self.temporary and self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None

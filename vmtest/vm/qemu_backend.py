@@ -8,6 +8,7 @@ accepting, the QMP greeting, later the backdoor's banner.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import subprocess
 import time
@@ -62,6 +63,32 @@ def connect_unix(path: Path, alive: Callable[[], bool], timeout: float = SOCKET_
             time.sleep(0.02)
 
 
+def await_greeting(path: Path, alive: Callable[[], bool], timeout: float = SOCKET_TIMEOUT) -> None:
+    """Wait until QEMU sends its QMP greeting on ``path``, on a connection of our own that we then close.
+    A listening socket accepts a connection into its backlog even while QEMU does not serve it (QEMU blocked
+    before its main loop, e.g. connecting to a network switch): then this fails after ``timeout`` seconds,
+    where qemu.qmp's client would wait for the greeting forever."""
+    deadline = time.monotonic() + timeout
+    with connect_unix(path, alive, timeout) as sock:
+        sock.setblocking(False)
+        while True:
+            if not alive():
+                raise ChannelError(f"QEMU exited before it sent its QMP greeting on {path.name}")
+            if select.select([sock], [], [], 0.05)[0]:
+                try:
+                    if sock.recv(4096):
+                        return
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                raise ChannelError(f"QEMU closed {path.name} before it sent its QMP greeting")
+            if time.monotonic() > deadline:
+                raise ChannelError(
+                    f"QEMU accepted no QMP connection on {path} within {timeout:.0f}s (blocked before its main loop?)"
+                )
+
+
 class QemuBackend:
     def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger, stdin: Path | None = None) -> Process:
         return QemuProcess(spawn(argv, logger=logger, stdout=output, stdin_file=stdin))
@@ -86,7 +113,7 @@ def open_monitor(
 ) -> tuple[Monitor, SerialConsole]:
     """A launched QEMU's QMP monitor, connected (greeting + capabilities), and its serial console's reader, not yet
     attached to the serial socket (every backend's first step of attaching)."""
-    connect_unix(paths.qmp, alive).close()  # QEMU listens: the QMP client may connect now
+    await_greeting(paths.qmp, alive)  # QEMU serves QMP: the QMP client may connect now
     monitor = Monitor(paths.qmp)
     try:
         monitor.connect()
