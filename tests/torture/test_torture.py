@@ -351,3 +351,38 @@ def test_faults_have_fast_named_errors(tmp_path: Path) -> None:
     for name, count in sorted(failures.items()):
         Figures(f"fault test {name} FAILED", trials=runs, failures=count, spent=budget.spent).write(check=False)
     assert not failures, failures
+
+
+@pytest.mark.xfail(
+    reason="known bug: the backdoor is a virtconsole, and QEMU drops (does not throttle) what a "
+    "virtconsole's socket cannot take at once, so output is lost when the host reader lags; "
+    "fix: put the backdoor on a virtserialport (see the closing note of session 8)"
+)
+def test_large_outputs_arrive_whole_under_host_load(vm_image_store: ImageStore) -> None:
+    """1 MiB of command output, TRIALS times, while six busy loops load the host: every byte must arrive.
+    Seen failing at the 5th output: "reading 1398104 bytes of output: got 1359192, then nothing for 60s"."""
+    from vmtest import Machine, MachineConfig
+
+    figures = Figures("1 MiB command outputs with six busy loops on the host")
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(6)]
+    machine = Machine("loaded", MachineConfig(), store=vm_image_store)
+    try:
+        machine.succeed("true")
+        trial = 0
+        while figures.more(trial):
+            start = time.monotonic()
+            try:
+                out = machine.succeed("head -c 1048576 /dev/urandom", timeout=120)
+                ok, note = len(out.encode(errors="surrogateescape")) == 1 << 20, "short output"
+            except Exception as exc:  # (the figure counts it; the run goes on with a fresh machine)
+                ok, note = False, str(exc).splitlines()[0][:300]
+                machine.release()
+                machine = Machine("loaded", MachineConfig(), store=vm_image_store)
+            figures.trial(ok, time.monotonic() - start, note=f"trial {trial}: {note}")
+            trial += 1
+    finally:
+        machine.release()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    figures.write()
