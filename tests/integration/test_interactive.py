@@ -102,7 +102,7 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         child.sendline("server.shell_interact()")
         child.expect_exact("root shell")
         child.sendline("echo I am $(id -un) on $(hostname) via $(tty)")
-        child.expect(r"I am root on server via /dev/hvc1\r\n")
+        child.expect(r"I am root on server via /dev/hvc0\r\n")
         child.send("\x1d")
         child.expect_exact(">>> ")
         # console_interact(): what the guest prints on ttyS0 shows here, and keys reach ttyS0.

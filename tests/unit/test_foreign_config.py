@@ -72,7 +72,7 @@ def test_argv_boots_the_disk_through_its_overlay(qcow2: Path, tmp_path: Path) ->
     joined = " ".join(argv)
     assert f"file={tmp_path}/state/m.qcow2,format=qcow2" in joined  # the overlay, never the image itself
     assert "bootindex=1" in joined
-    assert "-kernel" not in argv and "virtconsole" not in joined and "9p" not in joined
+    assert "-kernel" not in argv and "virtconsole" not in joined and "backdoor" not in joined and "9p" not in joined
     assert f"path={paths.serial}" in joined and "-S" in argv
 
 

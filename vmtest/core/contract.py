@@ -35,6 +35,8 @@ GUEST_FILES = (
     GuestFile("vmtest-interactive.service", "/etc/systemd/system/vmtest-interactive.service", enable=True),
     GuestFile("vmtest-attach.service", "/etc/systemd/system/vmtest-attach.service", enable=True),
 )
+# The backdoor's virtio serial port (``image/guest/backdoor`` finds its device by this name).
+BACKDOOR_PORT = "org.vmtest.backdoor"
 # Generated at build time from the constants below (see xchg_mount_unit()).
 XCHG_MOUNT_UNIT = "tmp-xchg.mount"
 

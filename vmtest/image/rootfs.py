@@ -36,7 +36,7 @@ BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "
 # where a unit listed in `services` may live in the image
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 MASKED_UNITS = (
-    "serial-getty@hvc0.service",  # would hang up the backdoor's tty
+    "serial-getty@hvc0.service",  # hvc0 is vmtest-attach.service's
     "serial-getty@ttyS0.service",  # the serial console belongs to the driver
     "apt-daily.timer",
     "apt-daily-upgrade.timer",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
+    BACKDOOR_PORT,
     DEFAULT_QEMU_BINARY,
     MODULES_PARAM,
     PROBE_PARAM,
@@ -210,9 +211,12 @@ def disk_args(
 
 
 def channel_args(paths: MachinePaths, config: MachineConfig | None = None, serial_stdio: bool = False) -> list[str]:
-    """QMP, the serial console, the backdoor's virtio console (hvc0), a second one with a root shell for
-    people (hvc1: ``vmtest attach``, ``shell_interact``) and the guest agent, each a unix socket
-    (the serial console on stdio, multiplexed with the monitor, when ``serial_stdio``)."""
+    """QMP, the serial console, the backdoor's virtio serial port, a virtio console with a root shell
+    for people (hvc0: ``vmtest attach``, ``shell_interact``) and the guest agent, each a unix socket
+    (the serial console on stdio, multiplexed with the monitor, when ``serial_stdio``).
+
+    The backdoor is a port rather than a console: QEMU waits for a slow reader of a port's socket
+    but drops what a console's socket does not take at once (large outputs lost bytes under load)."""
     serial = (
         ["-serial", "mon:stdio"]
         if serial_stdio
@@ -234,7 +238,7 @@ def channel_args(paths: MachinePaths, config: MachineConfig | None = None, seria
         "-chardev",
         f"socket,id=shell,path={paths.shell},server=on,wait=off",
         "-device",
-        "virtconsole,chardev=shell,id=backdoor",
+        f"virtserialport,chardev=shell,name={BACKDOOR_PORT},id=backdoor",
         "-chardev",
         f"socket,id=attach,path={paths.attach},server=on,wait=off",
         "-device",

@@ -1,8 +1,9 @@
 """A person's terminal joined to a guest: ``vmtest attach``, ``shell_interact()``, ``console_interact()``.
 
-The root shell for people runs on the guest's second virtio console (``/dev/hvc1``, an autologin
+The root shell for people runs on the guest's virtio console (``/dev/hvc0``, an autologin
 ``agetty`` from ``vmtest-attach.service``); QEMU serves it on ``attach.sock`` in the machine's state
-directory. It is not the backdoor (``hvc0``), so a shell left open never blocks the test's commands.
+directory. It is not the backdoor (a virtio serial port), so a shell left open never blocks the
+test's commands.
 :func:`pump` copies this terminal's keys to the guest and the guest's output to this terminal (raw
 mode on a terminal) until the escape key, Ctrl-], or until the guest side closes.
 """

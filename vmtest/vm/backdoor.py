@@ -1,6 +1,7 @@
-"""The backdoor shell: run commands in the guest over the virtio console.
+"""The backdoor shell: run commands in the guest over a virtio serial port.
 
-The guest side is ``image/guest/backdoor``, a bash loop on ``/dev/hvc0``.
+The guest side is ``image/guest/backdoor``, a bash loop on the port named
+``org.vmtest.backdoor`` (:data:`vmtest.core.contract.BACKDOOR_PORT`).
 A request is ``run <id> <command>\\n`` with the command escaped for
 ``printf %b`` (see :func:`escape_command`); the reply is a header
 ``\\x02vmtest-out <id> <status> <nbytes> <raw|b64> <errbytes> <raw|b64>\\n``
@@ -88,7 +89,7 @@ class Result:
 
 
 class BackdoorClosed(Exception):
-    """The virtio console closed (QEMU exited)."""
+    """The backdoor's socket closed (QEMU exited)."""
 
 
 class BackdoorTimeout(Exception):
@@ -136,7 +137,7 @@ class Backdoor:
                     if not alive():
                         raise BackdoorClosed("QEMU exited") from None
                 except (pexpect.EOF, OSError):
-                    raise BackdoorClosed("the virtio console closed") from None
+                    raise BackdoorClosed("the backdoor's socket closed") from None
             self.kernel_release = self._spawn.match.group(1).decode(errors="replace")
             return self.kernel_release
 
@@ -162,12 +163,12 @@ class Backdoor:
                         f"the guest did not answer within {KILL_GRACE:.0f}s after being asked to kill the command"
                     ) from None
                 except (pexpect.EOF, OSError):
-                    raise BackdoorClosed("the virtio console closed") from None
+                    raise BackdoorClosed("the backdoor's socket closed") from None
             except (pexpect.EOF, OSError):
                 why = crashed(final=True) if crashed is not None else None  # QEMU may exit at a panic's reboot
                 if why is not None:
                     raise GuestCrashed(why) from None
-                raise BackdoorClosed("the virtio console closed") from None
+                raise BackdoorClosed("the backdoor's socket closed") from None
             match = self._spawn.match
             status, size, encoding = int(match.group(1)), int(match.group(2)), match.group(3)
             err_size, err_encoding = int(match.group(4)), match.group(5)
@@ -214,7 +215,7 @@ class Backdoor:
             except pexpect.TIMEOUT:
                 continue
             except (pexpect.EOF, OSError):
-                raise BackdoorClosed("the virtio console closed") from None
+                raise BackdoorClosed("the backdoor's socket closed") from None
             data += chunk
             deadline = time.monotonic() + stall
         return bytes(data)
@@ -223,7 +224,7 @@ class Backdoor:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            raise BackdoorClosed(f"the virtio console closed ({exc})") from None
+            raise BackdoorClosed(f"the backdoor's socket closed ({exc})") from None
 
     def send_only(self, command: str) -> None:
         """Send a command without waiting for its reply (for poweroff/reboot)."""
