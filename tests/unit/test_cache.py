@@ -359,3 +359,71 @@ def test_gc_removes_bootable_disks_that_are_old_or_whose_image_goes(tmp_path: Pa
 
     assert sorted(removed) == ["bootdisks/of-old-image", "bootdisks/old-of-kept-image", "images/old-image"]
     assert sorted(e.key for e in cache.entries()) == ["fresh-of-kept-image", "k", "kept-image"]
+
+
+# -- trim (the size bound) ---------------------------------------------------------------------------
+
+
+def sizes(cache: Cache) -> dict[str, int]:
+    return {f"{e.kind}/{e.key}": e.size for e in cache.entries()}
+
+
+def test_trim_removes_least_recently_used_snapshots_and_bootable_disks_first(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("kernels", "k", Builder(), LOG)
+    for image in ("i", "j"):
+        cache.build("images", image, Builder({"kernel_key": "k"}), LOG)
+    for key, image, days in (("s-of-j", "j", 9), ("s1", "i", 5), ("s2", "i", 3)):
+        cache.build("snapshots", key, Builder({"image_key": image}), LOG)
+        age(cache, "snapshots", key, days)
+    cache.build("bootdisks", "b", Builder({"image_key": "i"}), LOG)
+    age(cache, "bootdisks", "b", 4)
+    age(cache, "images", "j", 10)  # older than every snapshot, yet an image goes only after them
+    before = sizes(cache)
+    total = sum(before.values())
+    bound = total - before["snapshots/s-of-j"] - before["snapshots/s1"]
+
+    removed = cache.trim(bound, used_since=time.time() - 60)
+
+    assert removed == [("snapshots/s-of-j", before["snapshots/s-of-j"]), ("snapshots/s1", before["snapshots/s1"])]
+    assert sum(sizes(cache).values()) <= bound
+    assert sorted(sizes(cache)) == ["bootdisks/b", "images/i", "images/j", "kernels/k", "snapshots/s2"]
+
+
+def test_trim_then_removes_images_with_what_was_made_of_them_and_then_unused_kernels(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("kernels", "k-old", Builder(), LOG)
+    cache.build("kernels", "k-new", Builder(), LOG)
+    cache.build("images", "old", Builder({"kernel_key": "k-old"}), LOG)
+    cache.build("images", "this-sessions", Builder({"kernel_key": "k-new"}), LOG)
+    cache.build("images", "old-with-a-fresh-snapshot", Builder({"kernel_key": "k-new"}), LOG)
+    cache.build("snapshots", "fresh", Builder({"image_key": "old-with-a-fresh-snapshot"}), LOG)
+    for kind, key in (
+        ("kernels", "k-old"),
+        ("kernels", "k-new"),
+        ("images", "old"),
+        ("images", "old-with-a-fresh-snapshot"),
+    ):
+        age(cache, kind, key, 2)
+    session_start = time.time() - 3600  # "this-sessions" and "fresh" were used since
+
+    removed = [item for item, _ in cache.trim(1, used_since=session_start)]
+
+    # every entry this session did not use goes, but an image stays with this session's snapshot of it,
+    # and a kernel with an image that stays
+    assert removed == ["images/old", "kernels/k-old"]
+    assert sorted(sizes(cache)) == [
+        "images/old-with-a-fresh-snapshot",
+        "images/this-sessions",
+        "kernels/k-new",
+        "snapshots/fresh",
+    ]
+
+
+def test_trim_without_a_bound_or_under_it_removes_nothing(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    age(cache, "images", "i", 30)
+    assert cache.trim(0, used_since=time.time()) == []
+    assert cache.trim(sum(sizes(cache).values()), used_since=time.time()) == []
+    assert sorted(sizes(cache)) == ["images/i"]

@@ -44,6 +44,7 @@ def test_defaults(tmp_path: Path) -> None:
         "accel": "auto",
         "cache_dir": str(tmp_path / "xdg" / "vmtest"),
         "cache_url": None,
+        "cache_max_size": 20 << 30,
         "output_dir": str(tmp_path / "vmtest-output"),
         "keep_state": False,
         "rebuild": False,
@@ -75,6 +76,12 @@ def test_cache_url_from_each_source(tmp_path: Path) -> None:
     assert _settings(tmp_path, args=(f"--vm-cache-url={url}/",))["cache_url"] == url
     assert _settings(tmp_path, env={"VMTEST_CACHE_URL": url})["cache_url"] == url
     assert _settings(tmp_path, f"vm_cache_url = {url}\n")["cache_url"] == url
+
+
+def test_cache_max_size_from_each_source(tmp_path: Path) -> None:
+    assert _settings(tmp_path, args=("--vm-cache-max-size=512M",))["cache_max_size"] == 512 << 20
+    assert _settings(tmp_path, env={"VMTEST_CACHE_MAX_SIZE": "none"})["cache_max_size"] == 0
+    assert _settings(tmp_path, "vm_cache_max_size = 1.5T\n")["cache_max_size"] == int(1.5 * (1 << 40))
 
 
 def test_ini_file(tmp_path: Path) -> None:

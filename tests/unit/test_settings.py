@@ -56,6 +56,7 @@ def test_every_setting_declares_flag_env_ini_doc_and_validator() -> None:
         "accel",
         "cache_dir",
         "cache_url",
+        "cache_max_size",
         "output_dir",
         "keep_state",
         "rebuild",
@@ -148,6 +149,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         ("keep_state", True, "0", False, True),
         ("rebuild", True, "no", "false", True),
         ("global_timeout", "30", "60", "120", 30.0),
+        ("cache_max_size", "1G", "2G", "3G", 1 << 30),
     ],
 )
 def test_command_line_beats_environment_beats_ini(name, cli, env, ini, expected) -> None:

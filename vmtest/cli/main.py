@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from vmtest.config.settings import Settings, add_arguments, from_arguments
+from vmtest.config.validators import byte_size
 from vmtest.core import keptdisks, statedirs
-from vmtest.core.cache import Cache
-from vmtest.core.errors import VmtestError
+from vmtest.core.cache import TRIM_GRACE, Cache
+from vmtest.core.errors import ConfigError, VmtestError
+from vmtest.core.log import size_text
 
 # This command's spelling of the run settings it takes (choices, defaults and environment variables
 # come from their declarations in vmtest.config.settings).
@@ -24,12 +26,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return from_arguments(args, FLAGS)
 
 
-def _human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+def _size_arg(text: str) -> int:
+    try:
+        return byte_size("--max-size", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _human_age(seconds: float) -> str:
@@ -80,7 +81,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         else:
             what = f"{e.meta.get('suite', '?')}: " + (", ".join(e.meta.get("packages", [])) or "base system")
         print(
-            f"  {e.kind[:-1]:8} {e.key[:32]:32} {_human_size(e.size):>10}  "
+            f"  {e.kind[:-1]:8} {e.key[:32]:32} {size_text(e.size):>10}  "
             f"built {_human_age(now - e.created)} ago, used {_human_age(now - e.last_used)} ago  {what}"
         )
     partial = cache.partial_builds()
@@ -96,8 +97,11 @@ def cmd_cache_gc(args: argparse.Namespace) -> int:
     cache = Cache(_settings(args).cache_dir)
     count, freed = statedirs.sweep(logging.getLogger("vmtest.leftovers"))
     if count:
-        print(f"removed {count} state director{'y' if count == 1 else 'ies'} of killed runs ({_human_size(freed)})")
+        print(f"removed {count} state director{'y' if count == 1 else 'ies'} of killed runs ({size_text(freed)})")
     removed = cache.gc(args.older_than, everything=args.all)
+    if args.max_size:
+        trimmed = cache.trim(args.max_size, time.time() - TRIM_GRACE)
+        removed += [f"{item} ({size_text(size)}: over --max-size {size_text(args.max_size)})" for item, size in trimmed]
     for item in removed:
         print(f"removed {item}")
     print(f"{len(removed)} item(s) removed")
@@ -315,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
         arg("--older-than", type=float, default=14.0, metavar="DAYS",
             help="remove images and snapshots not used for DAYS days (default 14)"),
         arg("--all", action="store_true", help="remove every entry and the downloaded .debs"),
+        arg("--max-size", type=_size_arg, default=0, metavar="SIZE",
+            help="then remove the least recently used entries until the cache holds at most SIZE (20G, 512M); "
+            "entries used in the last 10 minutes stay"),
     )  # fmt: skip
     _add_transport_commands(csub)
     command(

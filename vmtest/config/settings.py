@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 from vmtest.config.declare import Declaration, declaration, declared, default_of, documented, option, validate_fields
-from vmtest.config.validators import base_url, choice, duration, host_path, optional, seconds, yes_no
+from vmtest.config.validators import base_url, byte_size, choice, duration, host_path, optional, seconds, yes_no
 from vmtest.core.errors import ConfigError
 
 # The accelerators vmtest knows: the one declaration every flag, check and document uses.
@@ -95,6 +95,16 @@ class Settings:
         optional(base_url),
         **conventional_names("cache_url"),
         default_text="none",
+    )
+    cache_max_size: int = option(
+        20 << 30,
+        "Bound on the cache's size (images, kernels, booted snapshots, bootable disks): at the end of a "
+        "pytest session, entries this session did not use go, least recently used first (snapshots and "
+        "bootable disks before images, kernels last), until the cache fits. A size with a binary unit "
+        "(20G, 512M); 0 or none: no bound. 'vmtest cache gc --max-size' does the same by hand.",
+        byte_size,
+        **conventional_names("cache_max_size"),
+        default_text="20G",
     )
     output_dir: Path = option(
         Path("vmtest-output"),

@@ -322,6 +322,31 @@ def base_url(name: str, value: Any) -> str:
     return str(text).rstrip("/")
 
 
+_BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+UNBOUNDED_WORDS = ("0", "none", "off", "unlimited")
+
+
+def byte_size(name: str, value: Any) -> int:
+    """A size in bytes: a whole number, or a number with a binary unit (``512M``, ``20G``, ``1.5T``,
+    ``20GiB``); ``0``, ``none``, ``off`` or ``unlimited`` is 0 (no bound)."""
+    hint = "e.g. 20G, 512M or 0 for no bound"
+    if isinstance(value, bool):
+        raise ConfigError(name, value, "not a size", hint)
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(name, value, "a size cannot be negative", hint)
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    if text is None:
+        raise ConfigError(name, value, "not a size", hint)
+    if text.lower() in UNBOUNDED_WORDS:
+        return 0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if m is None:
+        raise ConfigError(name, value, "not a size", hint)
+    return int(float(m.group(1)) * _BYTE_UNITS[m.group(2).upper()])
+
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 

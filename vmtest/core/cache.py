@@ -39,6 +39,8 @@ from vmtest.core import keptdisks
 from vmtest.core.log import log
 
 META = "meta.json"
+# Entries used this recently stay whatever the size bound (Cache.trim): another session may be about to open them.
+TRIM_GRACE = 600.0
 KINDS = ("images", "kernels", "snapshots", "bootdisks")
 
 
@@ -274,6 +276,66 @@ class Cache:
                     removed.append((path, size))
         return removed
 
+    def _kept(self, entries: list[Entry]) -> set[tuple[str, str]]:
+        """(kind, key) of every entry a kept disk needs (:mod:`vmtest.core.keptdisks`), with their images."""
+        needed = keptdisks.needed(self.refs)
+        kept = {(e.kind, e.key) for e in entries if any(f.is_relative_to(e.path) for f in needed)}
+        return kept | {("images", str(e.meta.get("image_key"))) for e in entries if (e.kind, e.key) in kept}
+
+    def trim(self, max_bytes: int, used_since: float) -> list[tuple[str, int]]:
+        """Remove entries until the cache holds at most ``max_bytes`` (0: no bound); returns (entry, bytes)
+        for each removed. Never an entry used at or after ``used_since`` (this session's) or one a kept disk
+        needs. Least recently used first: snapshots and bootable disks (a boot or a copy away), then images
+        (with what was made of them), then kernels no remaining image uses."""
+        if max_bytes <= 0:
+            return []
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        if total <= max_bytes:
+            return []
+        logger = logging.getLogger("vmtest.cache")
+        kept = self._kept(entries)
+        gone: set[tuple[str, str]] = set()
+        removed: list[tuple[str, int]] = []
+
+        def drop(entry: Entry) -> None:
+            nonlocal total
+            self.remove(entry.kind, entry.key, logger)
+            gone.add((entry.kind, entry.key))
+            removed.append((f"{entry.kind}/{entry.key}", entry.size))
+            total -= entry.size
+
+        def candidates(*kinds: str) -> list[Entry]:
+            return sorted(
+                (
+                    e
+                    for e in entries
+                    if e.kind in kinds and e.last_used < used_since and (e.kind, e.key) not in kept | gone
+                ),
+                key=lambda e: e.last_used,
+            )
+
+        for entry in candidates("snapshots", "bootdisks"):
+            if total <= max_bytes:
+                return removed
+            drop(entry)
+        for image in candidates("images"):
+            if total <= max_bytes:
+                return removed
+            made_of = [e for e in entries if e.meta.get("image_key") == image.key and (e.kind, e.key) not in gone]
+            if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
+                continue  # a snapshot of it is this session's or kept: the image stays with it
+            for entry in made_of:
+                drop(entry)
+            drop(image)
+        in_use = {e.meta.get("kernel_key") for e in entries if e.kind == "images" and ("images", e.key) not in gone}
+        for kernel in candidates("kernels"):
+            if total <= max_bytes:
+                break
+            if kernel.key not in in_use:
+                drop(kernel)
+        return removed
+
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
         """Keep every entry a kept disk needs (:mod:`vmtest.core.keptdisks`); remove stale partial builds;
         snapshots and bootable disks unused for ``max_age_days`` or whose image goes; images
@@ -287,10 +349,7 @@ class Cache:
         def stale(entry: Entry) -> bool:
             return everything or now - entry.last_used > max_age_days * 86400
 
-        # kept disks (--vm-keep-state, run-vm) need their bases: those entries stay, whatever their age
-        needed = keptdisks.needed(self.refs)
-        kept = {(e.kind, e.key) for e in entries if any(f.is_relative_to(e.path) for f in needed)}
-        kept |= {("images", str(e.meta.get("image_key"))) for e in entries if (e.kind, e.key) in kept}
+        kept = self._kept(entries)  # kept disks (--vm-keep-state, run-vm) need their bases, whatever their age
         images = {e.key for e in entries if e.kind == "images"}
         doomed_images = {e.key for e in entries if e.kind == "images" and stale(e) and ("images", e.key) not in kept}
         for entry in entries:  # a snapshot's disk is an overlay on its image, a bootable disk a copy: they go with it

@@ -69,3 +69,12 @@ def span(logger: logging.Logger, msg: str) -> Iterator[None]:
         ok = True
     finally:
         timeline.finish(spans, ok)
+
+
+def size_text(n: float) -> str:
+    """A byte count for people: ``512 B``, ``3.2 MiB``, ``20.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -27,9 +27,9 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from vmtest.core.cache import Cache
+from vmtest.core.cache import TRIM_GRACE, Cache
 from vmtest.core.errors import ConfigError
-from vmtest.core.log import get_logger
+from vmtest.core.log import get_logger, size_text
 from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
@@ -63,7 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+SESSION_START_KEY = pytest.StashKey[float]()
+TRIMMED_KEY = pytest.StashKey["list[tuple[str, int]]"]()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[SESSION_START_KEY] = time.time()
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
     split_junit_subtests(session.config)
     progress.install(session.config)  # (here: pytest's terminal reporter exists by now)
@@ -82,10 +87,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     store = config.stash.get(STORE_KEY, None)
     if store is not None and store.origins:
         terminalreporter.write_line(f"vmtest: {store.summary()}")
+    trimmed = config.stash.get(TRIMMED_KEY, [])
+    if trimmed:
+        terminalreporter.write_line(
+            f"vmtest: the cache was over its bound ({size_text(settings(config).cache_max_size)}, "
+            f"--vm-cache-max-size): removed {len(trimmed)} entr{'y' if len(trimmed) == 1 else 'ies'} "
+            f"({size_text(sum(n for _, n in trimmed))}) this session did not use, least recently used first"
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     supervise_children(False)
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller trims once, after every worker
+    run = settings(config)
+    start = config.stash.get(SESSION_START_KEY, time.time())
+    used_since = min(start, time.time() - TRIM_GRACE)
+    config.stash[TRIMMED_KEY] = Cache(run.cache_dir).trim(run.cache_max_size, used_since)
 
 
 KEEP_KEY = pytest.StashKey[bool]()
