@@ -180,7 +180,7 @@ def test_copies_through_the_shell(vm: Machine, tmp_path: Path) -> None:
     src.write_bytes(os.urandom(20000))
     vm.copy_from_host(str(src), "/root/copied")
     assert vm.succeed("sha256sum /root/copied").split()[0] == hashlib.sha256(src.read_bytes()).hexdigest()
-    back = vm.copy_from_vm("/root/copied", str(tmp_path / "back"))
+    back = vm.copy_from_machine("/root/copied", str(tmp_path / "back"))
     assert Path(back).read_bytes() == src.read_bytes()
 
 
