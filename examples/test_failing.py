@@ -33,4 +33,7 @@ def test_hangs_until_the_global_timeout(sleeper):
 def test_factory_machine_fails(vm_factory):
     box = vm_factory("box")
     box.succeed("echo 'demo: the factory machine is about to fail' > /dev/ttyS0")
+    # The serial console and the shell are separate channels: the command's answer can come before
+    # the line it wrote to ttyS0 has reached the host. Wait for the line, so the error quotes it.
+    box.wait_for_console_text("demo: the factory machine is about to fail", timeout=30)
     box.succeed("test -e /no/such/file")
