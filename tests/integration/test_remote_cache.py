@@ -82,3 +82,50 @@ def test_fetched_when_good_built_when_corrupt(
     assert built.origins == {image.key: "built"} and again.key == image.key
     assert "mmdebstrap" in caplog.text
     assert not [p for p in (local / "tmp").iterdir() if p.name.startswith(("download-", "images-"))]
+
+
+def test_a_machine_restores_a_snapshot_fetched_from_the_remote_cache(
+    store: ImageStore, http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh cache with the remote cache: the image comes from the server and so does the machine's
+    booted snapshot; the machine is restored (no boot), its disk backed by this cache's image."""
+    import uuid
+
+    from vmtest import Machine
+    from vmtest.vm.restore import Restore, SaveSnapshot
+
+    config = MachineConfig(kernel_params=[f"vmtest.remotetest={uuid.uuid4().hex[:12]}"])  # a snapshot of its own
+    first = Machine("fetched", config, store=store, snapshots=True)
+    try:
+        first.connect()
+        start = first.vm.start_path
+        assert isinstance(start, SaveSnapshot) and start.saved is not None
+        snapshot = start.saved
+    finally:
+        first.release()
+    image = store.get(config)
+    kernel_key = json.loads((store.cache.path("images", image.key) / "meta.json").read_text())["kernel_key"]
+    served, url = http_store
+    log = logging.getLogger("vmtest.test.remote")
+    for kind, key in (("kernels", kernel_key), ("images", image.key), ("snapshots", snapshot.key)):
+        (served / kind).mkdir()
+        write_archive(store.cache, [(kind, key)], served / kind / f"{key}.tar.zst", log)
+
+    fresh = ImageStore(tmp_path / "cache", cache_url=url)
+    caplog.clear()
+    second = Machine("fetched", config, store=fresh, snapshots=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            assert second.succeed("hostname").strip() == "fetched"
+        assert isinstance(second.vm.start_path, Restore), second.vm.start_path.name
+        assert f"fetched snapshots/{snapshot.key}" in caplog.text
+        assert "mmdebstrap" not in caplog.text
+    finally:
+        second.release()
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(fresh.cache.path("snapshots", snapshot.key) / "disk.qcow2")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["backing-filename"] == str(fresh.cache.path("images", image.key) / "root.qcow2")

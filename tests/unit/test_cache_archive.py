@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from vmtest.cli.cachecmd import import_policy
 from vmtest.core.archive import MANIFEST, describe_entry, read_archive, write_archive
 from vmtest.core.cache import Cache
 from vmtest.core.errors import CacheError
+from vmtest.vm.snapshot import import_policy
 
 LOG = logging.getLogger("vmtest.test.archive")
 
@@ -102,7 +102,7 @@ def test_another_qemu_keeps_images_and_skips_snapshots(source: Cache, tmp_path: 
     out = tmp_path / "cache.tar.xz"
     write_archive(source, [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")], out, LOG)
     target = Cache(tmp_path / "target")
-    accept, fixup = import_policy(target, "B")  # the snapshot was made by QEMU "A"
+    accept, fixup = import_policy(target, "B", LOG)  # the snapshot was made by QEMU "A"
     outcomes = read_archive(target, out, LOG, accept, fixup)
     status = {o.kind: o.status for o in outcomes}
     assert status["kernels"] == status["images"] == "installed"
@@ -124,7 +124,7 @@ def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path
     out = tmp_path / "a.tar.xz"
     write_archive(source, [("images", "i1"), ("snapshots", "s1")], out, LOG)
     target = Cache(tmp_path / "target")
-    accept, fixup = import_policy(target, "A")
+    accept, fixup = import_policy(target, "A", LOG)
     assert {o.status for o in read_archive(target, out, LOG, accept, fixup)} == {"installed"}
     info = subprocess.run(
         ["qemu-img", "info", "--output=json", str(target.path("snapshots", "s1") / "disk.qcow2")],
@@ -138,8 +138,8 @@ def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path
 def test_export_to_a_directory_writes_one_archive_per_entry(
     source: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``vmtest cache export -o DIR/``: the remote-cache layout DIR/KIND/KEY.tar.zst, kernel included,
-    snapshots left out; a file name gets one archive with the snapshot."""
+    """``vmtest cache export -o DIR/``: the remote-cache layout DIR/KIND/KEY.tar.zst, kernel and snapshot
+    included (``--no-snapshots``: left out); a file name gets one archive with all of them."""
     from vmtest import MachineConfig
     from vmtest.cli import cachecmd
     from vmtest.cli.main import main
@@ -151,7 +151,12 @@ def test_export_to_a_directory_writes_one_archive_per_entry(
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tar.*")) == [
         "images/i1.tar.zst",
         "kernels/k1.tar.zst",
+        "snapshots/s1.tar.zst",
     ]
+    bare = tmp_path / "served-without-snapshots"
+    assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "--no-snapshots", "-o", f"{bare}/"]) == 0
+    without = sorted(str(p.relative_to(bare)) for p in bare.rglob("*.tar.*"))
+    assert without == ["images/i1.tar.zst", "kernels/k1.tar.zst"]
     single = tmp_path / "all.tar.xz"
     assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", str(single)]) == 0
     target = Cache(tmp_path / "target")

@@ -67,3 +67,44 @@ def test_an_unreachable_server_means_a_local_build(tmp_path: Path, caplog: pytes
     with caplog.at_level(logging.INFO):
         assert not remote.fetch(Cache(tmp_path / "t"), "http://127.0.0.1:9", "images", "i1", LOG)
     assert "unreachable" in caplog.text
+
+
+def test_a_snapshot_is_fetched_only_when_this_qemu_made_it_and_is_backed_by_this_caches_image(
+    http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import subprocess
+
+    from vmtest.vm.snapshot import import_policy
+
+    source = Cache(tmp_path / "source")
+    fill(source, "images", "i1", {}, {"kernel_key": "k1"})
+    base = source.path("images", "i1") / "root.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
+    fill(source, "snapshots", "s1", {"state": b"migration"}, {"image_key": "i1", "qemu": "QEMU A"})
+    disk = source.path("snapshots", "s1") / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
+    root, url = http_store
+    (root / "snapshots").mkdir()
+    write_archive(source, [("snapshots", "s1")], root / "snapshots/s1.tar.xz", LOG)
+    target = Cache(tmp_path / "target")
+    fill(target, "images", "i1", {}, {"kernel_key": "k1"})  # this cache's copy of the image
+
+    cold = "booting cold (and saving it here)"
+    with caplog.at_level(logging.INFO):
+        assert not remote.fetch(target, url, "snapshots", "s1", LOG, *import_policy(target, "QEMU B", LOG), cold)
+    assert "snapshots/s1 from" in caplog.text
+    assert "is of no use here (skipped: made by QEMU A, this host has QEMU B); booting cold" in caplog.text
+    assert target.lookup("snapshots", "s1") is None
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert remote.fetch(target, url, "snapshots", "s1", LOG, *import_policy(target, "QEMU A", LOG), cold)
+    assert "fetched snapshots/s1" in caplog.text
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(target.path("snapshots", "s1") / "disk.qcow2")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["backing-filename"] == str(target.path("images", "i1") / "root.qcow2")

@@ -16,13 +16,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from vmtest.config.settings import Settings
-from vmtest.core.archive import Accept, Fixup
 from vmtest.core.cache import Cache, disk_usage
 from vmtest.core.errors import ConfigError
-from vmtest.core.proc import run
 from vmtest.image import kernel as kernel_mod
 from vmtest.image.selection import ImageNeed, needed_images, selection_key
 
@@ -113,7 +110,7 @@ def cmd_cache_export(args: argparse.Namespace, settings: Settings) -> int:
     for need in missing:
         store.get(need.config)
     per_entry = args.output.endswith("/") or Path(args.output).is_dir()
-    entries = selected_entries(store.cache, needs, snapshots=not args.no_snapshots and not per_entry)
+    entries = selected_entries(store.cache, needs, snapshots=not args.no_snapshots)
     start = time.monotonic()
     out = output_path(args.output)
     if per_entry:  # the remote-cache layout: DIR/KIND/KEY.tar.zst (xz without the zstd program)
@@ -138,42 +135,15 @@ def local_qemu() -> str:
     return qemu_version(MachineConfig().virtualisation.qemu.binary)
 
 
-def import_policy(cache: Cache, qemu: str) -> tuple[Accept, Fixup]:
-    """What ``vmtest cache import`` keeps: every image and kernel; a snapshot only when it was made by this
-    host's QEMU version (a migration stream is not portable across versions) and its image is here. A kept
-    snapshot's disk is re-pointed at this store's copy of its image (qcow2 names its backing file by path)."""
-
-    def accept(kind: str, key: str, meta: dict[str, Any]) -> str | None:
-        if kind != "snapshots":
-            return None
-        if meta.get("qemu") != qemu:
-            return f"made by {meta.get('qemu', 'an unknown QEMU')}, this host has {qemu}"
-        if cache.lookup("images", str(meta.get("image_key"))) is None:
-            return f"its image {meta.get('image_key')} is not in this cache"
-        return None
-
-    def fixup(kind: str, tmp: Path, meta: dict[str, Any]) -> None:
-        disk = tmp / "disk.qcow2"
-        if kind != "snapshots" or not disk.is_file():
-            return
-        image = cache.path("images", str(meta["image_key"])) / "root.qcow2"
-        run(
-            ["qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", image, disk],
-            what="re-pointing a snapshot's disk at this cache's image",
-            logger=LOG,
-        )
-
-    return accept, fixup
-
-
 def cmd_cache_import(args: argparse.Namespace, settings: Settings) -> int:
     from vmtest.core.archive import read_archive
+    from vmtest.vm import snapshot
 
     cache = Cache(settings.cache_dir)
     path = Path(args.archive)
     if not path.is_file():
         raise ConfigError("ARCHIVE", args.archive, "no such file", "give the file 'vmtest cache export -o' wrote")
-    accept, fixup = import_policy(cache, local_qemu())
+    accept, fixup = snapshot.import_policy(cache, local_qemu(), LOG)
     start = time.monotonic()
     outcomes = read_archive(cache, path, LOG, accept, fixup)
     for o in outcomes:

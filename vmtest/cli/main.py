@@ -281,7 +281,7 @@ def _add_transport_commands(csub: Subparsers) -> None:
         required=True,
         metavar="FILE",
         help="the archive to write; a directory (DIR/) gets one archive per entry, DIR/KIND/KEY.tar.zst, "
-        "the layout a remote cache serves (--cache-url; snapshots are left out)",
+        "the layout a remote cache serves (--cache-url)",
     )
     e.add_argument("--build", action="store_true", help="build the images that are not cached yet")
     e.add_argument("--no-snapshots", action="store_true", help="leave the booted snapshots out")

@@ -90,8 +90,10 @@ class Settings:
     cache_url: str | None = option(
         None,
         "A read-only remote cache: an HTTP(S) base URL serving entries as 'vmtest cache export -o DIR/' writes "
-        "them (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst). An image or kernel missing here is fetched from "
-        "it and verified before it is built locally; a missing or corrupt remote entry is built locally.",
+        "them (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst, DIR/snapshots/KEY.tar.zst). An image or kernel "
+        "missing here is fetched from it and verified before it is built locally, a booted snapshot before the "
+        "machine boots cold (only one made by this host's QEMU version); a missing or corrupt remote entry is "
+        "built (booted) locally.",
         optional(base_url),
         **conventional_names("cache_url"),
         default_text="none",

@@ -22,6 +22,7 @@ from pathlib import Path
 from vmtest.config.machine import MachineConfig
 from vmtest.config.settings import Settings
 from vmtest.core import progress
+from vmtest.core.archive import Accept, Fixup
 from vmtest.core.cache import Cache
 from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
@@ -102,11 +103,19 @@ class ImageStore:
     def key(self, config: MachineConfig, kernel: kernel_mod.Kernel) -> str:
         return image_key(config, kernel.spec)
 
-    def fetch(self, kind: str, key: str) -> bool:
-        """With a remote cache: install entry ``kind/key`` from it if it is missing here (True: it is here)."""
+    def fetch(
+        self,
+        kind: str,
+        key: str,
+        accept: Accept | None = None,
+        fixup: Fixup | None = None,
+        otherwise: str = "building it locally",
+    ) -> bool:
+        """With a remote cache: install entry ``kind/key`` from it if it is missing here (True: it is here);
+        ``accept``, ``fixup`` and ``otherwise`` as for :func:`vmtest.image.remote.fetch`."""
         if self.cache_url is None or self.cache.lookup(kind, key) is not None:
             return False
-        return remote.fetch(self.cache, self.cache_url, kind, key, self.logger)
+        return remote.fetch(self.cache, self.cache_url, kind, key, self.logger, accept, fixup, otherwise)
 
     def rebuild_once(self, kind: str, key: str) -> bool:
         """With ``rebuild`` (--vm-rebuild): True the first time this session asks about ``kind``/``key``."""

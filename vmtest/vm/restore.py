@@ -19,8 +19,10 @@ shares (QEMU refuses to migrate a machine with a mounted 9p export) and
   the guest kernel reseeds its RNG.
 
 :func:`choose` picks the path of a launch: a cold boot when snapshots are
-off or the machine cannot use one, a restore when a snapshot exists, else
-save one (unless another process is saving it: then a plain cold boot).
+off or the machine cannot use one, a restore when a snapshot exists (here,
+or in the remote cache: fetched, verified and re-pointed at this cache's
+image first), else save one (unless another process is saving it: then a
+plain cold boot).
 """
 
 from __future__ import annotations
@@ -188,19 +190,37 @@ class Restore:
 
 
 class Choice:
-    """What :func:`choose` needs besides the machine: the cache, the setting, --vm-rebuild."""
+    """What :func:`choose` needs besides the machine: the cache, the setting, --vm-rebuild, and with a
+    remote cache (``cache_url``) how to fetch a snapshot missing here."""
 
-    def __init__(self, cache: Cache, enabled: bool, rebuild: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        enabled: bool,
+        rebuild: Callable[[str], bool],
+        fetch: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.cache = cache
         self.enabled = enabled
         self.rebuild = rebuild  # rebuild(key): True once per session for --vm-rebuild
+        self.fetch = fetch  # fetch(key, qemu): True when the remote cache's snapshot is installed here
 
     @classmethod
     def of(cls, store: ImageStore, enabled: bool | None = None) -> Choice:
         """The snapshots of ``store``'s cache; ``enabled`` None: as the run settings say (``--vm-snapshots``)."""
         if enabled is None:
             enabled = Settings.from_environment().snapshots == "on"
-        return cls(store.cache, enabled, lambda key: store.rebuild_once(snap.KIND, key))
+
+        def fetch(key: str, qemu: str) -> bool:
+            accept, fixup = snap.import_policy(store.cache, qemu, store.logger)
+            return store.fetch(snap.KIND, key, accept, fixup, otherwise="booting cold (and saving it here)")
+
+        return cls(
+            store.cache,
+            enabled,
+            lambda key: store.rebuild_once(snap.KIND, key),
+            fetch if store.cache_url is not None else None,
+        )
 
 
 def identity(vm: Starting) -> str:
@@ -227,9 +247,12 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
     key = snap.snapshot_key(
         argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm), snap.firmware_digest(config)
     )
-    if choice.rebuild(key):
+    rebuild = choice.rebuild(key)
+    if rebuild:
         snap.remove(choice.cache, key, vm.logger)
     found = snap.lookup(choice.cache, key, qemu)
+    if found is None and not rebuild and choice.fetch is not None and choice.fetch(key, qemu):
+        found = snap.lookup(choice.cache, key, qemu)  # fetched from the remote cache
     if found is not None:
         return Restore(found)
     reservation = choice.cache.reserve(snap.KIND, key)

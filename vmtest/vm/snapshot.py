@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.config.machine import MachineConfig
+from vmtest.core.archive import Accept, Fixup
 from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
 from vmtest.core.pathattr import FileIn
+from vmtest.core.proc import run
 from vmtest.image import BootImage
 from vmtest.vm.argv import Launch, machine_argv
 from vmtest.vm.bootargv import Boot
@@ -214,6 +216,35 @@ def lookup(cache: Cache, key: str, qemu: str) -> Snapshot | None:
     if snap.meta().get("qemu") != qemu or not snap.state.is_file():
         return None
     return snap
+
+
+def import_policy(cache: Cache, qemu: str, logger: logging.Logger) -> tuple[Accept, Fixup]:
+    """What an entry from elsewhere (``vmtest cache import``, the remote cache) must be to be installed:
+    any image or kernel; a snapshot only when it was made by this host's QEMU version (a migration stream
+    is not portable across versions) and its image is here. A kept snapshot's disk is re-pointed at this
+    cache's copy of its image (qcow2 names its backing file by path)."""
+
+    def accept(kind: str, key: str, meta: dict[str, Any]) -> str | None:
+        if kind != KIND:
+            return None
+        if meta.get("qemu") != qemu:
+            return f"made by {meta.get('qemu', 'an unknown QEMU')}, this host has {qemu}"
+        if cache.lookup("images", str(meta.get("image_key"))) is None:
+            return f"its image {meta.get('image_key')} is not in this cache"
+        return None
+
+    def fixup(kind: str, tmp: Path, meta: dict[str, Any]) -> None:
+        disk = tmp / DISK
+        if kind != KIND or not disk.is_file():
+            return
+        image = cache.path("images", str(meta["image_key"])) / "root.qcow2"
+        run(
+            ["qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", image, disk],
+            what="re-pointing a snapshot's disk at this cache's image",
+            logger=logger,
+        )
+
+    return accept, fixup
 
 
 def remove(cache: Cache, key: str, logger: logging.Logger) -> None:
