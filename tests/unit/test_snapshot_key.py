@@ -37,6 +37,24 @@ def test_same_config_same_key() -> None:
     assert key() == key(MachineConfig())
 
 
+def test_the_caches_directory_is_not_in_the_key_but_the_entries_are() -> None:
+    def in_cache(root: str, kernel_key: str = "k1") -> str:
+        image = BootImage(
+            "i" * 32,
+            Path(f"{root}/images/{'i' * 32}/root.qcow2"),
+            Path(f"{root}/kernels/{kernel_key}/vmlinux"),
+            Path(f"{root}/kernels/{kernel_key}/initrd"),
+            "6.1",
+            1024,
+        )
+        argv = key_argv(MachineConfig(), image, "tcg", (), Path(root))
+        assert not any(root in arg for arg in argv), argv
+        return snapshot_key(argv, image.key, "q", "tcg")
+
+    assert in_cache("/root/.cache/vmtest") == in_cache("/home/ci/.cache/vmtest") == in_cache("/tmp/x/cache/")
+    assert in_cache("/root/.cache/vmtest") != in_cache("/root/.cache/vmtest", kernel_key="k2")
+
+
 def test_everything_that_shapes_the_devices_or_the_boot_is_in_the_key() -> None:
     base = key()
     changed = {

@@ -243,7 +243,7 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
     host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
-    argv = snap.key_argv(config, image, accel, vm.network.key_args)
+    argv = snap.key_argv(config, image, accel, vm.network.key_args, choice.cache.root)
     key = snap.snapshot_key(
         argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm), snap.firmware_digest(config)
     )

@@ -11,7 +11,7 @@ copies it over the machine's store).
 
 The key is everything that shapes the guest's devices and its state at save
 time: QEMU's command line for this machine with its per-run parts replaced by
-placeholders (state directory, machine name, VLAN sockets) — so every option
+placeholders (state directory, machine name, VLAN sockets, the cache's directory) — so every option
 that changes argv is in it by construction — plus the disks' sizes (which
 argv does not show), the guest's identity (the per-run set-up it runs at boot:
 host name, NIC names and addresses, mounts), the image key, QEMU's version,
@@ -57,6 +57,7 @@ EFI_VARS = "efi-vars.fd"
 SAVE_TIMEOUT = 300.0
 PLACEHOLDER_STATE = Path("/@state@")
 PLACEHOLDER_NAME = "@name@"
+PLACEHOLDER_CACHE = "@cache@"
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,24 @@ def qemu_version(binary: str) -> str:
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
 
 
-def key_argv(config: MachineConfig, image: BootImage, accel: str, network_key: tuple[str, ...]) -> list[str]:
-    """The machine's QEMU command line with its per-run parts as placeholders (pure)."""
+def key_argv(
+    config: MachineConfig,
+    image: BootImage,
+    accel: str,
+    network_key: tuple[str, ...],
+    cache_root: Path | None = None,
+) -> list[str]:
+    """The machine's QEMU command line with its per-run parts as placeholders (pure), the cache's own
+    directory among them: a snapshot made in one cache is the same snapshot in another (an imported or
+    fetched one, on a runner whose cache lives elsewhere). The entries' keys in the paths stay."""
     paths = MachinePaths(PLACEHOLDER_STATE)
     efi_vars = PLACEHOLDER_STATE / "efi-vars.fd" if config.virtualisation.use_efi_boot else None
     boot = Boot(image.kernel, image.initrd, image.disk, efi_vars)
-    return machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
+    argv = machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
+    if cache_root is None:
+        return argv
+    root = str(cache_root).rstrip("/") + "/"
+    return [arg.replace(root, PLACEHOLDER_CACHE + "/") for arg in argv]
 
 
 def firmware_digest(config: MachineConfig) -> str:
