@@ -98,7 +98,7 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         child.expect_exact(">>> ")
         child.sendline('client.succeed("curl -sf http://server/")')
         child.expect(r"'hello from server\\n'\r\n>>> ")
-        # shell_interact(): a root shell through the second virtio console; Ctrl-] returns to the REPL.
+        # shell_interact(): a root shell through the virtio console (hvc0); Ctrl-] returns to the REPL.
         child.sendline("server.shell_interact()")
         child.expect_exact("root shell")
         child.sendline("echo I am $(id -un) on $(hostname) via $(tty)")

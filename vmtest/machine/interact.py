@@ -1,7 +1,7 @@
 """``shell_interact()`` and ``console_interact()``: this terminal joined to a machine, as in NixOS's driver.
 
-The shell is a root shell on the guest's second virtio console (not the backdoor the test's commands
-use); the console is the serial console, whose output keeps going to the console log and tails.
+The shell is a root shell on the guest's virtio console, hvc0 (not the backdoor's serial port the test's
+commands use); the console is the serial console, whose output keeps going to the console log and tails.
 Ctrl-] returns to the caller (a REPL, a debugger, the test).
 """
 
@@ -21,7 +21,7 @@ def shell_interact(vm: VM) -> None:
         raise MachineError(
             vm.name,
             "shell_interact",
-            "a foreign image has no second virtio console with a root shell (vmtest's guests do); use "
+            "a foreign image has no attach console with a root shell (vmtest's guests do); use "
             "console_interact() (its serial console, where you can log in) instead",
         )
     vm.wait_ready()

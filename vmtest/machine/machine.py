@@ -287,8 +287,8 @@ class Machine(NixosAliases):
         self.serial.send(text)
 
     def shell_interact(self) -> None:
-        """A root shell in the guest on this terminal until Ctrl-] (through its second virtio console,
-        not the test's command channel); for ``vmtest shell``, a debugger or a paused test."""
+        """A root shell in the guest on this terminal until Ctrl-] (through its virtio console,
+        hvc0, not the test's command channel); for ``vmtest shell``, a debugger or a paused test."""
         shell_interact(self.vm)
 
     def console_interact(self) -> None:

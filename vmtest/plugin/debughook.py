@@ -2,7 +2,7 @@
 (the NixOS debug-hook workflow).
 
 At the failure (before the test's teardown) the terminal shows, per running machine, the command that
-attaches a root shell to it (``vmtest attach SOCKET``: the machine's second virtio console, not the
+attaches a root shell to it (``vmtest attach SOCKET``: the machine's virtio console, not the
 test's command channel) and the three ways to continue: Enter on this terminal, ``kill -USR1 PID``
 or creating a file. The global timeout does not run while the test is paused.
 """

@@ -13,9 +13,9 @@ from vmtest.core.errors import MachineError
 # attribute -> file name in the state directory
 FILES = {
     "qmp": "qmp.sock",  # QMP
-    "shell": "shell.sock",  # the backdoor's virtio console
+    "shell": "shell.sock",  # the backdoor's virtio serial port (org.vmtest.backdoor)
     "serial": "serial.sock",  # the serial console
-    "attach": "attach.sock",  # the second virtio console: a root shell for people (vmtest attach)
+    "attach": "attach.sock",  # the virtio console (hvc0): a root shell for people (vmtest attach)
     "agent": "qga.sock",  # qemu-guest-agent's virtio-serial port
     "xchg": "xchg",  # host side of the 9p exchange directory (/tmp/xchg in the guest)
     "qemu_log": "qemu.log",  # QEMU's own stdout and stderr
