@@ -548,3 +548,12 @@ def test_client_reports_closed_console() -> None:
         fake.finish()
     finally:
         bd.close()
+
+
+def test_the_guest_loop_looks_for_the_port_the_host_declares() -> None:
+    from vmtest.core.contract import BACKDOOR_PORT
+    from vmtest.vm.argv import channel_args
+    from vmtest.vm.paths import MachinePaths
+
+    assert f'[ "$n" = {BACKDOOR_PORT} ]' in GUEST_SCRIPT.read_text()
+    assert any(f"name={BACKDOOR_PORT}," in arg for arg in channel_args(MachinePaths(Path("/state"))))

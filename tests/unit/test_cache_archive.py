@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -111,28 +112,36 @@ def test_another_qemu_keeps_images_and_skips_snapshots(source: Cache, tmp_path: 
     assert target.lookup("images", "i1") is not None
 
 
-def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path) -> None:
-    import subprocess
-
-    source = Cache(tmp_path / "source")
-    fill(source, "images", "i1", {}, {"kernel_key": "k1"})
-    base = source.path("images", "i1") / "root.qcow2"
+def snapshot_over_image(cache: Cache, qemu: str, state: bytes = b"m") -> None:
+    """Image i1 (a real, empty qcow2) and snapshot s1 made by ``qemu``, its disk a qcow2 overlay on i1."""
+    fill(cache, "images", "i1", {}, {"kernel_key": "k1"})
+    base = cache.path("images", "i1") / "root.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
-    fill(source, "snapshots", "s1", {"state": b"m"}, {"image_key": "i1", "qemu": "A"})
-    disk = source.path("snapshots", "s1") / "disk.qcow2"
+    fill(cache, "snapshots", "s1", {"state": state}, {"image_key": "i1", "qemu": qemu})
+    disk = cache.path("snapshots", "s1") / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
+
+
+def backing_file(cache: Cache, key: str) -> str:
+    """The backing file snapshot ``key``'s disk names."""
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(cache.path("snapshots", key) / "disk.qcow2")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(info.stdout)["backing-filename"])
+
+
+def test_an_imported_snapshot_disk_is_backed_by_this_caches_image(tmp_path: Path) -> None:
+    source = Cache(tmp_path / "source")
+    snapshot_over_image(source, "A")
     out = tmp_path / "a.tar.xz"
     write_archive(source, [("images", "i1"), ("snapshots", "s1")], out, LOG)
     target = Cache(tmp_path / "target")
     accept, fixup = import_policy(target, "A", LOG)
     assert {o.status for o in read_archive(target, out, LOG, accept, fixup)} == {"installed"}
-    info = subprocess.run(
-        ["qemu-img", "info", "--output=json", str(target.path("snapshots", "s1") / "disk.qcow2")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(info.stdout)["backing-filename"] == str(target.path("images", "i1") / "root.qcow2")
+    assert backing_file(target, "s1") == str(target.path("images", "i1") / "root.qcow2")
 
 
 def test_export_to_a_directory_writes_one_archive_per_entry(

@@ -7,11 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cache_archive import fill, tampered_archive  # same directory (rootdir-relative imports)
+from test_cache_archive import (  # same directory (rootdir-relative imports)
+    backing_file,
+    fill,
+    snapshot_over_image,
+    tampered_archive,
+)
 
 from vmtest.core.archive import write_archive
 from vmtest.core.cache import Cache
 from vmtest.image import remote
+from vmtest.vm.snapshot import import_policy
 
 LOG = logging.getLogger("vmtest.test.remote")
 
@@ -72,18 +78,8 @@ def test_an_unreachable_server_means_a_local_build(tmp_path: Path, caplog: pytes
 def test_a_snapshot_is_fetched_only_when_this_qemu_made_it_and_is_backed_by_this_caches_image(
     http_store: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import json
-    import subprocess
-
-    from vmtest.vm.snapshot import import_policy
-
     source = Cache(tmp_path / "source")
-    fill(source, "images", "i1", {}, {"kernel_key": "k1"})
-    base = source.path("images", "i1") / "root.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
-    fill(source, "snapshots", "s1", {"state": b"migration"}, {"image_key": "i1", "qemu": "QEMU A"})
-    disk = source.path("snapshots", "s1") / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
+    snapshot_over_image(source, "QEMU A", state=b"migration")
     root, url = http_store
     (root / "snapshots").mkdir()
     write_archive(source, [("snapshots", "s1")], root / "snapshots/s1.tar.xz", LOG)
@@ -101,10 +97,4 @@ def test_a_snapshot_is_fetched_only_when_this_qemu_made_it_and_is_backed_by_this
     with caplog.at_level(logging.INFO):
         assert remote.fetch(target, url, "snapshots", "s1", LOG, *import_policy(target, "QEMU A", LOG), cold)
     assert "fetched snapshots/s1" in caplog.text
-    info = subprocess.run(
-        ["qemu-img", "info", "--output=json", str(target.path("snapshots", "s1") / "disk.qcow2")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(info.stdout)["backing-filename"] == str(target.path("images", "i1") / "root.qcow2")
+    assert backing_file(target, "s1") == str(target.path("images", "i1") / "root.qcow2")

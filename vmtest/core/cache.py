@@ -310,7 +310,10 @@ class Cache:
                 (
                     e
                     for e in entries
-                    if e.kind in kinds and e.last_used < used_since and (e.kind, e.key) not in kept | gone
+                    if e.kind in kinds
+                    and e.last_used < used_since
+                    and (e.kind, e.key) not in kept
+                    and (e.kind, e.key) not in gone
                 ),
                 key=lambda e: e.last_used,
             )

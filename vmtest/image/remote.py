@@ -86,12 +86,10 @@ def fetch(
                 return False
             if cache.lookup(kind, key) is None:
                 skipped = [o.status for o in outcomes if (o.kind, o.key) == (kind, key) and o.status.startswith("skip")]
-                why = (
-                    f"{kind}/{key} from {url} is of no use here ({skipped[0]})"
-                    if skipped
-                    else (f"{url} does not hold {kind}/{key}")
-                )
-                log(logger, f"remote cache: {why}; {otherwise}")
+                if skipped:
+                    log(logger, f"remote cache: {kind}/{key} from {url} is of no use here ({skipped[0]}); {otherwise}")
+                else:
+                    log(logger, f"remote cache: {url} does not hold {kind}/{key}; {otherwise}")
                 return False
             log(logger, f"remote cache: fetched {kind}/{key} from {url} in {time.monotonic() - start:.1f}s")
             return True
