@@ -48,22 +48,20 @@ class Waits:
         return f"nc -z -w 1 {shlex.quote(addr)} {int(port)}"
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._wait(
-            f"waiting for TCP port {port} on {addr}",
-            f"waiting for TCP port {addr}:{port} to open",
-            self._port_check(port, addr),
-            timeout,
-            "nothing accepts connections there",
-        )
+        self._wait_port(port, addr, timeout, opened=True)
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._wait_port(port, addr, timeout, opened=False)
+
+    def _wait_port(self, port: int, addr: str, timeout: float, opened: bool) -> None:
+        goal = "open" if opened else "close"
         self._wait(
-            f"waiting for TCP port {port} on {addr} to close",
-            f"waiting for TCP port {addr}:{port} to close",
+            f"waiting for TCP port {port} on {addr}" + ("" if opened else " to close"),
+            f"waiting for TCP port {addr}:{port} to {goal}",
             self._port_check(port, addr),
             timeout,
-            "it still accepts connections",
-            success=False,
+            "nothing accepts connections there" if opened else "it still accepts connections",
+            success=opened,
         )
 
     @staticmethod
