@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from vmtest import MachineConfig
+from vmtest.core.contract import USER_NIC_MAC
+from vmtest.net.plan import plan, setup_script
 from vmtest.vm.guestsetup import after_restore, before_save, script
 
 
@@ -51,10 +57,65 @@ def test_user_nic_is_eth0_around_the_vlan_renames() -> None:
     assert lines[0] == "set -eu" and lines.count("set -eu") == 1
     first = next(i for i, line in enumerate(lines) if "name vmtest0" in line)
     vlan = lines.index("ip link set dev vmtest1 name eth1")
-    final = lines.index("ip link set dev vmtest0 name eth0")
+    final = lines.index("link set dev vmtest0 name eth0")
     assert first < vlan < final
-    assert "ip addr add 10.0.2.15/24 dev eth0" in lines
+    assert "addr add 10.0.2.15/24 dev eth0" in lines
     assert not any("default" in line for line in lines)  # restricted: no route out
+
+
+def _run_as_guest(text: str, nics: dict[str, str], tmp_path: Path) -> str:
+    """Run the set-up ``text`` under /bin/sh in new network, mount and UTS namespaces whose only NICs
+    are veth ends named and addressed as ``nics`` (kernel name -> MAC), /etc/hostname and /run stand-ins
+    mounted over the real ones; the NICs' state (``ip -br addr``) afterwards."""
+    hostname = tmp_path / "hostname"
+    hostname.write_text("")
+    prologue = [
+        "set -e",
+        "mount -t sysfs sysfs /sys",
+        f"mount --bind {hostname} /etc/hostname",
+        "mount -t tmpfs run /run",
+    ]
+    for i, (name, mac) in enumerate(nics.items()):
+        prologue += [f"ip link add {name} address {mac} type veth peer name peer{i}"]
+    guest = tmp_path / "setup.sh"
+    guest.write_text(text)
+    run = [*prologue, f"sh {guest}", "test -e /run/vmtest-setup.done", "ip -br -4 addr show up", "cat /etc/hostname"]
+    result = subprocess.run(
+        ["unshare", "--net", "--mount", "--uts", "--propagation", "private", "sh", "-c", "\n".join(run)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+needs_namespaces = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare for network namespaces"
+)
+
+
+@needs_namespaces
+def test_the_script_names_and_addresses_the_nics_it_finds_by_mac(tmp_path: Path) -> None:
+    """The whole script, run by a real shell and ip on veth NICs whose kernel names are all wrong: the
+    NICs are found by MAC, renamed in two passes (the user NIC is eth0 at the end) and addressed."""
+    nodes = plan({"r": [1, 2]})
+    cfg = MachineConfig(virtualisation={"vlans": [1, 2], "forward_ports": [{"host_port": 2222, "guest_port": 22}]})
+    text = script(cfg, "r", network=setup_script(nodes["r"]))
+    macs = {nic.name: nic.mac for nic in nodes["r"].nics}
+    kernel_names = {"eth0": macs["eth2"], "eth1": USER_NIC_MAC, "eth2": macs["eth1"]}
+    out = _run_as_guest(text, kernel_names, tmp_path)
+    addresses = {line.split("@")[0]: line.split()[2] for line in out.splitlines() if line.startswith("eth")}
+    assert addresses == {"eth0": "10.0.2.15/24", "eth1": "192.168.1.1/24", "eth2": "192.168.2.1/24"}
+    assert out.splitlines()[-1] == "r"
+
+
+@needs_namespaces
+def test_a_missing_nic_fails_the_script_naming_its_mac(tmp_path: Path) -> None:
+    nodes = plan({"r": [1]})
+    text = script(MachineConfig(), "r", network=setup_script(nodes["r"]))
+    with pytest.raises(AssertionError, match="no interface with MAC 52:54:00:12:01:01"):
+        _run_as_guest(text, {"eth0": "52:54:00:aa:bb:cc"}, tmp_path)
 
 
 def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_setup_script_is_valid_shell_and_renames_in_two_passes():
     last_tmp = script.rindex("name vmtest2")
     first_final = script.index("name eth1")
     assert last_tmp < first_final
-    assert "ip addr add 192.168.2.1/24 dev eth2" in script
+    assert "addr add 192.168.2.1/24 dev eth2" in script
     assert "/etc/hosts" not in script  # the other nodes' names are applied apart (they are not in a snapshot)
     assert "192.168.1.2 x" in hosts_file(plans)
 
@@ -86,8 +86,8 @@ def test_named_interfaces_follow_vlan_nics_and_get_addresses_only_when_asked():
     assert b.nics[0].mac == "52:54:00:12:02:02"
     assert b.primary_ipv4 == "192.168.2.2"
     script = setup_script(b)
-    assert "ip link set dev vmtest1 name lan0" in script
-    assert "ip addr add 192.168.2.2/24 dev lan0" in script
+    assert "link set dev vmtest1 name lan0" in script
+    assert "addr add 192.168.2.2/24 dev lan0" in script
     assert "dev wan0" in script and "192.168.3.2" not in script
     assert "192.168.2.2 b" in hosts_file(plans)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import vmtest
 from vmtest.config.machine import MachineConfig
-from vmtest.core.contract import STAGE1_BASE_GROUP, STAGE1_MODULE_GROUPS
+from vmtest.core.contract import FW_CFG_SETUP, STAGE1_BASE_GROUP, STAGE1_MODULE_GROUPS, fw_cfg_guest_path
 from vmtest.vm.argv import (
     NO_IDE_PARAM,
     Boot,
@@ -83,6 +84,8 @@ DEFAULT_KVM = [
     "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device",
     "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-fw_cfg",
+    "name=opt/org.vmtest/setup,file=/run/vmtest/m1/xchg/.vmtest-setup.sh",
     "-display",
     "none",
     "-device",
@@ -154,6 +157,8 @@ DEFAULT_TCG = [
     "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device",
     "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-fw_cfg",
+    "name=opt/org.vmtest/setup,file=/run/vmtest/m1/xchg/.vmtest-setup.sh",
     "-display",
     "none",
     "-device",
@@ -225,6 +230,8 @@ CUSTOM_TCG = [
     "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device",
     "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-fw_cfg",
+    "name=opt/org.vmtest/setup,file=/run/vmtest/m1/xchg/.vmtest-setup.sh",
     "-display",
     "none",
     "-vga",
@@ -295,6 +302,8 @@ CUSTOM_KVM = [
     "local,id=fs-xchg,path=/run/vmtest/m1/xchg,security_model=none",
     "-device",
     "virtio-9p-pci,fsdev=fs-xchg,mount_tag=xchg",
+    "-fw_cfg",
+    "name=opt/org.vmtest/setup,file=/run/vmtest/m1/xchg/.vmtest-setup.sh",
     "-display",
     "none",
     "-vga",
@@ -649,3 +658,21 @@ def test_the_ide_drivers_are_not_autoloaded_unless_a_disk_may_be_on_ide() -> Non
     assert NO_IDE_PARAM in kernel_params(MachineConfig(virtualisation={"qemu": {"disk_interface": "scsi"}}))
     assert NO_IDE_PARAM not in kernel_params(MachineConfig(virtualisation={"qemu": {"disk_interface": "ide"}}))
     assert NO_IDE_PARAM not in kernel_params(MachineConfig(virtualisation={"qemu": {"options": ["-cdrom", "x.iso"]}}))
+
+
+def test_the_set_up_and_the_ca_bundle_are_fw_cfg_entries_with_commas_doubled() -> None:
+    paths = MachinePaths(Path("/run/a,b/m1"))
+    argv = machine_argv("m1", MachineConfig(virtualisation={"use_host_certs": True}), BOOT, paths, "tcg")
+    entries = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-fw_cfg"]
+    assert entries == [
+        "name=opt/org.vmtest/setup,file=/run/a,,b/m1/xchg/.vmtest-setup.sh",
+        "name=opt/org.vmtest/certs,file=/run/a,,b/m1/xchg/.vmtest-ca-certificates.crt",
+    ]
+
+
+def test_the_guest_reads_the_set_up_where_the_host_puts_it() -> None:
+    unit = (Path(vmtest.__file__).parent / "image" / "guest" / "vmtest-setup.service").read_text()
+    raw = fw_cfg_guest_path(FW_CFG_SETUP)
+    assert f"ConditionPathExists={raw}\n" in unit
+    assert f"ExecStart=/bin/sh {raw}\n" in unit
+    assert "qemu_fw_cfg" in STAGE1_MODULE_GROUPS[STAGE1_BASE_GROUP]

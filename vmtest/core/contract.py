@@ -11,6 +11,7 @@ stage-1 init and the units read.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_QEMU_BINARY = "qemu-system-x86_64"
@@ -88,11 +89,10 @@ def ensure_xchg_mounted(prefix: str = "") -> str:
     return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE, prefix)
 
 
-# The units between systemd's start and the backdoor (this mount, then vmtest-setup.service) run
-# niced: systemd dispatches queued jobs of one unit type by nice value, then by name, so they come
-# first among the mounts and services of the early boot (else "vmtest-setup" comes last, after every
-# "systemd-*" service: under TCG each job systemd starts is a fork of PID 1 costing ~0.1 s), and
-# get a bigger share of the one vCPU meanwhile. Both are short-lived (mount; a oneshot script).
+# The exchange directory's mount runs niced: systemd dispatches queued jobs of one unit type by CPU
+# weight, then nice value, then name, so it comes first among the mounts of the early boot (under
+# TCG each job systemd starts is a fork of PID 1 costing ~0.1 s). It is short-lived. (The set-up and
+# the backdoor services are ordered by their StartupCPUWeight=, see image/guest/.)
 CRITICAL_NICE = -5
 
 
@@ -116,9 +116,21 @@ def xchg_mount_unit() -> str:
     )
 
 
-# Files the host writes into the exchange directory before a boot.
-SETUP_NAME = ".vmtest-setup.sh"  # run by vmtest-setup.service (ConditionPathExists on this name)
+# Files the host writes into the exchange directory before a boot. QEMU hands them to the guest as
+# fw_cfg entries too (read at launch): the set-up reads them from sysfs without waiting for the 9p
+# mount (which cost ~0.6 s on the way to the backdoor).
+SETUP_NAME = ".vmtest-setup.sh"  # run by vmtest-setup.service
 CERTS_NAME = ".vmtest-ca-certificates.crt"
+FW_CFG_SETUP = "opt/org.vmtest/setup"  # the fw_cfg entry of SETUP_NAME
+FW_CFG_CERTS = "opt/org.vmtest/certs"  # the fw_cfg entry of CERTS_NAME (use_host_certs)
+FW_CFG_SYSFS = "/sys/firmware/qemu_fw_cfg/by_name"  # qemu_fw_cfg's view: <this>/<entry name>/raw
+
+
+def fw_cfg_guest_path(entry: str) -> str:
+    """Where the guest reads the fw_cfg ``entry`` (the qemu_fw_cfg module is in stage 1's base group)."""
+    return f"{FW_CFG_SYSFS}/{entry}/raw"
+
+
 SETUP_UNIT = "vmtest-setup.service"
 # Written by the set-up script as its last step: the host's check that it succeeded is a shell
 # builtin (`test -e`), not an exec of systemctl (~0.2 s under TCG, on the first command of every boot).
@@ -139,8 +151,9 @@ MODULES_PARAM = "vmtest.modules"
 STAGE1_BASE_GROUP = "base"
 # group -> the modules stage 1 loads for it (each with its dependencies), in this order.
 STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
-    # Always: the PCI transport, the backdoor's console, the root's file system, the exchange directory.
-    STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p"),
+    # Always: the PCI transport, the backdoor's port, the root's file system, the exchange directory,
+    # the per-run set-up's fw_cfg entries.
+    STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p", "qemu_fw_cfg"),
     # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).
     "virtio": ("virtio_blk",),
     # (sd_mod before ata_piix, as before the groups: loaded after it, sd_mod bound the two IDE disks
@@ -177,10 +190,19 @@ def vlan_ipv6(vlan: int, node: int) -> str:
     return f"2001:db8:{vlan:x}::{node:x}"
 
 
-def rename_by_mac(mac: str, new_name: str) -> list[str]:
-    """Guest shell lines: give the interface with MAC ``mac`` the name ``new_name`` (or fail saying so)."""
+def find_nic(mac: str, var: str) -> list[str]:
+    """Guest sh lines: set the shell variable ``var`` to the name of the interface with MAC ``mac``, or fail
+    saying so. Builtins only (POSIX sh): under TCG every exec of the early boot costs ~0.1 s."""
     return [
-        f'dev=$(for d in /sys/class/net/*; do if [ "$(cat $d/address)" = {mac} ]; then basename $d; fi; done)',
-        f'[ -n "$dev" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
-        f'ip link set dev "$dev" name {new_name}',
+        f"{var}=",
+        "for d in /sys/class/net/*; do",
+        f'    read -r a < "$d/address" 2>/dev/null || continue; if [ "$a" = {mac} ]; then {var}=${{d##*/}}; fi',
+        "done",
+        f'[ -n "${var}" ] || {{ echo "vmtest-setup: no interface with MAC {mac}" >&2; exit 1; }}',
     ]
+
+
+def ip_batch(commands: Sequence[str]) -> list[str]:
+    """Guest sh lines: ``commands`` (ip's arguments; shell variables are expanded) run in order by one ip
+    process (iproute2's ``-batch``, which stops at the first failing command with a non-zero status)."""
+    return ["ip -batch - <<VMTEST_IP", *commands, "VMTEST_IP"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.records import Interface
-from vmtest.core.contract import rename_by_mac, vlan_ipv4, vlan_ipv6, vlan_mac
+from vmtest.core.contract import find_nic, ip_batch, vlan_ipv4, vlan_ipv6, vlan_mac
 from vmtest.core.errors import ConfigError
 
 
@@ -102,21 +102,20 @@ def hosts_file(plans: Mapping[str, NodePlan]) -> str:
 
 def setup_script(node: NodePlan) -> str:
     """Shell run in the guest at boot (vmtest-setup.service): the node's NIC names and addresses
-    (``/etc/hosts``, which names the other nodes, is :func:`hosts_file`, applied apart)."""
+    (``/etc/hosts``, which names the other nodes, is :func:`hosts_file`, applied apart). The NICs are
+    found by MAC with shell builtins, then one ip process renames and addresses them all."""
     lines = ["set -eu"]
+    commands = []
     # Rename in two passes (kernel eth0 may have to become eth1 while eth1 exists).
     for nic in node.nics:
-        lines += rename_by_mac(nic.mac, f"vmtest{nic.index}")
+        lines += find_nic(nic.mac, f"nic{nic.index}")
+        commands.append(f"link set dev ${{nic{nic.index}}} name vmtest{nic.index}")
     for nic in node.nics:
-        lines += [
-            f"ip link set dev vmtest{nic.index} name {nic.name}",
-            f"ip link set dev {nic.name} up",
-        ]
+        commands += [f"link set dev vmtest{nic.index} name {nic.name}", f"link set dev {nic.name} up"]
         if nic.assign_ip:
-            lines += [
-                f"ip addr add {nic.ipv4}/24 dev {nic.name}",
-                f"ip -6 addr add {nic.ipv6}/64 dev {nic.name} nodad",
-            ]
+            commands += [f"addr add {nic.ipv4}/24 dev {nic.name}", f"addr add {nic.ipv6}/64 dev {nic.name} nodad"]
+    if commands:
+        lines += ip_batch(commands)
     return "\n".join(lines) + "\n"
 
 

@@ -17,9 +17,13 @@ from pathlib import Path
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
     BACKDOOR_PORT,
+    CERTS_NAME,
     DEFAULT_QEMU_BINARY,
+    FW_CFG_CERTS,
+    FW_CFG_SETUP,
     MODULES_PARAM,
     PROBE_PARAM,
+    SETUP_NAME,
     TMPFS_ROOT_PARAM,
     USER_NET,
     USER_NIC_MAC,
@@ -277,6 +281,18 @@ def share_args(
     return args
 
 
+def setup_args(paths: MachinePaths, config: MachineConfig) -> list[str]:
+    """The per-run set-up script (and the host's CA bundle with ``use_host_certs``) as fw_cfg entries:
+    the host writes them into the exchange directory before the launch, QEMU reads them at once."""
+    entries = [(FW_CFG_SETUP, paths.xchg / SETUP_NAME)]
+    if config.virtualisation.use_host_certs:
+        entries.append((FW_CFG_CERTS, paths.xchg / CERTS_NAME))
+    args: list[str] = []
+    for name, path in entries:
+        args += ["-fw_cfg", f"name={name},file={str(path).replace(',', ',,')}"]
+    return args
+
+
 def user_net_args(config: MachineConfig, force: bool = False, extra: str = "") -> list[str]:
     """The user-mode (SLiRP) NIC: only when ports are forwarded (or ``force``); restrict=on unless
     restrict_network=False; ``extra`` is appended to the netdev options as is."""
@@ -347,6 +363,7 @@ def machine_argv(
         *disk_args(name, config, paths, boot),
         *channel_args(paths, config, launch.serial_stdio),
         *share_args(paths, config, launch.extra_shares),
+        *setup_args(paths, config),
         *user_net_args(config, launch.user_net, launch.user_net_extra),
         *launch.network,
         *extra_args(virt.qemu.networking_options),

@@ -2,8 +2,9 @@
 
 The image stays the same for every run; what differs per run (network
 addresses, shares, extra mounts, the root disk's size, the host's CA bundle)
-is written by the host into the exchange directory as ``.vmtest-setup.sh``
-and run by ``vmtest-setup.service``. Everything here is pure text assembly
+is written by the host into the exchange directory as ``.vmtest-setup.sh``,
+handed to the guest as a fw_cfg entry (no wait for the 9p mount) and run by
+``vmtest-setup.service``. Everything here is pure text assembly
 (unit-tested); failures make the unit fail, and ``Machine.connect`` reports
 its journal.
 """
@@ -16,7 +17,7 @@ import shlex
 from vmtest.config.machine import MachineConfig
 from vmtest.core.contract import (
     BUSYBOX_VAR,
-    CERTS_NAME,
+    FW_CFG_CERTS,
     SETUP_DONE,
     USER_GUEST_IP,
     USER_NIC_MAC,
@@ -24,8 +25,10 @@ from vmtest.core.contract import (
     XCHG_GUEST_PATH,
     ensure_mounted,
     ensure_xchg_mounted,
+    find_nic,
+    fw_cfg_guest_path,
+    ip_batch,
     mount_9p,
-    rename_by_mac,
 )
 
 
@@ -62,22 +65,23 @@ def script(
     if grow_root:
         lines += grow_root_lines(virt.boots_from_disk)
     if certs:
-        lines += ["mkdir -p /etc/ssl/certs", f"cp {XCHG_GUEST_PATH}/{CERTS_NAME} /etc/ssl/certs/ca-certificates.crt"]
+        lines += ["mkdir -p /etc/ssl/certs", f"cp {fw_cfg_guest_path(FW_CFG_CERTS)} /etc/ssl/certs/ca-certificates.crt"]
     if has_user_net:
-        lines += rename_by_mac(USER_NIC_MAC, "vmtest0")
+        lines += find_nic(USER_NIC_MAC, "user_nic")
+        lines.append('ip link set dev "$user_nic" name vmtest0')
     if network:
         lines.append(network.removeprefix("set -eu\n").rstrip("\n"))
     if has_user_net:
-        lines += [
-            f"ip link set dev vmtest0 name {USER_NIC_NAME}",
-            f"ip link set dev {USER_NIC_NAME} up",
-            f"ip addr add {USER_GUEST_IP}/24 dev {USER_NIC_NAME}",
+        commands = [
+            f"link set dev vmtest0 name {USER_NIC_NAME}",
+            f"link set dev {USER_NIC_NAME} up",
+            f"addr add {USER_GUEST_IP}/24 dev {USER_NIC_NAME}",
         ]
         if not virt.restrict_network:
-            lines += [
-                f"ip route add default via 10.0.2.2 dev {USER_NIC_NAME}",
-                "echo 'nameserver 10.0.2.3' > /etc/resolv.conf",
-            ]
+            commands.append(f"route add default via 10.0.2.2 dev {USER_NIC_NAME}")
+        lines += ip_batch(commands)
+        if not virt.restrict_network:
+            lines.append("echo 'nameserver 10.0.2.3' > /etc/resolv.conf")
     if extra:
         lines.append(extra.rstrip("\n"))
     if hosts:
