@@ -70,7 +70,10 @@ def test_disk_interface(vm_factory, interface: str, driver: str) -> None:
     assert vm.succeed(f"blkid -o value -s LABEL {root}").strip() == "vmtest-root"
     empty = "/dev/sdb" if root == "/dev/sda" else "/dev/sda"
     assert _block_size(vm, empty) == 16 * MIB
-    assert not vm.succeed("ls /sys/block").count("vd")
+    # the one virtio disk is the kernel's module disk (always virtio-blk, read-only, on /lib/modules/<release>)
+    assert [d for d in vm.succeed("ls /sys/block").split() if d.startswith("vd")] == ["vda"]
+    assert vm.succeed("blkid -o value -s LABEL /dev/vda").strip() == "vmtest-modules"
+    assert vm.succeed("findmnt -no SOURCE,OPTIONS /lib/modules/$(uname -r)").startswith("/dev/vda ro,")
     vm.succeed(f"test -d /sys/module/{driver}")
     vm.succeed("echo written > /root/on-root && sync && cat /root/on-root")
 

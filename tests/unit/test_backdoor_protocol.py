@@ -133,7 +133,7 @@ def test_decode_payload() -> None:
 class Guest:
     """``image/guest/backdoor`` under bash, on a pty standing in for its virtio serial port."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, nice: int = 0) -> None:
         self.state_dir = state_dir
         self.master, slave = pty.openpty()
         self.tty = os.ttyname(slave)
@@ -144,7 +144,7 @@ class Guest:
             "VMTEST_LOG_TTY": "/dev/null",
         }
         self.proc = subprocess.Popen(
-            ["bash", str(GUEST_SCRIPT)],
+            [*(["nice", "-n", str(nice)] if nice else []), "bash", str(GUEST_SCRIPT)],
             stdin=slave,
             stdout=slave,
             stderr=subprocess.DEVNULL,
@@ -280,6 +280,18 @@ def test_ready_banner(guest: Guest) -> None:
     release = ready(guest)
     assert release == Path("/proc/sys/kernel/osrelease").read_text().strip()
     assert guest.state_dir.is_dir()
+
+
+def test_commands_run_at_nice_0_though_the_loop_starts_niced(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root may lower a nice value")
+    g = Guest(tmp_path / "state", nice=-5)
+    try:
+        ready(g)
+        status, out, _ = g.run("nice; cut -d' ' -f19 /proc/$$/stat")  # a command's shell, and the loop's
+        assert (status, out) == (0, b"0\n0\n")
+    finally:
+        g.close()
 
 
 def test_uname(guest: Guest) -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from vmtest import MachineConfig
 from vmtest.core.contract import CRITICAL_NICE, SETUP_UNIT, XCHG_MOUNT_UNIT
-from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, stage_overlay
+from vmtest.image import kernel
+from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, place_modules, stage_overlay
+
+LOGGER = logging.getLogger("test")
 
 
 def test_masked_units_and_generators_are_links_to_dev_null(tmp_path: Path) -> None:
@@ -37,14 +44,61 @@ def test_module_blacklist_stops_only_automatic_loading(tmp_path: Path) -> None:
 
 
 def test_the_units_before_the_backdoor_are_dispatched_first(tmp_path: Path) -> None:
-    # systemd orders queued jobs of one type by nice value, then by name: without it, vmtest-setup
-    # would start after every systemd-* service of the early boot
+    # systemd orders queued jobs of one type by CPU weight, then nice value, then name: without it,
+    # vmtest-setup and the backdoor would start after every systemd-* service of the early boot
     stage_overlay(MachineConfig(), tmp_path)
-    setup = (tmp_path / "etc/systemd/system" / SETUP_UNIT).read_text()
-    mount = (tmp_path / "etc/systemd/system" / XCHG_MOUNT_UNIT).read_text()
+    units = tmp_path / "etc/systemd/system"
     assert CRITICAL_NICE < 0
-    assert f"\nNice={CRITICAL_NICE}\n" in setup
-    assert f"\nNice={CRITICAL_NICE}\n" in mount
+    for unit in (SETUP_UNIT, "vmtest-backdoor.service", XCHG_MOUNT_UNIT):
+        text = (units / unit).read_text()
+        assert f"\nNice={CRITICAL_NICE}\n" in text
+        assert "CPUWeight=" not in text  # it turns on the cpu controller: udev fell behind the tests
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+needs_tools = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("mkfs.ext4", "qemu-img", "debugfs", "depmod")),
+    reason="needs e2fsprogs, qemu-utils and kmod",
+)
+
+
+@needs_tools
+def test_the_module_disk_holds_the_tree_and_gives_it_back(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree", {"kernel/drivers/a.ko": "module a", "modules.dep": "kernel/drivers/a.ko:\n"})
+    disk = tmp_path / "modules.qcow2"
+    kernel.module_disk(tree, disk, tmp_path / "scratch.ext4", LOGGER)
+    assert not (tmp_path / "scratch.ext4").exists()
+    info = subprocess.run(["qemu-img", "info", "--output=json", disk], capture_output=True, text=True, check=True)
+    assert json.loads(info.stdout)["format"] == "qcow2"
+    out = tmp_path / "out"
+    kernel.extract_modules(disk, out, tmp_path / "scratch.raw", LOGGER)
+    assert (out / "kernel/drivers/a.ko").read_text() == "module a"
+    assert (out / "modules.dep").read_text() == "kernel/drivers/a.ko:\n"
+    assert not (tmp_path / "scratch.raw").exists()
+
+
+@needs_tools
+def test_an_image_gets_an_empty_mount_point_unless_its_packages_put_modules_there(tmp_path: Path) -> None:
+    modules = _tree(tmp_path / "tree", {"kernel/drivers/a.ko": "module a", "modules.dep": "kernel/drivers/a.ko:\n"})
+    disk = tmp_path / "modules.qcow2"
+    kernel.module_disk(modules, disk, tmp_path / "scratch.ext4", LOGGER)
+    k = kernel.Kernel(kernel.KernelSpec("linux-image-x", "1"), "6.1.0-x", Path("/vmlinuz"), Path("/initrd"), disk)
+    plain = tmp_path / "plain"
+    place_modules(plain, k, tmp_path, LOGGER)
+    assert list((plain / "lib/modules/6.1.0-x").iterdir()) == []  # stage 1 mounts the disk here
+    extra = _tree(tmp_path / "extra", {"lib/modules/6.1.0-x/updates/b.ko": "module b"})
+    place_modules(extra, k, tmp_path, LOGGER)
+    mods = extra / "lib/modules/6.1.0-x"
+    assert (mods / "updates/b.ko").read_text() == "module b"  # the package's own, kept
+    assert (mods / "kernel/drivers/a.ko").read_text() == "module a"  # the kernel's, copied beside it
+    assert not (mods / "lost+found").exists()
+    assert (mods / "modules.dep").exists()  # depmod indexed them
 
 
 def test_the_kernel_key_follows_the_stage1_module_groups(monkeypatch: pytest.MonkeyPatch) -> None:

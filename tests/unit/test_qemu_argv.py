@@ -404,8 +404,8 @@ def _modules(params: list[str]) -> list[str]:
     [
         ({}, ["virtio", "display"]),
         ({"graphics": False}, ["virtio"]),
-        ({"graphics": False, "qemu": {"disk_interface": "scsi"}}, ["scsi"]),
-        ({"qemu": {"disk_interface": "ide"}}, ["ide", "display"]),
+        ({"graphics": False, "qemu": {"disk_interface": "scsi"}}, ["scsi", "modules"]),
+        ({"qemu": {"disk_interface": "ide"}}, ["ide", "modules", "display"]),
         ({"graphics": False, "disk_image": None}, ["virtio", "overlay"]),
         ({"graphics": False, "forward_ports": [{"host_port": 2222, "guest_port": 22}]}, ["virtio", "net"]),
         ({"graphics": False, "qemu": {"networking_options": ["-nic user,model=virtio-net-pci"]}}, ["virtio", "net"]),
@@ -415,7 +415,7 @@ def _modules(params: list[str]) -> list[str]:
                 "disk_image": None,
                 "forward_ports": [{"host_port": 1, "guest_port": 2}],
             },
-            ["scsi", "overlay", "net", "display"],
+            ["scsi", "modules", "overlay", "net", "display"],
         ),
     ],
 )
@@ -676,3 +676,14 @@ def test_the_guest_reads_the_set_up_where_the_host_puts_it() -> None:
     assert f"ConditionPathExists={raw}\n" in unit
     assert f"ExecStart=/bin/sh {raw}\n" in unit
     assert "qemu_fw_cfg" in STAGE1_MODULE_GROUPS[STAGE1_BASE_GROUP]
+
+
+def test_the_module_disk_comes_after_every_disk_of_the_config_read_only_on_virtio() -> None:
+    cfg = MachineConfig(virtualisation={"empty_disk_images": [64], "qemu": {"disk_interface": "scsi"}})
+    boot = Boot(BOOT.kernel, BOOT.initrd, Path("/cache/images/i1/root.qcow2"), modules=Path("/cache/k1/modules.qcow2"))
+    argv = machine_argv("m1", cfg, boot, PATHS, "tcg")
+    drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
+    assert drives[-1] == "file=/cache/k1/modules.qcow2,format=qcow2,if=none,id=modules,readonly=on"
+    assert [d.split(",id=")[1].split(",")[0] for d in drives] == ["root", "empty0", "modules"]
+    assert "virtio-blk-pci,drive=modules,id=modules-disk" in argv
+    assert "vmtest.modules=scsi,modules" in " ".join(argv)

@@ -75,7 +75,7 @@ def interactive_argv(name: str, config: MachineConfig, image: BootImage, accel: 
         extra_shares=((SHARED_TAG, SHARED),),
     )
     efi_vars = Path(EFI_VARS) if config.virtualisation.use_efi_boot else None
-    boot = Boot(image.kernel, image.initrd, image.disk, efi_vars)
+    boot = Boot(image.kernel, image.initrd, image.disk, efi_vars, image.modules)
     return machine_argv(name, config, boot, MachinePaths(Path(TMP)), accel, launch)
 
 

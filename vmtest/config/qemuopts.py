@@ -62,7 +62,8 @@ class QemuOptions:
     disk_interface: str = option(
         "virtio",
         "Bus of the disks: virtio (virtio-blk), scsi (virtio-scsi; the seed uses an emulated LSI "
-        "controller, slower under TCG) or ide.",
+        "controller, slower under TCG) or ide. (The kernel's read-only module disk is always virtio-blk, "
+        "after these.)",
         choice(DISK_INTERFACES),
         nixos="virtualisation.qemu.diskInterface",
         proof=f"{IT}::test_disk_interface",

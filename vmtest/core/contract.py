@@ -89,10 +89,13 @@ def ensure_xchg_mounted(prefix: str = "") -> str:
     return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE, prefix)
 
 
-# The exchange directory's mount runs niced: systemd dispatches queued jobs of one unit type by CPU
-# weight, then nice value, then name, so it comes first among the mounts of the early boot (under
-# TCG each job systemd starts is a fork of PID 1 costing ~0.1 s). It is short-lived. (The set-up and
-# the backdoor services are ordered by their StartupCPUWeight=, see image/guest/.)
+# The units between systemd's start and the backdoor (vmtest-setup.service, the backdoor itself) and
+# the exchange directory's mount run niced: systemd dispatches queued jobs of one unit type by CPU
+# weight, then nice value, then name, so they come first among the early jobs (under TCG each job
+# systemd starts is a fork of PID 1 costing ~0.1 s; "vmtest-*" would come after every "systemd-*").
+# The set-up and the mount are short-lived; the backdoor sets itself back to nice 0 at once, so test
+# commands do not inherit it. (A StartupCPUWeight= would order them too, but it turns on the cgroup
+# cpu controller, and udev's module loading then fell behind the tests' first commands.)
 CRITICAL_NICE = -5
 
 
@@ -138,6 +141,7 @@ SETUP_DONE = "/run/vmtest-setup.done"
 
 # -- kernel parameters read inside the guest ---------------------------------------------
 
+MODULES_LABEL = "vmtest-modules"  # the kernel's module disk; stage 1 mounts it on /lib/modules/<release>
 ROOT_LABEL = "vmtest-root"  # the ext4 label of every root file system vmtest builds; stage 1 finds the root by it
 TMPFS_ROOT_PARAM = "vmtest.root=tmpfs-overlay"  # stage 1: the image read-only under a tmpfs
 INTERACTIVE_PARAM = "vmtest.interactive"  # vmtest-interactive.service: root shell on ttyS0
@@ -154,6 +158,8 @@ STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
     # Always: the PCI transport, the backdoor's port, the root's file system, the exchange directory,
     # the per-run set-up's fw_cfg entries.
     STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p", "qemu_fw_cfg"),
+    # The module disk (always virtio-blk, whatever the disks' interface).
+    "modules": ("virtio_blk",),
     # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).
     "virtio": ("virtio_blk",),
     # (sd_mod before ata_piix, as before the groups: loaded after it, sd_mod bound the two IDE disks

@@ -40,6 +40,7 @@ from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import grubfiles
 from vmtest.image.grubfiles import BootFiles, Layout
+from vmtest.image.qcow2 import convert_compressed
 
 KIND = "bootdisks"
 BUILDER_VERSION = "1"
@@ -275,7 +276,7 @@ def build(
         b.fill_fat(on_fat, kernel, initrd, spec)
         if spec.install:
             b.install_bios(on_fat if spec.grub_on_fat else on_root)
-        b.step("converting to qcow2", ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", b.raw, tmp / DISK_NAME])
+        b.step("converting to qcow2", convert_compressed(b.raw, tmp / DISK_NAME))
         os.unlink(b.raw)
         return {"image_key": image_key, "disk_mib": disk.total_mib, "spec": asdict(spec), "root_uuid": root_uuid}
 

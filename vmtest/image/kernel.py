@@ -5,10 +5,13 @@ of every image key), downloaded once into the cache's deb directory and
 unpacked into a ``kernels/<key>`` cache entry holding ``vmlinuz``,
 ``initrd`` (busybox, the stage-1 module groups of
 :data:`vmtest.core.contract.STAGE1_MODULE_GROUPS` with their dependencies, and
-the ``init`` script next to this file) and a pruned module tree that image
-builds copy into each root file system. One initrd serves every
-configuration: the ``vmtest.modules=`` kernel parameter picks the groups a
-boot loads.
+the ``init`` script next to this file) and ``modules.qcow2``: the pruned module
+tree as a read-only ext4 disk (compressed qcow2) that every machine of this
+kernel gets and stage 1 mounts on ``/lib/modules/<release>``, so that images
+do not each hold a copy (the tree is 326 MiB, its disk 89 MB; the default
+image was 544 MB with its copy, 63 MB without it and compressed). One
+initrd serves every configuration: the ``vmtest.modules=`` kernel parameter
+picks the groups a boot loads.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from vmtest.core.cache import Cache
-from vmtest.core.contract import STAGE1_MODULE_GROUPS
+from vmtest.core.cache import Cache, disk_usage
+from vmtest.core.contract import MODULES_LABEL, STAGE1_MODULE_GROUPS
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import nested
 from vmtest.core.proc import ProcessError, run
+from vmtest.image.qcow2 import convert_compressed
 
-KERNEL_BUILDER_VERSION = "5"
+KERNEL_BUILDER_VERSION = "6"
 META_PACKAGE = "linux-image-amd64"
 
 # Parts of the module tree that drive only real hardware no QEMU machine has (GPUs, vendor NICs,
@@ -76,7 +80,7 @@ class Kernel:
     release: str  # uname -r
     vmlinuz: Path  # what QEMU's -kernel gets: the PVH-bootable ELF vmlinux if the kernel has one
     initrd: Path
-    modules: Path  # the lib/modules/<release> tree
+    modules: Path  # the lib/modules/<release> tree as a read-only ext4 disk (qcow2), label MODULES_LABEL
 
 
 def extract_vmlinux(bzimage: bytes) -> bytes | None:
@@ -234,6 +238,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
                         shutil.copy2(unpacked / rel, dest)
                 (initrd_root / "modules" / f"{group}.list").write_text("".join(f"/{rel}\n" for rel in mods))
             (initrd_root / "modules" / "all").write_text(",".join(groups) + "\n")
+            (initrd_root / "modules" / "release").write_text(release + "\n")  # where the module disk goes
             _cpio(initrd_root, tmp / "initrd", logger)
             shutil.rmtree(initrd_root)
         bzimage = unpacked / "boot" / f"vmlinuz-{release}"
@@ -242,7 +247,7 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
         if elf is not None:
             (tmp / "vmlinux").write_bytes(elf)
         os.rename(bzimage, tmp / "vmlinuz")
-        os.rename(tree, tmp / "modules")
+        module_disk(tree, tmp / MODULES_DISK, tmp / "modules.ext4", logger)
         shutil.rmtree(unpacked)
         return {
             "package": spec.package,
@@ -254,7 +259,51 @@ def build(cache: Cache, spec: KernelSpec, logger: logging.Logger) -> Kernel:
     with nested(logger, f"kernel {spec.package} {spec.version}", level=logging.DEBUG):
         path = cache.build("kernels", spec.key, builder, logger)
     meta = json.loads((path / "meta.json").read_text())
-    return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd", path / "modules")
+    return Kernel(spec, meta["release"], path / meta["boot_kernel"], path / "initrd", path / MODULES_DISK)
+
+
+MODULES_DISK = "modules.qcow2"
+
+
+def module_disk(tree: Path, out: Path, scratch: Path, logger: logging.Logger) -> None:
+    """The module ``tree`` as the read-only disk ``out``: ext4 without a journal (never written), labelled
+    for stage 1, in a compressed qcow2 (QEMU inflates on the host, outside the emulated CPU)."""
+    mib = disk_usage(tree) * 23 // 20 // (1 << 20) + 32
+    with nested(logger, f"building the module disk ({mib} MiB file system)"):
+        run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                MODULES_LABEL,
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "root_owner=0:0",
+                "-d",
+                tree,
+                scratch,
+                f"{mib}M",
+            ],
+            what="mkfs.ext4 (module disk)",
+            logger=logger,
+        )
+        run(convert_compressed(scratch, out), what="qemu-img", logger=logger)
+        scratch.unlink()
+
+
+def extract_modules(disk: Path, dest: Path, scratch: Path, logger: logging.Logger) -> None:
+    """Copy the module disk's files into the directory ``dest`` (made if missing), without mounting it:
+    for an image whose packages put files of their own under ``/lib/modules/<release>``."""
+    run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", disk, scratch], what="qemu-img", logger=logger)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        run(["debugfs", "-R", f"rdump / {dest}", scratch], what="debugfs (module disk)", logger=logger)
+    finally:
+        scratch.unlink()
 
 
 def is_static(path: str) -> bool:

@@ -2,8 +2,10 @@
 
 mmdebstrap runs in ``unshare`` mode (its mounts live in a private namespace,
 so a killed build leaves none behind) and writes a directory; hooks reuse the
-cache's .deb files, copy in the vmtest guest files, the kernel modules and
-the config's files and units, enable services and run build commands.
+cache's .deb files, copy in the vmtest guest files and the config's files and
+units, enable services and run build commands. The kernel's modules are not
+copied: ``/lib/modules/<release>`` stays empty for the kernel's module disk
+(see :mod:`vmtest.image.kernel`).
 ``mkfs.ext4 -d`` turns the directory into a file system image, which
 ``qemu-img`` converts to the qcow2 base every VM overlays.
 """
@@ -27,7 +29,8 @@ from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import space
-from vmtest.image.kernel import Kernel
+from vmtest.image.kernel import Kernel, extract_modules
+from vmtest.image.qcow2 import convert_compressed
 
 # What every guest has besides the requested packages.
 BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps", "busybox-static")
@@ -183,8 +186,6 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
         f"mkdir -p {shlex.quote(str(new_debs))}",
         f'cp -l "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null'
         f' || cp "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null || true',
-        'mkdir -p "$root/lib/modules" && '
-        f'cp -a {shlex.quote(str(kernel.modules))} "$root/lib/modules/{kernel.release}"',
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
         *_service_checks(config.services),
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
@@ -296,6 +297,7 @@ def build_rootfs(
                 exc, config
             ) from None
     _keep_debs(new_debs, debs)
+    place_modules(tree, kernel, work, logger)
     content_mib = disk_usage(tree) // (1 << 20)
     disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
     raw = work / "root.ext4"
@@ -328,11 +330,28 @@ def build_rootfs(
         "converting to qcow2",
         "converting to qcow2",
         "qemu-img convert",
-        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out],
+        convert_compressed(raw, out),
     )
     raw.unlink()
     log(logger, f"root image: {out.stat().st_size >> 20} MiB qcow2")
     return RootfsResult(out, disk_mib, content_mib)
+
+
+def place_modules(tree: Path, kernel: Kernel, work: Path, logger: logging.Logger) -> None:
+    """The image's ``/lib/modules/<release>``: an empty directory where stage 1 mounts the kernel's module
+    disk (shared by every image of the kernel). When the packages put files of their own there (a module
+    package built for this very kernel), the kernel's modules are copied in beside them instead and
+    ``depmod`` indexes both; stage 1 then leaves the directory as it is."""
+    mods = tree / "lib" / "modules" / kernel.release
+    if mods.is_dir() and any(mods.iterdir()):
+        log(
+            logger, f"packages installed files in /lib/modules/{kernel.release}: the kernel's modules go into the image"
+        )
+        extract_modules(kernel.modules, mods, work / "modules.raw", logger)
+        shutil.rmtree(mods / "lost+found", ignore_errors=True)
+        run(["depmod", "-b", tree, kernel.release], what="depmod", logger=logger)
+        return
+    mods.mkdir(parents=True, exist_ok=True)
 
 
 def _keep_debs(new: Path, debs: Path) -> None:

@@ -32,7 +32,7 @@ from vmtest.image import packages as packages_mod
 from vmtest.image import rootfs as rootfs_mod
 from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
 
-IMAGE_BUILDER_VERSION = "2"
+IMAGE_BUILDER_VERSION = "3"
 ORIGINS = ("cache", "fetched", "built")
 
 
@@ -65,6 +65,7 @@ class BootImage:
     kernel_release: str
     disk_mib: int
     refs: Path | None = None  # where disks made on this image record it (the cache's refs/), None: nowhere
+    modules: Path | None = None  # the kernel's module disk (read-only), mounted by stage 1
 
 
 class ImageStore:
@@ -211,5 +212,12 @@ class ImageStore:
     def _boot_image(self, key: str, path: Path, kernel: kernel_mod.Kernel) -> BootImage:
         meta = json.loads((path / "meta.json").read_text())
         return BootImage(
-            key, path / "root.qcow2", kernel.vmlinuz, kernel.initrd, kernel.release, meta["disk_mib"], self.cache.refs
+            key,
+            path / "root.qcow2",
+            kernel.vmlinuz,
+            kernel.initrd,
+            kernel.release,
+            meta["disk_mib"],
+            self.cache.refs,
+            kernel.modules,
         )

@@ -96,14 +96,15 @@ NO_IDE_PARAM = "modprobe.blacklist=ata_piix,ata_generic"
 def stage1_groups(config: MachineConfig, nics: bool = False) -> list[str]:
     """The stage-1 module groups (besides "base") this configuration needs, in load order.
 
-    The disk driver of ``qemu.disk_interface``; ``overlay`` for a tmpfs-overlay root; ``net`` when the
-    machine has NICs (``nics``: VLANs, the user-mode NIC or ``networking_options``); ``display`` with
-    graphics. Everything else (the keyboard, the RNG, the IDE controller of a virtio machine...)
-    is left to udev.
+    The disk driver of ``qemu.disk_interface`` (and virtio-blk for the module disk); ``overlay`` for a
+    tmpfs-overlay root; ``net`` when the machine has NICs (``nics``: VLANs, the user-mode NIC or
+    ``networking_options``); ``display`` with graphics. Everything else (the keyboard, the RNG, the IDE
+    controller of a virtio machine...) is left to udev.
     """
     virt = config.virtualisation
     return [
         virt.qemu.disk_interface,
+        *(["modules"] if virt.qemu.disk_interface != "virtio" else []),  # (virtio_blk is in "virtio")
         *(["overlay"] if virt.disk_image is None and virt.use_default_filesystems else []),
         *(["net"] if nics or virt.user_network or virt.qemu.networking_options else []),
         *(["display"] if virt.graphics else []),
@@ -211,7 +212,16 @@ def disk_args(
     for i, d in enumerate(virt.qemu.drives):
         drive = {**d.drive_extra_opts, "file": d.file, "if": "none", "id": f"drive{i}"}
         args += ["-drive", _opts(drive), *bus.device(f"drive{i}", dict(d.device_extra_opts))]
-    return args
+    return args + module_disk_args(boot)
+
+
+def module_disk_args(boot: Boot) -> list[str]:
+    """The kernel's module disk, read-only, always virtio-blk (stage 1 loads virtio_blk for it), after every
+    other disk so that the config's disks keep their names (vda, vdb...)."""
+    if boot.modules is None:
+        return []
+    drive = {"file": str(boot.modules), "format": "qcow2", "if": "none", "id": "modules", "readonly": "on"}
+    return ["-drive", _opts(drive), "-device", "virtio-blk-pci,drive=modules,id=modules-disk"]
 
 
 def channel_args(paths: MachinePaths, config: MachineConfig | None = None, serial_stdio: bool = False) -> list[str]:

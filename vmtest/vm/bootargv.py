@@ -23,6 +23,7 @@ class Boot:
     initrd: Path
     image: Path | None = None
     efi_vars: Path | None = None
+    modules: Path | None = None  # the kernel's module disk (:mod:`vmtest.image.kernel`)
 
 
 def accel_args(accel: str) -> list[str]:

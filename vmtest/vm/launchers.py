@@ -111,7 +111,7 @@ class BuiltLauncher(Requested):
             vm.accel = accel_mod.choose_for(vm.store.cache, image, vm.logger, self.accel_request)
         paths = self.state_dir(vm)
         launch = _launch(vm, image, vm.accel)
-        boot = Boot(image.kernel, image.initrd, image.disk, vm.efi_vars)
+        boot = Boot(image.kernel, image.initrd, image.disk, vm.efi_vars, image.modules)
         return machine_argv(vm.name, vm.config, boot, paths, vm.accel, launch)
 
 

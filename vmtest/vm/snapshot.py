@@ -101,7 +101,7 @@ def key_argv(
     fetched one, on a runner whose cache lives elsewhere). The entries' keys in the paths stay."""
     paths = MachinePaths(PLACEHOLDER_STATE)
     efi_vars = PLACEHOLDER_STATE / "efi-vars.fd" if config.virtualisation.use_efi_boot else None
-    boot = Boot(image.kernel, image.initrd, image.disk, efi_vars)
+    boot = Boot(image.kernel, image.initrd, image.disk, efi_vars, image.modules)
     argv = machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
     if cache_root is None:
         return argv
