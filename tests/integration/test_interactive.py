@@ -18,6 +18,8 @@ import pytest
 from tests.integration.conftest import PYTEST, REPO
 
 pytestmark = pytest.mark.integration
+# the guest's bash prompt on the attach console (root@<host name>:<dir># )
+PROMPT = r"root@[\w-]+:[^\r\n]*# "
 
 
 def spawn(*argv: str, timeout: float = 900, env: dict[str, str] | None = None) -> pexpect.spawn:
@@ -101,6 +103,8 @@ def test_vmtest_shell_boots_the_example_and_evaluates_at_the_prompt():
         # shell_interact(): a root shell through the virtio console (hvc0); Ctrl-] returns to the REPL.
         child.sendline("server.shell_interact()")
         child.expect_exact("root shell")
+        # a prompt first: typed while agetty's autologin starts the shell, the line is flushed away
+        child.expect(PROMPT)
         child.sendline("echo I am $(id -un) on $(hostname) via $(tty)")
         child.expect(r"I am root on server via /dev/hvc0\r\n")
         child.send("\x1d")
@@ -176,6 +180,8 @@ def test_keep_on_failure_attach_kill_and_time_limit(tmp_path):
         # The printed command gives a root shell in the kept machine.
         shell = spawn(sys.executable, "-m", "vmtest.cli", "attach", web.group(1), timeout=120)
         shell.expect_exact("root shell")
+        # a prompt first: typed while agetty's autologin starts the shell, the line is flushed away
+        shell.expect(PROMPT)
         shell.sendline("echo I am $(id -un) on $(hostname)")
         shell.expect(r"I am root on web\r\n")
         shell.sendline("curl --version | head -1")
@@ -230,6 +236,8 @@ def test_debug_hook_pauses_with_the_machines_running(tmp_path):
         assert len(ours) == 1  # paused, not ended
         shell = spawn(sys.executable, "-m", "vmtest.cli", "attach", socket, timeout=120)
         shell.expect_exact("root shell")
+        # a prompt first: typed while agetty's autologin starts the shell, the line is flushed away
+        shell.expect(PROMPT)
         shell.sendline("echo I am $(id -un) on $(hostname)")
         shell.expect(r"I am root on web\r\n")
         shell.send("\x1d")
