@@ -133,7 +133,7 @@ def test_hosts_come_last_and_after_restore_remounts_shares(tmp_path: Path) -> No
     _valid_sh(late, "bash")  # run by the backdoor's bash
     assert late.startswith("bb=; [[ -x /bin/busybox ]] && bb=/bin/busybox\n$bb date -u -s @1795790001 ")
     xchg = '[[ $(< /proc/mounts) == *" /tmp/xchg "* ]] || { [[ -d /tmp/xchg ]] || $bb mkdir -p /tmp/xchg; $bb mount'
-    assert xchg in late
+    assert "{ " + xchg in late and late.index("2>&1 &\n") > late.index(xchg)  # in the background
     assert "mkdir -p /mnt/data; $bb mount -t 9p -o trans=virtio,version=9p2000.L,msize=16384,cache=none data" in late
     assert "192.168.1.2 server" in late
     save = before_save(cfg)
