@@ -153,7 +153,8 @@ def before_save(config: MachineConfig) -> str:
 def after_restore(config: MachineConfig, clock: float, hosts: str) -> str:
     """Guest shell, once a snapshot is restored (or saved): what the snapshot cannot hold, in one command
     (the first commands after a restore are the slowest): the wall clock (``clock``: the host's time),
-    the 9p shares mounted again (the exchange directory in the background), and ``/etc/hosts`` (it names the other nodes of this run's network)."""
+    the 9p shares mounted again (the exchange directory in the background), and ``/etc/hosts`` (it names
+    the other nodes of this run's network)."""
     virt = config.virtualisation
     # busybox's date takes whole seconds: the next one, as the command reaches the guest a moment later
     lines = [
