@@ -83,7 +83,10 @@ def test_killed_build_leaves_no_entry_and_next_build_works(tmp_path, store, nonc
     ls = cli("cache", "ls", cache_dir=store.cache.root)
     listing = ls.communicate(timeout=60)[0]
     assert key not in listing
-    assert "leftover" in listing
+    # Listed as a leftover, unless a pytest run of another test on this cache swept it already at its start
+    # (plugin/hooks.py: sweep_leftovers; CI run 4 of 6 Dec); either way nothing looks complete.
+    left = [p for p, _ in Cache(store.cache.root).partial_builds() if key in p.name]
+    assert "leftover" in listing or not left, listing
     image = store.get(config)
     assert image.disk.is_file()
     assert not [p for p, _ in Cache(store.cache.root).partial_builds() if key in p.name]
