@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmtest import MachineConfig
-from vmtest.core.contract import CRITICAL_NICE, SETUP_UNIT, XCHG_MOUNT_UNIT
+from vmtest.core.contract import CRITICAL_NICE, MODULES_LABEL, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image import kernel
 from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, place_modules, stage_overlay
 
@@ -81,6 +81,11 @@ def test_the_module_disk_holds_the_tree_and_gives_it_back(tmp_path: Path) -> Non
     assert (out / "kernel/drivers/a.ko").read_text() == "module a"
     assert (out / "modules.dep").read_text() == "kernel/drivers/a.ko:\n"
     assert not (tmp_path / "scratch.raw").exists()
+
+
+def test_stage1_looks_for_the_module_disk_by_its_label() -> None:
+    init = (Path(kernel.__file__).parent / "guest" / "init").read_text()
+    assert f"findfs LABEL={MODULES_LABEL} " in init
 
 
 @needs_tools

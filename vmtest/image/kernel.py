@@ -32,7 +32,7 @@ from vmtest.core.contract import MODULES_LABEL, STAGE1_MODULE_GROUPS
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import nested
 from vmtest.core.proc import ProcessError, run
-from vmtest.image.qcow2 import convert_compressed
+from vmtest.image.qcow2 import convert_compressed, mkfs_ext4
 
 KERNEL_BUILDER_VERSION = "6"
 META_PACKAGE = "linux-image-amd64"
@@ -271,23 +271,7 @@ def module_disk(tree: Path, out: Path, scratch: Path, logger: logging.Logger) ->
     mib = disk_usage(tree) * 23 // 20 // (1 << 20) + 32
     with nested(logger, f"building the module disk ({mib} MiB file system)"):
         run(
-            [
-                "mkfs.ext4",
-                "-q",
-                "-F",
-                "-L",
-                MODULES_LABEL,
-                "-m",
-                "0",
-                "-O",
-                "^has_journal",
-                "-E",
-                "root_owner=0:0",
-                "-d",
-                tree,
-                scratch,
-                f"{mib}M",
-            ],
+            mkfs_ext4(tree, scratch, MODULES_LABEL, mib, journal=False),
             what="mkfs.ext4 (module disk)",
             logger=logger,
         )

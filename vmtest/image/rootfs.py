@@ -30,7 +30,7 @@ from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import space
 from vmtest.image.kernel import Kernel, extract_modules
-from vmtest.image.qcow2 import convert_compressed
+from vmtest.image.qcow2 import convert_compressed, mkfs_ext4
 
 # What every guest has besides the requested packages.
 BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps", "busybox-static")
@@ -307,21 +307,7 @@ def build_rootfs(
         f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system",
         "creating the ext4 file system",
         "mkfs.ext4",
-        [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-L",
-            ROOT_LABEL,
-            "-m",
-            "0",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-            tree,
-            raw,
-            f"{disk_mib}M",
-        ],
+        mkfs_ext4(tree, raw, ROOT_LABEL, disk_mib),
     )
     shutil.rmtree(tree)
     _step(
