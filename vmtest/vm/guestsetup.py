@@ -135,6 +135,19 @@ def write_hosts(hosts: str) -> str:
     return f"printf %s {shlex.quote(hosts)} > /etc/hosts"
 
 
+# How long the boot before a snapshot's save may go on settling (see :func:`settle`).
+SETTLE_SECONDS = 30
+
+
+def settle(seconds: int = SETTLE_SECONDS) -> str:
+    """Guest shell, before a booted snapshot is saved: wait until systemd has started everything the boot
+    queued (``is-system-running --wait``: ``running`` or ``degraded``), for at most ``seconds``. A snapshot
+    saved at the backdoor's first answer left the rest of the boot (a test's own services among it) to be
+    done again after every restore; saved settled, a restored guest has its services up. Never fails: a
+    boot that does not settle in time is saved as it is."""
+    return f"timeout {seconds} systemctl is-system-running --wait >/dev/null 2>&1; true"
+
+
 def before_save(config: MachineConfig) -> str:
     """Guest shell, before a booted snapshot is saved: flush, and unmount the 9p shares (QEMU does not
     migrate a machine with a mounted 9p export)."""

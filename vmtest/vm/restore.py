@@ -91,9 +91,13 @@ class SaveSnapshot:
         channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        # Saved as soon as the shell answers, like a cold boot's first command: what the boot still has
-        # to do goes on after each restore (waiting for the whole boot here cost 20-40 s under TCG).
         release = wait_for_boot(vm, channels, timeout)
+        # Saved once the boot has settled (its services started), not at the shell's first answer: the
+        # rest of the boot would otherwise be done again after every restore (a test's wait_for_unit of
+        # its own service among it). It costs the save (once per configuration) the boot's remaining
+        # few seconds under TCG.
+        with progress.activity(vm.name, "letting its boot settle before the snapshot"):
+            channels.shell.run(guestsetup.settle(), guestsetup.SETTLE_SECONDS + 30)
         channels.shell.run(guestsetup.before_save(vm.config), 60)
         try:
             with progress.activity(vm.name, "saving its booted state as a snapshot"):

@@ -48,7 +48,7 @@ from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import Channels
 from vmtest.vm.paths import MachinePaths, root_disk
 
-FORMAT = "1"  # bump when what a snapshot holds or how it is restored changes
+FORMAT = "2"  # bump when what a snapshot holds or how it is restored changes
 KIND = "snapshots"
 STATE = "state"
 DISK = "disk.qcow2"
