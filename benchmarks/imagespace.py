@@ -67,6 +67,7 @@ def main() -> None:
             store.get(need.config)
         build_all = time.monotonic() - started
         images, kernels, bootdisks = mib(root / "images"), mib(root / "kernels"), mib(root / "bootdisks")
+        layers = mib(root / "layers")  # build inputs only (a base system per suite and option set)
         per_image = sorted(mib(p) for p in (root / "images").iterdir()) if (root / "images").is_dir() else []
 
         base = MachineConfig(packages=["hello"])
@@ -81,13 +82,14 @@ def main() -> None:
         elif args.cache is None:
             print(f"cache kept: {root}")
 
-    total = images + kernels + bootdisks
+    total = images + kernels + bootdisks + layers
     rows = [
         ("distinct images of the selection", f"{len(needs)}", ""),
         ("images/ (all of them)", f"{images:.0f} MiB", ""),
         ("one image: smallest / median / largest", _spread(per_image), ""),
         ("kernels/ (kernel, initrd, modules)", f"{kernels:.0f} MiB", ""),
         ("bootdisks/", f"{bootdisks:.0f} MiB", ""),
+        ("layers/ (base layers images are built on)", f"{layers:.0f} MiB", ""),
         ("total", f"{total:.0f} MiB", "<= 1/3 of before"),
         ("building them all (warm .deb cache)", f"{build_all:.0f} s", ""),
         ("image with one package more than a cached one", f"{rebuild:.1f} s", "seconds, not 25 s"),

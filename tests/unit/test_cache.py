@@ -427,3 +427,23 @@ def test_trim_without_a_bound_or_under_it_removes_nothing(tmp_path: Path) -> Non
     assert cache.trim(0, used_since=time.time()) == []
     assert cache.trim(sum(sizes(cache).values()), used_since=time.time()) == []
     assert sorted(sizes(cache)) == ["images/i"]
+
+
+def test_gc_removes_unused_base_layers_and_trim_takes_them_before_images(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.build("kernels", "k", Builder(), LOG)
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    cache.build("layers", "old", Builder({"suite": "bookworm"}), LOG)
+    cache.build("layers", "new", Builder({"suite": "trixie"}), LOG)
+    age(cache, "layers", "old", 10)
+    age(cache, "images", "i", 20)  # older than the layer, yet the layer goes first: only builds read it
+    age(cache, "kernels", "k", 20)
+
+    before = sizes(cache)
+    removed = cache.trim(sum(before.values()) - before["layers/old"], used_since=time.time() - 60)
+    assert removed == [("layers/old", before["layers/old"])]
+
+    cache.build("layers", "old", Builder({"suite": "bookworm"}), LOG)
+    age(cache, "layers", "old", 10)
+    assert cache.gc(max_age_days=7) == ["images/i", "layers/old", "kernels/k"]
+    assert [(e.kind, e.key) for e in cache.entries()] == [("layers", "new")]

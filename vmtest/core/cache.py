@@ -4,6 +4,7 @@ Layout under the cache directory (its owner passes it in: the run setting
 ``cache_dir``, :class:`vmtest.config.settings.Settings`)::
 
     images/<key>/     one complete guest image per key
+    layers/<key>/     a suite's base layer (bootstrap + base packages, a tarball): only images' builds read it
     kernels/<key>/    kernel + stage-1 initrd + pruned module tree
     snapshots/<key>/  a booted machine: QEMU's saved state, its root disk at that instant, its boot log
     debs/             downloaded .deb files, reused across builds
@@ -41,7 +42,7 @@ from vmtest.core.log import log
 META = "meta.json"
 # Entries used this recently stay whatever the size bound (Cache.trim): another session may be about to open them.
 TRIM_GRACE = 600.0
-KINDS = ("images", "kernels", "snapshots", "bootdisks")
+KINDS = ("images", "kernels", "snapshots", "bootdisks", "layers")
 
 
 def disk_usage(path: Path) -> int:
@@ -285,7 +286,8 @@ class Cache:
     def trim(self, max_bytes: int, used_since: float) -> list[tuple[str, int]]:
         """Remove entries until the cache holds at most ``max_bytes`` (0: no bound); returns (entry, bytes)
         for each removed. Never an entry used at or after ``used_since`` (this session's) or one a kept disk
-        needs. Least recently used first: snapshots and bootable disks (a boot or a copy away), then images
+        needs. Least recently used first: snapshots, bootable disks and base layers (a boot, a copy or a
+        bootstrap away), then images
         (with what was made of them), then kernels no remaining image uses."""
         if max_bytes <= 0:
             return []
@@ -318,7 +320,7 @@ class Cache:
                 key=lambda e: e.last_used,
             )
 
-        for entry in candidates("snapshots", "bootdisks"):
+        for entry in candidates("snapshots", "bootdisks", "layers"):
             if total <= max_bytes:
                 return removed
             drop(entry)
@@ -341,7 +343,7 @@ class Cache:
 
     def gc(self, max_age_days: float, everything: bool = False) -> list[str]:
         """Keep every entry a kept disk needs (:mod:`vmtest.core.keptdisks`); remove stale partial builds;
-        snapshots and bootable disks unused for ``max_age_days`` or whose image goes; images
+        snapshots and bootable disks unused for ``max_age_days`` or whose image goes; images and base layers
         unused for ``max_age_days``; kernels that no remaining image uses and that were not used themselves
         for ``max_age_days`` (a build in progress may be about to use one). Returns what was removed."""
         removed = [f"partial build {path.name}" for path, _ in self.sweep_partial()]
@@ -376,6 +378,10 @@ class Cache:
                 removed.append(f"images/{entry.key}")
             else:
                 kept_kernels.add(entry.meta.get("kernel_key"))
+        for entry in entries:  # a base layer is only read by image builds: another build makes it again
+            if entry.kind == "layers" and stale(entry):
+                self.remove(entry.kind, entry.key, logger)
+                removed.append(f"layers/{entry.key}")
         for entry in entries:
             if entry.kind == "kernels" and entry.key not in kept_kernels and stale(entry):
                 self.remove(entry.kind, entry.key, logger)

@@ -31,6 +31,9 @@ from vmtest.core.errors import HostError
 
 OWNER_FILE = ".vmtest-owner"
 PREFIX = "vmtest-"
+# image builds make their directory trees here when the host has the memory (vmtest.image.scratch)
+BUILD_TREE_PARENT = Path("/dev/shm")
+BUILD_TREE_PREFIX = "vmtest-build-"
 SOCKET_PATH_MAX = 107  # bytes of a unix socket's path (sun_path holds 108 with the closing NUL)
 
 
@@ -177,14 +180,17 @@ def orphans(parent: Path | None = None, prefix: str = PREFIX) -> list[Path]:
 
 
 def sweep(logger: logging.Logger, parent: Path | None = None, prefix: str = PREFIX) -> tuple[int, int]:
-    """Remove the orphaned state directories (:func:`orphans`); returns (how many, bytes freed)."""
+    """Remove the orphaned state directories (:func:`orphans`); returns (how many, bytes freed). Without
+    ``parent``: those in the temporary directory and the image builds' trees in :data:`BUILD_TREE_PARENT`."""
+    places = [(parent, prefix)] if parent is not None else [(None, prefix), (BUILD_TREE_PARENT, BUILD_TREE_PREFIX)]
     count = freed = 0
-    for path in orphans(parent, prefix):
-        size = disk_usage(path)
-        shutil.rmtree(path, ignore_errors=True)
-        if not path.exists():
-            count += 1
-            freed += size
+    for where, start in places:
+        for path in orphans(where, start):
+            size = disk_usage(path)
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                count += 1
+                freed += size
     if count:
         logger.debug(
             "removed %d state director%s left by killed runs (%.1f MiB)",

@@ -1,19 +1,21 @@
-"""Build a guest root file system: mmdebstrap -> ext4 -> qcow2.
+"""Build a guest root file system: base layer + packages -> ext4 -> qcow2.
 
 mmdebstrap runs in ``unshare`` mode (its mounts live in a private namespace,
-so a killed build leaves none behind) and writes a directory; hooks reuse the
-cache's .deb files, copy in the vmtest guest files and the config's files and
-units, enable services and run build commands. The kernel's modules are not
-copied: ``/lib/modules/<release>`` stays empty for the kernel's module disk
-(see :mod:`vmtest.image.kernel`).
-``mkfs.ext4 -d`` turns the directory into a file system image, which
-``qemu-img`` converts to the qcow2 base every VM overlays.
+so a killed build leaves none behind) and writes a directory. It starts from
+the suite's base layer (:mod:`vmtest.image.layer`: the bootstrap every image
+shares, built once) and installs only the configuration's packages on it
+(the ``custom`` variant); hooks reuse the cache's .deb files, copy in the
+vmtest guest files and the config's files and units, enable services and
+run build commands. The kernel's modules are not copied:
+``/lib/modules/<release>`` stays empty for the kernel's module disk (see
+:mod:`vmtest.image.kernel`). ``mkfs.ext4 -d`` turns the directory into a
+file system image, which ``qemu-img`` converts to the qcow2 base every VM
+overlays.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
 import shutil
@@ -28,12 +30,9 @@ from vmtest.core.contract import GUEST_FILES, ROOT_LABEL, XCHG_MOUNT_UNIT, xchg_
 from vmtest.core.errors import ImageBuildError
 from vmtest.core.log import log, nested
 from vmtest.core.proc import ProcessError, run
-from vmtest.image import space
+from vmtest.image import layer, scratch, space
 from vmtest.image.kernel import Kernel, extract_modules
 from vmtest.image.qcow2 import convert_compressed, mkfs_ext4
-
-# What every guest has besides the requested packages.
-BASE_PACKAGES = ("systemd-sysv", "udev", "iproute2", "kmod", "netcat-openbsd", "procps", "busybox-static")
 
 # Units that only slow a test VM down or write on a timer.
 # where a unit listed in `services` may live in the image
@@ -173,7 +172,7 @@ def _service_checks(services: Iterable[str]) -> list[str]:
     return lines
 
 
-def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_debs: Path) -> str:
+def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel) -> str:
     enable = [
         *(PurePosixPath(f.path).name for f in GUEST_FILES if f.enable),
         XCHG_MOUNT_UNIT,
@@ -183,9 +182,6 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel, new_
     lines = [
         "set -eu",
         'root="$1"',
-        f"mkdir -p {shlex.quote(str(new_debs))}",
-        f'cp -l "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null'
-        f' || cp "$root"/var/cache/apt/archives/*.deb {shlex.quote(str(new_debs))}/ 2>/dev/null || true',
         f'cp -a {shlex.quote(str(overlay))}/. "$root"/',
         *_service_checks(config.services),
         'echo "vmtest-customize: enabling ' + " ".join(enable) + '"',
@@ -248,68 +244,81 @@ def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildE
     return ImageBuildError("running mmdebstrap", str(exc).split(": ", 1)[0], exc.tail)
 
 
-def build_rootfs(
-    cache: Cache, config: MachineConfig, kernel: Kernel, work: Path, out: Path, logger: logging.Logger
-) -> RootfsResult:
-    """Build the qcow2 base image ``out`` for ``config`` using scratch space ``work``."""
-    overlay = work / "overlay"
-    stage_overlay(config, overlay)
-    new_debs = work / "new-debs"
-    hook = work / "customize.sh"
-    hook.write_text(_customize_script(config, overlay, kernel, new_debs))
-    tree = work / "root"
-    include = ",".join(sorted(set(BASE_PACKAGES) | set(config.image_inputs()["packages"])))
-    debs = cache.debs
-    argv = [
+def image_argv(
+    config: MachineConfig, tarball: Path, debs: Path, new_debs: Path, hook: Path, tree: Path, verbose: bool
+) -> list[str]:
+    """mmdebstrap's command line that makes ``config``'s root ``tree`` from its layer ``tarball`` (pure):
+    the layer unpacked, the packages it lacks installed, then the customize ``hook``. They are installed
+    the way mmdebstrap installs a bootstrap's packages: apt from the outside, dpkg chrooted, the package
+    lists brought up to date first (the layer's copies: only what changed is fetched). Without packages
+    to add nothing is fetched."""
+    extra = sorted(set(config.image_inputs()["packages"]) - set(layer.packages(config)))
+    install = [
+        f'--customize-hook=echo "vmtest-customize: installing {len(extra)} package(s) on the base layer: '
+        f'{" ".join(extra)}" && APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get -o Dir::Bin::dpkg=env '
+        '-o DPkg::Options::=--unset=TMPDIR -o DPkg::Options::=dpkg -o DPkg::Chroot-Directory="$1" --yes install '
+        + " ".join(shlex.quote(p) for p in extra)
+    ]
+    return [
         "mmdebstrap",
-        "--mode=unshare",
-        "--variant=minbase",
-        *(["--verbose"] if logger.isEnabledFor(logging.DEBUG) else []),
-        f"--include={include}",
-        "--skip=essential/unlink",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-        f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
-        f'(cp -l {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || '
-        f'cp {shlex.quote(str(debs))}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true)',
+        "--variant=custom",
+        *layer.common_options(debs, verbose),
+        layer.unpack_hook(tarball),
+        *(install if extra else ["--skip=update"]),
+        layer.harvest_hook(new_debs),
         f'--customize-hook=sh {shlex.quote(str(hook))} "$1"',
         config.suite,
         str(tree),
     ]
-    with nested(logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s)"):
-        try:
-            # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
-            # nothing in /tmp, and the next build of the key removes the whole directory
-            scratch = work / "tmp"
-            scratch.mkdir(parents=True, exist_ok=True)
-            run(
-                argv,
-                what="mmdebstrap",
-                logger=logger,
-                timeout=1800,
-                line_filter=_progress,
-                env={"TMPDIR": str(scratch)},
-            )
-        except ProcessError as exc:  # its output is in the error, once
-            raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or _explain_mmdebstrap(
-                exc, config
-            ) from None
-    _keep_debs(new_debs, debs)
-    place_modules(tree, kernel, work, logger)
-    content_mib = disk_usage(tree) // (1 << 20)
-    disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
-    raw = work / "root.ext4"
-    _step(
-        logger,
-        work,
-        f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system",
-        "creating the ext4 file system",
-        "mkfs.ext4",
-        mkfs_ext4(tree, raw, ROOT_LABEL, disk_mib),
-    )
-    shutil.rmtree(tree)
+
+
+def build_rootfs(
+    cache: Cache, config: MachineConfig, kernel: Kernel, work: Path, out: Path, logger: logging.Logger
+) -> RootfsResult:
+    """Build the qcow2 base image ``out`` for ``config`` using scratch space ``work``."""
+    tarball = layer.ensure(cache, config.suite, layer.packages(config), logger)
+    overlay = work / "overlay"
+    stage_overlay(config, overlay)
+    new_debs = work / "new-debs"
+    hook = work / "customize.sh"
+    hook.write_text(_customize_script(config, overlay, kernel))
+    debs = cache.debs
+    # in memory when the host has room; named like the build's directory (images-<key>)
+    with scratch.tree_dir(work / "root", work.parent.name.split(".")[0]) as tree:
+        argv = image_argv(config, tarball, debs, new_debs, hook, tree, logger.isEnabledFor(logging.DEBUG))
+        with nested(
+            logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s) on its base layer"
+        ):
+            try:
+                # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
+                # nothing in /tmp, and the next build of the key removes the whole directory
+                gpg = work / "tmp"
+                gpg.mkdir(parents=True, exist_ok=True)
+                run(
+                    argv,
+                    what="mmdebstrap",
+                    logger=logger,
+                    timeout=1800,
+                    line_filter=_progress,
+                    env={"TMPDIR": str(gpg)},
+                )
+            except ProcessError as exc:  # its output is in the error, once
+                raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or _explain_mmdebstrap(
+                    exc, config
+                ) from None
+        layer.keep_debs(new_debs, debs)
+        place_modules(tree, kernel, work, logger)
+        content_mib = disk_usage(tree) // (1 << 20)
+        disk_mib = max(MIN_DISK_MIB, int(content_mib * 1.4) + 256)
+        raw = work / "root.ext4"
+        _step(
+            logger,
+            work,
+            f"mkfs.ext4: {content_mib} MiB of files into a {disk_mib} MiB file system",
+            "creating the ext4 file system",
+            "mkfs.ext4",
+            mkfs_ext4(tree, raw, ROOT_LABEL, disk_mib),
+        )
     _step(
         logger,
         work,
@@ -338,21 +347,6 @@ def place_modules(tree: Path, kernel: Kernel, work: Path, logger: logging.Logger
         run(["depmod", "-b", tree, kernel.release], what="depmod", logger=logger)
         return
     mods.mkdir(parents=True, exist_ok=True)
-
-
-def _keep_debs(new: Path, debs: Path) -> None:
-    """Move newly downloaded .debs into the shared deb cache (atomic renames)."""
-    if not new.is_dir():
-        return
-    for deb in new.glob("*.deb"):
-        dest = debs / deb.name
-        if not dest.exists():
-            try:
-                os.rename(deb, dest)
-            except OSError:
-                shutil.copy2(deb, dest.with_suffix(".tmp"))
-                os.rename(dest.with_suffix(".tmp"), dest)
-    shutil.rmtree(new, ignore_errors=True)
 
 
 def _step(logger: logging.Logger, work: Path, title: str, doing: str, what: str, argv: list[str | Path]) -> None:

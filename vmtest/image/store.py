@@ -28,11 +28,13 @@ from vmtest.core.contract import GUEST_FILES, xchg_mount_unit
 from vmtest.core.log import get_logger, nested
 from vmtest.image import bootdisk, remote, space
 from vmtest.image import kernel as kernel_mod
+from vmtest.image import layer as layer_mod
 from vmtest.image import packages as packages_mod
 from vmtest.image import rootfs as rootfs_mod
-from vmtest.image.rootfs import BASE_PACKAGES, MASKED_UNITS, build_rootfs, guest_file
+from vmtest.image.layer import BASE_PACKAGES
+from vmtest.image.rootfs import MASKED_UNITS, build_rootfs, guest_file
 
-IMAGE_BUILDER_VERSION = "3"
+IMAGE_BUILDER_VERSION = "4"
 ORIGINS = ("cache", "fetched", "built")
 
 
@@ -46,6 +48,9 @@ def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
         "config": config.image_inputs(),
         "kernel": kernel.key,
         "base_packages": list(BASE_PACKAGES),
+        "layer": layer_mod.layer_key(
+            config.suite, layer_mod.packages(config)
+        ),  # the bootstrap it starts from (its builder's code too)
         "masked": list(MASKED_UNITS),
         "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
         "xchg_mount": xchg_mount_unit(),
