@@ -114,6 +114,7 @@ def test_a_full_disk_during_an_image_build_is_named_and_leaves_no_entry(
         small.get(config)
     report("disk full during an image build", time.monotonic() - start)
     assert "the disk filled up (No space left on device" in str(info.value), str(info.value)[-3000:]
-    assert small.cache.entries() == []  # nothing that looks complete
+    # nothing of the image that looks complete (its base layer, finished before the disk filled up, is complete)
+    assert [e for e in small.cache.entries() if e.kind != "layers"] == []
     assert [p for p in (small_cache / "tmp").iterdir()] == []  # and no partial build left behind
     shutil.rmtree(small_cache / "debs", ignore_errors=True)

@@ -24,7 +24,7 @@ import pytest
 
 from vmtest import Driver, ForeignImage, Machine, MachineConfig, MachineError, Timeout
 from vmtest.core.cache import Cache
-from vmtest.image import bootdisk
+from vmtest.image import bootdisk, scratch
 from vmtest.image.bootdisk import BootDiskSpec
 from vmtest.image.bootfiles import extract
 from vmtest.image.grubfiles import smbios_args
@@ -70,13 +70,13 @@ def build_debian_image(cache: Path, logger: logging.Logger | None = None) -> Deb
     if not image.exists():
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        tree = out / "tree"
         env = dict(os.environ, TMPDIR=str(out))
-        subprocess.run([*RECIPE, str(tree)], check=True, env=env, capture_output=True)
         raw = out / "debian.raw"
-        mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", "-d", str(tree), str(raw), f"{DISK_MIB}M"]
-        subprocess.run(mkfs, check=True)
-        shutil.rmtree(tree)
+        # the tree in memory when the host has room, as vmtest's own builds do (vmtest.image.scratch)
+        with scratch.tree_dir(out / "tree", f"foreign-{key}") as tree:
+            subprocess.run([*RECIPE, str(tree)], check=True, env=env, capture_output=True)
+            mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", "-d", str(tree), str(raw)]
+            subprocess.run([*mkfs, f"{DISK_MIB}M"], check=True)
         subprocess.run(
             ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out / "tmp.qcow2")], check=True
         )
