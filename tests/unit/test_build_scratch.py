@@ -66,3 +66,14 @@ def test_the_sweep_removes_build_trees_whose_owner_is_gone(tmp_path: Path, monke
     count, _ = statedirs.sweep(logging.getLogger("test"))
     assert count == 1
     assert not dead.exists() and live.exists()
+
+
+def test_available_memory_is_read_from_meminfo(tmp_path: Path) -> None:
+    from vmtest.core import meminfo
+
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       24683784 kB\nMemFree:         1000 kB\nMemAvailable:   20971520 kB\n")
+    assert meminfo.available_mib(info) == 20480
+    info.write_text("MemTotal:       24683784 kB\n")  # an old kernel without the field
+    assert meminfo.available_mib(info) is None
+    assert meminfo.available_mib(tmp_path / "missing") is None

@@ -26,6 +26,7 @@ import logging
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
@@ -131,19 +132,15 @@ def ensure(cache: Cache, suite: str, pkgs: tuple[str, ...], logger: logging.Logg
             nested(logger, f"mmdebstrap: base layer of {suite} ({', '.join(pkgs)})"),
         ):
             tree.mkdir()
-            try:
-                run(
-                    argv,
-                    what="mmdebstrap",
-                    logger=logger,
-                    timeout=1800,
-                    line_filter=_progress,
-                    env={"TMPDIR": str(tree)},
-                )
-            except ProcessError as exc:
-                raise space.explain("\n".join(exc.tail), tmp, "building the base layer") or ImageBuildError(
+            mmdebstrap(
+                argv,
+                tree,
+                tmp,
+                logger,
+                lambda exc: ImageBuildError(
                     f"building the base layer of {suite}", str(exc).split(": ", 1)[0], exc.tail
-                ) from None
+                ),
+            )
         keep_debs(new_debs, cache.debs)
         log(logger, f"base layer of {suite}: {(tmp / TARBALL).stat().st_size >> 20} MiB")
         return {"suite": suite, "packages": list(pkgs)}
@@ -166,5 +163,23 @@ def keep_debs(new: Path, debs: Path) -> None:
     shutil.rmtree(new, ignore_errors=True)
 
 
-def _progress(line: str) -> bool:
-    return line.startswith(("I: ", "E: ", "W: "))
+def progress_line(line: str) -> bool:
+    """Which of mmdebstrap's lines are shown as a build's progress (its own, and the customize hook's)."""
+    return line.startswith(("I: ", "E: ", "W: ", "vmtest-customize:"))
+
+
+def mmdebstrap(
+    argv: list[str],
+    tmpdir: Path,
+    work: Path,
+    logger: logging.Logger,
+    explain: Callable[[ProcessError], ImageBuildError],
+) -> None:
+    """Run a build's mmdebstrap (``TMPDIR`` = ``tmpdir``), its progress lines logged; a failure is an
+    ImageBuildError: a full disk (``work``'s file system) said so, anything else as ``explain`` tells it."""
+    try:
+        run(
+            argv, what="mmdebstrap", logger=logger, timeout=1800, line_filter=progress_line, env={"TMPDIR": str(tmpdir)}
+        )
+    except ProcessError as exc:  # its output is in the error, once
+        raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or explain(exc) from None

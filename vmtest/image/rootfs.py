@@ -209,10 +209,6 @@ def _customize_script(config: MachineConfig, overlay: Path, kernel: Kernel) -> s
     return "\n".join(lines) + "\n"
 
 
-def _progress(line: str) -> bool:
-    return line.startswith(("I: ", "E: ", "W: ", "vmtest-customize:"))
-
-
 def _explain_mmdebstrap(exc: ProcessError, config: MachineConfig) -> ImageBuildError:
     text = "\n".join(exc.tail)
     missing = re.findall(r"Unable to locate package (\S+)", text)
@@ -289,23 +285,11 @@ def build_rootfs(
         with nested(
             logger, f"mmdebstrap {config.suite} with {len(config.packages)} extra package(s) on its base layer"
         ):
-            try:
-                # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
-                # nothing in /tmp, and the next build of the key removes the whole directory
-                gpg = work / "tmp"
-                gpg.mkdir(parents=True, exist_ok=True)
-                run(
-                    argv,
-                    what="mmdebstrap",
-                    logger=logger,
-                    timeout=1800,
-                    line_filter=_progress,
-                    env={"TMPDIR": str(gpg)},
-                )
-            except ProcessError as exc:  # its output is in the error, once
-                raise space.explain("\n".join(exc.tail), work, "running mmdebstrap") or _explain_mmdebstrap(
-                    exc, config
-                ) from None
+            # mmdebstrap's own scratch (its gpg home) inside the build directory: a killed build leaves
+            # nothing in /tmp, and the next build of the key removes the whole directory
+            gpg = work / "tmp"
+            gpg.mkdir(parents=True, exist_ok=True)
+            layer.mmdebstrap(argv, gpg, work, logger, lambda exc: _explain_mmdebstrap(exc, config))
         layer.keep_debs(new_debs, debs)
         place_modules(tree, kernel, work, logger)
         content_mib = disk_usage(tree) // (1 << 20)

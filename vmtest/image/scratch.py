@@ -25,21 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vmtest.core import statedirs
+from vmtest.core import meminfo, statedirs
 from vmtest.core.statedirs import BUILD_TREE_PARENT as SHM_PARENT
 from vmtest.core.statedirs import BUILD_TREE_PREFIX
 
 NEEDED_MIB = 2048  # a large image's tree (X11, a desktop's packages) is ~1 GiB; two builds may run at once
-
-
-def mem_available_mib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def fs_type(path: Path, mounts: str | None = None) -> str | None:
@@ -67,7 +57,7 @@ def in_memory(shm: Path = SHM_PARENT, needed_mib: int = NEEDED_MIB) -> bool:
     except OSError:
         return False
     free = st.f_bavail * st.f_frsize // (1 << 20)
-    available = mem_available_mib()
+    available = meminfo.available_mib()
     return fs_type(shm) == "tmpfs" and free >= needed_mib and available is not None and available >= needed_mib
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vmtest.config.machine import MachineConfig
-from vmtest.core import statedirs
+from vmtest.core import meminfo, statedirs
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger, nested
 from vmtest.core.retry import retry as _retry
@@ -29,7 +29,6 @@ from vmtest.net.plan import hosts_file, nic_args, plan, setup_script
 from vmtest.net.switch import Switch, socket_room
 from vmtest.vm import hostmem
 from vmtest.vm.channels import NetworkAttachment
-from vmtest.vm.disks import available_memory_mib
 from vmtest.vm.paths import SOCKET_ROOM as MACHINE_SOCKET_ROOM
 
 T = TypeVar("T")
@@ -218,7 +217,7 @@ class Driver:
         """Launch every machine at once: images are built (or found) in parallel, then every machine is
         booted or restored in parallel. Returns once all of them run (not waiting for their shells)."""
         waiting = {n: m.config.virtualisation.memory_size for n, m in self.machines.items() if not m.is_running()}
-        hostmem.check_fits(waiting, available_memory_mib())
+        hostmem.check_fits(waiting, meminfo.available_mib())
         with nested(self.logger, "starting all machines"):
             self._each(lambda m: m.config.image is None and self.store.get(m.config))  # foreign: nothing to build
             self._each(lambda m: m.start())

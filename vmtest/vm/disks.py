@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.config.machine import MachineConfig
-from vmtest.core import keptdisks
+from vmtest.core import keptdisks, meminfo
 from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.core.proc import ProcessError, run
 from vmtest.image import BootImage
@@ -30,16 +30,6 @@ class Prepared:
     certs: Path | None  # host CA bundle to copy into the guest
 
 
-def available_memory_mib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_host(config: MachineConfig) -> None:
     """Problems only this host can reveal, as ConfigErrors naming the option."""
     virt = config.virtualisation
@@ -50,7 +40,7 @@ def check_host(config: MachineConfig) -> None:
             "not found on PATH or not executable",
             "install qemu-system-x86 (./run setup) or give an absolute path",
         )
-    free = available_memory_mib()
+    free = meminfo.available_mib()
     if free is not None and virt.memory_size > free:
         raise ConfigError(
             "virtualisation.memory_size",
