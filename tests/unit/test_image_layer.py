@@ -75,3 +75,25 @@ def test_an_image_key_changes_with_its_layer(monkeypatch: pytest.MonkeyPatch) ->
     before = store_mod.image_key(MachineConfig(), spec)
     monkeypatch.setattr(layer, "layer_key", lambda suite, pkgs: "another layer")
     assert store_mod.image_key(MachineConfig(), spec) != before
+
+
+def test_a_build_reads_its_own_link_of_the_layer_so_removing_the_entry_does_not_take_it_away(tmp_path: Path) -> None:
+    import logging
+
+    from vmtest.core.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    pkgs = layer.packages(MachineConfig())
+    key = layer_key("bookworm", pkgs)
+
+    def fake_layer(tmp: Path) -> dict[str, object]:
+        (tmp / layer.TARBALL).write_bytes(b"layer bytes")
+        return {}
+
+    cache.build("layers", key, fake_layer, logging.getLogger("test"))  # present: ensure builds nothing
+    work = tmp_path / "work"
+    work.mkdir()
+    mine = layer.ensure(cache, "bookworm", pkgs, logging.getLogger("test"), work / layer.TARBALL)
+    assert mine == work / layer.TARBALL and mine.read_bytes() == b"layer bytes"
+    cache.remove("layers", key, logging.getLogger("test"))  # --vm-rebuild or gc in another process
+    assert mine.read_bytes() == b"layer bytes"

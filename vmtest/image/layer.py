@@ -119,8 +119,23 @@ def unpack_hook(tarball: Path) -> str:
     return f'--setup-hook=tar --zstd {keep} --exclude=./dev/* -C "$1" -xpf {shlex.quote(str(tarball))}'
 
 
-def ensure(cache: Cache, suite: str, pkgs: tuple[str, ...], logger: logging.Logger) -> Path:
-    """The tarball of the layer of ``suite`` with ``pkgs``, built into the cache if missing."""
+def ensure(cache: Cache, suite: str, pkgs: tuple[str, ...], logger: logging.Logger, into: Path) -> Path:
+    """The tarball of the layer of ``suite`` with ``pkgs`` (built into the cache if missing), linked to
+    ``into`` (returned): the build reads its own link, so another process removing the entry meanwhile
+    (``--vm-rebuild``, ``vmtest cache gc``) does not take it away."""
+    for _ in range(3):
+        tarball = _ensure(cache, suite, pkgs, logger)
+        try:
+            os.link(tarball, into)
+        except FileNotFoundError:
+            continue  # removed between the lookup and the link: look again (build it again)
+        except OSError:  # another file system (a cache directory on several mounts): a copy
+            shutil.copyfile(tarball, into)
+        return into
+    raise ImageBuildError(f"using the base layer of {suite}", "its cache entry kept being removed while in use")
+
+
+def _ensure(cache: Cache, suite: str, pkgs: tuple[str, ...], logger: logging.Logger) -> Path:
     key = layer_key(suite, pkgs)
 
     def builder(tmp: Path) -> dict[str, object]:

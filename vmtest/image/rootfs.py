@@ -272,7 +272,8 @@ def build_rootfs(
     cache: Cache, config: MachineConfig, kernel: Kernel, work: Path, out: Path, logger: logging.Logger
 ) -> RootfsResult:
     """Build the qcow2 base image ``out`` for ``config`` using scratch space ``work``."""
-    tarball = layer.ensure(cache, config.suite, layer.packages(config), logger)
+    work.mkdir(parents=True, exist_ok=True)
+    tarball = layer.ensure(cache, config.suite, layer.packages(config), logger, work / layer.TARBALL)
     overlay = work / "overlay"
     stage_overlay(config, overlay)
     new_debs = work / "new-debs"

@@ -161,6 +161,10 @@ class ImageStore:
         key = self.key(config, kernel)
         if rebuild or self.rebuild_once("images", key):
             self.cache.remove("images", key, self.logger)
+            # and its base layer, once: a rebuilt image gets the archive's current base packages too
+            layer_key = layer_mod.layer_key(config.suite, layer_mod.packages(config))
+            if rebuild or self.rebuild_once("layers", layer_key):
+                self.cache.remove("layers", layer_key, self.logger)
         cached = self.cache.lookup("images", key)
         if not cached and not rebuild and not self.rebuild and self.fetch("images", key):
             cached = self.cache.lookup("images", key)
