@@ -26,14 +26,16 @@ def test_guest_reboot_ends_qemu_unless_allow_reboot(vm_factory):
     ``start(allow_reboot=True)`` the guest restarts and the next command waits for its new shell."""
     vm = vm_factory("rebooter", MachineConfig())
     vm.start()
-    vm.succeed("systemd-run --on-active=1 systemctl reboot")
+    # A systemd timer fires up to AccuracySec (default 1 min) late: ask for 1 s +- 0.1 s (it fired after 1-60 s)
+    reboot = "systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot"
+    vm.succeed(reboot)
     vm.wait_for_shutdown(timeout=180)
     assert vm.state is State.STOPPED and not vm.is_running()
 
     vm.start(allow_reboot=True)
     boot_id = vm.succeed("cat /proc/sys/kernel/random/boot_id")
     pid = vm.pid
-    vm.succeed("systemd-run --on-active=1 systemctl reboot")
+    vm.succeed(reboot)
     vm.wait_for_qmp_event(lambda e: e["event"] == "RESET", timeout=180)
     assert vm.succeed("cat /proc/sys/kernel/random/boot_id") != boot_id  # a new boot of the same QEMU
     assert vm.pid == pid and vm.is_running()
