@@ -217,6 +217,16 @@ class Cache:
                 os.rename(path, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
 
+    def remove_image(self, key: str, logger: logging.Logger) -> list[str]:
+        """Delete image ``key`` and what was made of it (its booted snapshots and bootable disks, whose disks
+        are overlays on it or copies of it: a rebuilt image of the same key is another file system, so they
+        would read garbage through it). Returns what was removed."""
+        made_of = [e for e in self.entries() if e.kind in ("snapshots", "bootdisks") and e.meta.get("image_key") == key]
+        for entry in made_of:
+            self.remove(entry.kind, entry.key, logger)
+        self.remove("images", key, logger)
+        return [f"{e.kind}/{e.key}" for e in made_of]
+
     def _remove_partial(self, kind: str, key: str) -> None:
         """Remove leftovers of killed builds of this key (we hold its lock)."""
         for stale in (self.root / "tmp").glob(f"{kind}-{key}.*"):

@@ -160,7 +160,7 @@ class ImageStore:
         kernel = self.kernel()
         key = self.key(config, kernel)
         if rebuild or self.rebuild_once("images", key):
-            self.cache.remove("images", key, self.logger)
+            self.cache.remove_image(key, self.logger)  # with its snapshots: they are overlays on this build
             # and its base layer, once: a rebuilt image gets the archive's current base packages too
             layer_key = layer_mod.layer_key(config.suite, layer_mod.packages(config))
             if rebuild or self.rebuild_once("layers", layer_key):
