@@ -96,6 +96,11 @@ class Reservation:
             self._fh = None
 
 
+def _made_of(entries: list[Entry], image_key: str) -> list[Entry]:
+    """The entries made of image ``image_key``: its booted snapshots and bootable disks (their meta names it)."""
+    return [e for e in entries if e.kind in ("snapshots", "bootdisks") and e.meta.get("image_key") == image_key]
+
+
 def _try_lock(fh: IO[str]) -> bool:
     """Take ``fh``'s exclusive flock if no other process holds it; False when one does."""
     try:
@@ -221,7 +226,7 @@ class Cache:
         """Delete image ``key`` and what was made of it (its booted snapshots and bootable disks, whose disks
         are overlays on it or copies of it: a rebuilt image of the same key is another file system, so they
         would read garbage through it). Returns what was removed."""
-        made_of = [e for e in self.entries() if e.kind in ("snapshots", "bootdisks") and e.meta.get("image_key") == key]
+        made_of = _made_of(self.entries(), key)
         for entry in made_of:
             self.remove(entry.kind, entry.key, logger)
         self.remove("images", key, logger)
@@ -337,7 +342,7 @@ class Cache:
         for image in candidates("images"):
             if total <= max_bytes:
                 return removed
-            made_of = [e for e in entries if e.meta.get("image_key") == image.key and (e.kind, e.key) not in gone]
+            made_of = [e for e in _made_of(entries, image.key) if (e.kind, e.key) not in gone]
             if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
                 continue  # a snapshot of it is this session's or kept: the image stays with it
             for entry in made_of:

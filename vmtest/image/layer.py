@@ -48,6 +48,9 @@ DPKG_OPTIONS = (
 )
 
 LAYER_BUILDER_VERSION = "1"
+# this module's own code: any change to how layers are made invalidates them
+SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+_ARCHIVES = '"$1/var/cache/apt/archives"'  # apt's .deb cache in the root being built (a shell word)
 TARBALL = "root.tar.zst"
 # GNU tar options that keep what dpkg made: owners by number, modes, extended attributes (file capabilities).
 TAR_KEEP = ("--numeric-owner", "--xattrs", "--xattrs-include=*")
@@ -63,7 +66,7 @@ def layer_key(suite: str, pkgs: tuple[str, ...]) -> str:
     """The cache key of the layer of ``suite`` with packages ``pkgs`` (pure)."""
     inputs = {
         "builder": LAYER_BUILDER_VERSION,
-        "builder_source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "builder_source": SOURCE_DIGEST,
         "suite": suite,
         "packages": list(pkgs),
     }
@@ -80,9 +83,7 @@ def common_options(debs: Path, verbose: bool) -> list[str]:
         *(["--verbose"] if verbose else []),
         "--skip=essential/unlink",
         *(f"--dpkgopt={o}" for o in DPKG_OPTIONS),
-        f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
-        f'(cp -l {q}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || '
-        f'cp {q}/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true)',
+        f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && {_copy_debs(q, _ARCHIVES)}',
     ]
 
 
@@ -90,10 +91,13 @@ def harvest_hook(new_debs: Path) -> str:
     """A customize hook that links the .debs apt fetched (with the cache's own) into ``new_debs``; the
     builder then moves the new ones into the cache."""
     q = shlex.quote(str(new_debs))
-    return (
-        f'--customize-hook=mkdir -p {q} && (cp -l "$1"/var/cache/apt/archives/*.deb {q}/ 2>/dev/null '
-        f'|| cp "$1"/var/cache/apt/archives/*.deb {q}/ 2>/dev/null || true)'
-    )
+    return f"--customize-hook=mkdir -p {q} && {_copy_debs(_ARCHIVES, q)}"
+
+
+def _copy_debs(source: str, target: str) -> str:
+    """Shell: link (across file systems: copy) the .debs in ``source`` into ``target`` (both shell words);
+    none there is no error."""
+    return f"(cp -l {source}/*.deb {target}/ 2>/dev/null || cp {source}/*.deb {target}/ 2>/dev/null || true)"
 
 
 def layer_argv(suite: str, pkgs: tuple[str, ...], debs: Path, new_debs: Path, out: Path, verbose: bool) -> list[str]:

@@ -15,6 +15,7 @@ overlays.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shlex
@@ -109,6 +110,8 @@ BLACKLISTED_MODULES = (
 )
 
 MIN_DISK_MIB = 1024
+# this module's own code: any change to how images are made invalidates them (vmtest.image.store.image_key)
+SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
