@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from vmtest import MachineConfig
@@ -25,7 +26,9 @@ def key(
 ) -> str:
     config = config or MachineConfig()
     argv = key_argv(config, image, accel, network)
-    return snapshot_key(argv, image.key, qemu, accel, host, disk_sizes(config, image), identity)
+    return snapshot_key(
+        argv, image.key, qemu, accel, host, disk_sizes(config, image), identity, image_build=image.build_id
+    )
 
 
 def vlan_key_args(names: list[str], node: str, vlans: tuple[int, ...] = (1,)) -> tuple[str, ...]:
@@ -71,6 +74,7 @@ def test_everything_that_shapes_the_devices_or_the_boot_is_in_the_key() -> None:
         "guest agent": key(MachineConfig(virtualisation={"qemu": {"guest_agent": False}})),
         "user NIC": key(MachineConfig(virtualisation={"forward_ports": [{"host_port": 8080, "guest_port": 80}]})),
         "image": key(image=BootImage("j" * 32, IMAGE.disk, IMAGE.kernel, IMAGE.initrd, "6.1", 1024)),
+        "image build (a rebuild of the same key)": key(image=replace(IMAGE, build_id="0123456789abcdef")),
         "kernel": key(image=BootImage(IMAGE.key, IMAGE.disk, Path("/k2/vmlinux"), IMAGE.initrd, "6.1", 1024)),
         "QEMU version": key(qemu="QEMU emulator version 8.2.0"),
         "accelerator": key(accel="kvm"),

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import threading
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from vmtest.image import kernel as kernel_mod
 from vmtest.image import layer as layer_mod
 from vmtest.image import packages as packages_mod
 from vmtest.image import rootfs as rootfs_mod
-from vmtest.image.layer import BASE_PACKAGES
 from vmtest.image.rootfs import MASKED_UNITS, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "4"
@@ -43,11 +43,9 @@ def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
     resolved). ``vmtest cache key`` hashes these, so it changes exactly when an image would be rebuilt."""
     inputs = {
         "builder": IMAGE_BUILDER_VERSION,
-        # the builder's own code: any change to how images are made invalidates them
-        "builder_source": hashlib.sha256(Path(rootfs_mod.__file__).read_bytes()).hexdigest(),
+        "builder_source": rootfs_mod.SOURCE_DIGEST,
         "config": config.image_inputs(),
         "kernel": kernel.key,
-        "base_packages": list(BASE_PACKAGES),
         "layer": layer_mod.layer_key(
             config.suite, layer_mod.packages(config)
         ),  # the bootstrap it starts from (its builder's code too)
@@ -71,6 +69,7 @@ class BootImage:
     disk_mib: int
     refs: Path | None = None  # where disks made on this image record it (the cache's refs/), None: nowhere
     modules: Path | None = None  # the kernel's module disk (read-only), mounted by stage 1
+    build_id: str = ""  # which build of the key this is (images built before build ids: "")
 
 
 class ImageStore:
@@ -196,6 +195,9 @@ class ImageStore:
                 "suite": config.suite,
                 "packages": list(config.packages),
                 "inputs": config.image_inputs(),
+                # this build's identity: what is made of the image (snapshots) names it, so that a rebuild
+                # under the same key (another file system) is never read through their disks
+                "build_id": secrets.token_hex(8),
             }
 
         with (
@@ -229,4 +231,5 @@ class ImageStore:
             meta["disk_mib"],
             self.cache.refs,
             kernel.modules,
+            str(meta.get("build_id", "")),
         )

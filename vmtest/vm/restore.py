@@ -249,7 +249,15 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
     host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     argv = snap.key_argv(config, image, accel, vm.network.key_args, choice.cache.root)
     key = snap.snapshot_key(
-        argv, image.key, qemu, accel, host, snap.disk_sizes(config, image), identity(vm), snap.firmware_digest(config)
+        argv,
+        image.key,
+        qemu,
+        accel,
+        host,
+        snap.disk_sizes(config, image),
+        identity(vm),
+        snap.firmware_digest(config),
+        image.build_id,
     )
     rebuild = choice.rebuild(key)
     if rebuild:

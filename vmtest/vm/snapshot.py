@@ -14,7 +14,7 @@ time: QEMU's command line for this machine with its per-run parts replaced by
 placeholders (state directory, machine name, VLAN sockets, the cache's directory) — so every option
 that changes argv is in it by construction — plus the disks' sizes (which
 argv does not show), the guest's identity (the per-run set-up it runs at boot:
-host name, NIC names and addresses, mounts), the image key, QEMU's version,
+host name, NIC names and addresses, mounts), the image key and build id, QEMU's version,
 the accelerator (and for KVM the host CPU), and for a UEFI machine the
 digests of its firmware files (argv names them, a package upgrade changes
 them). What a snapshot cannot hold is
@@ -137,10 +137,12 @@ def snapshot_key(
     disks: list[int] | None = None,
     identity: str = "",
     firmware: str = "",
+    image_build: str = "",
 ) -> str:
     """The key of a snapshot (pure): see the module docstring. ``identity``: what the guest is made at
     boot (:func:`vmtest.vm.restore.identity`); ``firmware``: :func:`firmware_digest` (only a UEFI machine's
-    key has it, so the keys of the others did not change when it came)."""
+    key has it, so the keys of the others did not change when it came); ``image_build``: the image's build id
+    (:attr:`vmtest.image.store.BootImage.build_id`: a snapshot's disk is an overlay on that very build)."""
     inputs = {
         "format": FORMAT,
         "argv": argv,
@@ -151,6 +153,7 @@ def snapshot_key(
         "accel": accel,
         "host": host,
         **({"firmware": firmware} if firmware else {}),
+        **({"image_build": image_build} if image_build else {}),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
