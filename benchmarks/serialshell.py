@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from table import print_table  # noqa: E402
-from test_foreign import build_debian_image, grub_config  # noqa: E402
+from test_foreign import build_debian_image, debian_cache, grub_config  # noqa: E402
 
 from vmtest import Machine, MachineConfig  # noqa: E402
 from vmtest.image import ImageStore  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     store = ImageStore()
-    debian = build_debian_image(REPO / ".pytest_cache" / "d" / "vmtest-foreign-debian")
+    debian = build_debian_image(debian_cache(store))
 
     own = Machine("bench-own", MachineConfig(), store=store, snapshots=False)
     try:

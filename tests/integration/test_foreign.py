@@ -9,6 +9,7 @@ own kernel and initrd, pulled out of it with debugfs (vmtest.image.bootfiles).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ import pytest
 
 from vmtest import Driver, ForeignImage, Machine, MachineConfig, MachineError, Timeout
 from vmtest.core.cache import Cache
-from vmtest.image import bootdisk, scratch
+from vmtest.image import ImageStore, bootdisk, scratch
 from vmtest.image.bootdisk import BootDiskSpec
 from vmtest.image.bootfiles import extract
 from vmtest.image.grubfiles import smbios_args
@@ -61,11 +62,18 @@ class DebianImage:
 
 
 def build_debian_image(cache: Path, logger: logging.Logger | None = None) -> DebianImage:
-    """A Debian image (kept in pytest's cache, by its recipe), its kernel and initrd pulled out of it, and a
-    bootable disk of it with GRUB installed by vmtest's boot-disk builder (vmtest.image.bootdisk)."""
+    """A Debian image (kept in ``cache`` by its recipe: built once per host, one build at a time), its kernel
+    and initrd pulled out of it, and a bootable disk of it with GRUB installed by vmtest's boot-disk builder
+    (vmtest.image.bootdisk)."""
     logger = logger or logging.getLogger("foreign-image")
     key = hashlib.sha256(repr(RECIPE).encode()).hexdigest()[:16]
-    out = cache / key
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run building it: wait for its image
+        return _build_debian_image(cache / key, key, logger)
+
+
+def _build_debian_image(out: Path, key: str, logger: logging.Logger) -> DebianImage:
     image = out / "debian.qcow2"
     if not image.exists():
         shutil.rmtree(out, ignore_errors=True)
@@ -90,9 +98,15 @@ def build_debian_image(cache: Path, logger: logging.Logger | None = None) -> Deb
     return DebianImage(image, boot.kernel, boot.initrd, bootable)
 
 
+def debian_cache(store: ImageStore) -> Path:
+    """Where the Debian image is kept: beside vmtest's cache, not in pytest's (inside the checkout), so that a
+    fresh clone on a host that built it once does not build it again (as vmtest's own images)."""
+    return store.cache.root.parent / "vmtest-test-fixtures" / "foreign-debian"
+
+
 @pytest.fixture(scope="module")
-def debian(request: pytest.FixtureRequest) -> DebianImage:
-    return build_debian_image(Path(request.config.cache.mkdir("vmtest-foreign-debian")))
+def debian(vm_image_store: ImageStore) -> DebianImage:
+    return build_debian_image(debian_cache(vm_image_store))
 
 
 def direct_config(debian: DebianImage, **image: object) -> MachineConfig:
