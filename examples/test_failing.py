@@ -24,7 +24,8 @@ def test_wrong_expectation(web):
 
 
 @pytest.mark.demo_failure
-@pytest.mark.vmtest(nodes={"sleeper": MachineConfig()})
+# its own global timeout, shorter than the run's (--vm-global-timeout)
+@pytest.mark.vmtest(nodes={"sleeper": MachineConfig()}, global_timeout=25)
 def test_hangs_until_the_global_timeout(sleeper):
     sleeper.succeed("sleep 100000", timeout=100000)
 

@@ -21,6 +21,7 @@ from vmtest.core.threads import signals_to_main
 from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
+from vmtest.plugin.marker import global_timeout as marker_global_timeout
 from vmtest.plugin.marker import marker_args
 from vmtest.plugin.marker import snapshots as marker_snapshots
 from vmtest.plugin.settings import settings
@@ -70,7 +71,8 @@ DRIVERS_KEY = pytest.StashKey[Watch]()
 def _watch(request: pytest.FixtureRequest) -> Watch:
     stash: pytest.Stash = request.node.stash  # FixtureRequest.node is typed Any
     if DRIVERS_KEY not in stash:
-        stash[DRIVERS_KEY] = Watch(settings(request.config).global_timeout)
+        limit = marker_global_timeout(request.node.get_closest_marker("vmtest"))
+        stash[DRIVERS_KEY] = Watch(limit if limit is not None else settings(request.config).global_timeout)
     return stash[DRIVERS_KEY]
 
 
@@ -166,8 +168,8 @@ def _subtests(request: pytest.FixtureRequest) -> Callable[[], object]:
 @pytest.fixture(autouse=True)
 def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) -> Iterator[Driver | None]:
     marker = request.node.get_closest_marker("vmtest")
-    if marker is None:
-        yield None
+    if marker is None or ("nodes" not in marker.kwargs and not marker.args):
+        yield None  # no marker, or one with settings alone (a vm_factory test's global_timeout)
         return
     nodes, scope = marker_args(marker)
     accel = settings(request.config).accel

@@ -1,4 +1,5 @@
-"""The ``@pytest.mark.vmtest(nodes={...}, scope=...)`` marker: reading and checking its arguments."""
+"""The ``@pytest.mark.vmtest(nodes={...}, scope=..., snapshots=..., global_timeout=...)`` marker: reading
+and checking its arguments."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ def marker_args(marker: pytest.Mark) -> tuple[dict[str, MachineConfig], str]:
     scope = marker.kwargs.get("scope", "function")
     if scope not in SCOPES:
         raise ConfigError("vmtest(scope=...)", scope, "unknown scope", "use 'function', 'class' or 'module'")
-    unknown = set(marker.kwargs) - {"nodes", "scope", "snapshots"}
+    unknown = set(marker.kwargs) - {"nodes", "scope", "snapshots", "global_timeout"}
     if unknown:
         raise ConfigError(
             f"vmtest({sorted(unknown)[0]}=...)",
             marker.kwargs[sorted(unknown)[0]],
             "unknown marker argument",
-            "the vmtest marker takes nodes, scope and snapshots",
+            "the vmtest marker takes nodes, scope, snapshots and global_timeout",
         )
     return nodes, scope
 
@@ -42,6 +43,22 @@ def snapshots(marker: pytest.Mark) -> bool:
             "snapshots=False makes every machine of the test boot for real",
         )
     return value
+
+
+def global_timeout(marker: pytest.Mark | None) -> float | None:
+    """``global_timeout=SECONDS`` in the marker: this test's own global timeout (None: the run's, as NixOS's
+    per-test ``globalTimeout``)."""
+    value = None if marker is None else marker.kwargs.get("global_timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            "vmtest(global_timeout=...)",
+            value,
+            "expected a number of seconds > 0",
+            "e.g. global_timeout=600 kills the test's machines 10 minutes after they are set up",
+        )
+    return float(value)
 
 
 def node_names(marks: Iterable[pytest.Mark]) -> list[str]:
