@@ -16,7 +16,8 @@ import dataclasses
 import difflib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from vmtest.core.errors import ConfigError
@@ -100,6 +101,43 @@ def option(
     if factory:
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def camel_case(name: str) -> str:
+    """``use_efi_boot`` -> ``useEfiBoot``: how qemu-vm.nix spells the name of a vmtest option."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def options_of(prefix: str, tests: str, nixos: bool = False) -> Callable[[type[T]], type[T]]:
+    """Class decorator, under ``@dataclass``, for a record whose options are named ``prefix.<name>``.
+
+    Each instance validates its declared fields first (:func:`validate_fields`, errors naming
+    ``prefix.name``), then runs the class's own ``__post_init__`` if it has one. A proof that names a test
+    alone is in the module ``tests``. With ``nixos``, an option that names no NixOS option is
+    ``prefix.camelCase(name)`` (qemu-vm.nix's spelling), so only the exceptions are written out.
+    """
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name in cls.__annotations__:
+            f = cls.__dict__.get(name)
+            if not isinstance(f, dataclasses.Field) or _KEY not in f.metadata:
+                continue
+            decl = declaration(f)
+            proof = f"{tests}::{decl.proof}" if decl.proof and "::" not in decl.proof else decl.proof
+            nixos_name = decl.nixos or (f"{prefix}.{camel_case(name)}" if nixos else None)
+            f.metadata = MappingProxyType({**f.metadata, _KEY: replace(decl, proof=proof, nixos=nixos_name)})
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self: Any) -> None:
+            validate_fields(self, prefix)
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]  # dataclass() wires it into __init__
+        return cls
+
+    return decorate
 
 
 def declaration(f: dataclasses.Field[Any]) -> Declaration:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
-from vmtest.config.declare import documented, option, options_record, validate_fields
+from vmtest.config.declare import documented, option, options_of, options_record
 from vmtest.config.validators import boolean, choice, optional_string, string
 from vmtest.core.errors import ConfigError
 
@@ -23,6 +23,7 @@ OVMF_SECURE_FILES = ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")
 
 @documented
 @dataclass(frozen=True)
+@options_of("virtualisation.efi", EFI_IT, nixos=True)
 class EfiOptions:
     """``virtualisation.efi.*``: the UEFI firmware (OVMF) of a machine with ``use_efi_boot``."""
 
@@ -32,7 +33,7 @@ class EfiOptions:
         "The seed names a package; its Secure Boot build is picked here by use_secure_boot.",
         string,
         nixos="virtualisation.efi.OVMF",
-        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        proof="test_uefi_direct_boot",
     )
     firmware: str | None = option(
         None,
@@ -40,8 +41,7 @@ class EfiOptions:
         "Default: {ovmf}/OVMF_CODE_4M.fd, with use_secure_boot {ovmf}/OVMF_CODE_4M.secboot.fd (it needs "
         "SMM: such a machine is a q35 with smm=on).",
         optional_string,
-        nixos="virtualisation.efi.firmware",
-        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        proof="test_uefi_direct_boot",
         default_text="see doc",
     )
     variables: str | None = option(
@@ -52,8 +52,7 @@ class EfiOptions:
         "across runs. Default: {ovmf}/OVMF_VARS_4M.fd, with use_secure_boot {ovmf}/OVMF_VARS_4M.ms.fd "
         "(Microsoft's keys enrolled, Secure Boot on).",
         optional_string,
-        nixos="virtualisation.efi.variables",
-        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        proof="test_uefi_direct_boot",
         default_text="see doc",
     )
     keep_variables: bool = option(
@@ -64,12 +63,8 @@ class EfiOptions:
         "store starts from the one its disk build wrote, here a new store always starts from the template, "
         "and a store kept across runs would tie tests to each other).",
         boolean,
-        nixos="virtualisation.efi.keepVariables",
-        proof=f"{EFI_IT}::test_keep_variables_across_runs",
+        proof="test_keep_variables_across_runs",
     )
-
-    def __post_init__(self) -> None:
-        validate_fields(self, "virtualisation.efi")
 
     def files(self, secure: bool) -> tuple[str, str]:
         """The (code, variable store template) this machine uses (pure)."""
@@ -132,6 +127,7 @@ def check_firmware(virt: _Firmware) -> None:
 
 @documented
 @dataclass(frozen=True)
+@options_of("virtualisation.tpm", BOOT_IT, nixos=True)
 class TpmOptions:
     """``virtualisation.tpm.*``: a TPM 2.0 emulated by swtpm, one per machine."""
 
@@ -141,22 +137,19 @@ class TpmOptions:
         "killed), its state in the machine's state directory (tpm/), kept across reboot() and with "
         "--vm-keep-state across runs. The guest sees /dev/tpm0. Such a machine never starts from a snapshot.",
         boolean,
-        nixos="virtualisation.tpm.enable",
-        proof=f"{BOOT_IT}::test_tpm",
+        proof="test_tpm",
     )
     package: str = option(
         "swtpm",
         "The swtpm program (name on PATH or absolute path); the analogue of the seed's package option.",
         string,
-        nixos="virtualisation.tpm.package",
-        proof=f"{BOOT_IT}::test_tpm",
+        proof="test_tpm",
     )
     device_model: str = option(
         "tpm-tis",
         "QEMU's TPM device: tpm-tis (the TIS interface, as the seed) or tpm-crb (the command response buffer).",
         choice(TPM_MODELS),
-        nixos="virtualisation.tpm.deviceModel",
-        proof=f"{BOOT_IT}::test_tpm_crb_and_provisioning",
+        proof="test_tpm_crb_and_provisioning",
     )
     provisioning: str | None = option(
         None,
@@ -164,12 +157,8 @@ class TpmOptions:
         "TPM_STATE_DIR naming the TPM's state directory, e.g. "
         '"swtpm_setup --tpm2 --tpmstate $TPM_STATE_DIR --createek". A non-zero exit stops the start.',
         optional_string,
-        nixos="virtualisation.tpm.provisioning",
-        proof=f"{BOOT_IT}::test_tpm_crb_and_provisioning",
+        proof="test_tpm_crb_and_provisioning",
     )
-
-    def __post_init__(self) -> None:
-        validate_fields(self, "virtualisation.tpm")
 
 
 tpm_record = options_record(TpmOptions, "expected a dict of tpm options (enable, package, device_model, provisioning)")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmtest.config.declare import documented, from_dict, option, validate_fields
+from vmtest.config.declare import documented, from_dict, option, options_of
 from vmtest.config.validators import boolean, choice, optional_string, string
 from vmtest.core.errors import ConfigError
 
@@ -51,6 +51,7 @@ def _host_file(name: str, value: Any) -> Any:
 
 @documented
 @dataclass(frozen=True)
+@options_of("image", PROOF)
 class ForeignImage:
     """A disk image vmtest did not build, driven over its serial console (``MachineConfig(image=...)``)."""
 
@@ -60,7 +61,7 @@ class ForeignImage:
         "the machine writes to a qcow2 overlay in its state directory. None: no disk (e.g. an installer "
         "booted from kernel and initrd).",
         _host_file,
-        proof=f"{PROOF}::test_foreign_debian",
+        proof="test_foreign_debian",
     )
     format: str = option(
         "auto",
@@ -73,25 +74,25 @@ class ForeignImage:
         "Boot this kernel directly (QEMU -kernel, command line from MachineConfig.kernel_params only) instead "
         "of the image's own boot loader. None: the firmware boots the disk.",
         _host_file,
-        proof=f"{PROOF}::test_foreign_debian",
+        proof="test_foreign_debian",
     )
     initrd: str | None = option(
-        None, "The initrd for kernel (direct boot only).", _host_file, proof=f"{PROOF}::test_foreign_debian"
+        None, "The initrd for kernel (direct boot only).", _host_file, proof="test_foreign_debian"
     )
     shell: str = option(
         "serial",
         "How commands reach the guest: serial (log in on the serial console ttyS0 and run each command framed "
         "there) or none (no commands: screens, keys, QMP and the console log only; command verbs say why).",
         choice(SHELLS),
-        proof=f"{PROOF}::test_installer_screens",
+        proof="test_installer_screens",
     )
-    user: str = option("root", "The user the serial shell logs in as.", string, proof=f"{PROOF}::test_foreign_debian")
+    user: str = option("root", "The user the serial shell logs in as.", string, proof="test_foreign_debian")
     password: str | None = option(
         None,
         "That user's password. None: no password is expected (autologin, or an account without one); a "
         "password prompt is then an error saying so.",
         optional_string,
-        proof=f"{PROOF}::test_foreign_debian",
+        proof="test_foreign_debian",
     )
     login_prompt: str = _prompt(
         r"login: ?\Z", "Regular expression (of the console's bytes) that means the login prompt is showing."
@@ -106,7 +107,7 @@ class ForeignImage:
         "more bytes. Off: the output comes as it is; kernel messages and systemd status lines that land in it "
         "are taken out (checked by size and CRC: never silently wrong).",
         boolean,
-        proof=f"{PROOF}::test_foreign_debian",
+        proof="test_foreign_debian",
     )
 
     network_setup: bool = option(
@@ -115,11 +116,11 @@ class ForeignImage:
         "and addresses (192.168.<vlan>.<node>) with ip (iproute2), /etc/hosts naming every node, the host name. "
         "Off: the guest configures its own network (its NICs have the MACs 52:54:00:12:<vlan>:<node>).",
         boolean,
-        proof=f"{PROOF}::test_foreign_vlan",
+        proof="test_foreign_vlan",
     )
 
     def __post_init__(self) -> None:
-        validate_fields(self, "image")
+        # the checks across fields, after each field's own (options_of validates them first)
         if self.path is None and self.kernel is None:
             raise ConfigError(
                 "image", self, "neither a disk image (path) nor a kernel to boot", "give path=, or kernel= and initrd="

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmtest.config.declare import documented, option, options_record, validate_fields
+from vmtest.config.declare import documented, option, options_of, options_record
 from vmtest.config.records import Drive, drive_list
 from vmtest.config.validators import argv_list, boolean, choice, optional_str_list, string
 from vmtest.core.contract import DEFAULT_QEMU_BINARY
@@ -18,6 +18,7 @@ IT = "tests/integration/test_options.py"
 
 @documented
 @dataclass(frozen=True)
+@options_of("virtualisation.qemu", IT, nixos=True)
 class QemuOptions:
     """``virtualisation.qemu.*``: how QEMU itself is run."""
 
@@ -32,8 +33,7 @@ class QemuOptions:
         (),
         'Extra QEMU arguments, each entry split like shell words (e.g. "-vga std"); appended after vmtest\'s own.',
         argv_list,
-        nixos="virtualisation.qemu.options",
-        proof=f"{IT}::test_qemu_options_and_consoles",
+        proof="test_qemu_options_and_consoles",
     )
     consoles: tuple[str, ...] | None = option(
         None,
@@ -41,23 +41,20 @@ class QemuOptions:
         "ttyS0 alone when off. The serial port stays primary even with graphics (the seed puts tty0 last) "
         "because the driver's log and failure reports read the serial console.",
         optional_str_list,
-        nixos="virtualisation.qemu.consoles",
-        proof=f"{IT}::test_qemu_options_and_consoles",
+        proof="test_qemu_options_and_consoles",
     )
     networking_options: tuple[str, ...] = option(
         (),
         "Extra networking arguments for QEMU (split like shell words), added after vmtest's NICs.",
         argv_list,
-        nixos="virtualisation.qemu.networkingOptions",
-        proof=f"{IT}::test_networking_options",
+        proof="test_networking_options",
     )
     drives: tuple[Drive, ...] = option(
         (),
         "Extra drives: file, drive_extra_opts, device_extra_opts, name (unique). The root disk and empty "
         "disks are added by vmtest.",
         drive_list,
-        nixos="virtualisation.qemu.drives",
-        proof=f"{IT}::test_drives",
+        proof="test_drives",
     )
     disk_interface: str = option(
         "virtio",
@@ -65,26 +62,21 @@ class QemuOptions:
         "controller, slower under TCG) or ide. (The kernel's read-only module disk is always virtio-blk, "
         "after these.)",
         choice(DISK_INTERFACES),
-        nixos="virtualisation.qemu.diskInterface",
-        proof=f"{IT}::test_disk_interface",
+        proof="test_disk_interface",
     )
     guest_agent: bool = option(
         True,
         "Run qemu-guest-agent in the guest on its own virtio-serial port; Machine.guest_agent(cmd) talks to it.",
         boolean,
         nixos="virtualisation.qemu.guestAgent.enable",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+        proof="test_guest_agent_and_virtio_keyboard",
     )
     virtio_keyboard: bool = option(
         True,
         "Add a virtio-keyboard device.",
         boolean,
-        nixos="virtualisation.qemu.virtioKeyboard",
-        proof=f"{IT}::test_guest_agent_and_virtio_keyboard",
+        proof="test_guest_agent_and_virtio_keyboard",
     )
-
-    def __post_init__(self) -> None:
-        validate_fields(self, "virtualisation.qemu")
 
 
 qemu_record = options_record(QemuOptions, "expected a dict of qemu options or vmtest.options.QemuOptions")

@@ -20,7 +20,7 @@ from typing import Any
 
 from vmtest.config import bootpath
 from vmtest.config.bootpath import AUTO, LOADER_IT, guest_abs_path_or_auto
-from vmtest.config.declare import FrozenMap, documented, from_dict, option, validate_fields
+from vmtest.config.declare import FrozenMap, documented, from_dict, option, options_of
 from vmtest.config.firmware import EFI_IT, EfiOptions, TpmOptions, check_firmware, efi_record, tpm_record
 from vmtest.config.qemuopts import DISK_INTERFACES, QemuOptions, qemu_record  # noqa: F401 (public names)
 from vmtest.config.records import (  # noqa: F401 (the records are part of this schema's public names)
@@ -57,6 +57,7 @@ IT = "tests/integration/test_options.py"
 
 @documented
 @dataclass(frozen=True)
+@options_of("virtualisation", IT, nixos=True)
 class Virtualisation:
     """QEMU-level options of a machine (``virtualisation.*`` in NixOS's qemu-vm.nix)."""
 
@@ -64,12 +65,9 @@ class Virtualisation:
         1024,
         "Guest memory in MiB (checked against the host's available memory at start).",
         int_range(128, 1 << 20, " MiB"),
-        nixos="virtualisation.memorySize",
-        proof=f"{IT}::test_sizes",
+        proof="test_sizes",
     )
-    cores: int = option(
-        1, "Number of virtual CPUs.", int_range(1, 256), nixos="virtualisation.cores", proof=f"{IT}::test_sizes"
-    )
+    cores: int = option(1, "Number of virtual CPUs.", int_range(1, 256), proof="test_sizes")
     disk_size: int | None = option(
         None,
         "Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: "
@@ -77,8 +75,7 @@ class Virtualisation:
         "packages; ours holds them all, so a fixed default would break as packages are added). An explicit "
         "size smaller than the image is an error.",
         optional(int_range(256, 1 << 24, " MiB")),
-        nixos="virtualisation.diskSize",
-        proof=f"{IT}::test_sizes",
+        proof="test_sizes",
     )
     disk_image: str | None = option(
         DEFAULT_DISK_IMAGE,
@@ -86,38 +83,33 @@ class Virtualisation:
         "{state_dir} and {name}. Kept across reboot() and, with --vm-keep-state, across runs. None: nothing "
         "persists, writes go to a tmpfs overlay and vanish on reboot.",
         disk_image_path,
-        nixos="virtualisation.diskImage",
-        proof=f"{IT}::test_disk_image_persistence",
+        proof="test_disk_image_persistence",
     )
     empty_disk_images: tuple[int, ...] = option(
         (),
         "Extra writable disks, one per size in MiB (serial empty<N>), created in the state dir.",
         size_list,
-        nixos="virtualisation.emptyDiskImages",
-        proof=f"{IT}::test_sizes",
+        proof="test_sizes",
     )
     msize: int = option(
         16384,
         "9p maximum packet size in bytes for shared_directories.",
         int_range(4096, 1 << 20),
-        nixos="virtualisation.msize",
-        proof=f"{IT}::test_shared_directories",
+        proof="test_shared_directories",
     )
     shared_directories: Mapping[str, SharedDirectory] = option(
         FrozenMap,
         "9p shares: tag -> {source (host dir, must exist), target (guest mount point), "
         "security_model (default none)}; version 9p2000.L, mounted at boot.",
         map_of(SharedDirectory, tag),
-        nixos="virtualisation.sharedDirectories",
-        proof=f"{IT}::test_shared_directories",
+        proof="test_shared_directories",
         factory=True,
     )
     file_systems: Mapping[str, FileSystem] = option(
         FrozenMap,
         "Extra guest mounts: mount point -> {device, fs_type, options}, mounted at boot.",
         map_of(FileSystem, guest_abs_path),
-        nixos="virtualisation.fileSystems",
-        proof=f"{IT}::test_shared_directories",
+        proof="test_shared_directories",
         factory=True,
     )
     root_device: str | None = option(
@@ -125,46 +117,40 @@ class Virtualisation:
         "Guest device holding the root file system (a path, or LABEL=...). Default: the file system labelled "
         "vmtest-root, as NixOS finds /dev/disk/by-label/nixos (device names race when disks probe in parallel).",
         optional_string,
-        nixos="virtualisation.rootDevice",
-        proof=f"{IT}::test_disk_interface",
+        proof="test_disk_interface",
     )
     use_default_filesystems: bool = option(
         True,
         "Attach the image as the root disk. False: no root disk is attached; give the root in "
         "qemu.drives and root_device.",
         boolean,
-        nixos="virtualisation.useDefaultFilesystems",
-        proof=f"{IT}::test_drives",
+        proof="test_drives",
     )
     use_host_certs: bool = option(
         False,
         "Copy the host's CA bundle (/etc/ssl/certs/ca-certificates.crt) into the guest at boot.",
         boolean,
-        nixos="virtualisation.useHostCerts",
-        proof=f"{IT}::test_shared_directories",
+        proof="test_shared_directories",
     )
     forward_ports: tuple[ForwardPort, ...] = option(
         (),
         "User-mode network forwardings: {``from_`` host|guest, proto tcp|udp, host_address (127.0.0.1), "
         "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).",
         forwarding_list,
-        nixos="virtualisation.forwardPorts",
-        proof=f"{IT}::test_forwarding",
+        proof="test_forwarding",
     )
     restrict_network: bool = option(
         True,
         "Isolate the user-mode NIC (restrict=on): only the forwardings work. Default True (the seed's is "
         "False): a test guest must not reach real networks; False warns.",
         boolean,
-        nixos="virtualisation.restrictNetwork",
-        proof=f"{IT}::test_forwarding",
+        proof="test_forwarding",
     )
     vlans: tuple[int, ...] = option(
         None,
         "VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. "
         "Default [1] unless interfaces are given, then [].",
         vlan_list,
-        nixos="virtualisation.vlans",
         proof="examples/test_router.py::test_router",
         default_text="[1] if no interfaces else []",
     )
@@ -172,7 +158,6 @@ class Virtualisation:
         FrozenMap,
         "Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing.",
         map_of(Interface, ifname),
-        nixos="virtualisation.interfaces",
         proof="tests/integration/test_interfaces.py::test_named_interfaces",
         factory=True,
     )
@@ -181,14 +166,12 @@ class Virtualisation:
         "Give the machine a virtual display (no window opens on the host); "
         "False removes it and makes the serial port the only console.",
         boolean,
-        nixos="virtualisation.graphics",
         proof="tests/integration/test_boot.py::test_machine_without_graphics_boots",
     )
     resolution: tuple[int, int] = option(
         (1024, 768),
         "Display resolution (width, height) in pixels.",
         display_resolution,
-        nixos="virtualisation.resolution",
         proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
     )
     direct_boot: bool | None = option(
@@ -214,7 +197,6 @@ class Virtualisation:
         "GRUB through an SMBIOS OEM string. Together with direct_boot it warns as the seed does and boots "
         "directly. Such a machine never starts from a snapshot.",
         boolean,
-        nixos="virtualisation.useBootLoader",
         proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
     )
     use_bios_boot: bool = option(
@@ -231,7 +213,6 @@ class Virtualisation:
         "GRUB onto the disk when it builds it; the guest finds this path in /etc/vmtest/boot-loader-device "
         "(for a grub-install of its own).",
         guest_abs_path,
-        nixos="virtualisation.bootLoaderDevice",
         proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
     )
     boot_partition: str | None = option(
@@ -240,7 +221,6 @@ class Virtualisation:
         "/dev/disk/by-label/ESP with EFI boot, /dev/disk/by-label/BOOT with use_bios_boot, else None (/boot "
         "is on the root).",
         optional(guest_abs_path_or_auto),
-        nixos="virtualisation.bootPartition",
         proof=f"{LOADER_IT}::test_bios_boot_partition",
         default_text="ESP with EFI, BOOT with use_bios_boot, else None",
     )
@@ -250,7 +230,6 @@ class Virtualisation:
         "builds the disk with its partitions and files but no boot loader (the firmware finds nothing to boot: "
         "for a test that installs one itself).",
         optional_bool,
-        nixos="virtualisation.installBootLoader",
         proof=f"{LOADER_IT}::test_install_boot_loader_false_leaves_nothing_to_boot",
         default_text="use_boot_loader and use_default_filesystems",
     )
@@ -260,7 +239,6 @@ class Virtualisation:
         "/usr/share/qemu/qboot.rom (a minimal firmware that only boots the kernel: faster to start). Such a "
         "machine never starts from a snapshot (the firmware is what it tests).",
         optional_string,
-        nixos="virtualisation.bios",
         proof="tests/integration/test_bootpaths.py::test_qboot",
     )
     use_efi_boot: bool = option(
@@ -279,14 +257,12 @@ class Virtualisation:
         "GRUB, kernel: an unsigned kernel does not boot). With direct boot the kernel runs in Secure Boot mode "
         "(locked down) but OVMF's kernel loader (edk2 2022.11) falls back to a loader that checks no signature.",
         boolean,
-        nixos="virtualisation.useSecureBoot",
         proof=f"{EFI_IT}::test_secure_boot_from_disk_refuses_an_unsigned_kernel",
     )
     efi: EfiOptions = option(
         EfiOptions,
         "The UEFI firmware (see the efi.* rows).",
         efi_record,
-        nixos="virtualisation.efi",
         proof="",
         factory=True,
     )
@@ -294,7 +270,6 @@ class Virtualisation:
         TpmOptions,
         "A software TPM (see the tpm.* rows).",
         tpm_record,
-        nixos="virtualisation.tpm",
         proof="",
         factory=True,
     )
@@ -302,13 +277,12 @@ class Virtualisation:
         QemuOptions,
         "How QEMU is run (see the qemu.* rows).",
         qemu_record,
-        nixos="virtualisation.qemu",
         proof="",
         factory=True,
     )
 
     def __post_init__(self) -> None:
-        validate_fields(self, "virtualisation")
+        # the checks across fields, after each field's own (options_of validates them first)
         # vlans is typed as it is after this method; None (the default) means "computed here"
         if self.vlans is None:
             object.__setattr__(self, "vlans", () if self.interfaces else (1,))  # type: ignore[unreachable]
