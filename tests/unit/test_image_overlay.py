@@ -14,7 +14,14 @@ import pytest
 from vmtest import MachineConfig
 from vmtest.core.contract import CRITICAL_NICE, MODULES_LABEL, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image import kernel
-from vmtest.image.rootfs import BLACKLISTED_MODULES, MASKED_GENERATORS, MASKED_UNITS, place_modules, stage_overlay
+from vmtest.image.rootfs import (
+    BLACKLISTED_MODULES,
+    MASKED_GENERATORS,
+    MASKED_UNITS,
+    mount_unit_name,
+    place_modules,
+    stage_overlay,
+)
 
 LOGGER = logging.getLogger("test")
 
@@ -97,6 +104,9 @@ def test_an_image_gets_an_empty_mount_point_unless_its_packages_put_modules_ther
     plain = tmp_path / "plain"
     place_modules(plain, k, tmp_path, LOGGER)
     assert list((plain / "lib/modules/6.1.0-x").iterdir()) == []  # stage 1 mounts the disk here
+    # ... and it is unmounted last, by systemd-shutdown, not in the ordered shutdown (udevd holds it open)
+    drop_in = plain / "etc/systemd/system/usr-lib-modules-6.1.0\\x2dx.mount.d/vmtest.conf"
+    assert "DefaultDependencies=no" in drop_in.read_text().splitlines()
     extra = _tree(tmp_path / "extra", {"lib/modules/6.1.0-x/updates/b.ko": "module b"})
     place_modules(extra, k, tmp_path, LOGGER)
     mods = extra / "lib/modules/6.1.0-x"
@@ -115,6 +125,13 @@ def test_the_kernel_key_follows_the_stage1_module_groups(monkeypatch: pytest.Mon
     changed = {**contract.STAGE1_MODULE_GROUPS, "ide": ("ata_piix", "sd_mod")}
     monkeypatch.setattr(kernel, "STAGE1_MODULE_GROUPS", changed)
     assert spec.key != before  # a changed group list builds a new initrd, not a stale cached one
+
+
+def test_mount_unit_names_are_systemd_escape_s() -> None:
+    # as `systemd-escape --path --suffix=mount` prints them
+    assert mount_unit_name("/usr/lib/modules/6.1.0-28-amd64") == "usr-lib-modules-6.1.0\\x2d28\\x2damd64.mount"
+    assert mount_unit_name("/tmp/.x y/") == "tmp-.x\\x20y.mount"
+    assert mount_unit_name("/.a/b") == "\\x2ea-b.mount"
 
 
 def test_sd_mod_is_loaded_before_the_ide_host_driver() -> None:

@@ -335,6 +335,28 @@ def place_modules(tree: Path, kernel: Kernel, work: Path, logger: logging.Logger
         run(["depmod", "-b", tree, kernel.release], what="depmod", logger=logger)
         return
     mods.mkdir(parents=True, exist_ok=True)
+    # The module disk stays mounted until systemd-shutdown's final unmount: in the ordered shutdown, udevd
+    # (whose kmod context holds the disk's index files open) outlives the unmount, which failed with EBUSY and
+    # put "[FAILED] Failed unmounting /usr/lib/modules/<release>" on every console.
+    unit = mount_unit_name(f"/usr/lib/modules/{kernel.release}")
+    drop_in = tree / "etc/systemd/system" / f"{unit}.d" / "vmtest.conf"
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(
+        "[Unit]\n# mounted by vmtest's stage 1; unmounted last, by systemd-shutdown\nDefaultDependencies=no\n"
+    )
+
+
+def mount_unit_name(path: str) -> str:
+    """systemd's unit name of the mount point ``path`` (``systemd-escape --path --suffix=mount``, pure)."""
+    parts = [p for p in path.split("/") if p]
+    escaped = ["".join(_escape_char(c, n == 0 and i == 0) for i, c in enumerate(part)) for n, part in enumerate(parts)]
+    return "-".join(escaped) + ".mount"
+
+
+def _escape_char(c: str, first: bool) -> str:
+    if c.isascii() and (c.isalnum() or c in ":_" or (c == "." and not first)):
+        return c
+    return "".join(f"\\x{b:02x}" for b in c.encode())
 
 
 def _step(logger: logging.Logger, work: Path, title: str, doing: str, what: str, argv: list[str | Path]) -> None:
