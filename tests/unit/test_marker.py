@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmtest import ConfigError, MachineConfig
-from vmtest.plugin.marker import global_timeout, marker_args, snapshots
+from vmtest.plugin.marker import global_timeout, marker_args, settings_only, snapshots
 
 NODES = {"web": MachineConfig()}
 
@@ -48,3 +48,11 @@ def test_global_timeout_is_the_tests_own_or_none() -> None:
     for bad in (0, -3, "60", True):
         with pytest.raises(ConfigError, match=r"vmtest\(global_timeout=...\).*seconds > 0"):
             global_timeout(mark(nodes=NODES, global_timeout=bad))
+
+
+def test_a_marker_with_settings_alone_is_a_vm_factory_tests_but_an_empty_one_is_an_error() -> None:
+    assert settings_only(mark(global_timeout=30))
+    assert not settings_only(mark(nodes=NODES, global_timeout=30)) and not settings_only(mark(NODES))
+    assert not settings_only(mark())  # nodes forgotten: marker_args names them
+    with pytest.raises(ConfigError, match=r"vmtest\(nodes=...\).*non-empty dict"):
+        marker_args(mark())

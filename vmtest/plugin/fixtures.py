@@ -22,7 +22,7 @@ from vmtest.image import ImageStore
 from vmtest.machine.machine import Machine
 from vmtest.net.driver import Driver
 from vmtest.plugin.marker import global_timeout as marker_global_timeout
-from vmtest.plugin.marker import marker_args
+from vmtest.plugin.marker import marker_args, settings_only
 from vmtest.plugin.marker import snapshots as marker_snapshots
 from vmtest.plugin.settings import settings
 
@@ -168,7 +168,7 @@ def _subtests(request: pytest.FixtureRequest) -> Callable[[], object]:
 @pytest.fixture(autouse=True)
 def _vmtest_network(request: pytest.FixtureRequest, vm_image_store: ImageStore) -> Iterator[Driver | None]:
     marker = request.node.get_closest_marker("vmtest")
-    if marker is None or ("nodes" not in marker.kwargs and not marker.args):
+    if marker is None or settings_only(marker):
         yield None  # no marker, or one with settings alone (a vm_factory test's global_timeout)
         return
     nodes, scope = marker_args(marker)

@@ -45,6 +45,12 @@ def snapshots(marker: pytest.Mark) -> bool:
     return value
 
 
+def settings_only(marker: pytest.Mark) -> bool:
+    """A marker that gives settings (``global_timeout``, ``snapshots``) and no nodes: a ``vm_factory`` test's.
+    An empty marker is not: it is a marker whose nodes were forgotten (:func:`marker_args` says so)."""
+    return not marker.args and "nodes" not in marker.kwargs and bool(marker.kwargs)
+
+
 def global_timeout(marker: pytest.Mark | None) -> float | None:
     """``global_timeout=SECONDS`` in the marker: this test's own global timeout (None: the run's, as NixOS's
     per-test ``globalTimeout``)."""
