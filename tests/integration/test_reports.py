@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 def test_failure_report_has_console_screenshot_and_journal(tmp_path, run_pytest):
     out = tmp_path / "out"
@@ -50,3 +52,24 @@ def test_failure_report_has_console_screenshot_and_journal(tmp_path, run_pytest)
     assert b"demo: the factory machine is about to fail" in (factory / "box-console.log").read_bytes()
     # JUnit XML carries the section too.
     assert "web: last 20 console lines" in junit.read_text()
+
+
+FACTORY_HANG = """
+import pytest
+
+@pytest.mark.vmtest(global_timeout=15)
+def test_factory_hang(vm_factory):
+    box = vm_factory("box")
+    box.succeed("sleep 100000", timeout=100000)
+"""
+
+
+def test_a_vm_factory_tests_own_global_timeout(tmp_path, run_pytest):
+    """A vm_factory test's marker may carry global_timeout alone (no nodes): its machine is killed then."""
+    (tmp_path / "test_factory_hang.py").write_text(FACTORY_HANG)
+    start = time.monotonic()
+    proc = run_pytest("-q", f"--vm-output-dir={tmp_path / 'o'}", "test_factory_hang.py", cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1, proc.output[-3000:]
+    assert "the global timeout of 15s expired" in proc.output, proc.output[-3000:]
+    assert elapsed < 120, elapsed  # not the run's default of an hour
