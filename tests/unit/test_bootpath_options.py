@@ -3,6 +3,7 @@ bootable disk: QEMU's argv, the partition table, GRUB's files and boot sectors, 
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from vmtest.config.machine import MachineConfig
 from vmtest.config.virtualisation import Virtualisation
 from vmtest.core.errors import ConfigError
 from vmtest.image import grubfiles
-from vmtest.image.bootdisk import BootDiskSpec, bootdisk_key, debugfs_commands, ext4_uuid, spec_for
+from vmtest.image.bootdisk import BootDiskSpec, bootdisk_key, debugfs_commands, ext4_uuid, image_build, spec_for
 from vmtest.vm.argv import Boot, kernel_params, machine_argv
 from vmtest.vm.guestsetup import script
 from vmtest.vm.paths import MachinePaths
@@ -96,16 +97,23 @@ def test_bootable_disk_spec_per_boot_mode() -> None:
 
 
 def test_bootdisk_key_changes_with_what_shapes_the_disk() -> None:
-    base = bootdisk_key("img", 1.0, BootDiskSpec(), {"grub-pc-bin": "2.06"})
-    assert base == bootdisk_key("img", 1.0, BootDiskSpec(), {"grub-pc-bin": "2.06"})
+    base = bootdisk_key("img", "b1", BootDiskSpec(), {"grub-pc-bin": "2.06"})
+    assert base == bootdisk_key("img", "b1", BootDiskSpec(), {"grub-pc-bin": "2.06"})
     others = {
-        bootdisk_key("img2", 1.0, BootDiskSpec(), {"grub-pc-bin": "2.06"}),
-        bootdisk_key("img", 2.0, BootDiskSpec(), {"grub-pc-bin": "2.06"}),  # the image was rebuilt
-        bootdisk_key("img", 1.0, BootDiskSpec("BOOT", True), {"grub-pc-bin": "2.06"}),
-        bootdisk_key("img", 1.0, BootDiskSpec(install=False), {"grub-pc-bin": "2.06"}),
-        bootdisk_key("img", 1.0, BootDiskSpec(), {"grub-pc-bin": "2.07"}),
+        bootdisk_key("img2", "b1", BootDiskSpec(), {"grub-pc-bin": "2.06"}),
+        bootdisk_key("img", "b2", BootDiskSpec(), {"grub-pc-bin": "2.06"}),  # the image was rebuilt
+        bootdisk_key("img", "b1", BootDiskSpec("BOOT", True), {"grub-pc-bin": "2.06"}),
+        bootdisk_key("img", "b1", BootDiskSpec(install=False), {"grub-pc-bin": "2.06"}),
+        bootdisk_key("img", "b1", BootDiskSpec(), {"grub-pc-bin": "2.07"}),
     }
     assert base not in others and len(others) == 5
+
+
+def test_an_images_build_is_its_build_id_else_its_created_stamp(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text(json.dumps({"created": 1700000000.5, "build_id": "0123abcd"}))
+    assert image_build(tmp_path / "root.qcow2") == "0123abcd"  # an import resets created, not the id
+    (tmp_path / "meta.json").write_text(json.dumps({"created": 1700000000.5}))
+    assert image_build(tmp_path / "root.qcow2") == "1700000000.5"
 
 
 def test_layout_and_sfdisk_script(tmp_path: Path) -> None:

@@ -88,15 +88,22 @@ def host_versions() -> dict[str, str]:
     return {p: found.get(p, "") for p in HOST_PACKAGES}
 
 
-def bootdisk_key(image_key: str, image_built: float, spec: BootDiskSpec, versions: dict[str, str]) -> str:
-    """The cache key of the bootable disk of image ``image_key`` built at ``image_built`` (a rebuilt image,
-    same key, gets a new disk: images are not bit-reproducible)."""
+def image_build(image_disk: Path) -> str:
+    """Which build of its key the image ``image_disk`` is: its build id (kept by an import, unlike the
+    ``created`` stamp), or for an image without one (built before build ids, or outside the store) that stamp."""
+    meta = json.loads((image_disk.parent / "meta.json").read_text())
+    return str(meta.get("build_id") or float(meta.get("created", 0)))
+
+
+def bootdisk_key(image_key: str, image_build: str, spec: BootDiskSpec, versions: dict[str, str]) -> str:
+    """The cache key of the bootable disk of build ``image_build`` of image ``image_key`` (a rebuilt image,
+    same key, gets a new disk: images are not bit-reproducible; see :func:`image_build`)."""
     here = Path(__file__)
     inputs = {
         "builder": BUILDER_VERSION,
         "source": [hashlib.sha256(p.read_bytes()).hexdigest() for p in (here, here.with_name("grubfiles.py"))],
         "image": image_key,
-        "image_built": image_built,
+        "image_build": image_build,
         "spec": asdict(spec),
         "host": versions,
     }
@@ -260,8 +267,7 @@ def build(
 ) -> tuple[str, Path, int]:
     """The bootable disk of an image (``image_disk``, its ext4 ``image_mib`` MiB; ``kernel`` a bzImage),
     from the cache or built: (key, qcow2 path, disk size in MiB)."""
-    built = float(json.loads((image_disk.parent / "meta.json").read_text()).get("created", 0))
-    key = bootdisk_key(image_key, built, spec, host_versions())
+    key = bootdisk_key(image_key, image_build(image_disk), spec, host_versions())
     disk = grubfiles.layout(image_mib)
 
     def builder(tmp: Path) -> dict[str, object]:
