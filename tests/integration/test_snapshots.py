@@ -135,6 +135,13 @@ def test_snapshots_off_boots_for_real(vm_factory, nonce):
     assert vm.succeed("hostname").strip() == "real"
 
 
+@pytest.mark.vmtest(snapshots=False)  # a marker with settings alone: this vm_factory test's machines boot for real
+def test_a_markers_snapshots_false_holds_for_vm_factory_machines(vm_factory, nonce):
+    vm = vm_factory("marked", fresh(nonce))  # a new configuration: with snapshots on it would boot and save
+    vm.connect()
+    assert vm.vm.start_path.name == "cold boot"
+
+
 def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_image_store, vm_factory, nonce, caplog):
     cfg = fresh(nonce)
     first = Machine("corrupt", cfg, store=vm_image_store, snapshots=True)

@@ -238,10 +238,11 @@ def vm_factory(
     request: pytest.FixtureRequest, pytestconfig: pytest.Config, vm_image_store: ImageStore
 ) -> Iterator[Callable[..., Machine]]:
     """``vm_factory(name, config, snapshots=True)`` -> a stand-alone :class:`~vmtest.Machine` (no network),
-    released after the test (``snapshots=False``: it always boots for real). Its machines get the failure
-    report and the global timeout like the marker's."""
+    released after the test (``snapshots=False``, here or in the test's vmtest marker: it always boots for
+    real). Its machines get the failure report and the global timeout like the marker's."""
     drivers: list[Driver] = []
-    enabled = settings(pytestconfig).snapshots == "on"
+    marker = request.node.get_closest_marker("vmtest")  # snapshots=False there: every machine boots for real
+    enabled = settings(pytestconfig).snapshots == "on" and (marker is None or marker_snapshots(marker))
 
     def make(name: str, config: MachineConfig | None = None, snapshots: bool = True) -> Machine:
         if not drivers:
