@@ -44,6 +44,10 @@ from vmtest.image.qcow2 import convert_compressed
 
 KIND = "bootdisks"
 BUILDER_VERSION = "1"
+# the builder's own code (this module and the GRUB files it writes): a change to it makes new disks
+SOURCE_DIGESTS = [
+    hashlib.sha256(p.read_bytes()).hexdigest() for p in (Path(__file__), Path(__file__).with_name("grubfiles.py"))
+]
 GRUB_PC_DIR = Path("/usr/lib/grub/i386-pc")
 SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
 MOK_MANAGER = Path("/usr/lib/shim/mmx64.efi.signed")
@@ -98,10 +102,9 @@ def image_build(image_disk: Path) -> str:
 def bootdisk_key(image_key: str, image_build: str, spec: BootDiskSpec, versions: dict[str, str]) -> str:
     """The cache key of the bootable disk of build ``image_build`` of image ``image_key`` (a rebuilt image,
     same key, gets a new disk: images are not bit-reproducible; see :func:`image_build`)."""
-    here = Path(__file__)
     inputs = {
         "builder": BUILDER_VERSION,
-        "source": [hashlib.sha256(p.read_bytes()).hexdigest() for p in (here, here.with_name("grubfiles.py"))],
+        "source": SOURCE_DIGESTS,
         "image": image_key,
         "image_build": image_build,
         "spec": asdict(spec),
