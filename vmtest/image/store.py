@@ -195,7 +195,7 @@ class ImageStore:
                 "suite": config.suite,
                 "packages": list(config.packages),
                 "inputs": config.image_inputs(),
-                # this build's identity: what is made of the image (snapshots) names it, so that a rebuild
+                # this build's identity: what is made of the image (snapshots, bootable disks) names it, so a rebuild
                 # under the same key (another file system) is never read through their disks
                 "build_id": secrets.token_hex(8),
             }
