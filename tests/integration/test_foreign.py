@@ -30,6 +30,7 @@ from vmtest.image.bootdisk import BootDiskSpec
 from vmtest.image.bootfiles import extract
 from vmtest.image.grubfiles import smbios_args
 from vmtest.image.kernel import download_deb
+from vmtest.vm import snapshot as snap
 
 PASSWORD = "foreign-root-pw"
 PACKAGES = "linux-image-amd64,systemd-sysv,udev,login,passwd,iproute2,iputils-ping,netcat-openbsd,procps,kmod"
@@ -206,6 +207,48 @@ def test_wait_for_unit_and_reboot(vm: Machine) -> None:
     assert vm.succeed("cat /proc/sys/kernel/random/boot_id") != boot_id
     vm.succeed("test -e /root/survives-reboot")
     vm.wait_for_unit("systemd-journald.service")
+
+
+SAVING = "foreign boot, saving a booted snapshot"
+RESTORED = "restore of a booted snapshot"
+
+
+def test_snapshot_restore(debian: DebianImage, vm_image_store, tmp_path: Path, caplog) -> None:
+    """The first start of a foreign machine boots, logs in and saves a snapshot (or an earlier run did); the next
+    ones restore it: a new serial session over the logged-in shell, the host's clock, a reseeded RNG (vmgenid),
+    none of an earlier machine's writes. A truncated snapshot is dropped; the machine boots on a fresh overlay
+    and saves a good one in its place."""
+    cfg = direct_config(debian)
+    starts, randoms = [], []
+    for i in range(3):
+        vm = Machine("fsnap", cfg, store=vm_image_store, snapshots=True, state_dir=tmp_path / f"s{i}")
+        try:
+            assert vm.succeed("echo up") == "up\n"
+            starts.append(vm.vm.start_path.name)
+            vm.fail("test -e /root/written")  # the disk is the snapshot's, not the last machine's
+            vm.succeed("touch /root/written")
+            guest = float(vm.succeed("date +%s.%N"))
+            assert abs(guest - time.time()) < 2, (guest, time.time())
+            randoms.append(vm.succeed("head -c 16 /dev/urandom | od -An -tx1"))
+            snapshot = getattr(vm.vm.start_path, "snapshot", None) or vm.vm.start_path.saved
+        finally:
+            vm.release()
+    assert starts[0] in (SAVING, RESTORED) and starts[1:] == [RESTORED, RESTORED], starts
+    assert len(set(randoms)) == 3, randoms  # two restores of one snapshot read different bytes
+    with open(snapshot.state, "r+b") as fh:  # truncated, as by a full disk or a killed copy
+        fh.truncate(snapshot.state.stat().st_size // 3)
+    caplog.clear()
+    vm = Machine("fsnap", cfg, store=vm_image_store, snapshots=True, state_dir=tmp_path / "cold")
+    try:
+        assert vm.succeed("echo up") == "up\n"
+        assert vm.vm.start_path.name == SAVING
+        vm.fail("test -e /root/written")
+        assert abs(float(vm.succeed("date +%s.%N")) - time.time()) < 2
+    finally:
+        vm.release()
+    lines = [r.getMessage() for r in caplog.records if "could not be restored" in r.getMessage()]
+    assert len(lines) == 1 and snapshot.key[:12] in lines[0], lines
+    assert snap.lookup(vm_image_store.cache, snapshot.key, snap.qemu_version("qemu-system-x86_64")) is not None
 
 
 def test_bad_input_is_a_clear_error(debian, tmp_path: Path) -> None:

@@ -142,7 +142,9 @@ def test_a_markers_snapshots_false_holds_for_vm_factory_machines(vm_factory, non
     assert vm.vm.start_path.name == "cold boot"
 
 
-def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_image_store, vm_factory, nonce, caplog):
+def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold_saving_it_anew(
+    vm_image_store, vm_factory, nonce, caplog
+):
     cfg = fresh(nonce)
     first = Machine("corrupt", cfg, store=vm_image_store, snapshots=True)
     try:
@@ -153,13 +155,22 @@ def test_a_corrupted_snapshot_is_dropped_and_the_machine_boots_cold(vm_image_sto
         first.release()
     with open(snapshot.state, "r+b") as fh:  # truncated, as by a full disk or a killed copy
         fh.truncate(snapshot.state.stat().st_size // 3)
+    truncated = snapshot.state.stat().st_size
     caplog.clear()
     second = vm_factory("corrupt", cfg)
     assert second.succeed("hostname").strip() == "corrupt"
-    assert second.vm.start_path.name == "cold boot"
+    assert saved(second)  # it booted, and saved a good snapshot in place of the bad one
     lines = [r.getMessage() for r in caplog.records if "could not be restored" in r.getMessage()]
     assert len(lines) == 1 and snapshot.key[:12] in lines[0], lines
-    assert not snapshot.path.exists()
+    assert second.vm.start_path.saved.key == snapshot.key
+    assert snapshot.state.stat().st_size > truncated
+    second.release()
+    third = Machine("corrupt", cfg, store=vm_image_store, snapshots=True)
+    try:
+        third.connect()
+        assert restored(third)
+    finally:
+        third.release()
 
 
 KILLED = """

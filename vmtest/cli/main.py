@@ -67,6 +67,8 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     for e in entries:
         if e.kind == "kernels":
             what = e.meta.get("package", "")
+        elif e.kind == "snapshots" and e.meta.get("foreign_image"):
+            what = f"booted foreign image {e.meta['foreign_image']} (first saved by {e.meta.get('machine', '?')})"
         elif e.kind == "snapshots":
             what = (
                 f"booted {', '.join(e.meta.get('packages', [])) or 'base system'} (first saved by "

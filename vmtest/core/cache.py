@@ -96,6 +96,16 @@ class Reservation:
             self._fh = None
 
 
+def _base_gone(entry: Entry, images: set[str], doomed: set[str]) -> bool:
+    """Whether what a snapshot or bootable disk is made of is gone or going: its image in this cache (of
+    ``images``, ``doomed`` among them), or a foreign machine's snapshot's image file (``foreign_image``)."""
+    foreign = entry.meta.get("foreign_image")
+    if foreign:
+        return not Path(str(foreign)).is_file()
+    image = entry.meta.get("image_key")
+    return image in doomed or image not in images
+
+
 def _made_of(entries: list[Entry], image_key: str) -> list[Entry]:
     """The entries made of image ``image_key``: its booted snapshots and bootable disks (their meta names it)."""
     return [e for e in entries if e.kind in ("snapshots", "bootdisks") and e.meta.get("image_key") == image_key]
@@ -376,11 +386,7 @@ class Cache:
             if (
                 entry.kind in ("snapshots", "bootdisks")
                 and (entry.kind, entry.key) not in kept
-                and (
-                    stale(entry)
-                    or entry.meta.get("image_key") in doomed_images
-                    or entry.meta.get("image_key") not in images
-                )
+                and (stale(entry) or _base_gone(entry, images, doomed_images))
             ):
                 self.remove(entry.kind, entry.key, logger)
                 removed.append(f"{entry.kind}/{entry.key}")

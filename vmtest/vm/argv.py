@@ -335,8 +335,8 @@ def extra_args(entries: Sequence[str]) -> list[str]:
 
 
 def head_args(name: str, config: MachineConfig, boot: Boot, accel: str, launch: Launch) -> list[str]:
-    """The start of every machine's command line (vmtest's and foreign ones): the binary, the process name, the
-    machine type, accelerator and firmware, memory and CPUs."""
+    """The start of every machine's command line (vmtest's and foreign ones): the binary, the process name, a
+    start paused or from a saved state, the machine type, accelerator and firmware, memory and CPUs."""
     virt = config.virtualisation
     return [
         virt.qemu.binary,
@@ -345,6 +345,7 @@ def head_args(name: str, config: MachineConfig, boot: Boot, accel: str, launch: 
         "-nodefaults",
         "-no-user-config",
         *(["-S"] if launch.paused else []),
+        *(["-incoming", launch.incoming] if launch.incoming else []),
         *machine_type_args(config),
         *accel_args(accel),
         *firmware_args(config, boot),
@@ -386,7 +387,6 @@ def machine_argv(
         *vmgenid_args(config),
         "-rtc",
         "base=utc",
-        *(["-incoming", launch.incoming] if launch.incoming else []),
         *extra_args(virt.qemu.options),
         *boot_loader_args(config, params),
     ]

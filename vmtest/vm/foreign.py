@@ -7,13 +7,13 @@ kernel; QMP, the serial console, the guest agent's port; no backdoor and no
 image, which is never written; ready when the serial shell logged in) and
 :class:`ForeignBackend` (QMP, the console and the shell logged in on it,
 :mod:`vmtest.vm.serialshell`). A machine with ``shell="none"`` gets
-:class:`NoShell`: every command says it has none.
+:class:`NoShell`: every command says it has none. Booted snapshots of such
+machines: :mod:`vmtest.vm.foreignsnap`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,14 +26,14 @@ from vmtest.vm import argv as qemu
 from vmtest.vm import efivars
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import Result
-from vmtest.vm.bootargv import Boot, tpm_args
+from vmtest.vm.bootargv import Boot, tpm_args, vmgenid_args
 from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
 from vmtest.vm.disks import check_host
 from vmtest.vm.paths import MachinePaths, root_disk
 from vmtest.vm.qemu_backend import connect_unix, open_monitor
 from vmtest.vm.serialshell import Login, LoginFailed, SerialShell
-from vmtest.vm.start import Starting
+from vmtest.vm.start import Starting, set_up, setup_failed
 
 NO_SHELL = (
     "it has no shell: a foreign image with image.shell='none' takes no commands (screens, keys, the serial "
@@ -129,6 +129,7 @@ def foreign_argv(
         *qemu.display_args(config),
         *qemu.input_args(config),
         *tpm_args(config, paths),
+        *vmgenid_args(config),
         "-device",
         "virtio-rng-pci",
         "-rtc",
@@ -144,67 +145,84 @@ def _no_root(config: MachineConfig) -> object:
     return replace(config.virtualisation, use_default_filesystems=False)
 
 
+def wait_for_login(vm: Starting, channels: Channels, timeout: float, network: bool = True) -> str:
+    """Log in on the serial console (a boot's, or a reboot's); with ``network``, then set up the test network
+    (``image.network_setup``). Returns the guest's kernel release."""
+    with progress.activity(vm.name, "booting (serial login)"):
+        try:
+            release = channels.shell.wait_ready(timeout, vm.is_running)
+        except LoginFailed as exc:
+            raise setup_failed(vm, "logging in on the serial console", str(exc)) from None
+    if network:
+        set_up_network(vm, channels)
+    return release
+
+
+def set_up_network(vm: Starting, channels: Channels) -> None:
+    """With ``image.network_setup``, vmtest's addresses on the guest's NICs and ``/etc/hosts``, over its shell."""
+    script = vm.network.setup_script
+    if not (image_of(vm.config).network_setup and script):
+        return
+    if vm.network.hosts:
+        script += f"cat > /etc/hosts <<'VMTEST_HOSTS'\n{vm.network.hosts}VMTEST_HOSTS\nhostname {vm.name}\n"
+    set_up(vm, channels, script, "setting up the test network in the guest (image.network_setup)")
+
+
+def create_overlay(vm: Starting, overlay: Path, backing: Path, backing_format: str) -> None:
+    """The machine's qcow2 overlay on ``backing`` (the foreign image, or a snapshot's disk of it)."""
+    overlay.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(backing), str(overlay)]
+    try:
+        run(argv, what="creating the overlay on the foreign image", logger=vm.logger)
+    except ProcessError as exc:
+        raise LaunchError(vm.name, "creating the overlay on the foreign image", str(exc)) from None
+
+
+def prepare_disks(vm: Starting, backing: Path | None = None, fresh: bool = False) -> None:
+    """The root overlay on the image (or on ``backing``, a snapshot's disk; ``fresh``: a new one even if it
+    exists) and the empty disks; a UEFI machine's variable store when missing."""
+    config = vm.config
+    image = image_of(config)
+    check_host(config)
+    paths = vm.paths
+    overlay = root_disk(vm.name, config, paths)
+    if image.path is not None and overlay is not None:
+        if fresh:
+            overlay.unlink(missing_ok=True)
+        if not overlay.exists():
+            if backing is None:
+                create_overlay(vm, overlay, Path(image.path).absolute(), image.disk_format())
+            else:
+                create_overlay(vm, overlay, backing, "qcow2")
+    for i, size in enumerate(config.virtualisation.empty_disk_images):
+        path = paths.empty_disk(i)
+        if fresh:
+            path.unlink(missing_ok=True)
+        if not path.exists():
+            run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size}M"], what=f"empty disk {i}",
+                logger=vm.logger)  # fmt: skip
+
+
 class ForeignBoot:
-    """The start path of a foreign machine: an overlay on the image, then the firmware (or the given kernel)
-    boots; ready when the serial shell logged in."""
+    """The start path of a foreign machine: an overlay on the image (``fresh``: a new one even if one exists),
+    then the firmware (or the given kernel) boots; ready when the serial shell logged in."""
 
     name = "foreign boot"
 
+    def __init__(self, fresh: bool = False) -> None:
+        self.fresh = fresh
+
     def prepare(self, vm: Starting) -> Launch:
-        config = vm.config
-        image = image_of(config)
-        check_host(config)
-        paths = vm.paths
-        overlay = root_disk(vm.name, config, paths)
-        if image.path is not None and overlay is not None and not overlay.exists():
-            overlay.parent.mkdir(parents=True, exist_ok=True)
-            backing = str(Path(image.path).absolute())
-            argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", image.disk_format(), "-b", backing, str(overlay)]
-            try:
-                run(argv, what="creating the overlay on the foreign image", logger=vm.logger)
-            except ProcessError as exc:
-                raise LaunchError(vm.name, "creating the overlay on the foreign image", str(exc)) from None
-        for i, size in enumerate(config.virtualisation.empty_disk_images):
-            path = paths.empty_disk(i)
-            if not path.exists():
-                run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size}M"], what=f"empty disk {i}",
-                    logger=vm.logger)  # fmt: skip
+        prepare_disks(vm, fresh=self.fresh)
         if vm.efi_vars is not None:
-            efivars.prepare(vm.name, config, vm.efi_vars, vm.logger)
+            efivars.prepare(vm.name, vm.config, vm.efi_vars, vm.logger)
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
         channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        with progress.activity(vm.name, "booting (serial login)"):
-            try:
-                release = channels.shell.wait_ready(timeout, vm.is_running)
-            except LoginFailed as exc:
-                raise LaunchError(
-                    vm.name,
-                    "logging in on the serial console",
-                    str(exc),
-                    time.monotonic() - vm.launched_at,
-                    vm.console_tail(since=vm.launched_at),
-                ) from None
-        if image_of(vm.config).network_setup and vm.network.setup_script:
-            self._set_up_network(vm, channels)
-        return release
-
-    def _set_up_network(self, vm: Starting, channels: Channels) -> None:
-        script = vm.network.setup_script
-        if vm.network.hosts:
-            script += f"cat > /etc/hosts <<'VMTEST_HOSTS'\n{vm.network.hosts}VMTEST_HOSTS\nhostname {vm.name}\n"
-        result = channels.shell.run(script, 60)
-        if result.status != 0:
-            raise LaunchError(
-                vm.name,
-                "setting up the test network in the guest (image.network_setup)",
-                f"the set-up exited with {result.status}: {(result.stderr or result.output).decode(errors='replace')}",
-                time.monotonic() - vm.launched_at,
-                vm.console_tail(since=vm.launched_at),
-            )
+        return wait_for_login(vm, channels, timeout)
 
     def close(self) -> None:
         pass

@@ -10,8 +10,9 @@ the preparation ending in QEMU's command line.
   the image store), booted directly from its kernel or, with
   ``boot_loader``, from the bootable disk; cold or from a booted snapshot.
 * :class:`ForeignLauncher`: a disk image vmtest did not build
-  (``MachineConfig(image=...)``): nothing is built, no snapshot, a shell
-  logged in on the serial console (:mod:`vmtest.vm.foreign`).
+  (``MachineConfig(image=...)``): nothing is built, a shell logged in on the
+  serial console (:mod:`vmtest.vm.foreign`); cold or from a booted snapshot
+  (:mod:`vmtest.vm.foreignsnap`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from vmtest.config import foreign as foreign_config
 from vmtest.config.machine import MachineConfig
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import accel as accel_mod
-from vmtest.vm import efivars
+from vmtest.vm import efivars, foreignsnap
 from vmtest.vm.argv import Launch, machine_argv
 from vmtest.vm.bootargv import Boot
-from vmtest.vm.channels import Backend
-from vmtest.vm.foreign import ForeignBackend, ForeignBoot, foreign_argv
+from vmtest.vm.channels import Backend, Channels
+from vmtest.vm.foreign import ForeignBackend, foreign_argv, wait_for_login
 from vmtest.vm.paths import MachinePaths, StateDir
 from vmtest.vm.qemu_backend import QemuBackend
 from vmtest.vm.restore import Choice, StartPaths
-from vmtest.vm.start import Starting, StartPath
+from vmtest.vm.start import Starting, StartPath, wait_for_boot
 
 
 class Preparing(Starting, Protocol):
@@ -50,16 +51,17 @@ class Preparing(Starting, Protocol):
 class Launcher(Protocol):
     """One kind of machine, as the lifecycle launches it."""
 
-    # After a reboot the guest started itself, wait for vmtest's boot (backdoor and per-run set-up) rather
-    # than the start path's own wait (a restore's fix-ups, a foreign machine's serial login).
-    reboot_waits_for_boot: bool
-
     def backend(self) -> Backend:
         """How QEMU is spawned and its channels attached."""
         ...
 
     def start_paths(self, fixed: StartPath | None, snapshots: Choice | None) -> StartPaths:
         """The start paths this kind of machine can take (``fixed``: always that one, for unit tests)."""
+        ...
+
+    def after_reboot(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        """Wait for the shell of a guest that rebooted (in the same QEMU; not the start path's own wait: a
+        restore's fix-ups, a snapshot's save); return the guest's kernel release."""
         ...
 
     def prepare(self, vm: Preparing) -> list[str]:
@@ -88,7 +90,7 @@ def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
     switches brought up)."""
     if vm.network.ensure_up is not None:
         vm.network.ensure_up()
-    start_path = vm.starts.pick(vm, image, accel)  # type: ignore[arg-type]  # a foreign machine's: fixed
+    start_path = vm.starts.pick(vm, image, accel)
     launch = dataclasses.replace(start_path.prepare(vm), network=vm.network.qemu_args)
     vm.stdin = launch.stdin
     return launch
@@ -97,13 +99,14 @@ def _launch(vm: Preparing, image: BootImage | None, accel: str) -> Launch:
 class BuiltLauncher(Requested):
     """A machine of vmtest's own image: found or built by the image store, cold boot or booted snapshot."""
 
-    reboot_waits_for_boot = True
-
     def backend(self) -> Backend:
         return QemuBackend()
 
     def start_paths(self, fixed: StartPath | None, snapshots: Choice | None) -> StartPaths:
         return StartPaths(fixed, snapshots)  # snapshots None: never from a snapshot
+
+    def after_reboot(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        return wait_for_boot(vm, channels, timeout)  # the backdoor, and the per-run set-up's check
 
     def prepare(self, vm: Preparing) -> list[str]:
         vm.image = image = vm.store.get(vm.config)
@@ -117,9 +120,7 @@ class BuiltLauncher(Requested):
 
 class ForeignLauncher(Requested):
     """A disk image vmtest did not build: used as it is, its own boot, a shell logged in on the serial
-    console; never from a snapshot."""
-
-    reboot_waits_for_boot = False  # (a foreign boot logs in again)
+    console; cold or from a booted snapshot."""
 
     def __init__(self, image: foreign_config.ForeignImage, accel: str | None, kept_dir: Path | None) -> None:
         super().__init__(accel, kept_dir)
@@ -129,7 +130,10 @@ class ForeignLauncher(Requested):
         return ForeignBackend(self.image)
 
     def start_paths(self, fixed: StartPath | None, snapshots: Choice | None) -> StartPaths:
-        return StartPaths(fixed or ForeignBoot(), None)
+        return StartPaths(fixed, snapshots, foreignsnap.KIND, foreignsnap.choose)
+
+    def after_reboot(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        return wait_for_login(vm, channels, timeout)  # the serial login again, and the network's set-up
 
     def prepare(self, vm: Preparing) -> list[str]:
         if vm.accel is None:

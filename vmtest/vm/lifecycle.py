@@ -41,7 +41,7 @@ from vmtest.vm.launchers import launcher_for
 from vmtest.vm.paths import MachinePaths, StateDir
 from vmtest.vm.reboots import GuestReboots
 from vmtest.vm.restore import Choice, RestoreFailed
-from vmtest.vm.start import StartPath, wait_for_boot
+from vmtest.vm.start import StartPath
 from vmtest.vm.state import ALIVE, ALLOWED, State
 
 DEFAULT_BOOT_TIMEOUT = 300.0
@@ -263,29 +263,33 @@ class VM:
                 return
             start = time.monotonic()
             with self.nested("waiting for the backdoor shell"):
-                while not self._until_ready(start, timeout):
+                while (rebooted := self._until_ready(start, timeout)) is None:
                     self.launch()  # the snapshot could not be restored: boot instead
             with self._lock:
                 self._to(State.READY)
-            self.log(
-                f"shell up {time.monotonic() - self.launched_at:.1f}s after launch "
-                f"({self.start_path.name}; kernel {self.kernel_release})"
-            )
+            if rebooted:
+                self.log(f"shell up {time.monotonic() - start:.1f}s after the reboot (kernel {self.kernel_release})")
+            else:
+                self.log(
+                    f"shell up {time.monotonic() - self.launched_at:.1f}s after launch "
+                    f"({self.start_path.name}; kernel {self.kernel_release})"
+                )
 
-    def _until_ready(self, start: float, timeout: float) -> bool:
-        """One wait for the shell of the current launch; False when it must be launched again."""
+    def _until_ready(self, start: float, timeout: float) -> bool | None:
+        """One wait for the shell of the current launch: whether it was a reboot's; None when the machine
+        must be launched again."""
         channels = self.channels
         assert channels is not None
         try:
-            rebooted = self.reboots.take_pending() and self.launcher.reboot_waits_for_boot
-            wait = wait_for_boot if rebooted else self.start_path.until_ready
+            rebooted = self.reboots.take_pending()
+            wait = self.launcher.after_reboot if rebooted else self.start_path.until_ready
             self.kernel_release = wait(self, channels, timeout)
-            return True
+            return rebooted
         except RestoreFailed as exc:
             with self._lock:
                 self.starts.fall_back(self, exc)
                 self._to(State.STOPPED)
-            return False
+            return None
         except BackdoorClosed:
             raise self.died("booting", start) from None
         except BackdoorTimeout:

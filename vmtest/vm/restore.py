@@ -22,7 +22,10 @@ shares (QEMU refuses to migrate a machine with a mounted 9p export) and
 off or the machine cannot use one, a restore when a snapshot exists (here,
 or in the remote cache: fetched, verified and re-pointed at this cache's
 image first), else save one (unless another process is saving it: then a
-plain cold boot).
+plain cold boot). A snapshot that cannot be restored is removed, and the
+boot that replaces the restore saves it anew. :func:`by_key` is that choice
+for any kind of machine (:class:`Kind`: its cold, restore and save paths;
+foreign machines: :mod:`vmtest.vm.foreignsnap`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from vmtest.config.settings import Settings
@@ -41,7 +46,6 @@ from vmtest.core.log import log
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import guestsetup
 from vmtest.vm import snapshot as snap
-from vmtest.vm.accel import host_fingerprint
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import BackdoorTimeout
 from vmtest.vm.channels import Channels
@@ -75,6 +79,31 @@ def after_restore(vm: Starting, channels: Channels, timeout: float) -> None:
         )
 
 
+def save_and_go_on(
+    vm: Starting, channels: Channels, reservation: Reservation, meta: dict[str, Any]
+) -> snap.Snapshot | None:
+    """Save the running machine into ``reservation`` (:func:`vmtest.vm.snapshot.save`) and publish it with
+    ``meta``; the machine runs on either way. A failed save is one warning and no snapshot (None)."""
+    saved = None
+    try:
+        with progress.activity(vm.name, "saving its booted state as a snapshot"):
+            extra = snap.save(
+                channels,
+                vm.paths,
+                root_disk(vm.name, vm.config, vm.paths),
+                reservation,
+                vm.logger,
+                vm.name,
+                vm.efi_vars,
+            )
+        saved = snap.Snapshot(reservation.key, reservation.publish({**meta, **extra}))
+    except (MachineError, OSError) as exc:
+        reservation.abandon()
+        log(vm.logger, f"{vm.name}: saving the snapshot failed ({exc}); going on without one", level=logging.WARNING)
+    channels.monitor.command("cont")  # a machine stays usable after its state was saved
+    return saved
+
+
 class SaveSnapshot:
     name = "cold boot, saving a booted snapshot"
 
@@ -84,7 +113,7 @@ class SaveSnapshot:
         self.saved: snap.Snapshot | None = None
 
     def prepare(self, vm: Starting) -> Launch:
-        prepare_host(vm, setup_script(vm, hosts=False))
+        prepare_host(vm, setup_script(vm, hosts=False), fresh=True)  # (a save after a dropped restore: its overlay)
         return Launch(paused=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
@@ -99,25 +128,7 @@ class SaveSnapshot:
         with progress.activity(vm.name, "letting its boot settle before the snapshot"):
             channels.shell.run(guestsetup.settle(), guestsetup.SETTLE_SECONDS + 30)
         channels.shell.run(guestsetup.before_save(vm.config), 60)
-        try:
-            with progress.activity(vm.name, "saving its booted state as a snapshot"):
-                extra = snap.save(
-                    channels,
-                    vm.paths,
-                    root_disk(vm.name, vm.config, vm.paths),
-                    self.reservation,
-                    vm.logger,
-                    vm.name,
-                    vm.efi_vars,
-                )
-            path = self.reservation.publish({**self.meta, **extra, "kernel_release": release})
-            self.saved = snap.Snapshot(self.reservation.key, path)
-        except (MachineError, OSError) as exc:
-            self.reservation.abandon()
-            log(
-                vm.logger, f"{vm.name}: saving the snapshot failed ({exc}); going on without one", level=logging.WARNING
-            )
-        channels.monitor.command("cont")  # a machine stays usable after its state was saved
+        self.saved = save_and_go_on(vm, channels, self.reservation, {**self.meta, "kernel_release": release})
         after_restore(vm, channels, timeout)
         return release
 
@@ -129,24 +140,32 @@ class SaveSnapshot:
 class Restore:
     name = "restore of a booted snapshot"
 
-    def __init__(self, snapshot: snap.Snapshot) -> None:
+    def __init__(self, snapshot: snap.Snapshot, instead: Callable[[], StartPath] | None = None) -> None:
         self.snapshot = snapshot
+        self.instead = instead  # the start path when this snapshot cannot be restored (default: a cold boot)
 
     def prepare(self, vm: Starting) -> Launch:
         if not self.snapshot.state.is_file():  # removed meanwhile (a `vmtest cache gc` of another process)
             raise RestoreFailed(vm.name, "restoring the snapshot", f"{self.snapshot.state} is gone")
-        base = self.snapshot.disk if self.snapshot.disk.is_file() else None
         if vm.efi_vars is not None and not self.snapshot.efi_vars.is_file():
             raise RestoreFailed(vm.name, "restoring the snapshot", "it holds no UEFI variable store")
-        efi_vars = self.snapshot.efi_vars if vm.efi_vars is not None else None
-        # the whole script: for a reboot
-        prepare_host(vm, setup_script(vm), base=base, fresh=True, efi_vars=efi_vars)
+        self.prepare_disks(vm, self.snapshot.efi_vars if vm.efi_vars is not None else None)
         # The boot's console, as if this machine had printed it (reports and console waits see it).
         console = self.snapshot.console
         vm.paths.console_log.write_bytes(console.read_bytes() if console.is_file() else b"")
         # QEMU reads the state from its stdin: no `cat` between the file and QEMU (`exec:cat FILE` took
         # ~45 ms longer to load a 120 MiB state here; QEMU 7.2 has no `file:` URI yet)
         return Launch(paused=True, incoming="fd:0", stdin=self.snapshot.state)
+
+    def prepare_disks(self, vm: Starting, efi_vars: Path | None) -> None:
+        """A fresh root overlay on the snapshot's disk, new empty disks, the variable store ``efi_vars`` (a UEFI
+        machine's at the save) and the per-run set-up script (the whole of it: for a reboot)."""
+        base = self.snapshot.disk if self.snapshot.disk.is_file() else None
+        prepare_host(vm, setup_script(vm), base=base, fresh=True, efi_vars=efi_vars)
+
+    def cold_boot(self) -> StartPath:
+        """The start path instead, when this snapshot cannot be restored."""
+        return ColdBoot(fresh=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
         start = time.monotonic()
@@ -182,7 +201,8 @@ class Restore:
         pass
 
     def drop(self, vm: Starting, cache: Cache, why: str) -> StartPath:
-        """This snapshot cannot be restored (``why``): say so in one line, remove it; boot cold instead."""
+        """This snapshot cannot be restored (``why``): say so in one line, remove it; boot cold instead (and,
+        as :func:`by_key` arranges, save it anew)."""
         log(
             vm.logger,
             f"{vm.name}: snapshot {self.snapshot.key[:12]} could not be restored "
@@ -190,7 +210,7 @@ class Restore:
             level=logging.WARNING,
         )
         snap.remove(cache, self.snapshot.key, vm.logger)
-        return ColdBoot(fresh=True)
+        return self.instead() if self.instead is not None else self.cold_boot()
 
 
 class Choice:
@@ -236,9 +256,50 @@ def identity(vm: Starting) -> str:
     return text
 
 
-def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartPath:
-    """The start path of this launch (see the module docstring)."""
+@dataclass(frozen=True)
+class Kind:
+    """The start paths of one kind of machine (vmtest's own image, a foreign one) around its snapshot."""
+
+    cold: Callable[[bool], StartPath]  # a boot without a snapshot (True: on a fresh root overlay)
+    restore: Callable[[snap.Snapshot, Callable[[], StartPath]], StartPath]  # (, the path if it cannot be)
+    save: Callable[[Reservation, dict[str, Any]], StartPath]  # a boot that saves the snapshot
+    shared: bool = True  # its snapshots can come from the remote cache
+
+
+BUILT = Kind(ColdBoot, Restore, SaveSnapshot)
+
+
+def by_key(choice: Choice, vm: Starting, kind: Kind, key: str, qemu: str, meta: dict[str, Any]) -> StartPath:
+    """Restore snapshot ``key`` when it exists (here, or fetched from the remote cache), else save it (its
+    ``meta``), unless another process is saving it: then a plain boot. --vm-rebuild removes it first. A
+    snapshot that cannot be restored is removed and saved anew by the boot that replaces the restore."""
+    rebuild = choice.rebuild(key)
+    if rebuild:
+        snap.remove(choice.cache, key, vm.logger)
+    found = snap.lookup(choice.cache, key, qemu)
+    if found is None and not rebuild and kind.shared and choice.fetch is not None and choice.fetch(key, qemu):
+        found = snap.lookup(choice.cache, key, qemu)  # fetched from the remote cache
+    if found is not None:
+        return kind.restore(found, lambda: save_or_boot(choice, vm, kind, key, {"qemu": qemu, **meta}, fresh=True))
+    return save_or_boot(choice, vm, kind, key, {"qemu": qemu, **meta})
+
+
+def save_or_boot(
+    choice: Choice, vm: Starting, kind: Kind, key: str, meta: dict[str, Any], fresh: bool = False
+) -> StartPath:
+    """A boot that saves snapshot ``key`` (``meta``), or a plain boot (``fresh``: on a new root overlay) when
+    another process is saving it."""
+    reservation = choice.cache.reserve(snap.KIND, key)
+    if reservation is None:
+        log(vm.logger, f"{vm.name}: another run is saving snapshot {key[:12]}; booting cold")
+        return kind.cold(fresh)
+    return kind.save(reservation, {**meta, "machine": vm.name})
+
+
+def choose(choice: Choice, vm: Starting, image: BootImage | None, accel: str) -> StartPath:
+    """The start path of this launch of a machine of vmtest's image (see the module docstring)."""
     config = vm.config
+    assert image is not None
     if not choice.enabled:
         return ColdBoot()
     why = snap.ineligible(vm.name, config, vm.paths, vm.efi_vars)
@@ -246,33 +307,23 @@ def choose(choice: Choice, vm: Starting, image: BootImage, accel: str) -> StartP
         vm.logger.debug("%s: not from a snapshot: %s", vm.name, why)
         return ColdBoot()
     qemu = snap.qemu_version(config.virtualisation.qemu.binary)
-    host = host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""  # KVM: the host CPU
     argv = snap.key_argv(config, image, accel, vm.network.key_args, choice.cache.root)
     key = snap.snapshot_key(
         argv,
         image.key,
         qemu,
         accel,
-        host,
+        snap.host_of(config, accel),
         snap.disk_sizes(config, image),
         identity(vm),
         snap.firmware_digest(config),
         image.build_id,
     )
-    rebuild = choice.rebuild(key)
-    if rebuild:
-        snap.remove(choice.cache, key, vm.logger)
-    found = snap.lookup(choice.cache, key, qemu)
-    if found is None and not rebuild and choice.fetch is not None and choice.fetch(key, qemu):
-        found = snap.lookup(choice.cache, key, qemu)  # fetched from the remote cache
-    if found is not None:
-        return Restore(found)
-    reservation = choice.cache.reserve(snap.KIND, key)
-    if reservation is None:
-        log(vm.logger, f"{vm.name}: another run is saving snapshot {key[:12]}; booting cold")
-        return ColdBoot()
-    meta = {"qemu": qemu, "accel": accel, "image_key": image.key, "machine": vm.name, "packages": list(config.packages)}
-    return SaveSnapshot(reservation, meta)
+    meta = {"accel": accel, "image_key": image.key, "packages": list(config.packages)}
+    return by_key(choice, vm, BUILT, key, qemu, meta)
+
+
+Chooser = Callable[[Choice, Starting, BootImage | None, str], StartPath]
 
 
 class Relaunching(Starting, Protocol):
@@ -292,17 +343,25 @@ class StartPaths:
     decided (a cold boot after a snapshot was dropped), else the one :func:`choose` picks (a cold boot
     when snapshots are off: ``snapshots=None``)."""
 
-    def __init__(self, fixed: StartPath | None, snapshots: Choice | None) -> None:
+    def __init__(
+        self,
+        fixed: StartPath | None,
+        snapshots: Choice | None,
+        kind: Kind = BUILT,
+        chooser: Chooser = choose,
+    ) -> None:
         self.fixed = fixed
         self.snapshots = snapshots
+        self.kind = kind
+        self.chooser = chooser
         self.next: StartPath | None = None
-        self.current: StartPath = fixed or ColdBoot()  # the current (or last) launch's path
+        self.current: StartPath = fixed or kind.cold(False)  # the current (or last) launch's path
 
-    def pick(self, vm: Starting, image: BootImage, accel: str) -> StartPath:
+    def pick(self, vm: Starting, image: BootImage | None, accel: str) -> StartPath:
         """The path of the launch that begins now; it becomes :attr:`current`."""
         path = self.next or self.fixed
         if path is None:
-            path = ColdBoot() if self.snapshots is None else choose(self.snapshots, vm, image, accel)
+            path = self.kind.cold(False) if self.snapshots is None else self.chooser(self.snapshots, vm, image, accel)
         self.current, self.next = path, None
         return path
 

@@ -143,6 +143,15 @@ class SerialShell:
             self.kernel_release = self._log_in(deadline, alive)
             return self.kernel_release
 
+    def resume(self, timeout: float, alive: Callable[[], bool]) -> str:
+        """A restored guest: its shell is logged in and idle at the prompt of the session that saved it (another
+        token, which this one cannot tell from output). Set this session up over it at once; returns the
+        guest's kernel release."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self.kernel_release = self._log_in(deadline, alive, logged_in=True)
+            return self.kernel_release
+
     def _expect(self, patterns: list[object], deadline: float, step: float, alive: Callable[[], bool]) -> int:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -164,9 +173,10 @@ class SerialShell:
             f'printf \'%sR %s\\n\' "$_vtm" "$(uname -r)"\n'
         ).encode()
 
-    def _log_in(self, deadline: float, alive: Callable[[], bool]) -> str:
+    def _log_in(self, deadline: float, alive: Callable[[], bool], logged_in: bool = False) -> str:
         """Answer prompts until the set-up line's answer shows. A shell prompt gets the set-up line (again
-        after SETUP_WAIT: the shell may not have been reading yet); an idle console gets a newline."""
+        after SETUP_WAIT: the shell may not have been reading yet); an idle console gets a newline.
+        ``logged_in``: a shell is reading already; the set-up line goes first."""
         login = self.login
         patterns: list[object] = [
             re.compile(re.escape(self.token.encode()) + rb"R (\S+)\n"),
@@ -178,6 +188,9 @@ class SerialShell:
         ]
         seen = self.spawn.received
         set_up_at = -SETUP_WAIT
+        if logged_in:
+            self._send(self.setup_line())
+            set_up_at = time.monotonic()
         while True:
             index = self._expect(patterns, deadline, IDLE, alive)
             if index == 0:

@@ -43,6 +43,7 @@ from vmtest.core.log import log
 from vmtest.core.pathattr import FileIn
 from vmtest.core.proc import run
 from vmtest.image import BootImage
+from vmtest.vm.accel import host_fingerprint
 from vmtest.vm.argv import Launch, machine_argv
 from vmtest.vm.bootargv import Boot
 from vmtest.vm.channels import Channels
@@ -123,6 +124,12 @@ def firmware_digest(config: MachineConfig) -> str:
     return digest.hexdigest()
 
 
+def host_of(config: MachineConfig, accel: str) -> str:
+    """What of the host is in a snapshot's key: under KVM its CPU (a guest's saved CPU state must fit the
+    host's), nothing under TCG."""
+    return host_fingerprint(config.virtualisation.qemu.binary) if accel == "kvm" else ""
+
+
 def disk_sizes(config: MachineConfig, image: BootImage) -> list[int]:
     """The sizes (MiB) of the root disk and the empty disks: not in argv, but the guest has seen them."""
     return [config.virtualisation.root_disk_mib(image.disk_mib), *config.virtualisation.empty_disk_images]
@@ -159,20 +166,33 @@ def snapshot_key(
 
 
 def ineligible(name: str, config: MachineConfig, paths: MachinePaths, efi_vars: Path | None = None) -> str | None:
-    """Why this machine cannot start from a snapshot now (None: it can). ``efi_vars``: a UEFI machine's
-    variable store."""
+    """Why this machine of vmtest's image cannot start from a snapshot now (None: it can). ``efi_vars``: a
+    UEFI machine's variable store."""
     virt = config.virtualisation
     if not virt.use_default_filesystems:
         return "its root is not vmtest's image (use_default_filesystems=False)"
-    if virt.qemu.drives:
-        return "it has qemu.drives (their content is not part of a snapshot)"
-    if virt.tpm.enable:
-        return "it has a TPM (swtpm's state is not part of a snapshot)"
+    why = unsaved_devices(config)
+    if why is not None:
+        return why
     if virt.bios is not None:
         return "it boots alternate firmware (bios): a restore would skip it"
     if not virt.direct_boot:
         return "it boots through its firmware and boot loader (use_boot_loader): a restore would skip them"
-    disk = root_disk(name, config, paths)
+    return existing_state(root_disk(name, config, paths), efi_vars)
+
+
+def unsaved_devices(config: MachineConfig) -> str | None:
+    """A device whose state a snapshot would not hold (None: none)."""
+    virt = config.virtualisation
+    if virt.qemu.drives:
+        return "it has qemu.drives (their content is not part of a snapshot)"
+    if virt.tpm.enable:
+        return "it has a TPM (swtpm's state is not part of a snapshot)"
+    return None
+
+
+def existing_state(disk: Path | None, efi_vars: Path | None) -> str | None:
+    """State that outlives a launch and that this start must boot with (None: none)."""
     if disk is not None and disk.exists():
         return "its root disk already exists (kept state, or a restart): it boots from that"
     if efi_vars is not None and efi_vars.exists():
@@ -243,6 +263,8 @@ def import_policy(cache: Cache, qemu: str, logger: logging.Logger) -> tuple[Acce
     def accept(kind: str, key: str, meta: dict[str, Any]) -> str | None:
         if kind != KIND:
             return None
+        if meta.get("foreign_image"):
+            return "a snapshot of a foreign image stays on the host that made it"
         if meta.get("qemu") != qemu:
             return f"made by {meta.get('qemu', 'an unknown QEMU')}, this host has {qemu}"
         if cache.lookup("images", str(meta.get("image_key"))) is None:

@@ -127,14 +127,17 @@ def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
     Used by a cold boot, the boot before a snapshot is saved and after every reboot."""
     with progress.activity(vm.name, "booting"):
         release = channels.shell.wait_ready(timeout, vm.is_running)
-        result = channels.shell.run(SETUP_CHECK, 60)
-    if result.status != 0:
-        raise setup_failed(
-            vm,
-            "running the per-run set-up in the guest (host name, network, mounts)",
-            f"{SETUP_UNIT} failed:\n{result.output.decode(errors='replace')}",
-        )
+        set_up(vm, channels, SETUP_CHECK, "running the per-run set-up in the guest (host name, network, mounts)")
     return release
+
+
+def set_up(vm: Starting, channels: Channels, command: str, action: str) -> None:
+    """Run a start's set-up ``command`` in the guest (for ``action``); a non-zero exit is a LaunchError
+    with the command's exit status and what it printed."""
+    result = channels.shell.run(command, 60)
+    if result.status != 0:
+        said = (result.stderr + result.output).decode(errors="replace")
+        raise setup_failed(vm, action, f"exit status {result.status}:\n{said}")
 
 
 def setup_failed(vm: Starting, action: str, reason: str) -> LaunchError:
