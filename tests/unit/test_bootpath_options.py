@@ -14,7 +14,15 @@ from vmtest.config.machine import MachineConfig
 from vmtest.config.virtualisation import Virtualisation
 from vmtest.core.errors import ConfigError
 from vmtest.image import grubfiles
-from vmtest.image.bootdisk import BootDiskSpec, bootdisk_key, debugfs_commands, ext4_uuid, image_build, spec_for
+from vmtest.image.bootdisk import (
+    BootDiskSpec,
+    bootdisk_key,
+    build_of,
+    debugfs_commands,
+    ext4_uuid,
+    image_build,
+    spec_for,
+)
 from vmtest.vm.argv import Boot, kernel_params, machine_argv
 from vmtest.vm.guestsetup import script
 from vmtest.vm.paths import MachinePaths
@@ -114,6 +122,9 @@ def test_an_images_build_is_its_build_id_else_its_created_stamp(tmp_path: Path) 
     assert image_build(tmp_path / "root.qcow2") == "0123abcd"  # an import resets created, not the id
     (tmp_path / "meta.json").write_text(json.dumps({"created": 1700000000.5}))
     assert image_build(tmp_path / "root.qcow2") == "1700000000.5"
+    # the snapshots' reader of the same meta: no stamp fallback (their keys stayed as they were for old images)
+    assert build_of({"created": 1700000000.5}, stamp=False) == ""
+    assert build_of({"created": 1700000000.5, "build_id": "0123abcd"}, stamp=False) == "0123abcd"
 
 
 def test_layout_and_sfdisk_script(tmp_path: Path) -> None:

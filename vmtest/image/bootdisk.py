@@ -31,6 +31,7 @@ import subprocess
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from vmtest.config.bootpath import uses_efi
 from vmtest.config.virtualisation import Virtualisation
@@ -93,10 +94,17 @@ def host_versions() -> dict[str, str]:
 
 
 def image_build(image_disk: Path) -> str:
-    """Which build of its key the image ``image_disk`` is: its build id (kept by an import, unlike the
-    ``created`` stamp), or for an image without one (built before build ids, or outside the store) that stamp."""
-    meta = json.loads((image_disk.parent / "meta.json").read_text())
-    return str(meta.get("build_id") or float(meta.get("created", 0)))
+    """Which build of its key the image ``image_disk`` is (:func:`build_of` its meta, the stamp as fallback)."""
+    return build_of(json.loads((image_disk.parent / "meta.json").read_text()), stamp=True)
+
+
+def build_of(meta: dict[str, Any], stamp: bool) -> str:
+    """Which build of its key an image is, from its meta (pure): its build id, kept by an import (unlike the
+    ``created`` stamp). An image without one (built before build ids, or outside the store): with ``stamp``
+    (bootable disks' keys) that ``created`` stamp, else "" (snapshots' keys, unchanged for such images)."""
+    if meta.get("build_id"):
+        return str(meta["build_id"])
+    return str(float(meta.get("created", 0))) if stamp else ""
 
 
 def bootdisk_key(image_key: str, image_build: str, spec: BootDiskSpec, versions: dict[str, str]) -> str:

@@ -231,5 +231,5 @@ class ImageStore:
             meta["disk_mib"],
             self.cache.refs,
             kernel.modules,
-            str(meta.get("build_id", "")),
+            bootdisk.build_of(meta, stamp=False),
         )
