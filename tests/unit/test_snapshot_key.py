@@ -113,3 +113,37 @@ def test_per_run_parts_are_not_in_the_key() -> None:
     assert webserver != key(
         network=vlan_key_args(["a", "client"], "client"), identity=boot_identity(["a", "client"], "client")
     )
+
+
+def forwarding(host_port: int, guest_port: int = 8000, back_port: int = 9000) -> MachineConfig:
+    return MachineConfig(
+        virtualisation={
+            "forward_ports": [
+                {"from": "host", "host_port": host_port, "guest_port": guest_port},
+                {"from": "guest", "guest_address": "10.0.2.100", "guest_port": 80, "host_port": back_port},
+            ]
+        }
+    )
+
+
+def test_the_hosts_side_of_a_forwarded_port_is_not_in_the_key() -> None:
+    # a test that picks a free port per run finds its snapshot; the guest's side is what the guest sees
+    assert key(forwarding(41000)) == key(forwarding(52000, back_port=9999))
+    assert key(forwarding(41000)) != key(forwarding(41000, guest_port=8080))
+    assert key(forwarding(41000)) != key()  # the user network itself is a device
+    argv = " ".join(key_argv(forwarding(41000), IMAGE, "tcg", ()))
+    assert "41000" not in argv and "9000" not in argv and ":8000" in argv
+
+
+def test_a_shares_host_directory_is_not_in_the_key(tmp_path: Path) -> None:
+    for run in ("run1", "run2"):
+        (tmp_path / run).mkdir()
+
+    def shared(run: str, tag: str = "data") -> MachineConfig:
+        share = {"source": str(tmp_path / run), "target": "/mnt/data"}
+        return MachineConfig(virtualisation={"shared_directories": {tag: share}})
+
+    assert key(shared("run1")) == key(shared("run2"))
+    assert key(shared("run1")) != key(shared("run1", tag="other"))  # the guest sees the tag
+    assert key(shared("run1")) != key()
+    assert not any("run1" in arg for arg in key_argv(shared("run1"), IMAGE, "tcg", ()))

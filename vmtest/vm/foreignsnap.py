@@ -113,7 +113,9 @@ def key_argv(config: MachineConfig, accel: str, network_key: tuple[str, ...]) ->
     """The machine's QEMU command line with its per-run parts as placeholders (pure)."""
     efi_vars = snap.PLACEHOLDER_STATE / "efi-vars.fd" if config.virtualisation.use_efi_boot else None
     paths = MachinePaths(snap.PLACEHOLDER_STATE)
-    return foreign_argv(snap.PLACEHOLDER_NAME, config, paths, accel, Launch(network=network_key), efi_vars)
+    return snap.host_sides(
+        foreign_argv(snap.PLACEHOLDER_NAME, config, paths, accel, Launch(network=network_key), efi_vars)
+    )
 
 
 def snapshot_key(config: MachineConfig, accel: str, network_key: tuple[str, ...], qemu: str) -> str:

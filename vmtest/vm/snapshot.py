@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -103,11 +104,32 @@ def key_argv(
     paths = MachinePaths(PLACEHOLDER_STATE)
     efi_vars = PLACEHOLDER_STATE / "efi-vars.fd" if config.virtualisation.use_efi_boot else None
     boot = Boot(image.kernel, image.initrd, image.disk, efi_vars, image.modules)
-    argv = machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key))
+    argv = host_sides(machine_argv(PLACEHOLDER_NAME, config, boot, paths, accel, Launch(network=network_key)))
     if cache_root is None:
         return argv
     root = str(cache_root).rstrip("/") + "/"
     return [arg.replace(root, PLACEHOLDER_CACHE + "/") for arg in argv]
+
+
+# What only the host sees of a machine, as placeholders in a snapshot's key: the host's side of a forwarded
+# port (QEMU's user network: host address and port of a hostfwd, the address and port a guestfwd's `nc`
+# connects to) and the host directory of a 9p share (the guest sees its tag; shares are unmounted before a
+# save and mounted again after every restore). A test that picks a free port or a temporary directory per
+# run must still find its snapshot, not save another (~120 MB) every run.
+_HOSTFWD = re.compile(r"(hostfwd=\w+):[^:,]*:\d+-")
+_GUESTFWD = re.compile(r"(guestfwd=[^,]*?-cmd:nc) \S+ \d+")
+_FSDEV = re.compile(r"^(local,id=[^,]*,path=)[^,]*")
+
+
+def host_sides(argv: list[str]) -> list[str]:
+    """``argv`` with what only the host sees (see above) as placeholders (pure; for snapshot keys)."""
+    out = []
+    for arg in argv:
+        if "fwd=" in arg:
+            arg = _GUESTFWD.sub(r"\1 @host@ @port@", _HOSTFWD.sub(r"\1:@host@:@port@-", arg))
+        arg = _FSDEV.sub(r"\1@share@", arg)
+        out.append(arg)
+    return out
 
 
 def firmware_digest(config: MachineConfig) -> str:
