@@ -60,14 +60,15 @@ def test_config_files_and_units_in_guest(vm_factory, nonce):
         },
         build_commands=["echo built > /etc/built-by-vmtest"],
     )
-    vm = vm_factory("files", config)
+    # (an image of its own every run: a booted snapshot of it would never be restored)
+    vm = vm_factory("files", config, snapshots=False)
     assert vm.succeed("cat /etc/vmtest-nonce") == nonce
     assert vm.succeed("stat -c %a /usr/local/bin/hello").strip() == "755"
     assert vm.succeed("cat /etc/built-by-vmtest") == "built\n"
     vm.succeed("systemctl is-enabled hello.service")
     # The base image is never written: a second machine from the same image sees a pristine disk.
     vm.succeed("echo dirty > /root/state && sync")
-    other = vm_factory("files2", config)
+    other = vm_factory("files2", config, snapshots=False)
     other.fail("test -e /root/state")
 
 

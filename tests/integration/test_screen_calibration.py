@@ -15,7 +15,9 @@ def test_wait_for_text_from_power_on_calibrates_once_the_console_is_up(vm_factor
     # A kernel parameter nobody else uses: a glyph-table cache key of its own, so
     # calibration really happens here (the image itself is shared).
     vm = vm_factory(
-        "machine", MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"], virtualisation={"resolution": (800, 600)})
+        "machine",
+        MachineConfig(kernel_params=[f"vmtest.nonce={nonce}"], virtualisation={"resolution": (800, 600)}),
+        snapshots=False,  # the screens of a boot from power-on (and a key no other run has: never restored)
     )
     vm.start()  # no waiting for the boot: the first reads see the early VGA text screen
     vm.wait_for_text(r"machine login:", timeout=300)
