@@ -33,7 +33,7 @@ from vmtest.vm.disks import check_host
 from vmtest.vm.paths import MachinePaths, root_disk
 from vmtest.vm.qemu_backend import connect_unix, open_monitor
 from vmtest.vm.serialshell import Login, LoginFailed, SerialShell
-from vmtest.vm.start import Starting, set_up, setup_failed
+from vmtest.vm.start import Boots, Starting, set_up, setup_failed
 
 NO_SHELL = (
     "it has no shell: a foreign image with image.shell='none' takes no commands (screens, keys, the serial "
@@ -203,7 +203,7 @@ def prepare_disks(vm: Starting, backing: Path | None = None, fresh: bool = False
                 logger=vm.logger)  # fmt: skip
 
 
-class ForeignBoot:
+class ForeignBoot(Boots):
     """The start path of a foreign machine: an overlay on the image (``fresh``: a new one even if one exists),
     then the firmware (or the given kernel) boots; ready when the serial shell logged in."""
 
@@ -218,14 +218,8 @@ class ForeignBoot:
             efivars.prepare(vm.name, vm.config, vm.efi_vars, vm.logger)
         return Launch(paused=True)
 
-    def resume(self, vm: Starting, channels: Channels) -> None:
-        channels.monitor.command("cont")
-
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
         return wait_for_login(vm, channels, timeout)
-
-    def close(self) -> None:
-        pass
 
 
 class NoShell:

@@ -51,7 +51,16 @@ from vmtest.vm.backdoor import BackdoorTimeout
 from vmtest.vm.channels import Channels
 from vmtest.vm.disks import HOST_CA_BUNDLE
 from vmtest.vm.paths import root_disk
-from vmtest.vm.start import ColdBoot, Starting, StartPath, prepare_host, setup_failed, setup_script, wait_for_boot
+from vmtest.vm.start import (
+    Boots,
+    ColdBoot,
+    Starting,
+    StartPath,
+    prepare_host,
+    setup_failed,
+    setup_script,
+    wait_for_boot,
+)
 
 
 class RestoreFailed(MachineError):
@@ -104,7 +113,7 @@ def save_and_go_on(
     return saved
 
 
-class SaveSnapshot:
+class SaveSnapshot(Boots):
     name = "cold boot, saving a booted snapshot"
 
     def __init__(self, reservation: Reservation, meta: dict[str, Any]) -> None:
@@ -115,9 +124,6 @@ class SaveSnapshot:
     def prepare(self, vm: Starting) -> Launch:
         prepare_host(vm, setup_script(vm, hosts=False), fresh=True)  # (a save after a dropped restore: its overlay)
         return Launch(paused=True)
-
-    def resume(self, vm: Starting, channels: Channels) -> None:
-        channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
         release = wait_for_boot(vm, channels, timeout)

@@ -148,7 +148,18 @@ def setup_failed(vm: Starting, action: str, reason: str) -> LaunchError:
     )
 
 
-class ColdBoot:
+class Boots:
+    """What every start path that boots shares: QEMU starts paused (``-S``), so that the channels attach
+    before the first console line; :meth:`resume` lets its CPUs run; by default nothing to let go of."""
+
+    def resume(self, vm: Starting, channels: Channels) -> None:
+        channels.monitor.command("cont")
+
+    def close(self) -> None:
+        pass
+
+
+class ColdBoot(Boots):
     """Boot the kernel. ``fresh``: a new root overlay even if one exists (after a discarded boot)."""
 
     name = "cold boot"
@@ -164,9 +175,6 @@ class ColdBoot:
             self.tpm = Swtpm(vm.name, tpm, vm.paths, vm.logger)
             self.tpm.start()
         return Launch(paused=True)
-
-    def resume(self, vm: Starting, channels: Channels) -> None:
-        channels.monitor.command("cont")
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
         return wait_for_boot(vm, channels, timeout)
