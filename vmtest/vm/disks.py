@@ -73,7 +73,8 @@ def check_host(config: MachineConfig) -> None:
         )
 
 
-def _qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> None:
+def qemu_img(argv: list[str], what: str, name: str, logger: logging.Logger) -> None:
+    """Run ``qemu-img argv``; a failure is a LaunchError of machine ``name`` for ``what``."""
     try:
         run(["qemu-img", *argv], what=what, logger=logger)
     except ProcessError as exc:
@@ -91,14 +92,24 @@ def _overlay(backing: Path, size: int, disk: Path, name: str, logger: logging.Lo
     if not template.is_file():
         tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
         try:
-            _qemu_img([*argv, str(tmp), f"{size}M"], "creating the root disk overlay", name, logger)
+            qemu_img([*argv, str(tmp), f"{size}M"], "creating the root disk overlay", name, logger)
             os.replace(tmp, template)
         except (LaunchError, OSError) as exc:
             logger.debug("%s: no overlay template next to %s (%s)", name, backing, exc)
             tmp.unlink(missing_ok=True)
-            _qemu_img([*argv, str(disk), f"{size}M"], "creating the root disk overlay", name, logger)
+            qemu_img([*argv, str(disk), f"{size}M"], "creating the root disk overlay", name, logger)
             return
     shutil.copyfile(template, disk)
+
+
+def empty_disks(name: str, config: MachineConfig, paths: MachinePaths, logger: logging.Logger, fresh: bool) -> None:
+    """The empty disks (``empty_disk_images``) that are missing (``fresh``: all of them made new)."""
+    for i, size in enumerate(config.virtualisation.empty_disk_images):
+        path = paths.empty_disk(i)
+        if fresh:
+            path.unlink(missing_ok=True)
+        if not path.exists():
+            qemu_img(["create", "-q", "-f", "qcow2", str(path), f"{size}M"], f"creating empty disk {i}", name, logger)
 
 
 def grows_root(config: MachineConfig, image: BootImage) -> bool:
@@ -140,10 +151,5 @@ def prepare(
             _overlay(base or image.disk, size, disk, name, logger)
             if image.refs is not None:  # cache gc keeps its base while the disk exists
                 keptdisks.record(image.refs, disk)
-    for i, size in enumerate(virt.empty_disk_images):
-        path = paths.empty_disk(i)
-        if fresh:
-            path.unlink(missing_ok=True)
-        if not path.exists():
-            _qemu_img(["create", "-q", "-f", "qcow2", str(path), f"{size}M"], f"creating empty disk {i}", name, logger)
+    empty_disks(name, config, paths, logger, fresh)
     return Prepared(certs=HOST_CA_BUNDLE if virt.use_host_certs else None)

@@ -20,8 +20,7 @@ from pathlib import Path
 from vmtest.config.foreign import ForeignImage
 from vmtest.config.machine import MachineConfig
 from vmtest.core import progress
-from vmtest.core.errors import LaunchError, MachineError
-from vmtest.core.proc import ProcessError, run
+from vmtest.core.errors import MachineError
 from vmtest.vm import argv as qemu
 from vmtest.vm import efivars
 from vmtest.vm.argv import Launch
@@ -29,7 +28,7 @@ from vmtest.vm.backdoor import Result
 from vmtest.vm.bootargv import Boot, tpm_args, vmgenid_args
 from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
-from vmtest.vm.disks import check_host
+from vmtest.vm.disks import check_host, empty_disks, qemu_img
 from vmtest.vm.paths import MachinePaths, root_disk
 from vmtest.vm.qemu_backend import connect_unix, open_monitor
 from vmtest.vm.serialshell import Login, LoginFailed, SerialShell
@@ -168,19 +167,9 @@ def set_up_network(vm: Starting, channels: Channels) -> None:
     set_up(vm, channels, script, "setting up the test network in the guest (image.network_setup)")
 
 
-def create_overlay(vm: Starting, overlay: Path, backing: Path, backing_format: str) -> None:
-    """The machine's qcow2 overlay on ``backing`` (the foreign image, or a snapshot's disk of it)."""
-    overlay.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(backing), str(overlay)]
-    try:
-        run(argv, what="creating the overlay on the foreign image", logger=vm.logger)
-    except ProcessError as exc:
-        raise LaunchError(vm.name, "creating the overlay on the foreign image", str(exc)) from None
-
-
 def prepare_disks(vm: Starting, backing: Path | None = None, fresh: bool = False) -> None:
     """The root overlay on the image (or on ``backing``, a snapshot's disk; ``fresh``: a new one even if it
-    exists) and the empty disks; a UEFI machine's variable store when missing."""
+    exists) and the empty disks (:func:`vmtest.vm.disks.empty_disks`)."""
     config = vm.config
     image = image_of(config)
     check_host(config)
@@ -190,17 +179,13 @@ def prepare_disks(vm: Starting, backing: Path | None = None, fresh: bool = False
         if fresh:
             overlay.unlink(missing_ok=True)
         if not overlay.exists():
-            if backing is None:
-                create_overlay(vm, overlay, Path(image.path).absolute(), image.disk_format())
-            else:
-                create_overlay(vm, overlay, backing, "qcow2")
-    for i, size in enumerate(config.virtualisation.empty_disk_images):
-        path = paths.empty_disk(i)
-        if fresh:
-            path.unlink(missing_ok=True)
-        if not path.exists():
-            run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size}M"], what=f"empty disk {i}",
-                logger=vm.logger)  # fmt: skip
+            base, base_format = (
+                (Path(image.path).absolute(), image.disk_format()) if backing is None else (backing, "qcow2")
+            )
+            overlay.parent.mkdir(parents=True, exist_ok=True)
+            argv = ["create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(overlay)]
+            qemu_img(argv, "creating the overlay on the foreign image", vm.name, vm.logger)
+    empty_disks(vm.name, config, paths, vm.logger, fresh)
 
 
 class ForeignBoot(Boots):

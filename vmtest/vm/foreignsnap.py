@@ -40,6 +40,7 @@ from typing import Any
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import progress
+from vmtest.core.archive import sha256_file
 from vmtest.core.cache import Reservation
 from vmtest.core.log import log
 from vmtest.image import BootImage
@@ -102,11 +103,7 @@ def image_identity(config: MachineConfig) -> str:
 @functools.lru_cache(maxsize=64)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
     """A file's sha256 (once per version of it in a process: ``size`` and ``mtime_ns`` are in the cache key)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(Path(path))
 
 
 def key_argv(config: MachineConfig, accel: str, network_key: tuple[str, ...]) -> list[str]:
@@ -182,9 +179,6 @@ class ForeignRestore(Restore):
         prepare_disks(vm, backing=self.snapshot.disk, fresh=True)
         if vm.efi_vars is not None:
             efivars.prepare(vm.name, vm.config, vm.efi_vars, vm.logger, source=efi_vars)
-
-    def cold_boot(self) -> StartPath:
-        return ForeignBoot(fresh=True)
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
         start = time.monotonic()

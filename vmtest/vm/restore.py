@@ -146,9 +146,9 @@ class SaveSnapshot(Boots):
 class Restore:
     name = "restore of a booted snapshot"
 
-    def __init__(self, snapshot: snap.Snapshot, instead: Callable[[], StartPath] | None = None) -> None:
+    def __init__(self, snapshot: snap.Snapshot, instead: Callable[[], StartPath]) -> None:
         self.snapshot = snapshot
-        self.instead = instead  # the start path when this snapshot cannot be restored (default: a cold boot)
+        self.instead = instead  # the start path when this snapshot cannot be restored (a boot that saves it anew)
 
     def prepare(self, vm: Starting) -> Launch:
         if not self.snapshot.state.is_file():  # removed meanwhile (a `vmtest cache gc` of another process)
@@ -168,10 +168,6 @@ class Restore:
         machine's at the save) and the per-run set-up script (the whole of it: for a reboot)."""
         base = self.snapshot.disk if self.snapshot.disk.is_file() else None
         prepare_host(vm, setup_script(vm), base=base, fresh=True, efi_vars=efi_vars)
-
-    def cold_boot(self) -> StartPath:
-        """The start path instead, when this snapshot cannot be restored."""
-        return ColdBoot(fresh=True)
 
     def resume(self, vm: Starting, channels: Channels) -> None:
         start = time.monotonic()
@@ -216,7 +212,7 @@ class Restore:
             level=logging.WARNING,
         )
         snap.remove(cache, self.snapshot.key, vm.logger)
-        return self.instead() if self.instead is not None else self.cold_boot()
+        return self.instead()
 
 
 class Choice:
