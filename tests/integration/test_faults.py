@@ -24,7 +24,7 @@ def report(what: str, seconds: float) -> None:
 
 
 def test_qemu_killed_during_a_command_fails_within_5s_naming_the_signal(vm_factory) -> None:
-    machine = vm_factory("victim", MachineConfig(), snapshots=False)
+    machine = vm_factory("victim", MachineConfig())
     machine.succeed("true")
     assert machine.vm.process is not None
     pid = machine.vm.process.pid
@@ -46,7 +46,7 @@ def test_qemu_killed_during_a_command_fails_within_5s_naming_the_signal(vm_facto
 
 
 def test_a_guest_that_stops_answering_is_a_timeout_naming_it(vm_factory) -> None:
-    machine = vm_factory("frozen", MachineConfig(), snapshots=False)
+    machine = vm_factory("frozen", MachineConfig())
     machine.succeed("true")
     start = time.monotonic()
     with pytest.raises(Timeout) as info:
@@ -61,7 +61,7 @@ def test_a_guest_that_stops_answering_is_a_timeout_naming_it(vm_factory) -> None
 
 
 def test_a_kernel_panic_is_quoted_at_once(vm_factory) -> None:
-    machine = vm_factory("panicky", MachineConfig(), snapshots=False)
+    machine = vm_factory("panicky", MachineConfig())
     machine.succeed("true")
     start = time.monotonic()
     with pytest.raises(Timeout) as info:
