@@ -1,5 +1,6 @@
 """Sharded CI: a small VM suite split into 2 pytest-split groups, each on its own cache filled only by
-``vmtest cache import`` of one export, gives the results of an unsplit run and builds no image."""
+``vmtest cache import`` of one export, gives the results of an unsplit run, builds no image and boots no
+machine (the export's booted snapshot is restored)."""
 
 from __future__ import annotations
 
@@ -76,8 +77,11 @@ def test_two_groups_on_imported_caches_give_the_unsplit_results(tmp_path: Path, 
     vmtest = [sys.executable, "-m", "vmtest.cli"]
     pytest_cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
 
-    # one export of what the suite needs, from the shared cache (built there if missing)
+    # One export of what the suite needs, from the shared cache (built there if missing). The suite ran there
+    # once before (restoring its machine's snapshot, or on a new host saving it): the export carries that
+    # snapshot, and the groups restore it rather than boot.
     archive = tmp_path / "vmtest-cache.tar.zst"
+    run([*pytest_cmd, "test_fn.py::test_hostname"], suite, store.cache.root)
     key = run([*vmtest, "cache", "key", "."], suite, store.cache.root, stdout_only=True).strip()
     run([*vmtest, "cache", "export", ".", "-o", str(archive), "--build"], suite, store.cache.root)
 
@@ -96,6 +100,7 @@ def test_two_groups_on_imported_caches_give_the_unsplit_results(tmp_path: Path, 
         fresh_cache("cache-all"),
     )
     assert durations.is_file()
+    assert "saving a booted snapshot" not in unsplit, unsplit[-3000:]
     expected = outcomes(suite / "all.xml")
     assert sorted(expected.values()) == ["passed", "passed", "passed", "skipped", "skipped"]
 
@@ -125,6 +130,7 @@ def test_two_groups_on_imported_caches_give_the_unsplit_results(tmp_path: Path, 
         group_of.update(dict.fromkeys(got, group))
         assert "vmtest: images: 1 from the cache, 0 fetched from the remote cache, 0 built" in log, log[-3000:]
         assert "building image" not in log and "mmdebstrap" not in log
+        assert "(restore of a booted snapshot" in log and "saving a booted snapshot" not in log, log[-3000:]
     assert "vmtest: images: 1 from the cache, 0 fetched from the remote cache, 0 built" in unsplit
     assert union == expected
     # the module-scoped machine's tests stayed in one group

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vmtest.core.cache import Cache
+from vmtest.core.cache import Cache, disk_usage
 
 LOG = logging.getLogger("vmtest.test.cache")
 DAY = 86400
@@ -461,3 +461,17 @@ def test_removing_an_image_for_a_rebuild_removes_what_was_made_of_it(tmp_path: P
 
     assert sorted(cache.remove_image("i", LOG)) == ["bootdisks/b-of-i", "snapshots/s-of-i"]
     assert sorted(f"{e.kind}/{e.key}" for e in cache.entries()) == ["images/j", "snapshots/s-of-j"]
+
+
+def test_disk_usage_of_a_directory_and_of_a_file(tmp_path: Path) -> None:
+    """A file counts its allocated blocks (an export's archive is one file: its size was printed as 0 MiB)."""
+    data = tmp_path / "d" / "data"
+    data.parent.mkdir()
+    data.write_bytes(os.urandom(3 << 20))
+    sparse = tmp_path / "d" / "sparse"
+    with open(sparse, "wb") as fh:
+        fh.truncate(64 << 20)  # allocates nothing
+    assert disk_usage(data) >> 20 == 3
+    assert disk_usage(sparse) < 1 << 20
+    assert 3 << 20 <= disk_usage(tmp_path / "d") < 4 << 20
+    assert disk_usage(tmp_path / "missing") == 0

@@ -46,7 +46,12 @@ KINDS = ("images", "kernels", "snapshots", "bootdisks", "layers")
 
 
 def disk_usage(path: Path) -> int:
-    """Bytes allocated on disk under ``path`` (sparse files count what they use)."""
+    """Bytes allocated on disk under ``path``, a directory or a file (sparse files count what they use)."""
+    if not path.is_dir():
+        try:
+            return os.lstat(path).st_blocks * 512
+        except OSError:
+            return 0
     total = 0
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
