@@ -1,4 +1,5 @@
-"""The declaration mechanism: every field of the declared dataclasses carries its doc and validator."""
+"""The declaration mechanism: every field of the declared dataclasses carries its doc (its docstring) and
+validator."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import dataclasses
 
 import pytest
 
-from vmtest.config.declare import FrozenMap, declaration, declared, from_dict, option, record, validate_fields
+from vmtest.config.declare import (
+    FrozenMap,
+    declaration,
+    declared,
+    documented,
+    from_dict,
+    option,
+    record,
+    validate_fields,
+)
 from vmtest.config.machine import MachineConfig
 from vmtest.config.validators import int_range
 from vmtest.config.virtualisation import QemuOptions, Virtualisation
@@ -34,10 +44,14 @@ def test_docstrings_list_the_declared_fields() -> None:
         assert f"``{f.name}``: {decl.doc}" in MachineConfig.__doc__
 
 
+@documented
 @dataclasses.dataclass(frozen=True)
 class Point:
-    x: int = option(0, "X.", int_range(0, 10))
-    y: int = option(0, "Y.", int_range(0, 10))
+    x: int = option(0, int_range(0, 10))
+    """The x
+    coordinate."""
+    y: int = option(0, int_range(0, 10))
+    """Y."""
 
     def __post_init__(self) -> None:
         validate_fields(self, "point")
@@ -55,6 +69,22 @@ def test_a_declared_dataclass_validates_and_builds_from_a_dict() -> None:
     with pytest.raises(ConfigError) as info:
         record(Point, "p", {"xx": 1})
     assert info.value.field == "p.xx" and info.value.fix == "did you mean 'x'?"
+
+
+def test_an_options_documentation_is_its_docstring_on_one_line() -> None:
+    assert [decl.doc for _, decl in declared(Point)] == ["The x coordinate.", "Y."]
+    assert "- ``x``: The x coordinate." in (Point.__doc__ or "")
+
+
+def test_an_option_without_a_docstring_is_an_error_at_import() -> None:
+    with pytest.raises(TypeError, match=r"Bare.y: an option needs a docstring"):
+
+        @documented
+        @dataclasses.dataclass(frozen=True)
+        class Bare:
+            x: int = option(0, int_range(0, 10))
+            """X."""
+            y: int = option(0, int_range(0, 10))
 
 
 def test_frozen_map_is_immutable_hashable_and_sorted() -> None:

@@ -14,8 +14,8 @@ from vmtest.config.validators import boolean, int_range
 @dataclass(frozen=True)
 @options_of("virtualisation.toy", "tests/integration/test_toy.py", nixos=True)
 class Toy:
-    memory_size: int = option(1024, "Memory.", int_range(1, 1 << 20), proof="test_sizes")
-    use_efi_boot: bool = option(False, "UEFI.", boolean, nixos="virtualisation.useEFIBoot", proof="a.py::test_b")
+    memory_size: int = option(1024, int_range(1, 1 << 20), proof="test_sizes")
+    use_efi_boot: bool = option(False, boolean, nixos="virtualisation.useEFIBoot", proof="a.py::test_b")
 
     def __post_init__(self) -> None:
         if self.use_efi_boot and self.memory_size < 256:

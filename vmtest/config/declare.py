@@ -1,9 +1,12 @@
 """How vmtest declares what can be configured: once, as dataclass fields.
 
 ``option(...)`` returns a dataclass field whose metadata (a :class:`Declaration`)
-carries the option's documentation and validator, and, where they apply, its
-NixOS name and proof test (``virtualisation.*``) or its command-line flag,
-environment variable and ini key (run settings). Everything else derives from
+carries the option's validator and, where they apply, its NixOS name and proof
+test (``virtualisation.*``) or its command-line flag, environment variable and
+ini key (run settings). Its documentation is the field's docstring, the string
+right below it, where Sphinx and editors read it too (:func:`documented` puts
+it into the declaration and fails on a declared field without one). Everything
+else derives from
 the declarations: validation (:func:`validate_fields`), building from a dict
 with "unknown key, did you mean" errors (:func:`from_dict`, :func:`record`),
 ``help()`` text (:func:`documented`) and the generated ``docs/options.md``
@@ -12,9 +15,12 @@ with "unknown key, did you mean" errors (:func:`from_dict`, :func:`record`),
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
 import os
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -60,7 +66,6 @@ class FrozenMap(Mapping[str, Any]):
 class Declaration:
     """What is declared about one option besides its name, type and default."""
 
-    doc: str
     validate: Validator
     nixos: str | None = None  # the NixOS qemu-vm.nix option it stands for
     proof: str | None = None  # PATH::TEST that shows it works
@@ -69,6 +74,7 @@ class Declaration:
     ini: str | None = None  # pytest ini key (run settings)
     default_text: str | None = None  # the default as the docs show it, when repr() would mislead
     env_default: Callable[[Mapping[str, str]], Any] | None = None  # a default computed from the environment
+    doc: str = ""  # the field's docstring, on one line (filled in by :func:`documented`)
 
     @property
     def choices(self) -> tuple[str, ...] | None:
@@ -78,7 +84,6 @@ class Declaration:
 
 def option(
     default: Any,
-    doc: str,
     validate: Validator,
     *,
     nixos: str | None = None,
@@ -90,12 +95,13 @@ def option(
     env_default: Callable[[Mapping[str, str]], Any] | None = None,
     factory: bool = False,
 ) -> Any:
-    """Declare one option: its default (a factory when ``factory``), documentation, validator and names.
+    """Declare one option: its default (a factory when ``factory``), validator and names; its documentation is
+    the docstring below the field.
 
     ``env_default(environ)`` computes the default from environment variables (given ``os.environ`` when the
     dataclass is built directly, the resolver's environment mapping otherwise); ``default`` is then unused.
     """
-    meta = {_KEY: Declaration(doc, validate, nixos, proof, flag, env, ini, default_text, env_default)}
+    meta = {_KEY: Declaration(validate, nixos, proof, flag, env, ini, default_text, env_default)}
     if env_default is not None:
         return field(default_factory=lambda: env_default(os.environ), metadata=meta)
     if factory:
@@ -227,8 +233,40 @@ def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | Non
         raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None
 
 
+def attribute_docs(cls: type) -> dict[str, str] | None:
+    """The docstrings of ``cls``'s annotated attributes (a string literal right below one, as PEP 257 calls
+    them), each whitespace-normalised to one line; None when the class's source is not there to read (an
+    install without .py files: the options then have no documentation, nothing else changes)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return None
+    tree = ast.parse(textwrap.dedent(source))
+    body = cast(ast.ClassDef, tree.body[0]).body
+    docs = {}
+    for stmt, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
 def documented(cls: type[T]) -> type[T]:
-    """Class decorator: append the declared fields and their documentation to the class docstring."""
+    """Class decorator, outermost: each declared field's documentation is its docstring (a field without one
+    is a TypeError at import); the fields and their documentation are appended to the class docstring."""
+    docs = attribute_docs(cls)
+    for f, decl in declared(cls):
+        if docs is None:
+            break
+        doc = docs.get(f.name)
+        if not doc:
+            raise TypeError(f"{cls.__qualname__}.{f.name}: an option needs a docstring (a string right below it)")
+        f.metadata = MappingProxyType({**f.metadata, _KEY: replace(decl, doc=doc)})
     lines = [f"- ``{f.name}``: {decl.doc}" for f, decl in declared(cls)]
     cls.__doc__ = (
         (cls.__doc__ or "").rstrip()

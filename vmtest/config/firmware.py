@@ -27,44 +27,23 @@ OVMF_SECURE_FILES = ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")
 class EfiOptions:
     """``virtualisation.efi.*``: the UEFI firmware (OVMF) of a machine with ``use_efi_boot``."""
 
-    ovmf: str = option(
-        OVMF_DIR,
-        "Directory of an OVMF build (Debian's ovmf package): firmware and variables default to its files. "
-        "The seed names a package; its Secure Boot build is picked here by use_secure_boot.",
-        string,
-        nixos="virtualisation.efi.OVMF",
-        proof="test_uefi_direct_boot",
-    )
-    firmware: str | None = option(
-        None,
-        "The firmware's code, mapped read-only as the first flash chip (-drive if=pflash,readonly=on). "
-        "Default: {ovmf}/OVMF_CODE_4M.fd, with use_secure_boot {ovmf}/OVMF_CODE_4M.secboot.fd (it needs "
-        "SMM: such a machine is a q35 with smm=on).",
-        optional_string,
-        proof="test_uefi_direct_boot",
-        default_text="see doc",
-    )
-    variables: str | None = option(
-        None,
-        "Template of the variable store: each machine gets a writable copy (the second flash chip), made "
-        "when missing: {state_dir}/efi-vars.fd, or the path in $VMTEST_EFI_VARS ({name} is replaced by "
-        "the machine's name; the seed's NIX_EFI_VARS). It persists across reboot() and with --vm-keep-state "
-        "across runs. Default: {ovmf}/OVMF_VARS_4M.fd, with use_secure_boot {ovmf}/OVMF_VARS_4M.ms.fd "
-        "(Microsoft's keys enrolled, Secure Boot on).",
-        optional_string,
-        proof="test_uefi_direct_boot",
-        default_text="see doc",
-    )
-    keep_variables: bool = option(
-        False,
-        "Keep the variable store across test runs without --vm-keep-state: it lives in the output "
-        "directory's state/ (where --vm-keep-state keeps a test's machines) and the next run of the same "
-        "test boots with it. Default False (the seed's default is useBootLoader; there it decides whether a new "
-        "store starts from the one its disk build wrote, here a new store always starts from the template, "
-        "and a store kept across runs would tie tests to each other).",
-        boolean,
-        proof="test_keep_variables_across_runs",
-    )
+    ovmf: str = option(OVMF_DIR, string, nixos="virtualisation.efi.OVMF", proof="test_uefi_direct_boot")
+    """Directory of an OVMF build (Debian's ovmf package): firmware and variables default to its files. The seed names a
+    package; its Secure Boot build is picked here by use_secure_boot."""
+    firmware: str | None = option(None, optional_string, proof="test_uefi_direct_boot", default_text="see doc")
+    """The firmware's code, mapped read-only as the first flash chip (-drive if=pflash,readonly=on). Default:
+    {ovmf}/OVMF_CODE_4M.fd, with use_secure_boot {ovmf}/OVMF_CODE_4M.secboot.fd (it needs SMM: such a machine is a q35
+    with smm=on)."""
+    variables: str | None = option(None, optional_string, proof="test_uefi_direct_boot", default_text="see doc")
+    """Template of the variable store: each machine gets a writable copy (the second flash chip), made when missing:
+    {state_dir}/efi-vars.fd, or the path in $VMTEST_EFI_VARS ({name} is replaced by the machine's name; the seed's
+    NIX_EFI_VARS). It persists across reboot() and with --vm-keep-state across runs. Default: {ovmf}/OVMF_VARS_4M.fd,
+    with use_secure_boot {ovmf}/OVMF_VARS_4M.ms.fd (Microsoft's keys enrolled, Secure Boot on)."""
+    keep_variables: bool = option(False, boolean, proof="test_keep_variables_across_runs")
+    """Keep the variable store across test runs without --vm-keep-state: it lives in the output directory's state/
+    (where --vm-keep-state keeps a test's machines) and the next run of the same test boots with it. Default False (the
+    seed's default is useBootLoader; there it decides whether a new store starts from the one its disk build wrote, here
+    a new store always starts from the template, and a store kept across runs would tie tests to each other)."""
 
     def files(self, secure: bool) -> tuple[str, str]:
         """The (code, variable store template) this machine uses (pure)."""
@@ -131,34 +110,18 @@ def check_firmware(virt: _Firmware) -> None:
 class TpmOptions:
     """``virtualisation.tpm.*``: a TPM 2.0 emulated by swtpm, one per machine."""
 
-    enable: bool = option(
-        False,
-        "Give the machine a TPM 2.0: swtpm, started with the machine and reaped with it (also when pytest is "
-        "killed), its state in the machine's state directory (tpm/), kept across reboot() and with "
-        "--vm-keep-state across runs. The guest sees /dev/tpm0. Such a machine never starts from a snapshot.",
-        boolean,
-        proof="test_tpm",
-    )
-    package: str = option(
-        "swtpm",
-        "The swtpm program (name on PATH or absolute path); the analogue of the seed's package option.",
-        string,
-        proof="test_tpm",
-    )
-    device_model: str = option(
-        "tpm-tis",
-        "QEMU's TPM device: tpm-tis (the TIS interface, as the seed) or tpm-crb (the command response buffer).",
-        choice(TPM_MODELS),
-        proof="test_tpm_crb_and_provisioning",
-    )
-    provisioning: str | None = option(
-        None,
-        "Shell command run on the host once, before the TPM is first started (a new state directory), with "
-        "TPM_STATE_DIR naming the TPM's state directory, e.g. "
-        '"swtpm_setup --tpm2 --tpmstate $TPM_STATE_DIR --createek". A non-zero exit stops the start.',
-        optional_string,
-        proof="test_tpm_crb_and_provisioning",
-    )
+    enable: bool = option(False, boolean, proof="test_tpm")
+    """Give the machine a TPM 2.0: swtpm, started with the machine and reaped with it (also when pytest is killed), its
+    state in the machine's state directory (tpm/), kept across reboot() and with --vm-keep-state across runs. The guest
+    sees /dev/tpm0. Such a machine never starts from a snapshot."""
+    package: str = option("swtpm", string, proof="test_tpm")
+    """The swtpm program (name on PATH or absolute path); the analogue of the seed's package option."""
+    device_model: str = option("tpm-tis", choice(TPM_MODELS), proof="test_tpm_crb_and_provisioning")
+    """QEMU's TPM device: tpm-tis (the TIS interface, as the seed) or tpm-crb (the command response buffer)."""
+    provisioning: str | None = option(None, optional_string, proof="test_tpm_crb_and_provisioning")
+    """Shell command run on the host once, before the TPM is first started (a new state directory), with TPM_STATE_DIR
+    naming the TPM's state directory, e.g. "swtpm_setup --tpm2 --tpmstate $TPM_STATE_DIR --createek". A non-zero exit
+    stops the start."""
 
 
 tpm_record = options_record(TpmOptions, "expected a dict of tpm options (enable, package, device_model, provisioning)")

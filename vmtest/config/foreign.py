@@ -35,9 +35,9 @@ def _regex(name: str, value: Any) -> str:
     return text
 
 
-def _prompt(default: str, doc: str) -> Any:
+def _prompt(default: str) -> Any:
     """A console prompt option: a regular expression of the serial console's bytes (the serial shell's login)."""
-    return option(default, doc, _regex, proof=f"{PROOF}::test_foreign_debian")
+    return option(default, _regex, proof=f"{PROOF}::test_foreign_debian")
 
 
 def _host_file(name: str, value: Any) -> Any:
@@ -55,69 +55,40 @@ def _host_file(name: str, value: Any) -> Any:
 class ForeignImage:
     """A disk image vmtest did not build, driven over its serial console (``MachineConfig(image=...)``)."""
 
-    path: str | None = option(
-        None,
-        "The disk image file (qcow2 or raw), attached as the first disk on qemu.disk_interface. Never written: "
-        "the machine writes to a qcow2 overlay in its state directory. None: no disk (e.g. an installer "
-        "booted from kernel and initrd).",
-        _host_file,
-        proof="test_foreign_debian",
-    )
-    format: str = option(
-        "auto",
-        "The image's format: qcow2, raw, or auto (qcow2 when the file starts with the qcow2 magic, else raw).",
-        choice(FORMATS),
-        proof="tests/unit/test_foreign_config.py::test_format_detection",
-    )
-    kernel: str | None = option(
-        None,
-        "Boot this kernel directly (QEMU -kernel, command line from MachineConfig.kernel_params only) instead "
-        "of the image's own boot loader. None: the firmware boots the disk.",
-        _host_file,
-        proof="test_foreign_debian",
-    )
-    initrd: str | None = option(
-        None, "The initrd for kernel (direct boot only).", _host_file, proof="test_foreign_debian"
-    )
-    shell: str = option(
-        "serial",
-        "How commands reach the guest: serial (log in on the serial console ttyS0 and run each command framed "
-        "there) or none (no commands: screens, keys, QMP and the console log only; command verbs say why).",
-        choice(SHELLS),
-        proof="test_installer_screens",
-    )
-    user: str = option("root", "The user the serial shell logs in as.", string, proof="test_foreign_debian")
-    password: str | None = option(
-        None,
-        "That user's password. None: no password is expected (autologin, or an account without one); a "
-        "password prompt is then an error saying so.",
-        optional_string,
-        proof="test_foreign_debian",
-    )
-    login_prompt: str = _prompt(
-        r"login: ?\Z", "Regular expression (of the console's bytes) that means the login prompt is showing."
-    )
-    password_prompt: str = _prompt(r"[Pp]assword: ?\Z", "Regular expression that means the password prompt is showing.")
-    shell_prompt: str = _prompt(
-        r"[#$] ?\Z", "Regular expression that means a shell prompt is showing (after logging in, or with autologin)."
-    )
-    base64_output: bool = option(
-        False,
-        "Send every command's output as base64: robust against any writer interleaving on the console, a third "
-        "more bytes. Off: the output comes as it is; kernel messages and systemd status lines that land in it "
-        "are taken out (checked by size and CRC: never silently wrong).",
-        boolean,
-        proof="test_foreign_debian",
-    )
+    path: str | None = option(None, _host_file, proof="test_foreign_debian")
+    """The disk image file (qcow2 or raw), attached as the first disk on qemu.disk_interface. Never written: the machine
+    writes to a qcow2 overlay in its state directory. None: no disk (e.g. an installer booted from kernel and
+    initrd)."""
+    format: str = option("auto", choice(FORMATS), proof="tests/unit/test_foreign_config.py::test_format_detection")
+    """The image's format: qcow2, raw, or auto (qcow2 when the file starts with the qcow2 magic, else raw)."""
+    kernel: str | None = option(None, _host_file, proof="test_foreign_debian")
+    """Boot this kernel directly (QEMU -kernel, command line from MachineConfig.kernel_params only) instead of the
+    image's own boot loader. None: the firmware boots the disk."""
+    initrd: str | None = option(None, _host_file, proof="test_foreign_debian")
+    """The initrd for kernel (direct boot only)."""
+    shell: str = option("serial", choice(SHELLS), proof="test_installer_screens")
+    """How commands reach the guest: serial (log in on the serial console ttyS0 and run each command framed there) or
+    none (no commands: screens, keys, QMP and the console log only; command verbs say why)."""
+    user: str = option("root", string, proof="test_foreign_debian")
+    """The user the serial shell logs in as."""
+    password: str | None = option(None, optional_string, proof="test_foreign_debian")
+    """That user's password. None: no password is expected (autologin, or an account without one); a password prompt is
+    then an error saying so."""
+    login_prompt: str = _prompt(r"login: ?\Z")
+    """Regular expression (of the console's bytes) that means the login prompt is showing."""
+    password_prompt: str = _prompt(r"[Pp]assword: ?\Z")
+    """Regular expression that means the password prompt is showing."""
+    shell_prompt: str = _prompt(r"[#$] ?\Z")
+    """Regular expression that means a shell prompt is showing (after logging in, or with autologin)."""
+    base64_output: bool = option(False, boolean, proof="test_foreign_debian")
+    """Send every command's output as base64: robust against any writer interleaving on the console, a third more bytes.
+    Off: the output comes as it is; kernel messages and systemd status lines that land in it are taken out (checked by
+    size and CRC: never silently wrong)."""
 
-    network_setup: bool = option(
-        False,
-        "After logging in, run over the shell what vmtest's own guests get at boot: the test network's NIC names "
-        "and addresses (192.168.<vlan>.<node>) with ip (iproute2), /etc/hosts naming every node, the host name. "
-        "Off: the guest configures its own network (its NICs have the MACs 52:54:00:12:<vlan>:<node>).",
-        boolean,
-        proof="test_foreign_vlan",
-    )
+    network_setup: bool = option(False, boolean, proof="test_foreign_vlan")
+    """After logging in, run over the shell what vmtest's own guests get at boot: the test network's NIC names and
+    addresses (192.168.<vlan>.<node>) with ip (iproute2), /etc/hosts naming every node, the host name. Off: the guest
+    configures its own network (its NICs have the MACs 52:54:00:12:<vlan>:<node>)."""
 
     def __post_init__(self) -> None:
         # the checks across fields, after each field's own (options_of validates them first)

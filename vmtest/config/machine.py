@@ -143,64 +143,37 @@ def _empty() -> Mapping[str, Any]:
 class MachineConfig:
     """The declaration of one virtual machine (keyword arguments, all optional)."""
 
-    suite: str = option(
-        host_suite,
-        "Debian release of the guest.",
-        suite_name,
-        factory=True,
-        default_text="the host's release, else 'bookworm'",
-    )
-    packages: tuple[str, ...] = option((), "Debian packages to install (sorted, duplicates dropped).", package_list)
-    services: tuple[str, ...] = option(
-        (),
-        'systemd units to start at boot ("nginx" means nginx.service): enabled, or added to '
-        "multi-user.target when they have no [Install] section.",
-        unit_list,
-    )
-    units: Mapping[str, str] = option(
-        _empty,
-        "Unit name -> unit file text, installed in /etc/systemd/system and enabled per its [Install] "
-        "section (without one it runs only when started, or when listed in services).",
-        _units,
-        factory=True,
-    )
-    files: Mapping[str, File] = option(
-        _empty,
-        "Guest path -> str/bytes content or vmtest.File (content + mode, default 0o644), placed in the image.",
-        _files,
-        factory=True,
-    )
-    build_commands: tuple[str, ...] = option(
-        (), "Shell commands run inside the image (chroot) at build time.", keyword_str_list
-    )
-    kernel_params: tuple[str, ...] = option(
-        (),
-        "Extra kernel command-line parameters (boot time, not in the image); a string is split on white space.",
-        _kernel_params,
-    )
-    boot_loader_timeout: int = option(
-        0,
-        "Seconds GRUB shows its menu before it boots the default entry (NixOS's boot.loader.timeout, 5 there; "
-        "0 here: every second is boot time, and 0 boots at once without drawing the menu). Only with "
-        "virtualisation.use_boot_loader; boot time only (not in the image). A test that reads the menu under "
-        "TCG gives it long enough for the screen to be read and a key sent (e.g. 30).",
-        int_range(0, 3600, " s"),
-    )
+    suite: str = option(host_suite, suite_name, factory=True, default_text="the host's release, else 'bookworm'")
+    """Debian release of the guest."""
+    packages: tuple[str, ...] = option((), package_list)
+    """Debian packages to install (sorted, duplicates dropped)."""
+    services: tuple[str, ...] = option((), unit_list)
+    """systemd units to start at boot ("nginx" means nginx.service): enabled, or added to multi-user.target when they
+    have no [Install] section."""
+    units: Mapping[str, str] = option(_empty, _units, factory=True)
+    """Unit name -> unit file text, installed in /etc/systemd/system and enabled per its [Install] section (without one
+    it runs only when started, or when listed in services)."""
+    files: Mapping[str, File] = option(_empty, _files, factory=True)
+    """Guest path -> str/bytes content or vmtest.File (content + mode, default 0o644), placed in the image."""
+    build_commands: tuple[str, ...] = option((), keyword_str_list)
+    """Shell commands run inside the image (chroot) at build time."""
+    kernel_params: tuple[str, ...] = option((), _kernel_params)
+    """Extra kernel command-line parameters (boot time, not in the image); a string is split on white space."""
+    boot_loader_timeout: int = option(0, int_range(0, 3600, " s"))
+    """Seconds GRUB shows its menu before it boots the default entry (NixOS's boot.loader.timeout, 5 there; 0 here:
+    every second is boot time, and 0 boots at once without drawing the menu). Only with virtualisation.use_boot_loader;
+    boot time only (not in the image). A test that reads the menu under TCG gives it long enough for the screen to be
+    read and a key sent (e.g. 30)."""
     virtualisation: Virtualisation = option(
-        Virtualisation,
-        "QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the virtualisation options below).",
-        _virtualisation,
-        factory=True,
-        default_text="Virtualisation()",
+        Virtualisation, _virtualisation, factory=True, default_text="Virtualisation()"
     )
+    """QEMU-level options: a vmtest.Virtualisation or a dict of its options (see the virtualisation options below)."""
     image: ForeignImage | None = option(
-        None,
-        "A bootable disk image vmtest did not build (vmtest.ForeignImage, a dict of its options, or a path): "
-        "booted by its own boot loader or a given kernel, driven over its serial console (see the image.* "
-        "rows). None: the Debian image vmtest builds from the fields above.",
-        foreign_image,
-        proof="tests/integration/test_foreign.py::test_foreign_debian",
+        None, foreign_image, proof="tests/integration/test_foreign.py::test_foreign_debian"
     )
+    """A bootable disk image vmtest did not build (vmtest.ForeignImage, a dict of its options, or a path): booted by its
+    own boot loader or a given kernel, driven over its serial console (see the image.* rows). None: the Debian image
+    vmtest builds from the fields above."""
 
     def __init__(self, **kwargs: Any) -> None:
         check_keys(field_names(self), kwargs, lambda key: key, "unknown MachineConfig field", "fields")

@@ -72,127 +72,65 @@ class SettingNames(NamedTuple):
 class Settings:
     """How vmtest runs; one value per setting, already checked (see the module docstring for the sources)."""
 
-    accel: str = option(
-        "auto",
-        "QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an "
-        "error if KVM does not work) or tcg (software emulation).",
-        choice(ACCELERATORS),
-        **conventional_names("accel"),
-    )
+    accel: str = option("auto", choice(ACCELERATORS), **conventional_names("accel"))
+    """QEMU accelerator: auto (KVM if a tiny guest proves that it works here, else TCG), kvm (an error if KVM does not
+    work) or tcg (software emulation)."""
     cache_dir: Path = option(
         None,
-        "Image cache directory (images, kernels, downloaded packages, the KVM verdict).",
         host_path,
         **conventional_names("cache_dir"),
         env_default=default_cache_dir,
         default_text="$XDG_CACHE_HOME/vmtest, else ~/.cache/vmtest",
     )
-    cache_url: str | None = option(
-        None,
-        "A read-only remote cache: an HTTP(S) base URL serving entries as 'vmtest cache export -o DIR/' writes "
-        "them (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst, DIR/snapshots/KEY.tar.zst). An image or kernel "
-        "missing here is fetched from it and verified before it is built locally, a booted snapshot before the "
-        "machine boots cold (only one made by this host's QEMU version); a missing or corrupt remote entry is "
-        "built (booted) locally.",
-        optional(base_url),
-        **conventional_names("cache_url"),
-        default_text="none",
-    )
-    cache_max_size: int = option(
-        20 << 30,
-        "Bound on the cache's size (images, kernels, booted snapshots, bootable disks): at the end of a "
-        "pytest session, entries this session did not use go, least recently used first (snapshots and "
-        "bootable disks before images, kernels last), until the cache fits. A size with a binary unit "
-        "(20G, 512M); 0 or none: no bound. 'vmtest cache gc --max-size' does the same by hand.",
-        byte_size,
-        **conventional_names("cache_max_size"),
-        default_text="20G",
-    )
+    """Image cache directory (images, kernels, downloaded packages, the KVM verdict)."""
+    cache_url: str | None = option(None, optional(base_url), **conventional_names("cache_url"), default_text="none")
+    """A read-only remote cache: an HTTP(S) base URL serving entries as 'vmtest cache export -o DIR/' writes them
+    (DIR/images/KEY.tar.zst, DIR/kernels/KEY.tar.zst, DIR/snapshots/KEY.tar.zst). An image or kernel missing here is
+    fetched from it and verified before it is built locally, a booted snapshot before the machine boots cold (only one
+    made by this host's QEMU version); a missing or corrupt remote entry is built (booted) locally."""
+    cache_max_size: int = option(20 << 30, byte_size, **conventional_names("cache_max_size"), default_text="20G")
+    """Bound on the cache's size (images, kernels, booted snapshots, bootable disks): at the end of a pytest session,
+    entries this session did not use go, least recently used first (snapshots and bootable disks before images, kernels
+    last), until the cache fits. A size with a binary unit (20G, 512M); 0 or none: no bound. 'vmtest cache gc
+    --max-size' does the same by hand."""
     output_dir: Path = option(
-        Path("vmtest-output"),
-        "Where failed tests leave console logs, screenshots and journals (a directory "
-        "per test), and where --vm-keep-state keeps machine state (its state/ directory).",
-        host_path,
-        **conventional_names("output_dir"),
-        default_text="./vmtest-output",
+        Path("vmtest-output"), host_path, **conventional_names("output_dir"), default_text="./vmtest-output"
     )
-    keep_state: bool = option(
-        False,
-        "Keep each test's machine state (disk overlays) in state/ in the output directory (a directory "
-        "per test, named by a hash of its id) and boot from it again in the next run; without it each test "
-        "starts from a fresh state.",
-        yes_no,
-        **conventional_names("keep_state"),
-    )
-    rebuild: bool = option(
-        False,
-        "Rebuild every image this session uses, once, even if cached.",
-        yes_no,
-        **conventional_names("rebuild"),
-    )
-    snapshots: str = option(
-        "on",
-        "Start machines from booted snapshots: on (the first start of a configuration boots and saves the "
-        "booted machine in the cache; later starts restore it in a fraction of a boot) or off (always boot).",
-        choice(SNAPSHOT_MODES),
-        **conventional_names("snapshots"),
-    )
-    global_timeout: float = option(
-        3600.0,
-        "Kill the machines of a test still running after this many seconds: the hung call fails at "
-        "once and the report says why.",
-        seconds,
-        **conventional_names("global_timeout"),
-    )
+    """Where failed tests leave console logs, screenshots and journals (a directory per test), and where --vm-keep-state
+    keeps machine state (its state/ directory)."""
+    keep_state: bool = option(False, yes_no, **conventional_names("keep_state"))
+    """Keep each test's machine state (disk overlays) in state/ in the output directory (a directory per test, named by
+    a hash of its id) and boot from it again in the next run; without it each test starts from a fresh state."""
+    rebuild: bool = option(False, yes_no, **conventional_names("rebuild"))
+    """Rebuild every image this session uses, once, even if cached."""
+    snapshots: str = option("on", choice(SNAPSHOT_MODES), **conventional_names("snapshots"))
+    """Start machines from booted snapshots: on (the first start of a configuration boots and saves the booted machine
+    in the cache; later starts restore it in a fraction of a boot) or off (always boot)."""
+    global_timeout: float = option(3600.0, seconds, **conventional_names("global_timeout"))
+    """Kill the machines of a test still running after this many seconds: the hung call fails at once and the report
+    says why."""
 
-    record: bool = option(
-        False,
-        "Record each machine's screen while a test runs (a QMP screendump every record_interval seconds, "
-        "encoded by ffmpeg) into <output dir>/<test>/<machine>-screen.mp4, linked from the report "
-        "(and from the pytest-html report). Needs ffmpeg.",
-        yes_no,
-        **conventional_names("record"),
-    )
-    record_interval: float = option(
-        0.5,
-        "Seconds between two frames of --vm-record (an unchanged screen costs no file; the video plays "
-        "at 1/record_interval frames per second, in real time).",
-        seconds,
-        **conventional_names("record_interval"),
-    )
-    interactive: bool = option(
-        False,
-        "Instead of running the one selected test's body, boot its machines and open a Python REPL "
-        "(ptpython when installed) with each node, vms and start_all bound; leaving it ends the test "
-        "and releases the machines (what `vmtest shell PATH::TEST` runs).",
-        yes_no,
-        **conventional_names("interactive"),
-    )
-    keep_on_failure: bool = option(
-        False,
-        "Keep the running machines of a failed test up after it (and after pytest exits), for at most "
-        "--vm-keep-for; the report prints for each a `vmtest attach` command (a root shell) and a "
-        "`vmtest kill` command. `vmtest ps` lists kept machines.",
-        yes_no,
-        **conventional_names("keep_on_failure"),
-    )
-    keep_for: float = option(
-        1800.0,
-        "How long machines kept by --vm-keep-on-failure live before they are killed (seconds, or "
-        "with a unit: 90s, 30m, 2h); enforced by each machine's supervisor process even if nobody runs "
-        "`vmtest kill`.",
-        duration,
-        **conventional_names("keep_for"),
-        default_text="30m",
-    )
-    debug_hook: bool = option(
-        False,
-        "Pause a failing test at its failure with its machines running (prints how to attach a root "
-        "shell to each) until Enter is pressed on the terminal, SIGUSR1 reaches pytest or the file it "
-        "names is created.",
-        yes_no,
-        **conventional_names("debug_hook"),
-    )
+    record: bool = option(False, yes_no, **conventional_names("record"))
+    """Record each machine's screen while a test runs (a QMP screendump every record_interval seconds, encoded by
+    ffmpeg) into <output dir>/<test>/<machine>-screen.mp4, linked from the report (and from the pytest-html report).
+    Needs ffmpeg."""
+    record_interval: float = option(0.5, seconds, **conventional_names("record_interval"))
+    """Seconds between two frames of --vm-record (an unchanged screen costs no file; the video plays at
+    1/record_interval frames per second, in real time)."""
+    interactive: bool = option(False, yes_no, **conventional_names("interactive"))
+    """Instead of running the one selected test's body, boot its machines and open a Python REPL (ptpython when
+    installed) with each node, vms and start_all bound; leaving it ends the test and releases the machines (what `vmtest
+    shell PATH::TEST` runs)."""
+    keep_on_failure: bool = option(False, yes_no, **conventional_names("keep_on_failure"))
+    """Keep the running machines of a failed test up after it (and after pytest exits), for at most --vm-keep-for; the
+    report prints for each a `vmtest attach` command (a root shell) and a `vmtest kill` command. `vmtest ps` lists kept
+    machines."""
+    keep_for: float = option(1800.0, duration, **conventional_names("keep_for"), default_text="30m")
+    """How long machines kept by --vm-keep-on-failure live before they are killed (seconds, or with a unit: 90s, 30m,
+    2h); enforced by each machine's supervisor process even if nobody runs `vmtest kill`."""
+    debug_hook: bool = option(False, yes_no, **conventional_names("debug_hook"))
+    """Pause a failing test at its failure with its machines running (prints how to attach a root shell to each) until
+    Enter is pressed on the terminal, SIGUSR1 reaches pytest or the file it names is created."""
 
     def __post_init__(self) -> None:
         validate_fields(self)

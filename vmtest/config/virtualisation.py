@@ -61,225 +61,135 @@ IT = "tests/integration/test_options.py"
 class Virtualisation:
     """QEMU-level options of a machine (``virtualisation.*`` in NixOS's qemu-vm.nix)."""
 
-    memory_size: int = option(
-        1024,
-        "Guest memory in MiB (checked against the host's available memory at start).",
-        int_range(128, 1 << 20, " MiB"),
-        proof="test_sizes",
-    )
-    cores: int = option(1, "Number of virtual CPUs.", int_range(1, 256), proof="test_sizes")
-    disk_size: int | None = option(
-        None,
-        "Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: "
-        "1024, or the image's file system when that is larger (the seed's 1024 fits because its root holds no "
-        "packages; ours holds them all, so a fixed default would break as packages are added). An explicit "
-        "size smaller than the image is an error.",
-        optional(int_range(256, 1 << 24, " MiB")),
-        proof="test_sizes",
-    )
-    disk_image: str | None = option(
-        DEFAULT_DISK_IMAGE,
-        "Writable root disk: a qcow2 overlay on the cached image, created on first start. Placeholders "
-        "{state_dir} and {name}. Kept across reboot() and, with --vm-keep-state, across runs. None: nothing "
-        "persists, writes go to a tmpfs overlay and vanish on reboot.",
-        disk_image_path,
-        proof="test_disk_image_persistence",
-    )
-    empty_disk_images: tuple[int, ...] = option(
-        (),
-        "Extra writable disks, one per size in MiB (serial empty<N>), created in the state dir.",
-        size_list,
-        proof="test_sizes",
-    )
-    msize: int = option(
-        16384,
-        "9p maximum packet size in bytes for shared_directories.",
-        int_range(4096, 1 << 20),
-        proof="test_shared_directories",
-    )
+    memory_size: int = option(1024, int_range(128, 1 << 20, " MiB"), proof="test_sizes")
+    """Guest memory in MiB (checked against the host's available memory at start)."""
+    cores: int = option(1, int_range(1, 256), proof="test_sizes")
+    """Number of virtual CPUs."""
+    disk_size: int | None = option(None, optional(int_range(256, 1 << 24, " MiB")), proof="test_sizes")
+    """Size of the root disk in MiB; the root file system is grown to fill it at boot. Default: 1024, or the image's
+    file system when that is larger (the seed's 1024 fits because its root holds no packages; ours holds them all, so a
+    fixed default would break as packages are added). An explicit size smaller than the image is an error."""
+    disk_image: str | None = option(DEFAULT_DISK_IMAGE, disk_image_path, proof="test_disk_image_persistence")
+    """Writable root disk: a qcow2 overlay on the cached image, created on first start. Placeholders {state_dir} and
+    {name}. Kept across reboot() and, with --vm-keep-state, across runs. None: nothing persists, writes go to a tmpfs
+    overlay and vanish on reboot."""
+    empty_disk_images: tuple[int, ...] = option((), size_list, proof="test_sizes")
+    """Extra writable disks, one per size in MiB (serial empty<N>), created in the state dir."""
+    msize: int = option(16384, int_range(4096, 1 << 20), proof="test_shared_directories")
+    """9p maximum packet size in bytes for shared_directories."""
     shared_directories: Mapping[str, SharedDirectory] = option(
-        FrozenMap,
-        "9p shares: tag -> {source (host dir, must exist), target (guest mount point), "
-        "security_model (default none)}; version 9p2000.L, mounted at boot.",
-        map_of(SharedDirectory, tag),
-        proof="test_shared_directories",
-        factory=True,
+        FrozenMap, map_of(SharedDirectory, tag), proof="test_shared_directories", factory=True
     )
+    """9p shares: tag -> {source (host dir, must exist), target (guest mount point), security_model (default none)};
+    version 9p2000.L, mounted at boot."""
     file_systems: Mapping[str, FileSystem] = option(
-        FrozenMap,
-        "Extra guest mounts: mount point -> {device, fs_type, options}, mounted at boot.",
-        map_of(FileSystem, guest_abs_path),
-        proof="test_shared_directories",
-        factory=True,
+        FrozenMap, map_of(FileSystem, guest_abs_path), proof="test_shared_directories", factory=True
     )
-    root_device: str | None = option(
-        None,
-        "Guest device holding the root file system (a path, or LABEL=...). Default: the file system labelled "
-        "vmtest-root, as NixOS finds /dev/disk/by-label/nixos (device names race when disks probe in parallel).",
-        optional_string,
-        proof="test_disk_interface",
-    )
-    use_default_filesystems: bool = option(
-        True,
-        "Attach the image as the root disk. False: no root disk is attached; give the root in "
-        "qemu.drives and root_device.",
-        boolean,
-        proof="test_drives",
-    )
-    use_host_certs: bool = option(
-        False,
-        "Copy the host's CA bundle (/etc/ssl/certs/ca-certificates.crt) into the guest at boot.",
-        boolean,
-        proof="test_shared_directories",
-    )
-    forward_ports: tuple[ForwardPort, ...] = option(
-        (),
-        "User-mode network forwardings: {``from_`` host|guest, proto tcp|udp, host_address (127.0.0.1), "
-        "host_port, guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15).",
-        forwarding_list,
-        proof="test_forwarding",
-    )
-    restrict_network: bool = option(
-        True,
-        "Isolate the user-mode NIC (restrict=on): only the forwardings work. Default True (the seed's is "
-        "False): a test guest must not reach real networks; False warns.",
-        boolean,
-        proof="test_forwarding",
-    )
+    """Extra guest mounts: mount point -> {device, fs_type, options}, mounted at boot."""
+    root_device: str | None = option(None, optional_string, proof="test_disk_interface")
+    """Guest device holding the root file system (a path, or LABEL=...). Default: the file system labelled vmtest-root,
+    as NixOS finds /dev/disk/by-label/nixos (device names race when disks probe in parallel)."""
+    use_default_filesystems: bool = option(True, boolean, proof="test_drives")
+    """Attach the image as the root disk. False: no root disk is attached; give the root in qemu.drives and
+    root_device."""
+    use_host_certs: bool = option(False, boolean, proof="test_shared_directories")
+    """Copy the host's CA bundle (/etc/ssl/certs/ca-certificates.crt) into the guest at boot."""
+    forward_ports: tuple[ForwardPort, ...] = option((), forwarding_list, proof="test_forwarding")
+    """User-mode network forwardings: {``from_`` host|guest, proto tcp|udp, host_address (127.0.0.1), host_port,
+    guest_address, guest_port}. Any entry adds a user-mode NIC eth0 (10.0.2.15)."""
+    restrict_network: bool = option(True, boolean, proof="test_forwarding")
+    """Isolate the user-mode NIC (restrict=on): only the forwardings work. Default True (the seed's is False): a test
+    guest must not reach real networks; False warns."""
     vlans: tuple[int, ...] = option(
-        None,
-        "VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. "
-        "Default [1] unless interfaces are given, then [].",
-        vlan_list,
-        proof="examples/test_router.py::test_router",
-        default_text="[1] if no interfaces else []",
+        None, vlan_list, proof="examples/test_router.py::test_router", default_text="[1] if no interfaces else []"
     )
+    """VLANs the machine is on; NIC eth<i> is on the i-th VLAN listed, address 192.168.<vlan>.<node>. Default [1] unless
+    interfaces are given, then []."""
     interfaces: Mapping[str, Interface] = option(
         FrozenMap,
-        "Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing.",
         map_of(Interface, ifname),
         proof="tests/integration/test_interfaces.py::test_named_interfaces",
         factory=True,
     )
-    graphics: bool = option(
-        True,
-        "Give the machine a virtual display (no window opens on the host); "
-        "False removes it and makes the serial port the only console.",
-        boolean,
-        proof="tests/integration/test_boot.py::test_machine_without_graphics_boots",
-    )
+    """Named NICs: name -> {vlan, assign_ip (False)}; assign_ip gives the vlans addressing."""
+    graphics: bool = option(True, boolean, proof="tests/integration/test_boot.py::test_machine_without_graphics_boots")
+    """Give the machine a virtual display (no window opens on the host); False removes it and makes the serial port the
+    only console."""
     resolution: tuple[int, int] = option(
-        (1024, 768),
-        "Display resolution (width, height) in pixels.",
-        display_resolution,
-        proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution",
+        (1024, 768), display_resolution, proof="tests/unit/test_qemu_argv.py::test_custom_qemu_binary_and_resolution"
     )
+    """Display resolution (width, height) in pixels."""
     direct_boot: bool | None = option(
         None,
-        "Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it "
-        "needs a boot loader (separate issue).",
         optional_bool,
         nixos="virtualisation.directBoot.enable",
         proof="tests/unit/test_option_validation.py::test_seed_changed_initrd_without_direct_boot",
     )
+    """Boot the kernel directly (QEMU -kernel). Default: not use_boot_loader. Booting without it needs a boot loader
+    (separate issue)."""
     direct_boot_initrd: str | None = option(
         None,
-        "Initrd for direct boot (default: vmtest's stage 1).",
         optional_string,
         nixos="virtualisation.directBoot.initrd",
         proof="tests/unit/test_qemu_argv.py::test_direct_boot_initrd",
     )
-    use_boot_loader: bool = option(
-        False,
-        "Boot through GRUB installed on a bootable copy of the image (a GPT disk: BIOS boot partition, "
-        "EFI System Partition, root), started by the firmware instead of QEMU's -kernel. The disk is built "
-        "once per image and cached (vmtest/image/bootdisk.py); each machine's kernel command line reaches "
-        "GRUB through an SMBIOS OEM string. Together with direct_boot it warns as the seed does and boots "
-        "directly. Such a machine never starts from a snapshot.",
-        boolean,
-        proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
-    )
+    """Initrd for direct boot (default: vmtest's stage 1)."""
+    use_boot_loader: bool = option(False, boolean, proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry")
+    """Boot through GRUB installed on a bootable copy of the image (a GPT disk: BIOS boot partition, EFI System
+    Partition, root), started by the firmware instead of QEMU's -kernel. The disk is built once per image and cached
+    (vmtest/image/bootdisk.py); each machine's kernel command line reaches GRUB through an SMBIOS OEM string. Together
+    with direct_boot it warns as the seed does and boots directly. Such a machine never starts from a snapshot."""
     use_bios_boot: bool = option(
-        False,
-        "With use_boot_loader (and no EFI boot): BIOS GRUB boots from a separate boot partition (FAT, "
-        "labelled BOOT, mounted at /boot: the seed's layout) instead of the root's /boot.",
-        boolean,
-        nixos="virtualisation.useBIOSBoot",
-        proof=f"{LOADER_IT}::test_bios_boot_partition",
+        False, boolean, nixos="virtualisation.useBIOSBoot", proof=f"{LOADER_IT}::test_bios_boot_partition"
     )
+    """With use_boot_loader (and no EFI boot): BIOS GRUB boots from a separate boot partition (FAT, labelled BOOT,
+    mounted at /boot: the seed's layout) instead of the root's /boot."""
     boot_loader_device: str = option(
-        "/dev/disk/by-id/virtio-root",
-        "The guest path of the disk the boot loader is on (the seed's GRUB install device). vmtest installs "
-        "GRUB onto the disk when it builds it; the guest finds this path in /etc/vmtest/boot-loader-device "
-        "(for a grub-install of its own).",
-        guest_abs_path,
-        proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry",
+        "/dev/disk/by-id/virtio-root", guest_abs_path, proof=f"{LOADER_IT}::test_bios_grub_menu_picks_the_second_entry"
     )
+    """The guest path of the disk the boot loader is on (the seed's GRUB install device). vmtest installs GRUB onto the
+    disk when it builds it; the guest finds this path in /etc/vmtest/boot-loader-device (for a grub-install of its
+    own)."""
     boot_partition: str | None = option(
         AUTO,
-        "The guest device mounted at /boot (vfat) with use_boot_loader. Default as the seed: "
-        "/dev/disk/by-label/ESP with EFI boot, /dev/disk/by-label/BOOT with use_bios_boot, else None (/boot "
-        "is on the root).",
         optional(guest_abs_path_or_auto),
         proof=f"{LOADER_IT}::test_bios_boot_partition",
         default_text="ESP with EFI, BOOT with use_bios_boot, else None",
     )
+    """The guest device mounted at /boot (vfat) with use_boot_loader. Default as the seed: /dev/disk/by-label/ESP with
+    EFI boot, /dev/disk/by-label/BOOT with use_bios_boot, else None (/boot is on the root)."""
     install_boot_loader: bool | None = option(
         None,
-        "Install GRUB on the bootable disk. Default: use_boot_loader and use_default_filesystems. False "
-        "builds the disk with its partitions and files but no boot loader (the firmware finds nothing to boot: "
-        "for a test that installs one itself).",
         optional_bool,
         proof=f"{LOADER_IT}::test_install_boot_loader_false_leaves_nothing_to_boot",
         default_text="use_boot_loader and use_default_filesystems",
     )
-    bios: str | None = option(
-        None,
-        "Firmware image for direct boot instead of QEMU's SeaBIOS (QEMU -bios), e.g. QEMU's "
-        "/usr/share/qemu/qboot.rom (a minimal firmware that only boots the kernel: faster to start). Such a "
-        "machine never starts from a snapshot (the firmware is what it tests).",
-        optional_string,
-        proof="tests/integration/test_bootpaths.py::test_qboot",
-    )
+    """Install GRUB on the bootable disk. Default: use_boot_loader and use_default_filesystems. False builds the disk
+    with its partitions and files but no boot loader (the firmware finds nothing to boot: for a test that installs one
+    itself)."""
+    bios: str | None = option(None, optional_string, proof="tests/integration/test_bootpaths.py::test_qboot")
+    """Firmware image for direct boot instead of QEMU's SeaBIOS (QEMU -bios), e.g. QEMU's /usr/share/qemu/qboot.rom (a
+    minimal firmware that only boots the kernel: faster to start). Such a machine never starts from a snapshot (the
+    firmware is what it tests)."""
     use_efi_boot: bool = option(
-        False,
-        "Boot UEFI firmware (OVMF, see the efi.* rows) instead of SeaBIOS, with a per-machine variable store. "
-        "With direct boot OVMF loads the kernel (as the seed, which exposes the firmware even without a boot "
-        "loader); the guest has /sys/firmware/efi and efivarfs.",
-        boolean,
-        nixos="virtualisation.useEFIBoot",
-        proof=f"{EFI_IT}::test_uefi_direct_boot",
+        False, boolean, nixos="virtualisation.useEFIBoot", proof=f"{EFI_IT}::test_uefi_direct_boot"
     )
+    """Boot UEFI firmware (OVMF, see the efi.* rows) instead of SeaBIOS, with a per-machine variable store. With direct
+    boot OVMF loads the kernel (as the seed, which exposes the firmware even without a boot loader); the guest has
+    /sys/firmware/efi and efivarfs."""
     use_secure_boot: bool = option(
-        False,
-        "Secure Boot: OVMF's SMM build with Microsoft's keys enrolled (Debian's), on a q35 machine with "
-        "smm=on. Needs use_efi_boot. With use_boot_loader the firmware checks Debian's signed chain (shim, "
-        "GRUB, kernel: an unsigned kernel does not boot). With direct boot the kernel runs in Secure Boot mode "
-        "(locked down) but OVMF's kernel loader (edk2 2022.11) falls back to a loader that checks no signature.",
-        boolean,
-        proof=f"{EFI_IT}::test_secure_boot_from_disk_refuses_an_unsigned_kernel",
+        False, boolean, proof=f"{EFI_IT}::test_secure_boot_from_disk_refuses_an_unsigned_kernel"
     )
-    efi: EfiOptions = option(
-        EfiOptions,
-        "The UEFI firmware (see the efi.* rows).",
-        efi_record,
-        proof="",
-        factory=True,
-    )
-    tpm: TpmOptions = option(
-        TpmOptions,
-        "A software TPM (see the tpm.* rows).",
-        tpm_record,
-        proof="",
-        factory=True,
-    )
-    qemu: QemuOptions = option(
-        QemuOptions,
-        "How QEMU is run (see the qemu.* rows).",
-        qemu_record,
-        proof="",
-        factory=True,
-    )
+    """Secure Boot: OVMF's SMM build with Microsoft's keys enrolled (Debian's), on a q35 machine with smm=on. Needs
+    use_efi_boot. With use_boot_loader the firmware checks Debian's signed chain (shim, GRUB, kernel: an unsigned kernel
+    does not boot). With direct boot the kernel runs in Secure Boot mode (locked down) but OVMF's kernel loader (edk2
+    2022.11) falls back to a loader that checks no signature."""
+    efi: EfiOptions = option(EfiOptions, efi_record, proof="", factory=True)
+    """The UEFI firmware (see the efi.* rows)."""
+    tpm: TpmOptions = option(TpmOptions, tpm_record, proof="", factory=True)
+    """A software TPM (see the tpm.* rows)."""
+    qemu: QemuOptions = option(QemuOptions, qemu_record, proof="", factory=True)
+    """How QEMU is run (see the qemu.* rows)."""
 
     def __post_init__(self) -> None:
         # the checks across fields, after each field's own (options_of validates them first)
