@@ -15,6 +15,7 @@ from vmtest import MachineConfig
 from vmtest.core.contract import CRITICAL_NICE, MODULES_LABEL, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image import kernel
 from vmtest.image.rootfs import (
+    AFTER_BACKDOOR_UNITS,
     BLACKLISTED_MODULES,
     MASKED_GENERATORS,
     MASKED_UNITS,
@@ -56,10 +57,29 @@ def test_the_units_before_the_backdoor_are_dispatched_first(tmp_path: Path) -> N
     stage_overlay(MachineConfig(), tmp_path)
     units = tmp_path / "etc/systemd/system"
     assert CRITICAL_NICE < 0
-    for unit in (SETUP_UNIT, "vmtest-backdoor.service", XCHG_MOUNT_UNIT):
+    for unit in (SETUP_UNIT, "vmtest-backdoor.service"):
         text = (units / unit).read_text()
         assert f"\nNice={CRITICAL_NICE}\n" in text
         assert "CPUWeight=" not in text  # it turns on the cpu controller: udev fell behind the tests
+
+
+def test_early_units_no_first_command_needs_wait_for_the_backdoor(tmp_path: Path) -> None:
+    """The exchange directory and the API file systems other than /dev, /proc, /sys and /run are mounted once
+    the backdoor has started, not before it (each is a fork of PID 1 and an exec under TCG)."""
+    stage_overlay(MachineConfig(), tmp_path)
+    units = tmp_path / "etc/systemd/system"
+    xchg = (units / XCHG_MOUNT_UNIT).read_text()
+    assert "\nAfter=vmtest-backdoor.service\n" in xchg and "Nice=" not in xchg
+    assert {"sys-kernel-debug.mount", "sys-kernel-config.mount", "modprobe@configfs.service"} <= set(
+        AFTER_BACKDOOR_UNITS
+    )
+    for unit in AFTER_BACKDOOR_UNITS:
+        drop_in = (units / f"{unit}.d" / "vmtest-after-backdoor.conf").read_text()
+        assert drop_in.startswith("[Unit]\n") and "\nAfter=vmtest-backdoor.service\n" in drop_in
+    # nothing the backdoor waits for is among them (an ordering cycle: systemd would drop a job)
+    backdoor = (units / "vmtest-backdoor.service").read_text()
+    setup = (units / SETUP_UNIT).read_text()
+    assert not any(unit in backdoor or unit in setup for unit in (*AFTER_BACKDOOR_UNITS, XCHG_MOUNT_UNIT))
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

@@ -89,11 +89,12 @@ def ensure_xchg_mounted(prefix: str = "") -> str:
     return ensure_mounted(XCHG_TAG, XCHG_GUEST_PATH, XCHG_MSIZE, prefix)
 
 
-# The units between systemd's start and the backdoor (vmtest-setup.service, the backdoor itself) and
-# the exchange directory's mount run niced: systemd dispatches queued jobs of one unit type by CPU
-# weight, then nice value, then name, so they come first among the early jobs (under TCG each job
-# systemd starts is a fork of PID 1 costing ~0.1 s; "vmtest-*" would come after every "systemd-*").
-# The set-up and the mount are short-lived; the backdoor sets itself back to nice 0 at once, so test
+# The units between systemd's start and the backdoor (vmtest-setup.service, the backdoor itself) run
+# niced: systemd dispatches queued jobs of one unit type by CPU weight, then nice value, then name, so
+# they come first among the early jobs (under TCG each job systemd starts is a fork of PID 1 costing
+# ~0.1 s; "vmtest-*" would come after every "systemd-*"). The exchange directory's mount and the API file
+# systems wait for the backdoor instead (rootfs.AFTER_BACKDOOR_UNITS).
+# The set-up is short-lived; the backdoor sets itself back to nice 0 at once, so test
 # commands do not inherit it. (A StartupCPUWeight= would order them too, but it turns on the cgroup
 # cpu controller, and udev's module loading then fell behind the tests' first commands.)
 CRITICAL_NICE = -5
@@ -105,6 +106,9 @@ def xchg_mount_unit() -> str:
         "[Unit]\n"
         'Description=vmtest host exchange directory (9p share "xchg")\n'
         "DefaultDependencies=no\n"
+        # Not needed before the first test command (vmtest's copies mount it themselves when it is not yet
+        # there, ensure_xchg_mounted): mounted once the backdoor has started, not competing with it.
+        "After=vmtest-backdoor.service\n"
         "Before=local-fs.target umount.target\n"
         "Conflicts=umount.target\n"
         "ConditionPathExists=/sys/bus/virtio/drivers/9pnet_virtio\n\n"
@@ -112,8 +116,7 @@ def xchg_mount_unit() -> str:
         f"What={XCHG_TAG}\n"
         f"Where={XCHG_GUEST_PATH}\n"
         "Type=9p\n"
-        f"Options={mount_options_9p(XCHG_MSIZE)}\n"
-        f"Nice={CRITICAL_NICE}\n\n"
+        f"Options={mount_options_9p(XCHG_MSIZE)}\n\n"
         "[Install]\n"
         "WantedBy=local-fs.target\n"
     )

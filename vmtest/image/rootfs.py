@@ -56,6 +56,22 @@ MASKED_UNITS = (
     "sys-fs-fuse-connections.mount",  # fusectl only aborts FUSE connections; /dev/fuse loads fuse itself
 )
 
+# Early units a test's first command does not need, started only once the backdoor has started (a drop-in
+# `After=vmtest-backdoor.service` each): the API file systems other than /dev, /proc, /sys and /run
+# (hugetlbfs, mqueue, debugfs, tracefs, configfs with its modprobe@configfs) were dispatched before the
+# set-up and competed with it and the backdoor for the one vCPU (under TCG each is a fork of PID 1 and an
+# exec of mount or modprobe, ~0.1 s). They are all mounted by the time sysinit.target is reached, as
+# before. (The exchange directory's mount is ordered so in its own unit: contract.xchg_mount_unit.)
+AFTER_BACKDOOR_UNITS = (
+    "dev-hugepages.mount",
+    "dev-mqueue.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount",
+    "modprobe@configfs.service",
+)
+AFTER_BACKDOOR_DROP_IN = "[Unit]\n# vmtest: not needed before the first test command\nAfter=vmtest-backdoor.service\n"
+
 # Generators systemd runs (each an exec, 0.1-0.3 s under TCG) before it starts any unit, for
 # configurations a test guest does not have: dm-crypt/dm-integrity/dm-verity tables and kernel
 # parameters, GPT partition discovery (the root disk has no partition table), resuming from
@@ -149,6 +165,10 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     masks = overlay / "etc/systemd/system"
     for unit in MASKED_UNITS:
         (masks / unit).symlink_to("/dev/null")
+    for unit in AFTER_BACKDOOR_UNITS:
+        _write(
+            overlay, f"/etc/systemd/system/{unit}.d/vmtest-after-backdoor.conf", AFTER_BACKDOOR_DROP_IN.encode(), 0o644
+        )
     generators = overlay / "etc/systemd/system-generators"
     generators.mkdir(parents=True)
     for generator in MASKED_GENERATORS:
