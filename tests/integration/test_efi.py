@@ -128,7 +128,7 @@ def test_secure_boot(vm_factory) -> None:
 
 def test_secure_boot_from_disk_refuses_an_unsigned_kernel(vm_factory) -> None:
     """OVMF (Microsoft's keys) -> Debian's signed shim -> signed GRUB -> signed kernel; with the kernel's
-    signature removed GRUB refuses it, and the reboot fails within its timeout saying so."""
+    signature removed GRUB refuses it, and the reboot fails as soon as GRUB says so (not at its timeout)."""
     vm = vm_factory(
         "sbdisk",
         MachineConfig(
@@ -153,8 +153,10 @@ def test_secure_boot_from_disk_refuses_an_unsigned_kernel(vm_factory) -> None:
     assert "No signature table present" in vm.execute(f"sbverify --list {kernel} 2>&1")[1]
     start = time.monotonic()
     with pytest.raises(MachineError) as info:
-        vm.reboot(timeout=40)  # GRUB refuses the kernel ~8 s after the reset; then nothing more comes
+        # GRUB refuses the kernel ~8 s after the reset (40 s and more under load); then nothing more comes,
+        # and the wait for the shell ends there, not at its timeout
+        vm.reboot(timeout=300)
     elapsed = time.monotonic() - start
-    assert elapsed < 60, elapsed
-    assert "bad shim signature" in str(info.value), str(info.value)
+    assert elapsed < 200, elapsed
+    assert "the boot loader refused the kernel: 'error: bad shim signature" in str(info.value), str(info.value)
     assert "bad shim signature" in vm.get_console_log()

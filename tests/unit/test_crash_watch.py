@@ -1,4 +1,5 @@
-"""A guest kernel panic ends a waiting command at once, quoting the panic line."""
+"""A guest kernel panic ends a waiting command at once, quoting the panic line; a boot loader refusing the
+kernel ends the wait for the shell at once."""
 
 from __future__ import annotations
 
@@ -66,3 +67,24 @@ def test_a_panic_whose_reboot_ends_qemu_is_named_not_a_closed_channel() -> None:
             shell.run("echo c > /proc/sysrq-trigger", 10)
     finally:
         host.close()
+
+
+def test_a_boot_loader_refusing_the_kernel_ends_the_wait_for_the_shell_at_once() -> None:
+    """GRUB under Secure Boot refuses an unsigned kernel: nothing more comes, so the wait for the backdoor's
+    banner ends with the boot loader's line rather than after its whole timeout."""
+    host, guest = socket.socketpair()
+    console = Console(["[    3.4] an earlier boot's last line"])
+    shell = Backdoor("m", host, LOG, crash_watch=lambda: crash.watcher(console))
+    grub = ["error: bad shim signature.", "error: you need to load the kernel first.", "Press any key to continue..."]
+    try:
+        start = time.monotonic()
+        threading.Timer(0.3, console.lines.extend, [grub]).start()
+        with pytest.raises(GuestCrashed) as info:
+            shell.wait_ready(30, lambda: True)
+        assert time.monotonic() - start < 3
+        why = str(info.value)
+        assert why.startswith("the boot loader refused the kernel: 'error: bad shim signature.'"), why
+        assert "an earlier boot's last line" not in why
+    finally:
+        host.close()
+        guest.close()

@@ -97,7 +97,8 @@ class BackdoorTimeout(Exception):
 
 
 class GuestCrashed(BackdoorTimeout):
-    """The guest's kernel crashed while a command waited (the message quotes the console)."""
+    """The guest's kernel crashed while a command waited, or the guest stopped before its shell came (a
+    panic, a boot loader refusing the kernel); the message quotes the console."""
 
 
 class Backdoor:
@@ -123,9 +124,12 @@ class Backdoor:
         self.kernel_release: str | None = None
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str:
-        """Wait for the ready banner; returns the guest's kernel release."""
+        """Wait for the ready banner; returns the guest's kernel release. A guest that stops meanwhile (a
+        kernel panic, a boot loader refusing the kernel: ``crash_watch``) ends the wait at once with
+        :class:`GuestCrashed`."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            stopped = self._crash_watch() if self._crash_watch is not None else None
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -134,6 +138,9 @@ class Backdoor:
                     self._spawn.expect(READY, timeout=min(left, 1.0))
                     break
                 except pexpect.TIMEOUT:
+                    why = stopped() if stopped is not None else None
+                    if why is not None:
+                        raise GuestCrashed(why) from None
                     if not alive():
                         raise BackdoorClosed("QEMU exited") from None
                 except (pexpect.EOF, OSError):

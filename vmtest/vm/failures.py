@@ -68,6 +68,12 @@ def no_shell(vm: Witness, start: float, timeout: float) -> Timeout:
     return error(vm, Timeout, "waiting for the backdoor shell", f"no shell within {timeout:.0f}s", start)
 
 
+def boot_stopped(vm: Witness, start: float, why: str) -> Timeout:
+    """The guest stopped before its backdoor shell came (``why``: what its console said, see
+    :mod:`vmtest.vm.crash`): no need to wait out the timeout."""
+    return error(vm, Timeout, "waiting for the backdoor shell", f"the boot cannot go on: {why}", start)
+
+
 def not_answering(vm: Witness, command: str, start: float, why: object) -> Timeout:
     """``command`` got no answer from the guest in time (``why``: the backdoor's timeout)."""
     return error(vm, Timeout, f"command {command!r}", f"the guest stopped answering: {why}", start)

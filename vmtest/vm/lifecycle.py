@@ -26,7 +26,7 @@ from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import failures
-from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
+from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, GuestCrashed, Result
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
     Backend,
@@ -292,6 +292,8 @@ class VM:
             return None
         except BackdoorClosed:
             raise self.died("booting", start) from None
+        except GuestCrashed as exc:
+            raise failures.boot_stopped(self, start, str(exc)) from None
         except BackdoorTimeout:
             raise failures.no_shell(self, start, timeout) from None
         except MachineError as exc:
