@@ -60,8 +60,12 @@ MASKED_UNITS = (
 # `After=vmtest-backdoor.service` each): the API file systems other than /dev, /proc, /sys and /run
 # (hugetlbfs, mqueue, debugfs, tracefs, configfs with its modprobe@configfs) were dispatched before the
 # set-up and competed with it and the backdoor for the one vCPU (under TCG each is a fork of PID 1 and an
-# exec of mount or modprobe, ~0.1 s). They are all mounted by the time sysinit.target is reached, as
-# before. (The exchange directory's mount is ordered so in its own unit: contract.xchg_mount_unit.)
+# exec of mount or modprobe, ~0.1 s); so were the early services below, which finished after the backdoor
+# had started anyway: udev's coldplug (stage 1 has loaded the drivers the set-up and the backdoor need),
+# /etc/modules-load.d, the remount of root and API file systems by fstab (vmtest's fstab lists none), and
+# the list of static device nodes (the nodes themselves are made later, by systemd-tmpfiles-setup-dev).
+# All of them are done by the time sysinit.target is reached, as before. (The exchange directory's mount
+# is ordered so in its own unit: contract.xchg_mount_unit.)
 AFTER_BACKDOOR_UNITS = (
     "dev-hugepages.mount",
     "dev-mqueue.mount",
@@ -69,6 +73,10 @@ AFTER_BACKDOOR_UNITS = (
     "sys-kernel-tracing.mount",
     "sys-kernel-config.mount",
     "modprobe@configfs.service",
+    "systemd-udev-trigger.service",
+    "systemd-modules-load.service",
+    "systemd-remount-fs.service",
+    "kmod-static-nodes.service",
 )
 AFTER_BACKDOOR_DROP_IN = "[Unit]\n# vmtest: not needed before the first test command\nAfter=vmtest-backdoor.service\n"
 
