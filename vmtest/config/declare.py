@@ -18,9 +18,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
+import linecache
 import os
-import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -233,16 +234,41 @@ def record(cls: type[T], name: str, value: Any, aliases: Mapping[str, str] | Non
         raise ConfigError(name, dict(value), f"missing {', '.join(missing) or 'keys'}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=1)  # the classes of one module are declared one after the other
+def _module_tree(filename: str) -> ast.Module:
+    """A source file's syntax tree, parsed once for the declared classes it holds (only the last file is kept)."""
+    return ast.parse("".join(linecache.getlines(filename)))
+
+
+def _class_node(tree: ast.AST, qualname: str) -> ast.ClassDef | None:
+    """The class statement of ``qualname`` in ``tree``: each name of the path is looked for below the last
+    one found (a class in a function, or in a ``with`` block inside it, as well)."""
+    node = tree
+    for name in qualname.split("."):
+        if name == "<locals>":
+            continue
+        scope = node
+        found = (c for c in ast.walk(scope) if isinstance(c, ast.ClassDef | ast.FunctionDef) and c.name == name)
+        inner = next((c for c in found if c is not scope), None)
+        if inner is None:
+            return None
+        node = inner
+    return node if isinstance(node, ast.ClassDef) else None
+
+
 def attribute_docs(cls: type) -> dict[str, str] | None:
     """The docstrings of ``cls``'s annotated attributes (a string literal right below one, as PEP 257 calls
     them), each whitespace-normalised to one line; None when the class's source is not there to read (an
-    install without .py files: the options then have no documentation, nothing else changes)."""
+    install without .py files: the options then have no documentation, nothing else changes). Each source
+    file is parsed once (:func:`inspect.getsource` parses the whole module for every class it finds)."""
     try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
+        filename = inspect.getsourcefile(cls)
+    except TypeError:
         return None
-    tree = ast.parse(textwrap.dedent(source))
-    body = cast(ast.ClassDef, tree.body[0]).body
+    found = _class_node(_module_tree(filename), cls.__qualname__) if filename else None
+    if found is None:
+        return None
+    body = found.body
     docs = {}
     for stmt, after in zip(body, body[1:], strict=False):
         if (
