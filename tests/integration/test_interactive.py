@@ -151,7 +151,7 @@ def _vmtest(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 # long enough for the attach and kill steps below on a loaded host, short enough not to idle the suite
-KEEP_FOR = 45
+KEEP_FOR = 30
 
 
 def test_keep_on_failure_attach_kill_and_time_limit(tmp_path):
