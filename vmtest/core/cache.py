@@ -10,6 +10,8 @@ Layout under the cache directory (its owner passes it in: the run setting
     debs/             downloaded .deb files, reused across builds
     glyphs/<key>.json the grid reader's glyph tables (per kernel, parameters, resolution)
     accel.json        the accelerator probe's verdict for this host
+    apt-names.txt     every package name the host's apt lists know (kept while the lists stay the same)
+    apt-kernel.json   the kernel package apt picks for linux-image-amd64 (kept while lists and pins stay)
     refs/<hash>.json  a kept disk outside the cache and the entries it is an overlay on (kept by gc)
     tmp/<kind>-<key>.<random>/   builds in progress
     locks/<kind>-<key>.lock      one flock per key
@@ -150,6 +152,16 @@ class Cache:
     def accel_verdict(self) -> Path:
         """The accelerator probe's cached verdict for this host."""
         return self.root / "accel.json"
+
+    @property
+    def apt_names(self) -> Path:
+        """The package names the host's apt knows, kept by :func:`vmtest.image.packages.known_names`."""
+        return self.root / "apt-names.txt"
+
+    @property
+    def apt_kernel(self) -> Path:
+        """The kernel package apt picks, kept by :func:`vmtest.image.kernel.resolve`."""
+        return self.root / "apt-kernel.json"
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key

@@ -33,10 +33,24 @@ def has_lists(suite: str, lists: Path = APT_LISTS) -> bool:
         return False
 
 
+APT_PREFERENCES = Path("/etc/apt")
+
+
 def lists_signature(lists: Path = APT_LISTS) -> str:
     """The names, sizes and modification times of the host's Packages indexes (they change on apt update)."""
+    return _signature(sorted(lists.glob("*Packages*")))
+
+
+def policy_signature(lists: Path = APT_LISTS, etc: Path = APT_PREFERENCES) -> str:
+    """:func:`lists_signature` and the same of apt's pinning (``preferences``, ``preferences.d/*``): what
+    decides which version of a package apt picks."""
+    pins = sorted([etc / "preferences", *etc.glob("preferences.d/*")])
+    return lists_signature(lists) + "\n--\n" + _signature(pins)
+
+
+def _signature(paths: Iterable[Path]) -> str:
     parts = []
-    for path in sorted(lists.glob("*Packages*")):
+    for path in paths:
         try:
             st = path.stat()
         except OSError:
