@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,10 @@ class FakeMonitor:
     def human(self, command_line: str) -> str:
         return ""
 
-    def wait_event(self, accept, timeout):  # noqa: ANN001
-        return None
+    def wait_event(self, accept, timeout, keep=False):  # noqa: ANN001
+        now = time.time()  # a reset happens at once (the reboot verb waits for it under TCG)
+        event = {"event": "RESET", "timestamp": {"seconds": int(now), "microseconds": int(now % 1 * 1e6) + 1}}
+        return event if accept(event) else None
 
     def take_resets(self) -> int:
         resets, self.resets = self.resets, 0

@@ -25,7 +25,7 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
-from vmtest.vm import failures
+from vmtest.vm import failures, translations
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, GuestCrashed, Result
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
@@ -339,10 +339,17 @@ class VM:
     def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
         """``systemctl reboot`` in the guest, then wait until its shell answers again."""
         self.wait_ready()
+        start, asked = time.monotonic(), time.time()
         with self._lock:
             self.reboots.ask(self.channels)
             self._to(State.RUNNING)
-        self.wait_ready(timeout)
+            monitor = self.channels.monitor if self.accel == "tcg" and self.channels else None
+        # QEMU 7.2 keeps TCG's translations across a reset (vmtest.vm.translations): empty them
+        if monitor is not None and translations.after_reset(
+            monitor, self.paths.gdb, asked, self.is_running, self.logger
+        ):
+            self.log("translated code emptied after the reset", level=logging.DEBUG)
+        self.wait_ready(max(1.0, timeout - (time.monotonic() - start)))
         with self._lock:
             self.reboots.finished(self._live_monitor())
 

@@ -43,16 +43,20 @@ class Monitor:
         """Run a human-monitor (HMP) command and return its text output."""
         return str(self.command("human-monitor-command", **{"command-line": command_line}))
 
-    def wait_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
-        """The first event (already queued or new) for which ``accept(event)`` is true, or None."""
+    def wait_event(
+        self, accept: Callable[[dict[str, Any]], bool], timeout: float, keep: bool = False
+    ) -> dict[str, Any] | None:
+        """The first event (already queued or new) for which ``accept(event)`` is true, or None. ``keep``:
+        leave the queue as it was, the event in it (a look that must not take it from a later wait)."""
         import time
 
         deadline = time.monotonic() + timeout
         with self._lock:
             for i, queued in enumerate(self._pending):
                 if accept(queued):
-                    return self._pending.pop(i)
-            self._pending.clear()
+                    return queued if keep else self._pending.pop(i)
+            if not keep:
+                self._pending.clear()
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -64,6 +68,8 @@ class Monitor:
                     event = None
                 if event is not None and event.get("event") == "RESET":
                     self._resets += 1
+                if event is not None and keep:
+                    self._pending.append(event)
             if event is not None and accept(event):
                 return event
 
