@@ -1,6 +1,8 @@
 """Repository-wide pytest set-up (the vmtest plugin itself loads through its entry point)."""
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +27,25 @@ def pytest_addoption(parser):
     )
 
 
+MODULE_SECONDS = Path(__file__).parent / "tests" / "module-seconds.json"
+
+
+def longest_modules_first(items, seconds):
+    """``items`` with their modules in descending order of ``seconds`` (module path -> measured seconds; a
+    module not in it counts as 0), each module's items in their order; ties keep the collection order."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    ranked = sorted(modules, key=lambda module: -seconds.get(module, 0))  # (sorted is stable)
+    return [item for module in ranked for item in modules[module]]
+
+
 def pytest_collection_modifyitems(config, items):
+    # With --no-loadscope-reorder (./run tests passes it), xdist hands out whole modules in collection order:
+    # longest first (LPT) from the last measured times, so that no long module starts when the other
+    # workers are nearly done. (Its own default order, most tests first, started the few long VM modules last.)
+    if config.getoption("loadscopereorder", True) is False and MODULE_SECONDS.is_file():
+        items[:] = longest_modules_first(items, json.loads(MODULE_SECONDS.read_text()))
     skips = {
         "demo_failure": None
         if config.getoption("--run-demo-failures")
