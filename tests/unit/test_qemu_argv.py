@@ -114,7 +114,7 @@ DEFAULT_TCG = [
     "-accel",
     "tcg,thread=multi,tb-size=128",
     "-cpu",
-    "max",
+    "max,-erms,-fsrm",
     "-m",
     "1024",
     "-smp",
@@ -187,7 +187,7 @@ CUSTOM_TCG = [
     "-accel",
     "tcg,thread=multi,tb-size=128",
     "-cpu",
-    "max",
+    "max,-erms,-fsrm",
     "-m",
     "777",
     "-smp",
@@ -460,7 +460,7 @@ def test_probe_argv() -> None:
         "-accel",
         "tcg,thread=multi,tb-size=128",
         "-cpu",
-        "max",
+        "max,-erms,-fsrm",
         "-m",
         "256",
         "-display",
@@ -489,7 +489,7 @@ def test_probe_argv_kvm() -> None:
 
 def test_accel_args() -> None:
     assert accel_args("kvm") == ["-accel", "kvm", "-cpu", "host"]
-    assert accel_args("tcg") == ["-accel", "tcg,thread=multi,tb-size=128", "-cpu", "max"]
+    assert accel_args("tcg") == ["-accel", "tcg,thread=multi,tb-size=128", "-cpu", "max,-erms,-fsrm"]
 
 
 @pytest.mark.parametrize("accel", ["hvf", "auto", "", "KVM"])
