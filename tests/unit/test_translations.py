@@ -76,6 +76,12 @@ class FakeQemu:
         return None
 
 
+def test_the_socket_fits_where_the_machines_sockets_live() -> None:
+    from vmtest.vm.paths import SOCKET_ROOM
+
+    assert len(f"/{translations.SOCKET}") <= SOCKET_ROOM  # (a unix socket's path is limited to 107 bytes)
+
+
 def test_packets_are_framed_with_their_checksum() -> None:
     assert translations.packet("s") == b"$s#73"
     assert translations.packet("D") == b"$D#44"

@@ -127,6 +127,9 @@ def _try_lock(fh: IO[str]) -> bool:
     return True
 
 
+APT_ANSWERS = {"names": "apt-names.txt", "kernel": "apt-kernel.json"}  # Cache.apt_answer
+
+
 class Cache:
     """Owner of the cache directory."""
 
@@ -153,15 +156,11 @@ class Cache:
         """The accelerator probe's cached verdict for this host."""
         return self.root / "accel.json"
 
-    @property
-    def apt_names(self) -> Path:
-        """The package names the host's apt knows, kept by :func:`vmtest.image.packages.known_names`."""
-        return self.root / "apt-names.txt"
-
-    @property
-    def apt_kernel(self) -> Path:
-        """The kernel package apt picks, kept by :func:`vmtest.image.kernel.resolve`."""
-        return self.root / "apt-kernel.json"
+    def apt_answer(self, question: str) -> Path:
+        """Where an answer of the host's apt is kept while its lists stay the same: ``"names"``, every package
+        name it knows (:func:`vmtest.image.packages.known_names`), or ``"kernel"``, the kernel package it
+        picks (:func:`vmtest.image.kernel.resolve`)."""
+        return self.root / APT_ANSWERS[question]
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key

@@ -101,7 +101,7 @@ class ImageStore:
         """The guest kernel, resolved through apt and built once per store (not once per machine)."""
         with self._kernel_lock:
             if self._kernel is None or not self._kernel.initrd.exists():
-                spec = kernel_mod.resolve(self.logger, self.cache.apt_kernel)
+                spec = kernel_mod.resolve(self.logger, self.cache.apt_answer("kernel"))
                 self.fetch("kernels", spec.key)
                 self._kernel = kernel_mod.build(self.cache, spec, self.logger)
             return self._kernel
@@ -174,7 +174,7 @@ class ImageStore:
             self.origins.setdefault(key, "cache")
             return self._boot_image(key, cached, kernel)
         packages_mod.check(
-            config.packages, config.suite, self.logger, self.cache.apt_names
+            config.packages, config.suite, self.logger, self.cache.apt_answer("names")
         )  # a typo fails now, not after mmdebstrap
         space.check(self.cache.root)  # a full disk too
         label = ", ".join(config.packages) or "base system"

@@ -345,9 +345,8 @@ class VM:
             self._to(State.RUNNING)
             monitor = self.channels.monitor if self.accel == "tcg" and self.channels else None
         # QEMU 7.2 keeps TCG's translations across a reset (vmtest.vm.translations): empty them
-        if monitor is not None and translations.after_reset(
-            monitor, self.paths.gdb, asked, self.is_running, self.logger
-        ):
+        gdbstub = self.paths.sockets / translations.SOCKET
+        if monitor is not None and translations.after_reset(monitor, gdbstub, asked, self.is_running, self.logger):
             self.log("translated code emptied after the reset", level=logging.DEBUG)
         self.wait_ready(max(1.0, timeout - (time.monotonic() - start)))
         with self._lock:

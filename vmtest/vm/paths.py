@@ -22,7 +22,6 @@ FILES = {
     "console_log": "console.log",  # everything the serial console printed
     "tpm_state": "tpm",  # swtpm's state directory (virtualisation.tpm)
     "tpm_socket": "swtpm.sock",  # swtpm's control socket, QEMU's TPM chardev
-    "gdb": "gdb.sock",  # QEMU's gdbstub, only while a reboot empties TCG's cache (vmtest.vm.translations)
 }
 # The longest socket path below a state directory (QEMU's and swtpm's sockets).
 SOCKET_ROOM = max(len(f"/{name}") for name in FILES.values() if name.endswith(".sock"))
@@ -45,7 +44,6 @@ class MachinePaths:
     console_log: Path = field(init=False)
     tpm_state: Path = field(init=False)
     tpm_socket: Path = field(init=False)
-    gdb: Path = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sockets", statedirs.socket_home(self.state_dir, SOCKET_ROOM))

@@ -14,7 +14,7 @@ restore; a cold boot places it differently each time.)
 QEMU 7.2 has no monitor command that empties the cache; switching a CPU's
 single-stepping on and off does (``cpu_single_step`` flushes every
 translation). So :func:`flush` starts QEMU's gdbstub on a socket in the
-machine's state directory, asks it for one single step (the guest executes
+machine's socket directory (:data:`SOCKET`), asks it for one single step (the guest executes
 one instruction, the reset vector's first), detaches, which resumes the
 guest, and stops the gdbstub. The whole exchange takes a few milliseconds;
 the guest is paused meanwhile. It never fails a reboot: whatever goes wrong
@@ -33,6 +33,7 @@ from typing import Any
 from vmtest.vm.channels import Monitor
 
 TIMEOUT = 5.0  # for the whole exchange (a few ms on an idle host)
+SOCKET = "gdb.sock"  # the gdbstub's, beside the machine's other sockets, only while a reboot empties the cache
 
 
 def packet(body: str) -> bytes:
