@@ -142,19 +142,9 @@ def resolve(logger: logging.Logger, saved: Path | None = None) -> KernelSpec:
         )
     spec = KernelSpec(match.group(1), match.group(2))
     if saved is not None:
-        _save(saved, {"signature": signature, "package": spec.package, "version": spec.version})
+        record = {"signature": signature, "package": spec.package, "version": spec.version}
+        packages.keep_answer(saved, json.dumps(record) + "\n")
     return spec
-
-
-def _save(path: Path, record: dict[str, str]) -> None:
-    """Write ``record`` to ``path`` atomically; a failure only costs the next process an apt query."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(record) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass
 
 
 def download_deb(cache: Cache, package: str, version: str, logger: logging.Logger) -> Path:

@@ -82,14 +82,20 @@ def known_names(saved: Path | None = None) -> frozenset[str] | None:
     if done.returncode != 0 or not names:
         return None
     if saved is not None:
-        try:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            tmp = saved.with_name(f".{saved.name}.{os.getpid()}")
-            tmp.write_text(signature + "\n\n" + "\n".join(sorted(names)) + "\n")
-            os.replace(tmp, saved)
-        except OSError:
-            pass
+        keep_answer(saved, signature + "\n\n" + "\n".join(sorted(names)) + "\n")
     return names
+
+
+def keep_answer(path: Path, text: str) -> None:
+    """Write an answer of apt kept in the cache (``text``) to ``path`` atomically; a failure only costs the
+    next process the question to apt."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def base_name(spec: str) -> str:
