@@ -370,7 +370,7 @@ def test_release_is_idempotent_and_removes_its_own_state_dir(tmp_path: Path, bac
     vm.release()
     assert vm.state is State.CREATED  # never launched: nothing to stop
     vm.wait_ready()
-    state_dir = vm.state_dir
+    state_dir = vm.dirs.path
     assert state_dir is not None and state_dir.is_dir()
     vm.release()
     vm.release()

@@ -105,7 +105,7 @@ class Machine(NixosAliases):
     @property
     def state_dir(self) -> Path | None:
         """The machine's state directory (sockets, logs, disks), once it has started."""
-        return self.vm.state_dir
+        return self.vm.dirs.path
 
     @property
     def pid(self) -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
@@ -31,9 +30,6 @@ class Lifecycle(Protocol):
 
     @property
     def paths(self) -> MachinePaths: ...
-
-    @property
-    def state_dir(self) -> Path | None: ...
 
     def log(self, msg: str, level: int = logging.INFO) -> None: ...
 

@@ -30,7 +30,7 @@ def attach_lines(drivers: list[Driver]) -> list[str]:
     for driver in drivers:
         for name, machine in sorted(driver.machines.items()):
             vm = machine.vm
-            if vm.is_running() and vm.state_dir is not None:
+            if vm.is_running() and vm.dirs.path is not None:
                 lines.append(f"  {name}: vmtest attach {vm.paths.attach}   (a root shell; Ctrl-] detaches)")
     return lines
 

@@ -50,12 +50,12 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 if switch.sockets != switch.directory:  # (a state root too long for the sockets)
                     statedirs.hand_over(switch.sockets, switch_pids)
             for vm in running.values():
-                if vm.state_dir is not None and vm.pid is not None:
-                    statedirs.hand_over(vm.state_dir, [vm.pid])
+                if vm.dirs.path is not None and vm.pid is not None:
+                    statedirs.hand_over(vm.dirs.path, [vm.pid])
                     if vm.paths.separate_sockets:
                         statedirs.hand_over(vm.paths.sockets, [vm.pid])
         for name, vm in running.items():
-            assert vm.pid is not None and vm.state_dir is not None
+            assert vm.pid is not None and vm.dirs.path is not None
             own = owned or vm.dirs.temporary
             entry_id = f"{name}-{vm.pid}"
             entry = keep.Kept(
@@ -64,10 +64,10 @@ def keep_drivers(drivers: list[Driver], run: Settings, test: str, dry_run: bool 
                 test=test,
                 pid=vm.pid,
                 attach=str(vm.paths.attach),
-                state_dir=str(vm.state_dir),
+                state_dir=str(vm.dirs.path),
                 deadline=deadline,
                 switches=switch_pids,
-                remove=[str(vm.state_dir)] * own + [str(root / f"{entry_id}.json")],
+                remove=[str(vm.dirs.path)] * own + [str(root / f"{entry_id}.json")],
                 rmdir=rmdir,
             )
             if not dry_run:

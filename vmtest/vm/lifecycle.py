@@ -125,10 +125,6 @@ class VM:
         return self.starts.current
 
     @property
-    def state_dir(self) -> Path | None:
-        return self.dirs.path
-
-    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
