@@ -67,3 +67,35 @@ def test_tpm_crb_and_provisioning(vm_factory) -> None:
     state = _state(vm)
     vm.release()  # QEMU killed: swtpm is killed with it
     assert _wait_gone(state) == [], "swtpm outlived its machine"
+
+
+SAVING = "cold boot, saving a booted snapshot"
+RESTORED = "restore of a booted snapshot"
+
+
+def test_tpm_state_travels_in_a_booted_snapshot(vm_image_store, tmp_path: Path) -> None:
+    """Two starts of a provisioned TPM machine: the first boots and saves its snapshot (or an earlier run did),
+    the second restores it. The restored TPM is the saved one: started (its random numbers answer), the PCRs
+    the firmware extended at the boot, the EK the provisioning made persistent, although the provisioning did
+    not run for it (its own state directory has no mark of it) and its swtpm started on an empty state."""
+    marked = f'{PROVISION} && touch "$TPM_STATE_DIR/provisioned-here"'
+    cfg = MachineConfig(packages=["tpm2-tools"], virtualisation={"tpm": {"enable": True, "provisioning": marked}})
+    starts, pcrs = [], []
+    for i in range(2):
+        vm = Machine("tpmsnap", cfg, store=vm_image_store, snapshots=True, state_dir=tmp_path / f"s{i}")
+        try:
+            vm.succeed("test -c /dev/tpm0")
+            starts.append(vm.vm.start_path.name)
+            assert "0x81010001" in vm.succeed("tpm2_getcap handles-persistent")
+            assert len(vm.succeed("tpm2_getrandom 8 | od -An -tx1").split()) == 8
+            pcrs.append(vm.succeed("tpm2_pcrread sha256:0"))
+            provisioned_here = (_state(vm) / "tpm" / "provisioned-here").exists()
+            assert provisioned_here == (starts[-1] != RESTORED), (starts, provisioned_here)
+            assert (_state(vm) / "tpm" / "tpm2-00.permall").is_file()
+            state = _state(vm)
+        finally:
+            vm.release()
+        assert _wait_gone(state) == [], "swtpm outlived its machine"
+    assert starts[0] in (SAVING, RESTORED) and starts[1] == RESTORED, starts
+    assert pcrs[0] == pcrs[1], pcrs
+    assert int(pcrs[1].split()[-1], 16) != 0, pcrs  # SeaBIOS measured the boot into PCR 0

@@ -11,8 +11,8 @@ from vmtest.config.machine import MachineConfig
 from vmtest.core.errors import ConfigError, LaunchError
 from vmtest.vm.argv import Boot, machine_argv
 from vmtest.vm.paths import MachinePaths
-from vmtest.vm.snapshot import ineligible
-from vmtest.vm.tpm import Swtpm, swtpm_argv
+from vmtest.vm.snapshot import ineligible, snapshot_key
+from vmtest.vm.tpm import Swtpm, identity, swtpm_argv
 
 PVH = Boot(kernel=Path("/cache/kernels/k1/vmlinux"), initrd=Path("/cache/kernels/k1/initrd"))
 PATHS = MachinePaths(Path("/run/vmtest/m1"))
@@ -89,11 +89,17 @@ def test_swtpm_argv() -> None:
     ]
 
 
-def test_firmware_and_tpm_machines_are_never_snapshotted(tmp_path: Path) -> None:
+def test_firmware_machines_are_never_snapshotted_tpm_machines_unless_their_tpm_has_state(tmp_path: Path) -> None:
     paths = MachinePaths(tmp_path)
     assert ineligible("m1", MachineConfig(), paths) is None
     tpm = MachineConfig(virtualisation={"tpm": {"enable": True}})
-    assert "TPM" in (ineligible("m1", tpm, paths) or "")
+    assert ineligible("m1", tpm, paths) is None  # a snapshot holds the TPM's state
+    paths.tpm_state.mkdir(parents=True)
+    (paths.tpm_state / "swtpm.log").write_text("")
+    assert ineligible("m1", tpm, paths) is None  # a log is no state
+    (paths.tpm_state / "tpm2-00.permall").write_bytes(b"x")  # kept (--vm-keep-state), or a restart
+    assert "TPM's state already exists" in (ineligible("m1", tpm, paths) or "")
+    assert ineligible("m1", MachineConfig(), paths) is None  # (no TPM: its state is not looked at)
     rom = tmp_path / "fw.rom"
     rom.write_bytes(b"x")
     assert "bios" in (ineligible("m1", MachineConfig(virtualisation={"bios": str(rom)}), paths) or "")
@@ -112,3 +118,23 @@ def test_provisioning_runs_once_on_a_new_state_and_its_failure_names_the_option(
         Swtpm("m2", bad, MachinePaths(tmp_path / "other"), logger).provision()
     assert "virtualisation.tpm.provisioning" in str(info.value) and "exit status 3" in str(info.value)
     assert not (tmp_path / "other" / "tpm" / ".vmtest-provisioned").exists()  # tried again next start
+
+
+def test_the_tpm_in_a_snapshots_key_is_swtpms_version_and_the_provisioning(tmp_path: Path) -> None:
+    assert identity(MachineConfig().virtualisation.tpm) == ""  # (the keys of machines without one stay as they were)
+    plain = identity(MachineConfig(virtualisation={"tpm": {"enable": True}}).virtualisation.tpm)
+    provisioned = identity(
+        MachineConfig(
+            virtualisation={"tpm": {"enable": True, "provisioning": "swtpm_setup --createek"}}
+        ).virtualisation.tpm
+    )
+    assert plain.startswith("swtpm ") and plain != provisioned and "swtpm_setup --createek" in provisioned
+    fake = tmp_path / "swtpm"
+    fake.write_text("#!/bin/sh\necho 'TPM emulator version 9.9.9'\n")
+    fake.chmod(0o755)
+    other = identity(MachineConfig(virtualisation={"tpm": {"enable": True, "package": str(fake)}}).virtualisation.tpm)
+    assert other == "swtpm TPM emulator version 9.9.9\nprovisioning None"
+    missing = MachineConfig(virtualisation={"tpm": {"enable": True, "package": str(tmp_path / "none")}})
+    assert identity(missing.virtualisation.tpm).startswith("swtpm unknown (")
+    assert snapshot_key(["a"], "k", "q", "tcg", tpm=plain) != snapshot_key(["a"], "k", "q", "tcg", tpm=provisioned)
+    assert snapshot_key(["a"], "k", "q", "tcg") == snapshot_key(["a"], "k", "q", "tcg", tpm="")

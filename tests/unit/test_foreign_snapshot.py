@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,11 +107,15 @@ def test_which_foreign_machines_take_a_snapshot(files: dict[str, Path], tmp_path
     reasons = {
         "no shell": foreignsnap.ineligible(starting(config(files, {"shell": "none"}), state)),
         "no overlay": foreignsnap.ineligible(starting(config(files, disk_image=None), state)),
-        "TPM": foreignsnap.ineligible(starting(config(files, tpm={"enable": True}), state)),
     }
     assert "image.shell='none'" in str(reasons["no shell"])
     assert "disk_image=None" in str(reasons["no overlay"])
-    assert "TPM" in str(reasons["TPM"])
+    with_tpm = starting(config(files, tpm={"enable": True}), state)
+    assert foreignsnap.ineligible(with_tpm) is None  # the snapshot holds the TPM's state
+    with_tpm.paths.tpm_state.mkdir(parents=True)
+    (with_tpm.paths.tpm_state / "tpm2-00.permall").write_bytes(b"x")
+    assert "TPM's state already exists" in str(foreignsnap.ineligible(with_tpm))
+    shutil.rmtree(state)
     state.mkdir()
     (state / "f.qcow2").write_bytes(b"")
     assert "already exists" in str(foreignsnap.ineligible(starting(config(files), state)))

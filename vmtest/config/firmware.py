@@ -113,7 +113,8 @@ class TpmOptions:
     enable: bool = option(False, boolean, proof="test_tpm")
     """Give the machine a TPM 2.0: swtpm, started with the machine and reaped with it (also when pytest is killed), its
     state in the machine's state directory (tpm/), kept across reboot() and with --vm-keep-state across runs. The guest
-    sees /dev/tpm0. Such a machine never starts from a snapshot."""
+    sees /dev/tpm0. A booted snapshot holds the TPM's state (QEMU saves swtpm's with the machine's); a kept TPM state is
+    booted with, as a kept disk is."""
     package: str = option("swtpm", string, proof="test_tpm")
     """The swtpm program (name on PATH or absolute path); the analogue of the seed's package option."""
     device_model: str = option("tpm-tis", choice(TPM_MODELS), proof="test_tpm_crb_and_provisioning")

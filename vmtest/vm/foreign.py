@@ -201,6 +201,7 @@ class ForeignBoot(Boots):
         prepare_disks(vm, fresh=self.fresh)
         if vm.efi_vars is not None:
             efivars.prepare(vm.name, vm.config, vm.efi_vars, vm.logger)
+        self.start_tpm(vm, fresh=self.fresh)
         return Launch(paused=True)
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:

@@ -62,6 +62,7 @@ from vmtest.vm.paths import MachinePaths, root_disk
 from vmtest.vm.restore import Choice, Kind, Restore, RestoreFailed, by_key, save_and_go_on
 from vmtest.vm.serialshell import SerialShell
 from vmtest.vm.start import Starting, StartPath
+from vmtest.vm.tpm import identity as tpm_identity
 
 SETTLE_SECONDS = 30
 # Guest shell (any POSIX shell), before the save: systemd's boot finished, when the guest has systemd and
@@ -81,7 +82,8 @@ def ineligible(vm: Starting) -> str | None:
     overlay = root_disk(vm.name, config, vm.paths)
     if image.path is None or overlay is None:
         return "its root is not an overlay vmtest makes on image.path (no image.path, or disk_image=None)"
-    return snap.unsaved_devices(config) or snap.existing_state(overlay, vm.efi_vars)
+    tpm_paths = vm.paths if config.virtualisation.tpm.enable else None
+    return snap.unsaved_devices(config) or snap.existing_state(overlay, vm.efi_vars, tpm_paths)
 
 
 def image_identity(config: MachineConfig) -> str:
@@ -127,6 +129,7 @@ def snapshot_key(config: MachineConfig, accel: str, network_key: tuple[str, ...]
         list(config.virtualisation.empty_disk_images),
         repr(login_of(image_of(config))),
         snap.firmware_digest(config),
+        tpm=tpm_identity(config.virtualisation.tpm),
     )
 
 
@@ -167,6 +170,7 @@ class ForeignSave(ForeignBoot):
     def close(self) -> None:
         if self.saved is None:
             self.reservation.abandon()
+        super().close()
 
 
 class ForeignRestore(Restore):

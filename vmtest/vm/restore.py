@@ -44,7 +44,7 @@ from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
 from vmtest.image import BootImage, ImageStore
-from vmtest.vm import guestsetup
+from vmtest.vm import guestsetup, tpm
 from vmtest.vm import snapshot as snap
 from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import BackdoorTimeout
@@ -56,6 +56,7 @@ from vmtest.vm.start import (
     ColdBoot,
     Starting,
     StartPath,
+    WithTpm,
     prepare_host,
     setup_failed,
     setup_script,
@@ -123,6 +124,7 @@ class SaveSnapshot(Boots):
 
     def prepare(self, vm: Starting) -> Launch:
         prepare_host(vm, setup_script(vm, hosts=False), fresh=True)  # (a save after a dropped restore: its overlay)
+        self.start_tpm(vm, fresh=True)  # (and the TPM state the dropped restore's swtpm was given)
         return Launch(paused=True)
 
     def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
@@ -141,9 +143,10 @@ class SaveSnapshot(Boots):
     def close(self) -> None:
         if self.saved is None:
             self.reservation.abandon()
+        super().close()
 
 
-class Restore:
+class Restore(WithTpm):
     name = "restore of a booted snapshot"
 
     def __init__(self, snapshot: snap.Snapshot, instead: Callable[[], StartPath]) -> None:
@@ -156,6 +159,7 @@ class Restore:
         if vm.efi_vars is not None and not self.snapshot.efi_vars.is_file():
             raise RestoreFailed(vm.name, "restoring the snapshot", "it holds no UEFI variable store")
         self.prepare_disks(vm, self.snapshot.efi_vars if vm.efi_vars is not None else None)
+        self.start_tpm(vm, provision=False, fresh=True)  # QEMU gives swtpm the saved TPM's state
         # The boot's console, as if this machine had printed it (reports and console waits see it).
         console = self.snapshot.console
         vm.paths.console_log.write_bytes(console.read_bytes() if console.is_file() else b"")
@@ -198,9 +202,6 @@ class Restore:
         with progress.activity(vm.name, "restoring its booted snapshot"):
             after_restore(vm, channels, timeout)  # its answer also proves that the shell is back
         return str(self.snapshot.meta().get("kernel_release", ""))
-
-    def close(self) -> None:
-        pass
 
     def drop(self, vm: Starting, cache: Cache, why: str) -> StartPath:
         """This snapshot cannot be restored (``why``): say so in one line, remove it; boot cold instead (and,
@@ -320,6 +321,7 @@ def choose(choice: Choice, vm: Starting, image: BootImage | None, accel: str) ->
         identity(vm),
         snap.firmware_digest(config),
         image.build_id,
+        tpm.identity(config.virtualisation.tpm),
     )
     meta = {"accel": accel, "image_key": image.key, "packages": list(config.packages)}
     return by_key(choice, vm, BUILT, key, qemu, meta)

@@ -7,7 +7,8 @@ serial console of that boot (``console.log``, replayed into a restored
 machine's console so its history looks like a boot's) and, for a UEFI
 machine, its variable store at that instant (``efi-vars.fd``: QEMU's state
 holds the flash chip's contents, the file behind it must agree; a restore
-copies it over the machine's store).
+copies it over the machine's store). A machine's TPM is in ``state``: QEMU
+saves swtpm's state with the machine's (:mod:`vmtest.vm.tpm`).
 
 The key is everything that shapes the guest's devices and its state at save
 time: QEMU's command line for this machine with its per-run parts replaced by
@@ -17,7 +18,8 @@ argv does not show), the guest's identity (the per-run set-up it runs at boot:
 host name, NIC names and addresses, mounts), the image key and build id, QEMU's version,
 the accelerator (and for KVM the host CPU), and for a UEFI machine the
 digests of its firmware files (argv names them, a package upgrade changes
-them). What a snapshot cannot hold is
+them), and for a machine with a TPM swtpm's version and the provisioning
+command. What a snapshot cannot hold is
 applied after the restore: the clock, the 9p shares, ``/etc/hosts`` (see
 :mod:`vmtest.vm.restore`).
 """
@@ -44,6 +46,7 @@ from vmtest.core.log import log
 from vmtest.core.pathattr import FileIn
 from vmtest.core.proc import run
 from vmtest.image import BootImage
+from vmtest.vm import tpm
 from vmtest.vm.accel import host_fingerprint
 from vmtest.vm.argv import Launch, machine_argv
 from vmtest.vm.bootargv import Boot
@@ -167,11 +170,13 @@ def snapshot_key(
     identity: str = "",
     firmware: str = "",
     image_build: str = "",
+    tpm: str = "",
 ) -> str:
     """The key of a snapshot (pure): see the module docstring. ``identity``: what the guest is made at
     boot (:func:`vmtest.vm.restore.identity`); ``firmware``: :func:`firmware_digest` (only a UEFI machine's
     key has it, so the keys of the others did not change when it came); ``image_build``: the image's build id
-    (:attr:`vmtest.image.store.BootImage.build_id`: a snapshot's disk is an overlay on that very build)."""
+    (:attr:`vmtest.image.store.BootImage.build_id`: a snapshot's disk is an overlay on that very build);
+    ``tpm``: :func:`vmtest.vm.tpm.identity` (only a machine with a TPM has it)."""
     inputs = {
         "format": FORMAT,
         "argv": argv,
@@ -183,6 +188,7 @@ def snapshot_key(
         "host": host,
         **({"firmware": firmware} if firmware else {}),
         **({"image_build": image_build} if image_build else {}),
+        **({"tpm": tpm} if tpm else {}),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -200,7 +206,7 @@ def ineligible(name: str, config: MachineConfig, paths: MachinePaths, efi_vars: 
         return "it boots alternate firmware (bios): a restore would skip it"
     if not virt.direct_boot:
         return "it boots through its firmware and boot loader (use_boot_loader): a restore would skip them"
-    return existing_state(root_disk(name, config, paths), efi_vars)
+    return existing_state(root_disk(name, config, paths), efi_vars, paths if virt.tpm.enable else None)
 
 
 def unsaved_devices(config: MachineConfig) -> str | None:
@@ -208,17 +214,18 @@ def unsaved_devices(config: MachineConfig) -> str | None:
     virt = config.virtualisation
     if virt.qemu.drives:
         return "it has qemu.drives (their content is not part of a snapshot)"
-    if virt.tpm.enable:
-        return "it has a TPM (swtpm's state is not part of a snapshot)"
     return None
 
 
-def existing_state(disk: Path | None, efi_vars: Path | None) -> str | None:
-    """State that outlives a launch and that this start must boot with (None: none)."""
+def existing_state(disk: Path | None, efi_vars: Path | None, tpm_paths: MachinePaths | None = None) -> str | None:
+    """State that outlives a launch and that this start must boot with (None: none); ``tpm_paths``: the
+    machine's paths, when it has a TPM."""
     if disk is not None and disk.exists():
         return "its root disk already exists (kept state, or a restart): it boots from that"
     if efi_vars is not None and efi_vars.exists():
         return "its UEFI variable store already exists (kept, or $VMTEST_EFI_VARS): it boots with that"
+    if tpm_paths is not None and tpm.has_state(tpm_paths):
+        return "its TPM's state already exists (kept state, or a restart): it boots with that"
     return None
 
 

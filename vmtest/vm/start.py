@@ -148,38 +148,46 @@ def setup_failed(vm: Starting, action: str, reason: str) -> LaunchError:
     )
 
 
-class Boots:
-    """What every start path that boots shares: QEMU starts paused (``-S``), so that the channels attach
-    before the first console line; :meth:`resume` lets its CPUs run; by default nothing to let go of."""
+class WithTpm:
+    """A start path's swtpm (``tpm.enable``): started before QEMU, stopped when the launch ends."""
 
-    def resume(self, vm: Starting, channels: Channels) -> None:
-        channels.monitor.command("cont")
+    tpm: Swtpm | None = None
 
-    def close(self) -> None:
-        pass
-
-
-class ColdBoot(Boots):
-    """Boot the kernel. ``fresh``: a new root overlay even if one exists (after a discarded boot)."""
-
-    name = "cold boot"
-
-    def __init__(self, fresh: bool = False) -> None:
-        self.fresh = fresh
-        self.tpm: Swtpm | None = None  # tpm.enable: this launch's swtpm
-
-    def prepare(self, vm: Starting) -> Launch:
-        prepare_host(vm, setup_script(vm), fresh=self.fresh)
+    def start_tpm(self, vm: Starting, provision: bool = True, fresh: bool = False) -> None:
+        """Start the machine's swtpm, if it has a TPM (:meth:`vmtest.vm.tpm.Swtpm.start`)."""
         tpm = vm.config.virtualisation.tpm
         if tpm.enable:
             self.tpm = Swtpm(vm.name, tpm, vm.paths, vm.logger)
-            self.tpm.start()
-        return Launch(paused=True)
-
-    def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
-        return wait_for_boot(vm, channels, timeout)
+            self.tpm.start(provision=provision, fresh=fresh)
 
     def close(self) -> None:
         if self.tpm is not None:
             self.tpm.stop()
             self.tpm = None
+
+
+class Boots(WithTpm):
+    """What every start path that boots shares: QEMU starts paused (``-S``), so that the channels attach
+    before the first console line; :meth:`resume` lets its CPUs run; the machine's swtpm, if any
+    (:meth:`start_tpm` in ``prepare``), is let go of when the launch ends."""
+
+    def resume(self, vm: Starting, channels: Channels) -> None:
+        channels.monitor.command("cont")
+
+
+class ColdBoot(Boots):
+    """Boot the kernel. ``fresh``: a new root overlay and TPM state even if they exist (after a discarded
+    boot or restore)."""
+
+    name = "cold boot"
+
+    def __init__(self, fresh: bool = False) -> None:
+        self.fresh = fresh
+
+    def prepare(self, vm: Starting) -> Launch:
+        prepare_host(vm, setup_script(vm), fresh=self.fresh)
+        self.start_tpm(vm, fresh=self.fresh)
+        return Launch(paused=True)
+
+    def until_ready(self, vm: Starting, channels: Channels, timeout: float) -> str:
+        return wait_for_boot(vm, channels, timeout)

@@ -5,6 +5,10 @@ swtpm is spawned like QEMU and ``vde_switch`` (:func:`vmtest.core.proc.spawn`: i
 its own when QEMU closes the control connection (the guest powered off). Its state lives in the
 machine's state directory (``tpm/``), so it survives ``reboot()`` and, with ``--vm-keep-state``,
 the next run. ``tpm.provisioning`` runs once, on a new state directory, before the first start.
+
+A booted snapshot holds the TPM too: QEMU's migration stream carries swtpm's state blobs (permanent,
+volatile and saved state, fetched over the control channel), and a restore starts swtpm on an empty
+state directory that QEMU fills from the stream before the guest runs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 import time
@@ -24,6 +29,7 @@ from vmtest.core.proc import ProcessError, kill_group, run, spawn
 from vmtest.vm.paths import MachinePaths
 
 PROVISIONED = ".vmtest-provisioned"  # in the state directory: provisioning ran (or was not asked for)
+PERMANENT_STATE = "tpm2-00.permall"  # swtpm's permanent TPM 2.0 state, in the state directory
 
 
 def swtpm_argv(tpm: TpmOptions, paths: MachinePaths) -> list[str]:
@@ -79,8 +85,17 @@ class Swtpm:
                 ) from None
         marker.write_text("")
 
-    def start(self, timeout: float = 10.0) -> None:
-        self.provision()
+    def start(self, provision: bool = True, fresh: bool = False, timeout: float = 10.0) -> None:
+        """Start swtpm on the machine's TPM state: ``fresh``: an empty one (whatever an earlier launch left);
+        ``provision``: run ``tpm.provisioning`` on a new state first, else only mark it provisioned (a
+        restore: QEMU hands swtpm the saved TPM's state, provisioned at the save)."""
+        if fresh:
+            shutil.rmtree(self.paths.tpm_state, ignore_errors=True)
+        if provision:
+            self.provision()
+        else:
+            self.paths.tpm_state.mkdir(parents=True, exist_ok=True)
+            (self.paths.tpm_state / PROVISIONED).write_text("")
         sock = self.paths.tpm_socket
         sock.unlink(missing_ok=True)
         out = self.paths.tpm_state / "swtpm.out"
@@ -116,6 +131,27 @@ class Swtpm:
         if self.process is not None:
             kill_group(self.process)
             self.process = None
+
+
+def has_state(paths: MachinePaths) -> bool:
+    """Whether the machine's TPM has state of its own (kept, or left by an earlier launch): swtpm's
+    permanent state file, or the provisioning mark."""
+    state = paths.tpm_state
+    return (state / PERMANENT_STATE).exists() or (state / PROVISIONED).exists()
+
+
+def identity(tpm: TpmOptions) -> str:
+    """What of a machine's TPM is in its snapshot's key besides QEMU's argv ("" without a TPM): the swtpm
+    program's version (the format of the state blobs QEMU saves) and the provisioning command (it made
+    the saved TPM's state)."""
+    if not tpm.enable:
+        return ""
+    try:
+        out = subprocess.run([tpm.package, "--version"], capture_output=True, text=True, timeout=30, check=False)
+        version = out.stdout.strip().splitlines()[0] if out.stdout.strip() else f"exit status {out.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        version = f"unknown ({exc})"
+    return f"swtpm {version}\nprovisioning {tpm.provisioning!r}"
 
 
 def _is_socket(path: Path) -> bool:
