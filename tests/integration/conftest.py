@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.image import ImageStore
+from vmtest import MachineConfig
+from vmtest.image import ImageStore, layer
 
 REPO = Path(__file__).resolve().parents[2]
 # pytest as a user runs it, without this run's cache plugin and live logging (``PYTEST + (args...)``).
@@ -62,6 +63,18 @@ def seeded_cache(store: ImageStore, root: Path, *paths: Path) -> Path:
     if (shared / "accel.json").exists():
         subprocess.run(["cp", str(shared / "accel.json"), str(root / "accel.json")], check=True)
     return root
+
+
+def seed_base_layer(store: ImageStore, config: MachineConfig, root: Path) -> None:
+    """Copy the shared cache's base layer of ``config`` (built there once if missing) into the cache at ``root``:
+    a test that builds an image in a cache of its own builds that image, not its base layer again (~26 s of
+    mmdebstrap, also when the test is about something that happens after it)."""
+    pkgs = layer.packages(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        layer.ensure(store.cache, config.suite, pkgs, store.logger, Path(tmp) / "layer")
+    key = layer.layer_key(config.suite, pkgs)
+    (root / "layers").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(store.cache.path("layers", key), root / "layers" / key)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import seed_base_layer
 from vmtest import MachineConfig
 from vmtest.core.errors import ConfigError, ImageBuildError, LaunchError, Timeout
 from vmtest.image import ImageStore, space
@@ -104,6 +105,7 @@ def test_a_full_disk_during_an_image_build_is_named_and_leaves_no_entry(
     small = ImageStore(small_cache)
     small._kernel = store.kernel()  # the kernel from the shared cache: only the image is built here
     config = MachineConfig(files={"/etc/nonce": uuid.uuid4().hex})
+    seed_base_layer(store, config, small_cache)  # and its base layer (65 MB): the disk fills up in the image's build
     start = time.monotonic()
     with pytest.raises(ImageBuildError, match=r"checking free space: only \d+ MiB free; .*needs about"):
         small.get(config)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import seed_base_layer
 from vmtest import MachineConfig
 from vmtest.core.archive import MANIFEST, describe_entry, write_archive
 from vmtest.image import ImageStore
@@ -70,6 +71,7 @@ def test_fetched_when_good_built_when_corrupt(
     local = tmp_path / "cache-b"
     local.mkdir()
     (local / "debs").symlink_to(store.cache.debs)  # the packages are on this host already: no download
+    seed_base_layer(store, CONFIG, local)  # (and the base layer: the image itself is built here)
     caplog.clear()
     built = ImageStore(local, cache_url=url)
     with caplog.at_level(logging.INFO):
