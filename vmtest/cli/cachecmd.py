@@ -38,8 +38,9 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def selection(args: argparse.Namespace) -> list[ImageNeed]:
-    """The images the tests selected by ``args`` need (pytest collection; nothing is built)."""
+def selection(args: argparse.Namespace, settings: Settings) -> list[ImageNeed]:
+    """The images the tests selected by ``args`` need (pytest collection; nothing is built; the kernel as
+    the cache's kept apt answer says, when apt's lists did not change)."""
     from vmtest.cli.collect import collect_configs
 
     configs = collect_configs(args.paths, shlex.split(args.pytest_args))
@@ -50,7 +51,7 @@ def selection(args: argparse.Namespace) -> list[ImageNeed]:
             "the collected tests use no vmtest machines (no @pytest.mark.vmtest(nodes=...))",
             "name the test files or directories that hold the VM tests",
         )
-    return needed_images(configs, kernel_mod.resolve(LOG))
+    return needed_images(configs, kernel_mod.resolve(LOG, Cache(settings.cache_dir).apt_answer("kernel")))
 
 
 def describe(needs: list[ImageNeed]) -> None:
@@ -61,7 +62,7 @@ def describe(needs: list[ImageNeed]) -> None:
 
 
 def cmd_cache_key(args: argparse.Namespace, settings: Settings) -> int:
-    needs = selection(args)
+    needs = selection(args, settings)
     if args.list:
         describe(needs)
     print(selection_key(n.key for n in needs))
@@ -96,7 +97,7 @@ def cmd_cache_export(args: argparse.Namespace, settings: Settings) -> int:
     from vmtest.core.archive import write_archive
     from vmtest.image import ImageStore
 
-    needs = selection(args)
+    needs = selection(args, settings)
     store = ImageStore(settings.cache_dir, cache_url=settings.cache_url)
     missing = [n for n in needs if store.cache.lookup("images", n.key) is None]
     if missing and not args.build:
