@@ -154,7 +154,7 @@ def test_export_to_a_directory_writes_one_archive_per_entry(
     from vmtest.cli.main import main
     from vmtest.image.selection import ImageNeed
 
-    monkeypatch.setattr(cachecmd, "selection", lambda args: [ImageNeed("i1", MachineConfig(), ["t::m"])])
+    monkeypatch.setattr(cachecmd, "selection", lambda args, settings: [ImageNeed("i1", MachineConfig(), ["t::m"])])
     out = tmp_path / "served"
     assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", f"{out}/"]) == 0
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tar.*")) == [
