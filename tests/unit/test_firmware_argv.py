@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,27 @@ def test_the_tpm_in_a_snapshots_key_is_swtpms_version_and_the_provisioning(tmp_p
     assert identity(missing.virtualisation.tpm).startswith("swtpm unknown (")
     assert snapshot_key(["a"], "k", "q", "tcg", tpm=plain) != snapshot_key(["a"], "k", "q", "tcg", tpm=provisioned)
     assert snapshot_key(["a"], "k", "q", "tcg") == snapshot_key(["a"], "k", "q", "tcg", tpm="")
+
+
+@pytest.mark.skipif(shutil.which("swtpm") is None, reason="swtpm is not installed (apt-get install swtpm)")
+def test_a_restores_swtpm_starts_on_an_empty_state_and_skips_the_provisioning(tmp_path: Path) -> None:
+    logger = logging.getLogger("test")
+    paths = MachinePaths(tmp_path)
+    cmd = 'echo x >> "$TPM_STATE_DIR/ran"'
+    tpm = MachineConfig(virtualisation={"tpm": {"enable": True, "provisioning": cmd}}).virtualisation.tpm
+    paths.tpm_state.mkdir(parents=True)
+    (paths.tpm_state / "tpm2-00.permall").write_bytes(b"an earlier launch's")
+    swtpm = Swtpm("m1", tpm, paths, logger)
+    swtpm.start(provision=False, fresh=True)  # a restore: QEMU hands swtpm the saved state
+    try:
+        assert swtpm.process is not None and swtpm.process.poll() is None
+        assert not (paths.tpm_state / "tpm2-00.permall").exists()
+        assert not (paths.tpm_state / "ran").exists() and (paths.tpm_state / ".vmtest-provisioned").exists()
+    finally:
+        swtpm.stop()
+    swtpm.start(fresh=True)  # the boot that replaces a dropped restore: a new state, provisioned
+    swtpm.stop()
+    assert (paths.tpm_state / "ran").read_text() == "x\n"
+    swtpm.start()  # a restart on that state: kept as it is
+    swtpm.stop()
+    assert (paths.tpm_state / "ran").read_text() == "x\n"
