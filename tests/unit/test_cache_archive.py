@@ -39,7 +39,13 @@ def source(tmp_path: Path) -> Cache:
     fill(cache, "images", "i1", {"root.qcow2": os.urandom(300_000)}, {"kernel_key": "k1", "disk_mib": 1024})
     # an overlay template names its backing file by path: it never travels
     (cache.path("images", "i1") / "overlay-2048M-abcd1234.qcow2").write_bytes(b"template")
-    fill(cache, "snapshots", "s1", {"state": b"migration", "console.log": b"boot\n"}, {"image_key": "i1", "qemu": "A"})
+    fill(
+        cache,
+        "snapshots",
+        "s1",
+        {"state": b"migration", "console.log": b"boot\n"},
+        {"image_key": "i1", "qemu": "A", "machine": "m"},
+    )
     return cache
 
 
@@ -155,6 +161,8 @@ def test_export_to_a_directory_writes_one_archive_per_entry(
     from vmtest.image.selection import ImageNeed
 
     monkeypatch.setattr(cachecmd, "selection", lambda args, settings: [ImageNeed("i1", MachineConfig(), ["t::m"])])
+    # a snapshot of another machine on the same image: no selected test can restore it, it stays home
+    fill(source, "snapshots", "s2", {"state": b"other"}, {"image_key": "i1", "qemu": "A", "machine": "other"})
     out = tmp_path / "served"
     assert main(["--cache-dir", str(source.root), "cache", "export", "tests", "-o", f"{out}/"]) == 0
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tar.*")) == [

@@ -2,7 +2,7 @@
 
 ``key`` prints one hash of every image the selected tests need (for a CI
 cache key), ``export`` writes those entries (images, their kernel, the booted
-snapshots made on them) into one archive, ``import`` installs an archive's
+snapshots of the selected machines on them) into one archive, ``import`` installs an archive's
 entries into the local cache, verified, one complete entry at a time.
 """
 
@@ -75,7 +75,9 @@ def output_path(value: str) -> Path:
 
 def selected_entries(cache: Cache, needs: list[ImageNeed], snapshots: bool = True) -> list[tuple[str, str]]:
     """(kind, key) of the kernel(s) the images use, the images, and (with ``snapshots``) the booted
-    snapshots made on them, in that order (an importer installs images before their snapshots)."""
+    snapshots the selected tests can restore, in that order (an importer installs images before their
+    snapshots). A snapshot is of one machine name on one image (the name is in its key, through the
+    guest's identity): those of other machines on the same images stay out of the export."""
     image_keys = [n.key for n in needs]
     kernels: list[str] = []
     for key in image_keys:
@@ -86,9 +88,11 @@ def selected_entries(cache: Cache, needs: list[ImageNeed], snapshots: bool = Tru
             kernels.append(kernel_key)
     out = [("kernels", k) for k in kernels] + [("images", k) for k in image_keys]
     if snapshots:
-        wanted = set(image_keys)
+        wanted = {(n.key, user.rsplit("::", 1)[-1]) for n in needs for user in n.users}
         out += [
-            ("snapshots", e.key) for e in cache.entries() if e.kind == "snapshots" and e.meta.get("image_key") in wanted
+            ("snapshots", e.key)
+            for e in cache.entries()
+            if e.kind == "snapshots" and (e.meta.get("image_key"), e.meta.get("machine")) in wanted
         ]
     return out
 
