@@ -17,6 +17,7 @@ The one exception is tesseract, which pytesseract starts: it runs through
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import queue
@@ -71,6 +72,17 @@ class Completed:
     status: int
     output: str
     elapsed: float
+
+
+@functools.cache
+def version_line(program: str) -> str:
+    """The first line ``program --version`` prints (once per process and program), "unknown" when it prints
+    nothing, "unknown (why)" when it cannot run: what keys use to tell one build of a tool from another."""
+    try:
+        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return out.stdout.splitlines()[0].strip() if out.stdout.strip() else "unknown"
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

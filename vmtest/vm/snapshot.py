@@ -26,13 +26,11 @@ applied after the restore: the clock, the 9p shares, ``/etc/hosts`` (see
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +42,7 @@ from vmtest.core.cache import Cache, Reservation
 from vmtest.core.errors import MachineError
 from vmtest.core.log import log
 from vmtest.core.pathattr import FileIn
-from vmtest.core.proc import run
+from vmtest.core.proc import run, version_line
 from vmtest.image import BootImage
 from vmtest.vm import tpm
 from vmtest.vm.accel import host_fingerprint
@@ -84,14 +82,9 @@ class Snapshot:
         return data if isinstance(data, dict) else {}
 
 
-@functools.cache
 def qemu_version(binary: str) -> str:
     """``qemu-system-x86_64 --version``'s first line (a snapshot from another QEMU is not restored)."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
+    return version_line(binary)
 
 
 def key_argv(

@@ -25,7 +25,7 @@ from pathlib import Path
 from vmtest.config.firmware import TpmOptions
 from vmtest.core.errors import LaunchError
 from vmtest.core.log import log
-from vmtest.core.proc import ProcessError, kill_group, run, spawn
+from vmtest.core.proc import ProcessError, kill_group, run, spawn, version_line
 from vmtest.vm.paths import MachinePaths
 
 PROVISIONED = ".vmtest-provisioned"  # in the state directory: provisioning ran (or was not asked for)
@@ -146,12 +146,7 @@ def identity(tpm: TpmOptions) -> str:
     the saved TPM's state)."""
     if not tpm.enable:
         return ""
-    try:
-        out = subprocess.run([tpm.package, "--version"], capture_output=True, text=True, timeout=30, check=False)
-        version = out.stdout.strip().splitlines()[0] if out.stdout.strip() else f"exit status {out.returncode}"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        version = f"unknown ({exc})"
-    return f"swtpm {version}\nprovisioning {tpm.provisioning!r}"
+    return f"swtpm {version_line(tpm.package)}\nprovisioning {tpm.provisioning!r}"
 
 
 def _is_socket(path: Path) -> bool:
