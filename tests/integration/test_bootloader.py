@@ -1,12 +1,14 @@
 """Booting through GRUB from vmtest's bootable disk, in real guests (docs/options.md links here).
 
-Each test boots its machine once (boot-loader machines never start from a snapshot) and checks several
-things of that boot.
+A boot-loader machine starts from a booted snapshot as any other (its firmware and GRUB ran in the boot
+that saved it), unless it shows GRUB's menu (``boot_loader_timeout``) or its disk has no boot loader: the
+menu test and the empty disk boot every time.
 """
 
 from __future__ import annotations
 
 from vmtest import MachineConfig
+from vmtest.vm.restore import Restore, SaveSnapshot
 
 # Long enough for the menu to be read under TCG (tesseract: a few seconds a screen) before a key stops
 # the countdown.
@@ -18,6 +20,7 @@ NOT_INSTALLED = MachineConfig(virtualisation={"use_boot_loader": True, "install_
 def test_bios_grub_menu_picks_the_second_entry(vm_factory) -> None:
     vm = vm_factory("grub", MENU)
     vm.start()
+    assert not isinstance(vm.vm.start_path, Restore)  # (the menu: a real boot)
     vm.wait_for_text("GNU GRUB", timeout=300)
     vm.send_key("down")
     vm.send_key("ret")
@@ -43,6 +46,9 @@ def test_bios_grub_menu_picks_the_second_entry(vm_factory) -> None:
 
 def test_bios_boot_partition(vm_factory) -> None:
     vm = vm_factory("biosboot", BIOS_BOOT)
+    vm.start()
+    # restored from its booted snapshot, or the boot that saves it
+    assert isinstance(vm.vm.start_path, (Restore, SaveSnapshot)), vm.vm.start_path.name
     # no menu (timeout 0): the default entry
     assert "single" not in vm.succeed("cat /proc/cmdline").split()
     assert vm.succeed("findmnt -no FSTYPE,SOURCE /boot").split() == ["vfat", "/dev/vda2"]

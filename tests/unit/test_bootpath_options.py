@@ -19,6 +19,7 @@ from vmtest.image.bootdisk import (
     bootdisk_key,
     build_of,
     debugfs_commands,
+    disk_build_id,
     ext4_uuid,
     image_build,
     spec_for,
@@ -197,9 +198,23 @@ def test_guest_setup_mounts_the_boot_partition_by_label_and_names_the_boot_loade
     assert "mount" not in script(MachineConfig(virtualisation=LOADER), "m1")
 
 
-def test_boot_loader_machines_never_start_from_a_snapshot() -> None:
-    why = ineligible("m1", MachineConfig(virtualisation=LOADER), PATHS)
-    assert why is not None and "boot loader" in why
+def test_boot_loader_machines_start_from_a_snapshot_unless_they_show_the_menu_or_have_no_boot_loader() -> None:
+    assert ineligible("m1", MachineConfig(virtualisation=LOADER), PATHS) is None
+    assert ineligible("m1", MachineConfig(virtualisation={**LOADER, "use_efi_boot": True}), PATHS) is None
+    why = ineligible("m1", MachineConfig(virtualisation=LOADER, boot_loader_timeout=5), PATHS)
+    assert why is not None and "boot_loader_timeout" in why
+    why = ineligible("m1", MachineConfig(virtualisation={**LOADER, "install_boot_loader": False}), PATHS)
+    assert why is not None and "install_boot_loader=False" in why
+
+
+def test_a_rebuilt_bootable_disk_is_another_build_in_its_snapshots_keys(tmp_path: Path) -> None:
+    disk = tmp_path / "bootdisks" / "b" / "disk.qcow2"
+    disk.parent.mkdir(parents=True)
+    (disk.parent / "meta.json").write_text(json.dumps({"created": 1.5}))
+    first = disk_build_id("image-build-1", disk)
+    assert first != disk_build_id("image-build-2", disk)  # the image under it rebuilt
+    (disk.parent / "meta.json").write_text(json.dumps({"created": 2.5}))  # the disk rebuilt, same key
+    assert disk_build_id("image-build-1", disk) != first
 
 
 def test_growing_the_root_partition_of_the_bootable_disk() -> None:

@@ -361,6 +361,31 @@ def test_gc_removes_bootable_disks_that_are_old_or_whose_image_goes(tmp_path: Pa
     assert sorted(e.key for e in cache.entries()) == ["fresh-of-kept-image", "k", "kept-image"]
 
 
+def test_gc_removes_the_snapshots_of_a_bootable_disk_with_it(tmp_path: Path) -> None:
+    """A boot-loader machine's snapshot is an overlay on its bootable disk (its meta names the disk): it goes
+    when the disk goes (old, or its image going), and stays while the disk stays."""
+    cache = Cache(tmp_path)
+    cache.build("kernels", "k", Builder(), LOG)
+    for image, days in (("i", 0), ("old-image", 10)):
+        cache.build("images", image, Builder({"kernel_key": "k"}), LOG)
+        age(cache, "images", image, days)
+    for disk, image, days in (("b", "i", 0), ("old-b", "i", 10), ("b-of-old-image", "old-image", 0)):
+        cache.build("bootdisks", disk, Builder({"image_key": image}), LOG)
+        age(cache, "bootdisks", disk, days)
+        cache.build("snapshots", f"s-on-{disk}", Builder({"image_key": disk}), LOG)
+    cache.build("snapshots", "s-on-a-gone-disk", Builder({"image_key": "gone"}), LOG)
+
+    old_disks = {"bootdisks/old-b", "bootdisks/b-of-old-image"}
+    on_them = {"snapshots/s-on-old-b", "snapshots/s-on-b-of-old-image", "snapshots/s-on-a-gone-disk"}
+    assert set(cache.gc(max_age_days=7)) == old_disks | on_them | {"images/old-image"}
+    assert sorted(f"{e.kind}/{e.key}" for e in cache.entries()) == [
+        "bootdisks/b",
+        "images/i",
+        "kernels/k",
+        "snapshots/s-on-b",
+    ]
+
+
 # -- trim (the size bound) ---------------------------------------------------------------------------
 
 
@@ -461,6 +486,27 @@ def test_removing_an_image_for_a_rebuild_removes_what_was_made_of_it(tmp_path: P
 
     assert sorted(cache.remove_image("i", LOG)) == ["bootdisks/b-of-i", "snapshots/s-of-i"]
     assert sorted(f"{e.kind}/{e.key}" for e in cache.entries()) == ["images/j", "snapshots/s-of-j"]
+
+
+def test_removing_an_image_removes_the_snapshots_of_its_bootable_disks_and_trim_drops_them_with_the_disk(
+    tmp_path: Path,
+) -> None:
+    cache = Cache(tmp_path)
+    cache.build("kernels", "k", Builder(), LOG)
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    cache.build("bootdisks", "b", Builder({"image_key": "i"}), LOG)
+    cache.build("snapshots", "s-on-b", Builder({"image_key": "b"}), LOG)
+    assert sorted(cache.remove_image("i", LOG)) == ["bootdisks/b", "snapshots/s-on-b"]
+
+    cache.build("images", "i", Builder({"kernel_key": "k"}), LOG)
+    cache.build("bootdisks", "b", Builder({"image_key": "i"}), LOG)
+    cache.build("snapshots", "s-on-b", Builder({"image_key": "b"}), LOG)
+    age(cache, "bootdisks", "b", 5)  # older than its snapshot: the disk goes first, its snapshot with it
+    age(cache, "snapshots", "s-on-b", 1)
+    before = sizes(cache)
+    removed = cache.trim(sum(before.values()) - before["bootdisks/b"], used_since=time.time() - 60)
+    assert [entry for entry, _ in removed] == ["snapshots/s-on-b", "bootdisks/b"]
+    assert sorted(sizes(cache)) == ["images/i", "kernels/k"]
 
 
 def test_disk_usage_of_a_directory_and_of_a_file(tmp_path: Path) -> None:

@@ -138,7 +138,9 @@ class Virtualisation:
     """Boot through GRUB installed on a bootable copy of the image (a GPT disk: BIOS boot partition, EFI System
     Partition, root), started by the firmware instead of QEMU's -kernel. The disk is built once per image and cached
     (vmtest/image/bootdisk.py); each machine's kernel command line reaches GRUB through an SMBIOS OEM string. Together
-    with direct_boot it warns as the seed does and boots directly. Such a machine never starts from a snapshot."""
+    with direct_boot it warns as the seed does and boots directly. Such a machine starts from a booted snapshot (its
+    firmware and GRUB ran in the boot that saved it; a reboot goes through them again) unless boot_loader_timeout
+    shows the menu or install_boot_loader is False; a test about the boot itself says snapshots=False."""
     use_bios_boot: bool = option(
         False, boolean, nixos="virtualisation.useBIOSBoot", proof=f"{LOADER_IT}::test_bios_boot_partition"
     )

@@ -103,19 +103,27 @@ class Reservation:
             self._fh = None
 
 
-def _base_gone(entry: Entry, images: set[str], doomed: set[str]) -> bool:
-    """Whether what a snapshot or bootable disk is made of is gone or going: its image in this cache (of
-    ``images``, ``doomed`` among them), or a foreign machine's snapshot's image file (``foreign_image``)."""
+def _base_gone(entry: Entry, bases: set[str], doomed: set[str]) -> bool:
+    """Whether what a snapshot or bootable disk is made of is gone or going: its image in this cache, or the
+    bootable disk a boot-loader machine's snapshot is an overlay on (of ``bases``, ``doomed`` among them), or a
+    foreign machine's snapshot's image file (``foreign_image``)."""
     foreign = entry.meta.get("foreign_image")
     if foreign:
         return not Path(str(foreign)).is_file()
-    image = entry.meta.get("image_key")
-    return image in doomed or image not in images
+    base = entry.meta.get("image_key")
+    return base in doomed or base not in bases
 
 
 def _made_of(entries: list[Entry], image_key: str) -> list[Entry]:
-    """The entries made of image ``image_key``: its booted snapshots and bootable disks (their meta names it)."""
-    return [e for e in entries if e.kind in ("snapshots", "bootdisks") and e.meta.get("image_key") == image_key]
+    """The entries made of image (or bootable disk) ``image_key``: its bootable disks and booted snapshots, and
+    the snapshots of those disks (their meta names what they are made of)."""
+    out: list[Entry] = []
+    bases = {image_key}
+    for kind in ("bootdisks", "snapshots"):  # (a boot-loader machine's snapshot names its bootable disk)
+        found = [e for e in entries if e.kind == kind and e.meta.get("image_key") in bases]
+        out += found
+        bases |= {e.key for e in found}
+    return out
 
 
 def _try_lock(fh: IO[str]) -> bool:
@@ -364,6 +372,14 @@ class Cache:
         for entry in candidates("snapshots", "bootdisks", "layers"):
             if total <= max_bytes:
                 return removed
+            if (entry.kind, entry.key) in gone:
+                continue
+            if entry.kind == "bootdisks":
+                made_of = [e for e in _made_of(entries, entry.key) if (e.kind, e.key) not in gone]
+                if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
+                    continue  # a snapshot on it is this session's or kept: the disk stays with it
+                for snapshot in made_of:  # overlays on it
+                    drop(snapshot)
             drop(entry)
         for image in candidates("images"):
             if total <= max_bytes:
@@ -398,12 +414,24 @@ class Cache:
         kept = self._kept(entries)  # kept disks (--vm-keep-state, run-vm) need their bases, whatever their age
         images = {e.key for e in entries if e.kind == "images"}
         doomed_images = {e.key for e in entries if e.kind == "images" and stale(e) and ("images", e.key) not in kept}
-        for entry in entries:  # a snapshot's disk is an overlay on its image, a bootable disk a copy: they go with it
-            if (
-                entry.kind in ("snapshots", "bootdisks")
-                and (entry.kind, entry.key) not in kept
-                and (stale(entry) or _base_gone(entry, images, doomed_images))
-            ):
+        # a bootable disk is a copy of its image and a snapshot's disk an overlay on its image (or, for a
+        # boot-loader machine, on its bootable disk): they go with what they are made of
+        disks = {e.key for e in entries if e.kind == "bootdisks"}
+        doomed_disks = {
+            e.key
+            for e in entries
+            if e.kind == "bootdisks"
+            and ("bootdisks", e.key) not in kept
+            and (stale(e) or _base_gone(e, images, doomed_images))
+        }
+        for entry in entries:
+            if entry.kind == "bootdisks" and entry.key in doomed_disks:
+                gone = True
+            elif entry.kind == "snapshots" and ("snapshots", entry.key) not in kept:
+                gone = stale(entry) or _base_gone(entry, images | disks, doomed_images | doomed_disks)
+            else:
+                gone = False
+            if gone:
                 self.remove(entry.kind, entry.key, logger)
                 removed.append(f"{entry.kind}/{entry.key}")
         kept_kernels = set()

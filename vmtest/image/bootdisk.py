@@ -98,6 +98,12 @@ def image_build(image_disk: Path) -> str:
     return build_of(json.loads((image_disk.parent / "meta.json").read_text()), stamp=True)
 
 
+def disk_build_id(image_build_id: str, disk: Path) -> str:
+    """Which build of its key the bootable disk ``disk`` is, with which build of its image (``image_build_id``):
+    the :attr:`vmtest.image.store.BootImage.build_id` of a boot-loader machine (in its snapshots' keys)."""
+    return f"{image_build_id}+disk {image_build(disk)}"
+
+
 def build_of(meta: dict[str, Any], stamp: bool) -> str:
     """Which build of its key an image is, from its meta (pure): its build id, kept by an import (unlike the
     ``created`` stamp). An image without one (built before build ids, or outside the store): with ``stamp``

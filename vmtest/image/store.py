@@ -154,7 +154,10 @@ class ImageStore:
             spec,
             self.logger,
         )
-        return dataclasses.replace(image, key=key, disk=disk, disk_mib=mib)
+        # (a snapshot of a boot-loader machine is an overlay on this very disk: another build of its key is
+        # another disk, its file systems' and partitions' ids drawn anew)
+        build = bootdisk.disk_build_id(image.build_id, disk)
+        return dataclasses.replace(image, key=key, disk=disk, disk_mib=mib, build_id=build)
 
     def _image(self, config: MachineConfig, rebuild: bool = False) -> BootImage:
         kernel = self.kernel()

@@ -13,11 +13,10 @@ the test network's set-up (``image.network_setup`` runs after every restore,
 as after a boot: the save comes before it). QEMU gives the guest a new
 ``vmgenid`` GUID at every start, so Linux reseeds its RNG.
 
-A machine of vmtest's image that boots through its firmware and boot loader
-(``use_boot_loader``) never restores: that boot is why such a machine is
-chosen. A foreign machine is chosen for what is on its disk, so it restores
-although its cold start boots through firmware; a test that is about that
-boot says ``snapshots=False`` (marker, ``Machine`` or ``vm_factory``).
+A foreign machine restores although its cold start boots through firmware
+(as a machine of vmtest's image with ``use_boot_loader`` does); a test that
+is about that boot says ``snapshots=False`` (marker, ``Machine`` or
+``vm_factory``).
 
 The key: the machine's QEMU command line with its per-run parts as
 placeholders, the image files' identities (absolute path, size and

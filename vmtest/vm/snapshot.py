@@ -197,8 +197,10 @@ def ineligible(name: str, config: MachineConfig, paths: MachinePaths, efi_vars: 
         return why
     if virt.bios is not None:
         return "it boots alternate firmware (bios): a restore would skip it"
-    if not virt.direct_boot:
-        return "it boots through its firmware and boot loader (use_boot_loader): a restore would skip them"
+    if config.boot_loader_timeout:
+        return "it shows GRUB's menu (boot_loader_timeout): a restore would skip the menu"
+    if not virt.direct_boot and not virt.install_boot_loader:
+        return "its bootable disk has no boot loader (install_boot_loader=False): it boots nothing by itself"
     return existing_state(root_disk(name, config, paths), efi_vars, paths if virt.tpm.enable else None)
 
 
