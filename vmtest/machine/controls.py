@@ -9,7 +9,7 @@ from typing import Any
 
 from vmtest.core.errors import MachineError, Timeout
 from vmtest.machine.part import Lifecycle
-from vmtest.vm.agent import AgentError, GuestAgent
+from vmtest.vm.agent import AgentError
 
 
 class Controls:
@@ -61,10 +61,10 @@ class Controls:
         with self.vm.nested(f"guest agent: {command}"):
             if not self.vm.config.virtualisation.qemu.guest_agent:
                 raise MachineError(self.vm.name, f"guest agent {command}", "virtualisation.qemu.guest_agent is off")
-            self.vm.monitor()  # the machine runs
+            agent = self.vm.agent()  # (the machine runs)
             start = time.monotonic()
             try:
-                return GuestAgent(self.vm.paths.agent).call(command, timeout, **arguments)
+                return agent.call(command, timeout, **arguments)
             except AgentError as exc:
                 raise MachineError(
                     self.vm.name,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
 from vmtest.image import BootImage, ImageStore
+from vmtest.vm.agent import GuestAgent
 from vmtest.vm.backdoor import Result
 from vmtest.vm.channels import Console, Monitor, NetworkAttachment
 from vmtest.vm.paths import MachinePaths
@@ -42,5 +43,7 @@ class Lifecycle(Protocol):
     def monitor(self) -> Monitor: ...
 
     def console(self) -> Console: ...
+
+    def agent(self) -> GuestAgent: ...
 
     def run(self, command: str, timeout: float) -> Result: ...

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from vmtest.vm.agent import GuestAgent
 from vmtest.vm.backdoor import Result
 from vmtest.vm.paths import MachinePaths
 
@@ -82,11 +83,14 @@ class Channels:
     monitor: Monitor
     console: Console
     shell: Shell
+    agent: GuestAgent | None = None  # the guest agent's held connection (virtualisation.qemu.guest_agent)
 
     def close(self) -> None:
         self.shell.close()
         self.monitor.close()
         self.console.detach()
+        if self.agent is not None:
+            self.agent.close()
 
 
 class ChannelError(Exception):

@@ -30,7 +30,7 @@ from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
 from vmtest.vm.disks import check_host, empty_disks, qemu_img
 from vmtest.vm.paths import MachinePaths, root_disk
-from vmtest.vm.qemu_backend import connect_unix, open_monitor
+from vmtest.vm.qemu_backend import connect_unix, hold_agent, open_monitor
 from vmtest.vm.serialshell import Login, LoginFailed, SerialShell
 from vmtest.vm.start import Boots, Starting, set_up, setup_failed
 
@@ -264,7 +264,9 @@ class ForeignBackend:
             shell = NoShell(name)
         try:
             console.attach(connect_unix(paths.serial, alive))
+            agent = hold_agent(paths, alive)
         except ChannelError:
             monitor.close()
+            console.detach()
             raise
-        return Channels(monitor, console, shell)
+        return Channels(monitor, console, shell, agent)

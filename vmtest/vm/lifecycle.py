@@ -26,6 +26,7 @@ from vmtest.core.errors import MachineError, VmtestError
 from vmtest.core.log import get_logger, log, nested
 from vmtest.image import BootImage, ImageStore
 from vmtest.vm import failures, translations
+from vmtest.vm.agent import GuestAgent
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, GuestCrashed, Result
 from vmtest.vm.channels import (
     CONSOLE_TAIL,
@@ -307,6 +308,12 @@ class VM:
     def console(self) -> Console:
         """The serial console; launches the machine if it is not running."""
         return self._launched("using the serial console").console
+
+    def agent(self) -> GuestAgent:
+        """The guest agent over the connection held since the launch (a new connection per call when there is
+        none); launches the machine if it is not running."""
+        channels = self._launched("talking to the guest agent")
+        return channels.agent or GuestAgent(self.paths.agent)
 
     def _launched(self, action: str) -> Channels:
         if self.state in (State.CREATED, State.STOPPED):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vmtest.core.proc import kill_group, spawn
 from vmtest.vm import crash
+from vmtest.vm.agent import GuestAgent
 from vmtest.vm.backdoor import Backdoor
 from vmtest.vm.channels import ChannelError, Channels, Process
 from vmtest.vm.console import SerialConsole
@@ -89,6 +90,14 @@ def await_greeting(path: Path, alive: Callable[[], bool], timeout: float = SOCKE
                 )
 
 
+def hold_agent(paths: MachinePaths, alive: Callable[[], bool]) -> GuestAgent | None:
+    """A connection to the guest agent's port held for the machine's life, when it has one (QEMU made its
+    socket: ``virtualisation.qemu.guest_agent``); see :mod:`vmtest.vm.agent` for why."""
+    if not paths.agent.exists():
+        return None
+    return GuestAgent.hold(paths.agent, connect_unix(paths.agent, alive))
+
+
 class QemuBackend:
     def spawn(self, argv: Sequence[str], output: Path, logger: logging.Logger, stdin: Path | None = None) -> Process:
         return QemuProcess(spawn(argv, logger=logger, stdout=output, stdin_file=stdin))
@@ -101,11 +110,12 @@ class QemuBackend:
         try:
             console.attach(connect_unix(paths.serial, alive))
             shell = Backdoor(name, connect_unix(paths.shell, alive), logger, crash_watch=lambda: crash.watcher(console))
+            agent = hold_agent(paths, alive)
         except ChannelError:
             monitor.close()
             console.detach()
             raise
-        return Channels(monitor, console, shell)
+        return Channels(monitor, console, shell, agent)
 
 
 def open_monitor(
