@@ -179,3 +179,27 @@ def test_export_to_a_directory_writes_one_archive_per_entry(
     target = Cache(tmp_path / "target")
     installed = read_archive(target, single, LOG)
     assert [(o.kind, o.key) for o in installed] == [("kernels", "k1"), ("images", "i1"), ("snapshots", "s1")]
+
+
+def test_export_takes_the_snapshots_the_selected_tests_last_used(source: Cache) -> None:
+    """With the plugin's record of which snapshot each test's machine restored or saved, an export takes those
+    and leaves out older snapshots of the same machine (another config, another vmtest); a machine none of
+    whose selected tests has a record gets every snapshot of its name on its image."""
+    from vmtest import MachineConfig
+    from vmtest.cli.cachecmd import used_snapshots
+    from vmtest.image.selection import ImageNeed
+
+    for key, machine in (("s1-older", "m"), ("n1", "n"), ("n1-older", "n")):
+        fill(source, "snapshots", key, {"state": b"x"}, {"image_key": "i1", "qemu": "A", "machine": machine})
+    fill(source, "snapshots", "m-on-i2", {"state": b"x"}, {"image_key": "i2", "qemu": "A", "machine": "m"})
+    needs = [ImageNeed("i1", MachineConfig(), ["a.py::t1::m", "a.py::t2::m", "b.py::t::n"])]
+    assert sorted(used_snapshots(source, needs)) == ["n1", "n1-older", "s1", "s1-older"]  # nothing recorded yet
+
+    source.record_snapshot_users({"a.py::t1::m": "s1", "gone.py::t::m": "deleted-since"})
+    assert source.snapshot_users() == {"a.py::t1::m": "s1"}  # (records of snapshots no longer here: dropped)
+    assert sorted(used_snapshots(source, needs)) == ["n1", "n1-older", "s1"]
+    source.record_snapshot_users({"b.py::t::n": "n1"})
+    assert sorted(used_snapshots(source, needs)) == ["n1", "s1"]
+    # a record of a snapshot on another image than the test's (its config changed since): not taken
+    source.record_snapshot_users({"a.py::t1::m": "m-on-i2"})
+    assert sorted(used_snapshots(source, needs)) == ["n1"]

@@ -2,7 +2,7 @@
 
 ``key`` prints one hash of every image the selected tests need (for a CI
 cache key), ``export`` writes those entries (images, their kernel, the booted
-snapshots of the selected machines on them) into one archive, ``import`` installs an archive's
+snapshots the selected tests' machines used) into one archive, ``import`` installs an archive's
 entries into the local cache, verified, one complete entry at a time.
 """
 
@@ -75,9 +75,8 @@ def output_path(value: str) -> Path:
 
 def selected_entries(cache: Cache, needs: list[ImageNeed], snapshots: bool = True) -> list[tuple[str, str]]:
     """(kind, key) of the kernel(s) the images use, the images, and (with ``snapshots``) the booted
-    snapshots the selected tests can restore, in that order (an importer installs images before their
-    snapshots). A snapshot is of one machine name on one image (the name is in its key, through the
-    guest's identity): those of other machines on the same images stay out of the export."""
+    snapshots the selected tests' machines used (:func:`used_snapshots`), in that order (an importer installs
+    images before their snapshots)."""
     image_keys = [n.key for n in needs]
     kernels: list[str] = []
     for key in image_keys:
@@ -88,12 +87,25 @@ def selected_entries(cache: Cache, needs: list[ImageNeed], snapshots: bool = Tru
             kernels.append(kernel_key)
     out = [("kernels", k) for k in kernels] + [("images", k) for k in image_keys]
     if snapshots:
-        wanted = {(n.key, user.rsplit("::", 1)[-1]) for n in needs for user in n.users}
-        out += [
-            ("snapshots", e.key)
-            for e in cache.entries()
-            if e.kind == "snapshots" and (e.meta.get("image_key"), e.meta.get("machine")) in wanted
-        ]
+        out += [("snapshots", key) for key in used_snapshots(cache, needs)]
+    return out
+
+
+def used_snapshots(cache: Cache, needs: list[ImageNeed]) -> list[str]:
+    """The keys of the booted snapshots the selected tests' machines (``needs``' users) restored or saved in
+    their last run on this cache (:mod:`vmtest.plugin.snapshotusers`). For a machine (an image and a node
+    name) none of whose selected tests has such a record (no run recorded since): every snapshot of that
+    name on that image, the older ones of other configurations or vmtest versions too."""
+    records = cache.snapshot_users()
+    machine_of = {user: (n.key, user.rsplit("::", 1)[-1]) for n in needs for user in n.users}
+    recorded = {records[user] for user in machine_of if user in records}
+    machines = set(machine_of.values())
+    unrecorded = machines - {machine_of[user] for user in machine_of if user in records}
+    out = []
+    for entry in cache.entries():
+        machine = (entry.meta.get("image_key"), entry.meta.get("machine"))
+        if entry.kind == "snapshots" and (machine in unrecorded or (entry.key in recorded and machine in machines)):
+            out.append(entry.key)
     return out
 
 

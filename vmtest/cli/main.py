@@ -273,8 +273,8 @@ def _add_transport_commands(csub: Subparsers) -> None:
         csub,
         "export",
         cmd_cache_export,
-        "write the images the tests in PATHS need, their kernel and the booted snapshots of the tests' "
-        "machines on them into one archive (FILE.tar.zst: zstd, else xz)",
+        "write the images the tests in PATHS need, their kernel and the booted snapshots the tests' "
+        "machines used in their last run here into one archive (FILE.tar.zst: zstd, else xz)",
     )
     add_selection_arguments(e)
     e.add_argument(

@@ -12,6 +12,7 @@ Layout under the cache directory (its owner passes it in: the run setting
     accel.json        the accelerator probe's verdict for this host
     apt-names.txt     every package name the host's apt lists know (kept while the lists stay the same)
     apt-kernel.json   the kernel package apt picks for linux-image-amd64 (kept while lists and pins stay)
+    snapshot-users.json  the snapshot each test's machine ("<test id>::<node>") last restored or saved
     refs/<hash>.json  a kept disk outside the cache and the entries it is an overlay on (kept by gc)
     tmp/<kind>-<key>.<random>/   builds in progress
     locks/<kind>-<key>.lock      one flock per key
@@ -172,6 +173,33 @@ class Cache:
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
+
+    @property
+    def _snapshot_users(self) -> Path:
+        return self.root / "snapshot-users.json"
+
+    def snapshot_users(self) -> dict[str, str]:
+        """The booted snapshot each test's machine (``"<test id>::<node>"``) last restored or saved in this
+        cache, as recorded by the pytest plugin ({} when nothing was)."""
+        try:
+            data = json.loads(self._snapshot_users.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def record_snapshot_users(self, used: dict[str, str]) -> None:
+        """Add ``used`` (``"<test id>::<node>"`` -> snapshot key) to :meth:`snapshot_users` (one writer at a
+        time; the file is replaced whole). Records of snapshots no longer in the cache are dropped."""
+        if not used:
+            return
+        with self._lock_file("snapshot-users") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            merged = {**self.snapshot_users(), **used}
+            present = {path.name for path in (self.root / "snapshots").glob("*")}
+            merged = {user: key for user, key in sorted(merged.items()) if key in present}
+            tmp = self._snapshot_users.with_name(f".snapshot-users.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(merged, indent=1) + "\n")
+            os.replace(tmp, self._snapshot_users)
 
     def lookup(self, kind: str, key: str) -> Path | None:
         """The entry's directory if it is complete (and mark it used), else None."""

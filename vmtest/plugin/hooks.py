@@ -34,7 +34,17 @@ from vmtest.core.proc import supervise_children
 from vmtest.core.statedirs import sweep_leftovers
 from vmtest.machine.machine import Machine
 from vmtest.machine.video import find_ffmpeg
-from vmtest.plugin import fixtures, htmlreport, interactive, nixos_globals, progress, recording, split, timelines
+from vmtest.plugin import (
+    fixtures,
+    htmlreport,
+    interactive,
+    nixos_globals,
+    progress,
+    recording,
+    snapshotusers,
+    split,
+    timelines,
+)
 from vmtest.plugin.debughook import pause
 from vmtest.plugin.fixtures import DRIVERS_KEY, STORE_KEY, output_dir
 from vmtest.plugin.frames import hide_vmtest_frames
@@ -99,9 +109,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 def pytest_sessionfinish(session: pytest.Session) -> None:
     supervise_children(False)
     config = session.config
+    run = settings(config)
+    snapshotusers.write(config, Cache(run.cache_dir))
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller trims once, after every worker
-    run = settings(config)
     start = config.stash.get(SESSION_START_KEY, time.time())
     used_since = min(start, time.time() - TRIM_GRACE)
     config.stash[TRIMMED_KEY] = Cache(run.cache_dir).trim(run.cache_max_size, used_since)
@@ -163,6 +174,8 @@ def pytest_runtest_makereport(
     report = outcome.get_result()
     videos = recording.finish(item) if report.when == "call" or report.failed else {}
     watch = item.stash.get(DRIVERS_KEY, None)
+    if report.when == "call" and watch is not None:
+        snapshotusers.note(item, watch.drivers)
     base = htmlreport.report_dir(item.config)
     if report.when != "call" or not report.failed or watch is None or not watch.drivers:
         if videos:

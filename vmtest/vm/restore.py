@@ -259,6 +259,14 @@ def identity(vm: Starting) -> str:
     return text
 
 
+def used_snapshot(path: StartPath) -> str | None:
+    """The key of the booted snapshot a launch restored or saved (``path``: its start path; None: neither)."""
+    if isinstance(path, Restore):
+        return path.snapshot.key
+    saved = getattr(path, "saved", None)  # (SaveSnapshot, and the foreign machines' save)
+    return saved.key if isinstance(saved, snap.Snapshot) else None
+
+
 @dataclass(frozen=True)
 class Kind:
     """The start paths of one kind of machine (vmtest's own image, a foreign one) around its snapshot."""
