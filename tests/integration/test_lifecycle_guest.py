@@ -32,6 +32,9 @@ def test_guest_reboot_ends_qemu_unless_allow_reboot(vm_factory):
     vm.wait_for_shutdown(timeout=180)
     assert vm.state is State.STOPPED and not vm.is_running()
 
+    # Reboots allowed, on a machine of its own: started from its booted snapshot, where this one would boot
+    # from its disk again (that restart: test_states_through_boot_shutdown_and_lazy_restart).
+    vm = vm_factory("rebooter2", MachineConfig())
     vm.start(allow_reboot=True)
     boot_id = vm.succeed("cat /proc/sys/kernel/random/boot_id")
     pid = vm.pid
