@@ -319,11 +319,16 @@ def installer(request: pytest.FixtureRequest, vm_image_store) -> tuple[Path, Pat
 
 
 def test_installer_screens(installer: tuple[Path, Path], vm_image_store, tmp_path_factory) -> None:
-    """The installer (no disk, no shell) on vmtest's screen: its first screen read by OCR, a key moves on."""
+    """The installer (no disk, no shell) on vmtest's screen: its first screen read by OCR, a key moves on.
+
+    ``nomodeset``: the installer on the VGA text console (80x25), as on a machine without a usable framebuffer,
+    instead of its framebuffer terminal on bochs-drm (1024x768): the same screens, reached in 20.8 s instead of
+    27.9 s on a quiet host (drawing the framebuffer is emulated code); vmtest's own framebuffer console is read
+    by the screen tests."""
     kernel, initrd = installer
     config = MachineConfig(
         image={"kernel": str(kernel), "initrd": str(initrd), "shell": "none"},
-        kernel_params="priority=high",
+        kernel_params="priority=high nomodeset",
         virtualisation={"memory_size": 1024},
     )
     with Machine("installer", config, store=vm_image_store, state_dir=tmp_path_factory.mktemp("di")) as machine:
