@@ -54,3 +54,23 @@ def test_no_bound_keeps_everything(tmp_path: Path) -> None:
     proc = pytest_run(tmp_path, VMTEST_CACHE_MAX_SIZE="none")
     assert "1 passed" in proc.stdout and "over its bound" not in proc.stdout, proc.stdout + proc.stderr
     assert [e.key for e in cache.entries()] == ["i"]
+
+
+def test_a_session_inside_another_session_on_the_cache_leaves_the_trim_to_it(tmp_path: Path) -> None:
+    """A test suite that runs pytest on its own cache: the inner session must not trim what the outer one
+    (still running, holding its mark) may be about to open; the outer one trims at its end."""
+    cache = Cache(tmp_path / "cache")
+    entry(cache, "kernels", "k", {}, 100_000, 3)
+    entry(cache, "images", "i", {"kernel_key": "k"}, 400_000, 2)
+    entry(cache, "snapshots", "old", {"image_key": "i"}, 300_000, 5)
+    entry(cache, "snapshots", "newer", {"image_key": "i"}, 300_000, 1)
+    outer = cache.join_sessions()
+    try:
+        proc = pytest_run(tmp_path, "--vm-cache-max-size=900K")
+        assert "1 passed" in proc.stdout and "over its bound" not in proc.stdout, proc.stdout + proc.stderr
+        assert len(cache.entries()) == 4
+    finally:
+        outer.close()
+    proc = pytest_run(tmp_path, "--vm-cache-max-size=900K")  # alone now: it trims
+    assert "removed 1 entry" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(e.key for e in cache.entries()) == ["i", "k", "newer"]

@@ -91,8 +91,9 @@ class Settings:
     cache_max_size: int = option(20 << 30, byte_size, **conventional_names("cache_max_size"), default_text="20G")
     """Bound on the cache's size (images, kernels, booted snapshots, bootable disks): at the end of a pytest session,
     entries this session did not use go, least recently used first (snapshots and bootable disks before images, kernels
-    last), until the cache fits. A size with a binary unit (20G, 512M); 0 or none: no bound. 'vmtest cache gc
-    --max-size' does the same by hand."""
+    last), until the cache fits; a session that ends while another pytest session uses the cache leaves that to the
+    last one. A size with a binary unit (20G, 512M); 0 or none: no bound. 'vmtest cache gc --max-size' does the same
+    by hand."""
     output_dir: Path = option(
         Path("vmtest-output"), host_path, **conventional_names("output_dir"), default_text="./vmtest-output"
     )

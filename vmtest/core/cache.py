@@ -16,6 +16,7 @@ Layout under the cache directory (its owner passes it in: the run setting
     refs/<hash>.json  a kept disk outside the cache and the entries it is an overlay on (kept by gc)
     tmp/<kind>-<key>.<random>/   builds in progress
     locks/<kind>-<key>.lock      one flock per key
+    locks/sessions.lock          shared-locked by every pytest session using the cache (Cache.join_sessions)
 
 An entry is built in ``tmp/`` and renamed into place only when finished, so a
 killed build never leaves something that looks complete. Builders of the
@@ -359,6 +360,25 @@ class Cache:
         needed = keptdisks.needed(self.refs)
         kept = {(e.kind, e.key) for e in entries if any(f.is_relative_to(e.path) for f in needed)}
         return kept | {("images", str(e.meta.get("image_key"))) for e in entries if (e.kind, e.key) in kept}
+
+    def join_sessions(self) -> IO[str]:
+        """Mark a pytest session as using this cache until the returned file is closed (a shared lock on
+        ``locks/sessions.lock``): :meth:`alone` tells a session whether another one is still running."""
+        fh = self._lock_file("sessions")
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        return fh
+
+    @staticmethod
+    def alone(session: IO[str]) -> bool:
+        """Whether no other session (:meth:`join_sessions`) uses the cache now: then this one may trim it (an
+        enclosing session, e.g. a test suite that runs pytest on the same cache, trims at its own end, and
+        another running session may be about to open what it has not used yet). Call it at the very end: the
+        session's own mark may be gone after it."""
+        try:
+            fcntl.flock(session, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def trim(self, max_bytes: int, used_since: float) -> list[tuple[str, int]]:
         """Remove entries until the cache holds at most ``max_bytes`` (0: no bound); returns (entry, bytes)

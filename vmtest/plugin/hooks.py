@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Generator
+from typing import IO
 
 import pluggy
 import pytest
@@ -74,12 +75,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 SESSION_START_KEY = pytest.StashKey[float]()
+SESSION_MARK_KEY = pytest.StashKey[IO[str]]()  # Cache.join_sessions: this session uses the cache
 TRIMMED_KEY = pytest.StashKey["list[tuple[str, int]]"]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[SESSION_START_KEY] = time.time()
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    try:
+        session.config.stash[SESSION_MARK_KEY] = Cache(run.cache_dir).join_sessions()
+    except OSError:
+        pass  # (a cache that cannot be written: nothing will be trimmed either)
     split_junit_subtests(session.config)
     progress.install(session.config)  # (here: pytest's terminal reporter exists by now)
     sweep_leftovers(Cache(run.cache_dir), get_logger("leftovers"))
@@ -111,11 +117,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     run = settings(config)
     snapshotusers.write(config, Cache(run.cache_dir))
-    if hasattr(config, "workerinput"):
-        return  # an xdist worker: the controller trims once, after every worker
-    start = config.stash.get(SESSION_START_KEY, time.time())
-    used_since = min(start, time.time() - TRIM_GRACE)
-    config.stash[TRIMMED_KEY] = Cache(run.cache_dir).trim(run.cache_max_size, used_since)
+    mark = config.stash.get(SESSION_MARK_KEY, None)
+    try:
+        if hasattr(config, "workerinput"):
+            return  # an xdist worker: the controller trims once, after every worker
+        if mark is not None and not Cache.alone(mark):
+            # another session on this cache runs on (one that started this one, say: a test suite running
+            # pytest on its own cache): it trims at its end; this one could remove what it is about to open
+            get_logger("cache").debug("another pytest session uses the cache: not trimming it")
+            return
+        start = config.stash.get(SESSION_START_KEY, time.time())
+        used_since = min(start, time.time() - TRIM_GRACE)
+        config.stash[TRIMMED_KEY] = Cache(run.cache_dir).trim(run.cache_max_size, used_since)
+    finally:
+        if mark is not None:
+            mark.close()
 
 
 KEEP_KEY = pytest.StashKey[bool]()
