@@ -417,27 +417,26 @@ class Cache:
                 key=lambda e: e.last_used,
             )
 
+        def drop_with_what_is_made_of(base: Entry) -> None:
+            """Drop ``base`` and the entries made of it (an image's or bootable disk's snapshots and disks), unless
+            one of those is this session's or kept: then all of them stay."""
+            if (base.kind, base.key) in gone:
+                return  # (a snapshot that went with its bootable disk)
+            made_of = [e for e in _made_of(entries, base.key) if (e.kind, e.key) not in gone]
+            if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
+                return
+            for entry in made_of:
+                drop(entry)
+            drop(base)
+
         for entry in candidates("snapshots", "bootdisks", "layers"):
             if total <= max_bytes:
                 return removed
-            if (entry.kind, entry.key) in gone:
-                continue
-            if entry.kind == "bootdisks":
-                made_of = [e for e in _made_of(entries, entry.key) if (e.kind, e.key) not in gone]
-                if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
-                    continue  # a snapshot on it is this session's or kept: the disk stays with it
-                for snapshot in made_of:  # overlays on it
-                    drop(snapshot)
-            drop(entry)
+            drop_with_what_is_made_of(entry)
         for image in candidates("images"):
             if total <= max_bytes:
                 return removed
-            made_of = [e for e in _made_of(entries, image.key) if (e.kind, e.key) not in gone]
-            if any((e.kind, e.key) in kept or e.last_used >= used_since for e in made_of):
-                continue  # a snapshot of it is this session's or kept: the image stays with it
-            for entry in made_of:
-                drop(entry)
-            drop(image)
+            drop_with_what_is_made_of(image)
         in_use = {e.meta.get("kernel_key") for e in entries if e.kind == "images" and ("images", e.key) not in gone}
         for kernel in candidates("kernels"):
             if total <= max_bytes:
