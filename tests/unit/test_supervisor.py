@@ -24,15 +24,15 @@ proc.supervise_children(True)
 out = Path(sys.argv[1])
 p = proc.spawn(["sleep", "600"], logger=logging.getLogger("t"), stdout=out)
 print(p.pid, flush=True)
-time.sleep(0.5)
+time.sleep(float(sys.argv[4]))
 if sys.argv[2] != "-":
     keep.write_ticket(out, time.time() + float(sys.argv[2]), [sys.argv[3]])
 """
 
 
-def _run(tmp_path: Path, keep_for: str, remove: Path | None = None) -> int:
+def _run(tmp_path: Path, keep_for: str, remove: Path | None = None, pause: float = 0.5) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", RUN, str(tmp_path / "child.log"), keep_for, str(remove or "")],
+        [sys.executable, "-c", RUN, str(tmp_path / "child.log"), keep_for, str(remove or ""), str(pause)],
         capture_output=True,
         text=True,
         check=True,
@@ -74,6 +74,21 @@ def test_a_ticket_keeps_the_child_until_its_deadline_then_removes_its_paths(tmp_
         assert _children_of(pid), "the supervisor has no child"
         assert _gone(pid, 15), "the kept child outlived its deadline"
         assert not state.exists()
+    finally:
+        if keep.is_supervisor(pid):
+            os.killpg(pid, 9)
+
+
+def test_a_run_that_ends_before_its_supervisor_is_up_still_keeps_a_ticketed_child(tmp_path: Path) -> None:
+    # The run writes the ticket at once and exits while the supervisor's interpreter is still starting (a loaded CI
+    # host: the supervisor found its parent gone and ended the child without looking at the ticket).
+    state = tmp_path / "state"
+    state.mkdir()
+    pid = _run(tmp_path, "30", state, pause=0)
+    try:
+        time.sleep(1)
+        assert keep.is_supervisor(pid), "the ticketed child died because its run ended first"
+        assert _children_of(pid), "the supervisor has no child"
     finally:
         if keep.is_supervisor(pid):
             os.killpg(pid, 9)

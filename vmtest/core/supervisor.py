@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, lambda *_: end(read_ticket(ticket)))
     signal.signal(signal.SIGUSR1, lambda *_: None)  # the parent died: the loop looks at once
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
-    if os.getppid() != parent:
+    if os.getppid() != parent and read_ticket(ticket) is None:  # gone before we got here, without keeping us
         end(None)
     read_end, write_end = os.pipe() if stdin_pipe else (-1, -1)  # a stdin that never ends (vde_switch)
     me = os.getpid()
