@@ -16,6 +16,7 @@ import pexpect
 import pytest
 
 from tests.integration.conftest import PYTEST, REPO
+from vmtest.core.proc import SUPERVISOR
 
 pytestmark = pytest.mark.integration
 # the guest's bash prompt on the attach console (root@<host name>:<dir># )
@@ -69,7 +70,7 @@ def group(pgid: int, mentioning: str = "") -> set[int]:
     """The live members of process group ``pgid`` whose command line contains ``mentioning`` (not the
     supervisor leading it, whose command line holds its child's)."""
     members = {p for p, (_, g) in _live().items() if g == pgid}
-    return {p for p in members if mentioning in _cmdline(p) and "vmtest.core.supervisor" not in _cmdline(p)}
+    return {p for p in members if mentioning in _cmdline(p) and SUPERVISOR not in _cmdline(p)}
 
 
 def _cmdline(pid: int) -> str:
@@ -273,7 +274,7 @@ def test_keep_on_failure_a_killed_run_leaves_nothing(tmp_path):
     try:
         run.expect_exact("VM-UP", timeout=900)
         ours = descendants(run.pid)
-        assert len({p for p in ours if "vmtest.core.supervisor" in _cmdline(p)}) == 1
+        assert len({p for p in ours if SUPERVISOR in _cmdline(p)}) == 1
         assert len({p for p in ours if _cmdline(p).startswith("qemu-system")}) == 1
         os.kill(run.pid, signal.SIGKILL)
         run.expect(pexpect.EOF, timeout=30)

@@ -1,4 +1,4 @@
-"""``python -m vmtest.core.supervisor PARENT TICKET [--stdin-pipe] -- ARGV...``: a long-running child that
+"""``python -I -S .../vmtest/core/supervisor.py PARENT TICKET [--stdin-pipe] -- ARGV...``: a long-running child that
 may outlive its test run on purpose, and never its time limit.
 
 With ``--vm-keep-on-failure`` every QEMU and vde_switch is started through this supervisor instead of
@@ -71,7 +71,7 @@ def end(ticket: dict[str, object] | None) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 4 or "--" not in argv:
-        print("usage: python -m vmtest.core.supervisor PARENT TICKET [--stdin-pipe] -- ARGV...", file=sys.stderr)
+        print("usage: python -I -S supervisor.py PARENT TICKET [--stdin-pipe] -- ARGV...", file=sys.stderr)
         return 2
     split = argv.index("--")
     parent, ticket = int(argv[0]), Path(argv[1])

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vmtest.core.errors import ConfigError
-from vmtest.core.proc import keep_ticket
+from vmtest.core.proc import SUPERVISOR, keep_ticket
 from vmtest.core.supervisor import remove_paths
 
 
@@ -62,7 +62,7 @@ def register(root: Path, kept: Kept) -> Path:
 def is_supervisor(pid: int) -> bool:
     """True while ``pid`` is a live vmtest supervisor (not a recycled pid)."""
     try:
-        return b"vmtest.core.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return SUPERVISOR.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
