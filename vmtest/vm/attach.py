@@ -1,7 +1,7 @@
 """A person's terminal joined to a guest: ``vmtest attach``, ``shell_interact()``, ``console_interact()``.
 
-The root shell for people runs on the guest's virtio console (``/dev/hvc0``, an autologin
-``agetty`` from ``vmtest-attach.service``); QEMU serves it on ``attach.sock`` in the machine's state
+The root shell for people runs on the guest's virtio console (``/dev/hvc0``, a login shell that
+``vmtest-attach.service`` starts on it); QEMU serves it on ``attach.sock`` in the machine's state
 directory. It is not the backdoor (a virtio serial port), so a shell left open never blocks the
 test's commands.
 :func:`pump` copies this terminal's keys to the guest and the guest's output to this terminal (raw
