@@ -304,6 +304,9 @@ def test_foreign_vlan(two_foreign_and_one_vmtest: Driver) -> None:
     assert b.succeed("cat /sys/class/net/eth0/address").strip() == "52:54:00:12:01:02"
     b.succeed("ip addr add 192.168.1.2/24 dev eth0 && ip link set eth0 up")
     assert "192.168.1.1/24" in a.succeed("ip -4 addr show eth1")  # network_setup: vmtest's names and addresses
+    # start_all() does not wait for the guests: c boots cold when its snapshot is missing (a new image), and a
+    # ping then found nobody at c's address yet
+    c.wait_for_unit("vmtest-setup.service")
     a.succeed("ping -c 1 -W 10 c", "ping -c 1 -W 10 192.168.1.2")  # /etc/hosts names every node
     b.succeed("ping -c 1 -W 10 192.168.1.1", "ping -c 1 -W 10 192.168.1.3")
     # (c has busybox ping, no iputils; b has only the IPv4 address it gave itself, /etc/hosts names both)
