@@ -93,7 +93,15 @@ def pytest_wall(args: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - start
 
 
-def suite_wall(mode: str) -> float:
+class Rows(list[tuple[str, str, str]]):
+    """The table's rows; each is also printed (to stderr) as it is measured."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        print("  ".join(part for part in row if part), file=sys.stderr, flush=True)
+        super().append(row)
+
+
+def suite_wall(mode: str) -> tuple[float, str]:
     """The README's test command (``./run tests``: its xdist workers, the venv check first) with snapshots
     ``mode``; its log goes to ``benchmarks/suite-snapshots-<mode>.log``."""
     log = REPO / "benchmarks" / f"suite-snapshots-{mode}.log"
@@ -102,9 +110,11 @@ def suite_wall(mode: str) -> float:
         proc = subprocess.run(
             ["bash", "./run", "tests", f"--vm-snapshots={mode}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
         )
-    if proc.returncode != 0:
-        sys.exit(f"./run tests --vm-snapshots={mode} failed (exit {proc.returncode}); see {log}")
-    return time.monotonic() - start
+    took = time.monotonic() - start
+    # With snapshots off the tests that assert restores and saves fail (expected): the time is still the
+    # suite's; its summary line says how it ended.
+    ended = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("=") and " in " in line]
+    return took, (ended[-1].strip("= ") if ended else f"exit status {proc.returncode}")
 
 
 def main() -> int:
@@ -117,7 +127,7 @@ def main() -> int:
     logging.getLogger().handlers[0].setLevel(logging.WARNING)  # vmtest's debug lines below go to PHASES only
     logging.getLogger("vmtest").setLevel(logging.DEBUG)
     logging.getLogger("vmtest").addHandler(PHASES)
-    rows: list[tuple[str, str, str]] = []
+    rows = Rows()
     store = ImageStore()
     config = MachineConfig(kernel_params=[f"vmtest.bench={uuid.uuid4().hex[:8]}"])  # a snapshot of its own
     store.get(config)
@@ -153,7 +163,7 @@ def main() -> int:
     )
     if args.suite:
         for mode in ("off", "on"):
-            t = suite_wall(mode)
+            t, ended = suite_wall(mode)
             rows.append(
                 (
                     f"whole suite (./run tests), snapshots {mode}",
@@ -161,6 +171,7 @@ def main() -> int:
                     "<= 10 min" if mode == "on" else "",
                 )
             )
+            rows.append((f"  ({ended})", "", ""))
     print_table(rows, "booted snapshots")
     return 0
 
