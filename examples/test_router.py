@@ -25,6 +25,9 @@ def test_router(vms, client, router, server):
     vms.start_all()
     client.succeed("ip route add 192.168.2.0/24 via 192.168.1.2")
     server.succeed("ip route add 192.168.1.0/24 via 192.168.2.2")
+    # sysctl.d is applied by systemd-sysctl.service, which a cold boot (--vm-snapshots=off) may not have run yet
+    # when the backdoor answers; a machine restored from its snapshot has it done
+    router.wait_for_unit("systemd-sysctl.service")
     assert router.succeed("sysctl -n net.ipv4.ip_forward").strip() == "1"
     server.wait_for_unit("nginx.service")
     server.wait_for_open_port(80)
