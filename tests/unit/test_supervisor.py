@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from vmtest.core import supervisor
 from vmtest.core.proc import keep_ticket
 from vmtest.vm import keep
 
@@ -92,6 +94,28 @@ def test_a_run_that_ends_before_its_supervisor_is_up_still_keeps_a_ticketed_chil
     finally:
         if keep.is_supervisor(pid):
             os.killpg(pid, 9)
+
+
+def test_a_supervisor_of_another_vmtest_install_is_recognised(tmp_path: Path) -> None:
+    # The registry of kept machines is in the shared cache: `vmtest ps` of one checkout must not take the live
+    # machines another checkout (or venv) kept for ended ones and remove their entries.
+    other = tmp_path / "elsewhere" / "vmtest" / "core" / "supervisor.py"
+    other.parent.mkdir(parents=True)
+    shutil.copy(supervisor.__file__, other)
+    ticket = tmp_path / "child.log.keep"
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(other), str(os.getpid()), str(ticket), "--", "sleep", "60"],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _children_of(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _children_of(child.pid), "the copied supervisor did not start its child"
+        assert keep.is_supervisor(child.pid)
+    finally:
+        os.killpg(child.pid, 9)
+        child.wait()
 
 
 def test_registry_lists_finds_and_kills(tmp_path: Path) -> None:

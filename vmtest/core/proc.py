@@ -219,6 +219,9 @@ _supervised = False
 # Run as a script, isolated and without site (-I -S): it imports the standard library only, and starting through
 # the vmtest package would import the whole public API first (0.23 s on a quiet host, over 0.5 s on a loaded one).
 SUPERVISOR = str(Path(supervisor.__file__).resolve())
+# How a supervisor shows in /proc/<pid>/cmdline wherever this vmtest is installed (the registry of kept machines is in
+# the cache, which every checkout and venv shares), and as vmtest started it before (-m vmtest.core.supervisor).
+SUPERVISOR_MARKS = (b"vmtest/core/supervisor.py", b"vmtest.core.supervisor")
 
 
 def supervise_children(on: bool) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vmtest.core.errors import ConfigError
-from vmtest.core.proc import SUPERVISOR, keep_ticket
+from vmtest.core.proc import SUPERVISOR_MARKS, keep_ticket
 from vmtest.core.supervisor import remove_paths
 
 
@@ -62,9 +62,10 @@ def register(root: Path, kept: Kept) -> Path:
 def is_supervisor(pid: int) -> bool:
     """True while ``pid`` is a live vmtest supervisor (not a recycled pid)."""
     try:
-        return SUPERVISOR.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return any(mark in cmdline for mark in SUPERVISOR_MARKS)
 
 
 def listing(root: Path) -> list[Kept]:
