@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 
 import pytest
@@ -102,3 +103,60 @@ def test_machine_without_graphics_boots(vm_factory):
     assert "ttyS0" in vm.succeed("cat /proc/cmdline")
     total_kib = int(vm.succeed("awk '/MemTotal/ {print $2}' /proc/meminfo"))
     assert 400_000 < total_kib <= 512 * 1024
+
+
+SKIPPABLE = "systemd-debug-generator systemd-rc-local-generator systemd-fstab-generator systemd-sysv-generator"
+STAGE1_LINE = "dmesg | grep 'vmtest-stage1: modules'"
+# Each generator stage 1 may skip, run by hand into an empty directory: what it generates (a line per file).
+RUN_GENERATORS = (
+    "for g in debug rc-local fstab sysv; do d=$(mktemp -d);"
+    " /lib/systemd/system-generators/systemd-$g-generator $d $d $d;"
+    ' (cd "$d" && find . -mindepth 1 | sort | sed "s|^[.]|$g |"); done'
+)
+LEGACY_SCRIPT = (
+    "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: legacy\n# Required-Start:\n# Required-Stop:\n"
+    "# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n### END INIT INFO\n"
+    'case "$1" in start) touch /run/legacy-started ;; esac\n'
+)
+
+
+def test_generators_skipped_by_stage1_had_nothing_to_generate_and_run_again_when_they_have(vm_factory):
+    """Stage 1 skips systemd's debug, rc-local, fstab and SysV generators for a boot in which they would generate
+    nothing (vmtest/image/guest/init): each one, run by hand in the booted guest, generates nothing but the
+    remount service stage 1 put in place of the fstab generator's; the masks are gone once the boot is done, so
+    that a daemon-reload runs them; after a reboot with an fstab entry, an rc.local and a SysV script they run at
+    boot and what they generate starts; a debug parameter on the command line keeps the debug generator.
+    systemd loads no kernel module itself on the way (stage 1 has loaded those it wants)."""
+    vm = vm_factory("gens", MachineConfig())
+    vm.wait_for_unit("multi-user.target")
+    assert f"skipped generators: {SKIPPABLE};" in vm.succeed(STAGE1_LINE)
+    assert "systemd[1]: Inserted module" not in vm.succeed("dmesg")
+    generated = vm.succeed(RUN_GENERATORS).splitlines()
+    assert generated == ["fstab /local-fs.target.wants", "fstab /local-fs.target.wants/systemd-remount-fs.service"]
+    assert "systemd-remount-fs.service" in vm.succeed("systemctl show -P Wants local-fs.target").split()
+    assert vm.succeed("systemctl show -P ActiveState systemd-remount-fs.service").strip() == "active"
+    vm.succeed("test ! -e /run/systemd/system-generators")
+
+    vm.succeed(
+        "mkdir /mnt/fstabtest && echo 'tmpfs /mnt/fstabtest tmpfs defaults 0 0' >> /etc/fstab",
+        "printf '#!/bin/sh\\ntouch /run/rc-local-ran\\n' > /etc/rc.local && chmod +x /etc/rc.local",
+        f"printf %s {shlex.quote(LEGACY_SCRIPT)} > /etc/init.d/legacy && chmod +x /etc/init.d/legacy",
+        "ln -s ../init.d/legacy /etc/rc3.d/S01legacy",
+        "systemctl daemon-reload",
+    )
+    assert (
+        vm.succeed("systemctl show -P FragmentPath legacy.service").strip()
+        == "/run/systemd/generator.late/legacy.service"
+    )
+    assert "rc-local.service" in vm.succeed("systemctl show -P Wants multi-user.target").split()
+    vm.succeed("systemctl start mnt-fstabtest.mount", "findmnt -n -o FSTYPE /mnt/fstabtest | grep -qx tmpfs")
+
+    vm.reboot()
+    vm.wait_for_unit("multi-user.target")
+    assert "skipped generators: systemd-debug-generator;" in vm.succeed(STAGE1_LINE)
+    vm.succeed("findmnt /mnt/fstabtest", "test -e /run/rc-local-ran", "test -e /run/legacy-started")
+
+    debug = vm_factory("gensdebug", MachineConfig(kernel_params=["systemd.mask=getty@tty6.service"]), snapshots=False)
+    skipped = SKIPPABLE.replace("systemd-debug-generator ", "")
+    assert f"skipped generators: {skipped};" in debug.succeed(STAGE1_LINE)
+    assert debug.execute("systemctl is-enabled getty@tty6.service", check_return=False)[1].strip() == "masked-runtime"

@@ -159,8 +159,21 @@ STAGE1_BASE_GROUP = "base"
 # group -> the modules stage 1 loads for it (each with its dependencies), in this order.
 STAGE1_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
     # Always: the PCI transport, the backdoor's port, the root's file system, the exchange directory,
-    # the per-run set-up's fw_cfg entries.
-    STAGE1_BASE_GROUP: ("virtio_pci", "virtio_console", "ext4", "9pnet_virtio", "9p", "qemu_fw_cfg"),
+    # the per-run set-up's fw_cfg entries; and the modules systemd itself loads first thing on every
+    # boot (autofs4, ip_tables, virtio_rng for the RNG device every machine has): systemd starts the
+    # kmod library only for a module that is not loaded yet, and under TCG that start, at the head of
+    # the boot's critical path, cost more than these small modules' loading here.
+    STAGE1_BASE_GROUP: (
+        "virtio_pci",
+        "virtio_console",
+        "ext4",
+        "9pnet_virtio",
+        "9p",
+        "qemu_fw_cfg",
+        "autofs4",
+        "ip_tables",
+        "virtio_rng",
+    ),
     # The module disk (always virtio-blk, whatever the disks' interface).
     "modules": ("virtio_blk",),
     # Disks, by qemu.disk_interface (root, empty disks and drives share the interface).

@@ -86,7 +86,8 @@ AFTER_BACKDOOR_DROP_IN = "[Unit]\n# vmtest: not needed before the first test com
 # hibernation, offline system updates, gettys on the kernel consoles (ttyS0 and hvc0 belong to
 # the driver; tty1-6 get theirs from getty.target as before) and the systemd.run= kernel parameter
 # (a test has the backdoor, `services` and `units`). Kept: fstab, rc.local, SysV scripts and
-# systemd.mask=/wants= on the kernel command line (debug). Masked like units: a link to
+# systemd.mask=/wants= on the kernel command line (debug); stage 1 skips each of these four for a
+# boot in which it would generate nothing (vmtest/image/guest/init). Masked like units: a link to
 # /dev/null in /etc/systemd/system-generators; an image that needs one removes the link in a
 # build command.
 MASKED_GENERATORS = (
@@ -169,6 +170,16 @@ def stage_overlay(config: MachineConfig, overlay: Path) -> None:
     # /tmp instead (vmtest/image/guest/init), before systemd starts; systemd only makes sure it exists.
     _write(
         overlay, "/etc/tmpfiles.d/tmp.conf", b"# vmtest: /tmp is emptied by stage 1\nd /tmp 1777 root root -\n", 0o644
+    )
+    # Stage 1 masks the generators that have nothing to generate for one boot (vmtest/image/guest/init);
+    # the masks go at the boot's systemd-tmpfiles-setup.service, so that a later daemon-reload (an fstab
+    # entry, a SysV script or an rc.local added by a test) runs every generator as usual.
+    _write(
+        overlay,
+        "/etc/tmpfiles.d/vmtest-generators.conf",
+        b"# vmtest: the generators stage 1 skipped for this boot run again at the next daemon-reload\n"
+        b"R! /run/systemd/system-generators\n",
+        0o644,
     )
     masks = overlay / "etc/systemd/system"
     for unit in MASKED_UNITS:
