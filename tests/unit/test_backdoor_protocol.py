@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import vmtest
+from vmtest.core.contract import CONSOLE_LOGLEVEL, SETUP_DONE
 from vmtest.vm.backdoor import (
     KILLED_STATUS,
     READY,
@@ -142,6 +143,8 @@ class Guest:
             "VMTEST_STATE_DIR": str(state_dir),
             "VMTEST_PORT": self.tty,
             "VMTEST_LOG_TTY": "/dev/null",
+            "VMTEST_SETUP_DONE": str(state_dir.parent / "setup.done"),
+            "VMTEST_PRINTK": str(state_dir.parent / "printk"),
         }
         self.proc = subprocess.Popen(
             [*(["nice", "-n", str(nice)] if nice else []), "bash", str(GUEST_SCRIPT)],
@@ -277,9 +280,27 @@ def ready(guest: Guest) -> str:
 
 
 def test_ready_banner(guest: Guest) -> None:
-    release = ready(guest)
+    release, setup = ready(guest).split(" ")
     assert release == Path("/proc/sys/kernel/osrelease").read_text().strip()
+    assert setup == "setup-missing"  # no VMTEST_SETUP_DONE file
     assert guest.state_dir.is_dir()
+    # the console log level was set as the loop greeted the host
+    assert (guest.state_dir.parent / "printk").read_text() == f"{CONSOLE_LOGLEVEL}\n"
+
+
+def test_ready_banner_says_when_the_setup_completed(tmp_path: Path) -> None:
+    (tmp_path / "setup.done").touch()
+    g = Guest(tmp_path / "state")
+    try:
+        assert ready(g).split(" ")[1] == "setup-done"
+    finally:
+        g.close()
+
+
+def test_the_guest_script_defaults_to_the_contract() -> None:
+    text = GUEST_SCRIPT.read_text()
+    assert f"VMTEST_SETUP_DONE:-{SETUP_DONE}}}" in text
+    assert f"echo {CONSOLE_LOGLEVEL} 2>/dev/null > " in text
 
 
 def test_commands_run_at_nice_0_though_the_loop_starts_niced(tmp_path: Path) -> None:
@@ -511,7 +532,7 @@ def test_client_reads_length_prefixed_payload() -> None:
     bd = Backdoor("m1", fake.host_sock, logging.getLogger("vmtest.test"))
     try:
         assert bd.wait_ready(2.0, lambda: True) == "6.1.0-test"
-        assert bd.kernel_release == "6.1.0-test"
+        assert bd.kernel_release == "6.1.0-test" and not bd.setup_done  # (a banner that does not say)
         result = bd.run("echo 'hi there'\n", timeout=2.0)
         assert (result.status, result.output, result.killed, result.stderr) == (7, payloads[0], False, b"err\n")
         result = bd.run("printf 'a\\0b\\0c'", timeout=2.0)
@@ -519,6 +540,18 @@ def test_client_reads_length_prefixed_payload() -> None:
         fake.finish()
         first = fake.requests[0].rstrip(b"\n").split(b" ")
         assert first[0] == b"run" and first[2] == escape_command("echo 'hi there'\n")
+    finally:
+        bd.close()
+
+
+def test_client_reads_the_setup_state_from_the_banner() -> None:
+    fake = FakeGuest()
+    fake.start(lambda g: g.send_chunked(b"\x02vmtest-ready 6.1.0-test setup-done\n"))
+    bd = Backdoor("m1", fake.host_sock, logging.getLogger("vmtest.test"))
+    try:
+        assert bd.wait_ready(2.0, lambda: True) == "6.1.0-test"
+        assert bd.setup_done
+        fake.finish()
     finally:
         bd.close()
 

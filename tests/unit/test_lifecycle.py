@@ -17,6 +17,7 @@ from vmtest.vm.argv import Launch
 from vmtest.vm.backdoor import BackdoorClosed, BackdoorTimeout, Result
 from vmtest.vm.channels import ChannelError, Channels, NetworkAttachment
 from vmtest.vm.lifecycle import VM
+from vmtest.vm.start import SETUP_CHECK, wait_for_boot
 from vmtest.vm.state import ALLOWED, State
 
 
@@ -94,6 +95,8 @@ class FakeShell:
         self.ready_error: Exception | None = None
         self.closed = False
         self.readies = 0
+        self.setup_done = False  # what the banner says (the set-up check runs when it does not)
+        self.ran: list[str] = []
 
     def wait_ready(self, timeout: float, alive) -> str:  # noqa: ANN001
         self.readies += 1
@@ -104,6 +107,7 @@ class FakeShell:
     def run(self, command: str, timeout: float) -> Result:
         if self.process.status is not None:
             raise BackdoorClosed("the virtio console closed")
+        self.ran.append(command)
         return Result(0, f"ran {command}".encode(), 0.001)
 
     def send_only(self, command: str) -> None:
@@ -215,6 +219,24 @@ def test_running_to_ready(tmp_path: Path, backend: FakeBackend) -> None:
     assert vm.state is State.READY and vm.kernel_release == "6.1.0-fake"
     assert vm.run("true", 5).output == b"ran true"
     vm.release()
+
+
+def test_the_setup_check_runs_only_when_the_banner_does_not_say_the_setup_completed(tmp_path: Path) -> None:
+    class Booting:
+        name = "m1"
+        launched_at = time.monotonic()
+
+        def is_running(self) -> bool:
+            return True
+
+        def console_tail(self, n: int = 20, since: float | None = None) -> list[str]:
+            return []
+
+    for said, checks in ((False, [SETUP_CHECK]), (True, [])):
+        shell = FakeShell(FakeProcess())
+        shell.setup_done = said
+        assert wait_for_boot(Booting(), Channels(FakeMonitor(), FakeConsole(), shell), 5) == "6.1.0-fake"  # type: ignore[arg-type]
+        assert shell.ran == checks
 
 
 def test_launch_failure_is_failed_with_argv_status_and_output(tmp_path: Path, backend: FakeBackend) -> None:

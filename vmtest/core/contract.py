@@ -141,6 +141,11 @@ SETUP_UNIT = "vmtest-setup.service"
 # Written by the set-up script as its last step: the host's check that it succeeded is a shell
 # builtin (`test -e`), not an exec of systemctl (~0.2 s under TCG, on the first command of every boot).
 SETUP_DONE = "/run/vmtest-setup.done"
+# The console log level the backdoor sets when it greets the host (image/guest/backdoor): once booted, the
+# kernel prints only errors and worse on the consoles (its boot chatter - drm, ACPI, floppy - would
+# interleave with what a test prints there and fill the console tails of errors); everything stays in
+# the journal and `dmesg`. A test that wants it all back: `dmesg -n 8`.
+CONSOLE_LOGLEVEL = 4
 
 # -- kernel parameters read inside the guest ---------------------------------------------
 

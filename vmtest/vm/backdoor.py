@@ -122,9 +122,11 @@ class Backdoor:
         self._spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, maxread=65536)
         self._lock = threading.Lock()
         self.kernel_release: str | None = None
+        self.setup_done = False  # the banner said the per-run set-up had completed
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str:
-        """Wait for the ready banner; returns the guest's kernel release. A guest that stops meanwhile (a
+        """Wait for the ready banner; returns the guest's kernel release (``setup_done``: the banner said the
+        per-run set-up completed). A guest that stops meanwhile (a
         kernel panic, a boot loader refusing the kernel: ``crash_watch``) ends the wait at once with
         :class:`GuestCrashed`."""
         deadline = time.monotonic() + timeout
@@ -145,7 +147,9 @@ class Backdoor:
                         raise BackdoorClosed("QEMU exited") from None
                 except (pexpect.EOF, OSError):
                     raise BackdoorClosed("the backdoor's socket closed") from None
-            self.kernel_release = self._spawn.match.group(1).decode(errors="replace")
+            words = self._spawn.match.group(1).decode(errors="replace").split()
+            self.kernel_release = words[0] if words else ""
+            self.setup_done = "setup-done" in words[1:]
             return self.kernel_release
 
     def run(self, command: str, timeout: float) -> Result:

@@ -69,6 +69,10 @@ class Console(Protocol):
 class Shell(Protocol):
     """The backdoor shell (:class:`vmtest.vm.backdoor.Backdoor`)."""
 
+    # The ready banner said that the guest's per-run set-up completed (the backdoor's banner says so; a
+    # serial shell's never does).
+    setup_done: bool
+
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str: ...
 
     def run(self, command: str, timeout: float) -> Result: ...

@@ -213,6 +213,7 @@ class NoShell:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.setup_done = False
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> str:
         return "unknown"

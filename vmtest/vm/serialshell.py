@@ -122,6 +122,7 @@ class SerialShell:
         self._lock = threading.Lock()
         self.token = "vt" + secrets.token_hex(6)
         self.kernel_release: str | None = None
+        self.setup_done = False  # (vmtest's per-run set-up is not run on a foreign image)
 
     # -- the console side -------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from vmtest.config.machine import MachineConfig
 from vmtest.core import progress
-from vmtest.core.contract import CERTS_NAME, SETUP_DONE, SETUP_NAME, SETUP_UNIT
+from vmtest.core.contract import CERTS_NAME, CONSOLE_LOGLEVEL, SETUP_DONE, SETUP_NAME, SETUP_UNIT
 from vmtest.core.errors import LaunchError
 from vmtest.image import BootImage
 from vmtest.vm import disks, efivars, guestsetup
@@ -32,12 +32,8 @@ from vmtest.vm.channels import Channels, NetworkAttachment
 from vmtest.vm.paths import MachinePaths
 from vmtest.vm.tpm import Swtpm
 
-# Once booted, the kernel prints only errors and worse on the console (its boot chatter - drm, ACPI,
-# floppy - would interleave with what a test prints there and fill the console tails of errors);
-# everything stays in the journal and `dmesg`. A test that wants it all back: `dmesg -n 8`.
-CONSOLE_LOGLEVEL = 4
-# The set-up script's last step writes SETUP_DONE: checking it costs no exec (the first command of every
-# boot); only when it is missing does the check ask systemd and the journal why.
+# The set-up script's last step writes SETUP_DONE, and the backdoor's greeting says whether it is there:
+# this check runs only when it is not (or the greeting does not say), and asks systemd and the journal why.
 SETUP_CHECK = (
     f"echo {CONSOLE_LOGLEVEL} > /proc/sys/kernel/printk; "
     f"[ -e {SETUP_DONE} ] && exit 0; "
@@ -127,7 +123,8 @@ def wait_for_boot(vm: Starting, channels: Channels, timeout: float) -> str:
     Used by a cold boot, the boot before a snapshot is saved and after every reboot."""
     with progress.activity(vm.name, "booting"):
         release = channels.shell.wait_ready(timeout, vm.is_running)
-        set_up(vm, channels, SETUP_CHECK, "running the per-run set-up in the guest (host name, network, mounts)")
+        if not channels.shell.setup_done:
+            set_up(vm, channels, SETUP_CHECK, "running the per-run set-up in the guest (host name, network, mounts)")
     return release
 
 
