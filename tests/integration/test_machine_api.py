@@ -205,8 +205,10 @@ def test_commands_on_two_machines_from_two_threads(vm, vm_factory):
 
 
 def test_send_console_reaches_the_serial_port(vm):
-    vm.succeed("(head -n 1 /dev/ttyS0 > /tmp/from-serial) >/dev/null 2>&1 &")
-    time.sleep(1)
+    # The reader has the port open before the line is sent (bytes reaching a closed tty are dropped): a
+    # fixed second was not enough for a cold boot's first commands (--vm-snapshots=off under load).
+    vm.succeed("(exec 3</dev/ttyS0; : > /tmp/serial-open; head -n 1 <&3 > /tmp/from-serial) >/dev/null 2>&1 &")
+    vm.wait_for_file("/tmp/serial-open", timeout=30)
     vm.send_console("typed-on-the-serial-line\n")
     vm.wait_for_file("/tmp/from-serial", timeout=30)
     vm.wait_until_succeeds("grep -q typed-on-the-serial-line /tmp/from-serial", timeout=30)
