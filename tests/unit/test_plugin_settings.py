@@ -17,8 +17,14 @@ def test_dump(pytestconfig):
 """
 
 
-def _run(tmp_path: Path, ini: str = "", args: tuple[str, ...] = (), env: dict[str, str] | None = None):
-    (tmp_path / "test_probe.py").write_text(PROBE)
+def _run(
+    tmp_path: Path,
+    ini: str = "",
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    probe: str = PROBE,
+):
+    (tmp_path / "test_probe.py").write_text(probe)
     (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VMTEST_")}
     clean["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
@@ -131,3 +137,47 @@ def test_help_shows_the_declarations(tmp_path: Path) -> None:
     assert out.returncode == 0
     assert "--vm-accel={auto,kvm,tcg}" in out.stdout and "VMTEST_GLOBAL_TIMEOUT" in out.stdout
     assert "vm_keep_state (bool)" in out.stdout
+
+
+BUILT_BY_THE_TEST = """
+import json
+from vmtest import Machine
+from vmtest.config.settings import Settings
+from vmtest.image import ImageStore
+from vmtest.vm import accel
+from vmtest.vm.restore import Choice
+
+def test_built_here():
+    store = ImageStore()
+    machine = Machine("m")  # nothing starts at construction
+    print("BUILT=" + json.dumps({
+        "snapshots": Choice.of(store).enabled,
+        "cache_dir": str(store.cache.root),
+        "cache_url": store.cache_url,
+        "accel": accel.requested(),
+        "screens": str(machine.screen.output_dir),
+    }))
+"""
+
+
+def test_a_machine_a_test_builds_itself_gets_the_sessions_settings(tmp_path: Path) -> None:
+    # --vm-snapshots=off on the command line once reached only the plugin's own machines: a Machine or
+    # ImageStore built by a test (or a fixture) read the environment alone and restored snapshots
+    url = "http://127.0.0.1:9/store"
+    args = ("--vm-snapshots=off", "--vm-accel=tcg", "--vm-cache-dir=c", f"--vm-cache-url={url}")
+    out = _run(tmp_path, "vm_output_dir = out\n", args, probe=BUILT_BY_THE_TEST)
+    built = [line.split("=", 1)[1] for line in out.stdout.splitlines() if line.startswith("BUILT=")]
+    assert out.returncode == 0 and built, out.stdout + out.stderr
+    assert json.loads(built[0]) == {
+        "snapshots": False,
+        "cache_dir": str(tmp_path / "c"),
+        "cache_url": url,
+        "accel": "tcg",
+        "screens": str(tmp_path / "out" / "m"),
+    }
+    # without a setting anywhere: the defaults, as from the environment
+    out = _run(tmp_path, probe=BUILT_BY_THE_TEST)
+    built = [line.split("=", 1)[1] for line in out.stdout.splitlines() if line.startswith("BUILT=")]
+    assert out.returncode == 0 and built, out.stdout + out.stderr
+    got = json.loads(built[0])
+    assert (got["snapshots"], got["cache_dir"], got["accel"]) == (True, str(tmp_path / "xdg" / "vmtest"), "auto")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from vmtest.cli.main import parser as cli_parser
+from vmtest.config import settings as settings_module
 from vmtest.config import validators
 from vmtest.config.declare import declared
-from vmtest.config.settings import ACCELERATORS, Settings, add_arguments, from_arguments, no_ini
+from vmtest.config.settings import ACCELERATORS, Settings, add_arguments, from_arguments, in_force, no_ini
 from vmtest.core.errors import ConfigError
 from vmtest.image import ImageStore
 from vmtest.plugin.settings import add_pytest_options
@@ -196,6 +197,13 @@ def test_relative_and_home_paths_are_made_absolute(monkeypatch: pytest.MonkeyPat
     assert Settings.check("cache_dir", "rel") == tmp_path / "rel"
 
 
+@pytest.fixture
+def outside_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a script: no pytest session's settings in force (this test runs in one)."""
+    monkeypatch.setattr(settings_module, "_IN_FORCE", [])
+
+
+@pytest.mark.usefixtures("outside_pytest")
 def test_image_store_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VMTEST_CACHE_DIR", "/from/env")
@@ -279,6 +287,7 @@ def test_vmtest_command_reads_its_flags(monkeypatch: pytest.MonkeyPatch) -> None
 # -- consumers ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("outside_pytest")
 def test_accel_request_is_checked_by_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
     from vmtest.vm import accel
 
@@ -327,3 +336,21 @@ def test_keep_for_takes_seconds_or_a_unit() -> None:
     assert Settings.check("keep_for", 45) == 45.0
     with pytest.raises(ConfigError, match="keep_for"):
         Settings.check("keep_for", "soon")
+
+
+@pytest.mark.usefixtures("outside_pytest")
+def test_active_is_the_innermost_session_in_force_else_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMTEST_SNAPSHOTS", "on")
+    monkeypatch.setenv("VMTEST_ACCEL", "kvm")
+    assert Settings.active() == Settings.from_environment()
+    outer = Settings.resolve({"snapshots": "off"}, {}, no_ini)
+    inner = Settings.resolve({"accel": "tcg"}, {}, no_ini)
+    with in_force(outer):
+        assert Settings.active().snapshots == "off"
+        with in_force(inner):
+            assert (Settings.active().snapshots, Settings.active().accel) == ("on", "tcg")
+        assert Settings.active() is outer
+        with pytest.raises(RuntimeError), in_force(inner):
+            raise RuntimeError("a session that fails still hands back")
+        assert Settings.active() is outer
+    assert Settings.active().accel == "kvm"

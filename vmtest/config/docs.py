@@ -177,8 +177,9 @@ def markdown() -> str:
         "environment, then the ini file, then the default. An empty environment variable counts as unset;",
         f"yes/no settings take {', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)} (any case). A bad value",
         "stops the run with an error naming where it came from and what is allowed. The `vmtest` command",
-        "reads the environment and takes `--cache-dir` and `run-vm --accel`; a `Machine` or `ImageStore`",
-        "made outside pytest reads the environment.",
+        "reads the environment and takes `--cache-dir` and `run-vm --accel`. A `Machine` or `ImageStore` a",
+        "test or fixture builds itself takes the pytest session's settings (`--vm-snapshots=off` reaches it);",
+        "one made outside pytest reads the environment.",
         "",
     ]
     lines += _table(

@@ -7,7 +7,9 @@ the first of these that is set: the command line, then the environment, then
 the ini file (``pytest.ini``, ``[tool.pytest.ini_options]``, ``tox.ini``),
 then the default. :meth:`Settings.resolve` does that for any source (it is
 pure); :meth:`Settings.from_environment` is for code running outside pytest
-(a ``Machine`` or ``ImageStore`` made in a script); the pytest glue lives in
+(a ``Machine`` or ``ImageStore`` made in a script), :meth:`Settings.active` for
+code that may run in either (inside a pytest session it is that session's
+settings, command line and ini file included); the pytest glue lives in
 :mod:`vmtest.plugin.settings`, the ``vmtest`` command's glue is
 :func:`add_arguments` / :func:`from_arguments` below.
 """
@@ -15,9 +17,10 @@ pure); :meth:`Settings.from_environment` is for code running outside pytest
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
@@ -188,6 +191,29 @@ class Settings:
     def from_environment(cls) -> Settings:
         """The settings of a program without command-line flags or ini file: environment, else defaults."""
         return cls.resolve({}, os.environ, no_ini)
+
+    @classmethod
+    def active(cls) -> Settings:
+        """The settings in force in this process: those of the running pytest session (its command line
+        and ini file included; the plugin installs them with :func:`in_force`), else
+        :meth:`from_environment`. A ``Machine`` or ``ImageStore`` a test builds itself takes its defaults
+        from here, so ``pytest --vm-snapshots=off`` reaches it as ``VMTEST_SNAPSHOTS=off`` would."""
+        return _IN_FORCE[-1] if _IN_FORCE else cls.from_environment()
+
+
+# The settings of the pytest sessions running in this process, innermost last (a test may run pytest
+# in-process, pytester's runpytest: its session's settings hold until it ends).
+_IN_FORCE: list[Settings] = []
+
+
+@contextlib.contextmanager
+def in_force(settings: Settings) -> Iterator[None]:
+    """Make ``settings`` what :meth:`Settings.active` returns until the block ends."""
+    _IN_FORCE.append(settings)
+    try:
+        yield
+    finally:
+        _IN_FORCE.remove(settings)
 
 
 def _given(value: object) -> bool:

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import threading
@@ -83,13 +82,14 @@ class ImageStore:
         rebuild: bool = False,
         cache_url: str | None = None,
     ) -> None:
-        # ``cache_dir`` given: that directory; None: the run setting (VMTEST_CACHE_DIR, else the XDG cache)
-        root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.from_environment().cache_dir
+        # ``cache_dir`` given: that directory; None: the run setting (--vm-cache-dir in a pytest session,
+        # VMTEST_CACHE_DIR, else the XDG cache)
+        root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.active().cache_dir
         self.cache = Cache(root)
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
-        # a read-only remote cache asked before building (the cache_url setting; None: VMTEST_CACHE_URL, if set)
-        url = cache_url or os.environ.get(Settings.names("cache_url").env) or None
+        # a read-only remote cache asked before building (None: the cache_url setting in force, if set)
+        url = cache_url or Settings.active().cache_url
         self.cache_url: str | None = Settings.check("cache_url", url) if url else None
         self._rebuilt: set[str] = set()
         # image key -> how this store got it: "cache", "fetched" (remote cache) or "built" (summary())

@@ -84,7 +84,7 @@ class Machine(NixosAliases):
         self.systemd = Systemd(self.commands)
         self.waits = Waits(self.commands)
         self.files = Files(self.commands)
-        default_output = Settings.from_environment().output_dir / name
+        default_output = Settings.active().output_dir / name
         self.screen = Screen(self.commands, Path(output_dir) if output_dir else default_output)
         self.keyboard = Keyboard(self.vm)
         self.terminals = Terminals(self.commands)

@@ -20,6 +20,7 @@ the NixOS script globals (``start_all``, ``subtest``, ...) in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Generator
@@ -28,6 +29,7 @@ from typing import IO
 import pluggy
 import pytest
 
+from vmtest.config.settings import in_force
 from vmtest.core.cache import TRIM_GRACE, Cache
 from vmtest.core.errors import ConfigError
 from vmtest.core.log import get_logger, size_text
@@ -82,6 +84,10 @@ TRIMMED_KEY = pytest.StashKey["list[tuple[str, int]]"]()
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[SESSION_START_KEY] = time.time()
     run = settings(session.config)  # a bad setting stops the run before any test (pytest.UsageError)
+    # what a Machine or ImageStore a test builds itself takes its defaults from, until pytest is done
+    in_force_until_done = contextlib.ExitStack()
+    in_force_until_done.enter_context(in_force(run))
+    session.config.add_cleanup(in_force_until_done.close)
     try:
         session.config.stash[SESSION_MARK_KEY] = Cache(run.cache_dir).join_sessions()
     except OSError:

@@ -37,10 +37,11 @@ PROBE_TIMEOUT = 20.0
 
 def requested(accel: str | None = None) -> str:
     """The accelerator asked for: ``accel`` as resolved by the caller (the pytest plugin, the ``vmtest``
-    command), checked against :data:`~vmtest.config.settings.ACCELERATORS`; None (a Machine made
-    outside pytest) means the run setting from the environment (``VMTEST_ACCEL``, else auto)."""
+    command), checked against :data:`~vmtest.config.settings.ACCELERATORS`; None (a Machine built
+    outside the plugin) means the run setting in force (:meth:`~vmtest.config.settings.Settings.active`: the pytest
+    session's, else ``VMTEST_ACCEL``, else auto)."""
     if accel is None:
-        return Settings.from_environment().accel
+        return Settings.active().accel
     checked: str = Settings.check("accel", accel)  # the accel validator returns one of ACCELERATORS
     return checked
 

@@ -236,7 +236,7 @@ class Choice:
     def of(cls, store: ImageStore, enabled: bool | None = None) -> Choice:
         """The snapshots of ``store``'s cache; ``enabled`` None: as the run settings say (``--vm-snapshots``)."""
         if enabled is None:
-            enabled = Settings.from_environment().snapshots == "on"
+            enabled = Settings.active().snapshots == "on"
 
         def fetch(key: str, qemu: str) -> bool:
             accept, fixup = snap.import_policy(store.cache, qemu, store.logger)
