@@ -28,6 +28,20 @@ def test_boot_uname_and_exit_status(vm_factory, store):
     loaded = {line.split()[0] for line in vm.succeed("cat /proc/modules").splitlines()}
     assert not loaded & {"floppy", "pcspkr", "aesni_intel", "powernow_k8", "i2c_piix4", "kvm", "ata_piix", "libata"}
     vm.succeed("modprobe aesni_intel && grep -q '^aesni_intel ' /proc/modules")
+    # /sys and the BPF file system come from stage 1, mounted as systemd mounts them
+    mounts = vm.succeed(*(f"findmnt -n -o TARGET,FSTYPE,OPTIONS --mountpoint {m}" for m in ("/sys", "/sys/fs/bpf")))
+    mounts = mounts.splitlines()
+    (sys_target, sys_type, sys_options), (bpf_target, bpf_type, bpf_options) = (line.split() for line in mounts)
+    assert (sys_target, sys_type, bpf_target, bpf_type) == ("/sys", "sysfs", "/sys/fs/bpf", "bpf")
+    assert {"rw", "nosuid", "nodev", "noexec"} <= set(sys_options.split(","))
+    assert {"rw", "nosuid", "nodev", "noexec", "mode=700"} <= set(bpf_options.split(","))
+    # the early units the first command does not need ran after the backdoor's start, at the lowest priority
+    for unit in ("sys-kernel-debug.mount", "systemd-udev-trigger.service", "systemd-modules-load.service"):
+        show = dict(
+            line.split("=", 1) for line in vm.succeed(f"systemctl show -p After,Nice,ActiveState {unit}").splitlines()
+        )
+        assert "vmtest-backdoor.service" in show["After"].split(), (unit, show)
+        assert (show["Nice"], show["ActiveState"]) == ("19", "active"), (unit, show)
     vm.shutdown()
     assert not vm.is_running()
 

@@ -15,6 +15,7 @@ from vmtest import MachineConfig
 from vmtest.core.contract import CRITICAL_NICE, MODULES_LABEL, SETUP_UNIT, XCHG_MOUNT_UNIT
 from vmtest.image import kernel
 from vmtest.image.rootfs import (
+    AFTER_BACKDOOR_NICE,
     AFTER_BACKDOOR_UNITS,
     BLACKLISTED_MODULES,
     MASKED_GENERATORS,
@@ -76,6 +77,9 @@ def test_early_units_no_first_command_needs_wait_for_the_backdoor(tmp_path: Path
     for unit in AFTER_BACKDOOR_UNITS:
         drop_in = (units / f"{unit}.d" / "vmtest-after-backdoor.conf").read_text()
         assert drop_in.startswith("[Unit]\n") and "\nAfter=vmtest-backdoor.service\n" in drop_in
+        # at the lowest priority, in the section of the unit's type (systemd ignores Nice= elsewhere)
+        section = "[Mount]" if unit.endswith(".mount") else "[Service]"
+        assert f"\n{section}\nNice={AFTER_BACKDOOR_NICE}\n" in drop_in and AFTER_BACKDOOR_NICE == 19
     # nothing the backdoor waits for is among them (an ordering cycle: systemd would drop a job)
     backdoor = (units / "vmtest-backdoor.service").read_text()
     setup = (units / SETUP_UNIT).read_text()

@@ -31,7 +31,7 @@ from vmtest.image import kernel as kernel_mod
 from vmtest.image import layer as layer_mod
 from vmtest.image import packages as packages_mod
 from vmtest.image import rootfs as rootfs_mod
-from vmtest.image.rootfs import AFTER_BACKDOOR_DROP_IN, AFTER_BACKDOOR_UNITS, MASKED_UNITS, build_rootfs, guest_file
+from vmtest.image.rootfs import AFTER_BACKDOOR_UNITS, MASKED_UNITS, after_backdoor_drop_in, build_rootfs, guest_file
 
 IMAGE_BUILDER_VERSION = "4"
 ORIGINS = ("cache", "fetched", "built")
@@ -49,7 +49,7 @@ def image_key(config: MachineConfig, kernel: kernel_mod.KernelSpec) -> str:
             config.suite, layer_mod.packages(config)
         ),  # the bootstrap it starts from (its builder's code too)
         "masked": list(MASKED_UNITS),
-        "after_backdoor": [list(AFTER_BACKDOOR_UNITS), AFTER_BACKDOOR_DROP_IN],
+        "after_backdoor": {unit: after_backdoor_drop_in(unit) for unit in AFTER_BACKDOOR_UNITS},
         "guest_files": {f.path: hashlib.sha256(guest_file(f.name)).hexdigest() for f in GUEST_FILES},
         "xchg_mount": xchg_mount_unit(),
     }
