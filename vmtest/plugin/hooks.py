@@ -122,7 +122,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     supervise_children(False)
     config = session.config
     run = settings(config)
-    snapshotusers.write(config, Cache(run.cache_dir))
+    cache = Cache(run.cache_dir)
+    snapshotusers.write(config, cache)
     mark = config.stash.get(SESSION_MARK_KEY, None)
     try:
         if hasattr(config, "workerinput"):
@@ -134,7 +135,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             return
         start = config.stash.get(SESSION_START_KEY, time.time())
         used_since = min(start, time.time() - TRIM_GRACE)
-        config.stash[TRIMMED_KEY] = Cache(run.cache_dir).trim(run.cache_max_size, used_since)
+        config.stash[TRIMMED_KEY] = cache.trim(run.cache_max_size, used_since)
     finally:
         if mark is not None:
             mark.close()
