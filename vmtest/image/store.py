@@ -82,15 +82,18 @@ class ImageStore:
         rebuild: bool = False,
         cache_url: str | None = None,
     ) -> None:
-        # ``cache_dir`` given: that directory; None: the run setting (--vm-cache-dir in a pytest session,
-        # VMTEST_CACHE_DIR, else the XDG cache)
-        root = Settings.check("cache_dir", cache_dir) if cache_dir else Settings.active().cache_dir
-        self.cache = Cache(root)
+        # What is not given here is the run setting in force (--vm-cache-dir / --vm-cache-url in a pytest
+        # session, else VMTEST_CACHE_DIR / VMTEST_CACHE_URL, else the XDG cache and none), resolved once:
+        # outside pytest that reads every VMTEST_* variable.
+        if not cache_dir or not cache_url:
+            run = Settings.active()
+            cache_dir = cache_dir or run.cache_dir
+            cache_url = cache_url or run.cache_url
+        self.cache = Cache(Settings.check("cache_dir", cache_dir))
         self.logger = logger or get_logger("image")
         self.rebuild = rebuild  # rebuild every image once in this process (pytest --vm-rebuild)
-        # a read-only remote cache asked before building (None: the cache_url setting in force, if set)
-        url = cache_url or Settings.active().cache_url
-        self.cache_url: str | None = Settings.check("cache_url", url) if url else None
+        # a read-only remote cache asked before building
+        self.cache_url: str | None = Settings.check("cache_url", cache_url) if cache_url else None
         self._rebuilt: set[str] = set()
         # image key -> how this store got it: "cache", "fetched" (remote cache) or "built" (summary())
         self.origins: dict[str, str] = {}
